@@ -1,0 +1,42 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// realisticResult is shaped like a resources result with top processes: the
+// most common and largest message an agent sends.
+func realisticResult(seq uint64) []byte {
+	ts := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	procs := make([]map[string]any, 10)
+	for i := range procs {
+		procs[i] = map[string]any{"pid": 1000 + i, "name": fmt.Sprintf("worker-%d", i), "user": "www-data", "cpu_pct": 12.5, "rss": 123456789}
+	}
+	data, _ := json.Marshal(map[string]any{
+		"cpu": map[string]any{"total": 93.1, "user": 80.2, "system": 10.1, "iowait": 1.2, "steal": 0.4},
+		"mem": map[string]any{"total": 8 << 30, "used": 6 << 30, "pct": 75.0},
+		"load": []float64{3.1, 2.7, 2.2},
+		"top_cpu": procs,
+	})
+	first := ts.Add(-time.Minute)
+	e := Envelope{V: 1, Kind: KindResult, Run: "r7Kq2mX9", Seq: seq, TS: ts, Check: "resources", Status: StatusCrit,
+		Summary: "cpu 93% for 3 samples",
+		Findings: []Finding{{Code: "res.cpu_high", Severity: SeverityCrit, Message: "CPU at 93.1% for 3 samples (threshold 90%)", Count: 3, First: &first, Last: &ts}},
+		Data:     data}
+	b, _ := Marshal(e)
+	return b[:len(b)-1]
+}
+
+func BenchmarkDecode(b *testing.B) {
+	line := realisticResult(42)
+	b.SetBytes(int64(len(line) + 1))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

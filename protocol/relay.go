@@ -1,0 +1,40 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Report is what a relay publishes for each guest line: the VM's identity as
+// the host knows it, and the guest envelope exactly as it was received and
+// validated. Anything the guest says about itself stays inside Guest.
+type Report struct {
+	V        int             `json:"v"`
+	Host     string          `json:"host"`
+	VM       string          `json:"vm"`
+	UUID     string          `json:"uuid,omitempty"`
+	Channel  string          `json:"channel"`
+	Received time.Time       `json:"received"`
+	Guest    json.RawMessage `json:"guest"`
+}
+
+// ChannelState says whether a relay is connected to a VM's channel.
+type ChannelState string
+
+// Channel states.
+const (
+	ChannelConnected    ChannelState = "connected"
+	ChannelDisconnected ChannelState = "disconnected"
+)
+
+// ChannelEvent is published when a relay connects to or loses a VM's channel.
+type ChannelEvent struct {
+	V       int          `json:"v"`
+	Host    string       `json:"host"`
+	VM      string       `json:"vm"`
+	UUID    string       `json:"uuid,omitempty"`
+	Channel string       `json:"channel"`
+	State   ChannelState `json:"state"`
+	TS      time.Time    `json:"ts"`
+	Reason  string       `json:"reason,omitempty"`
+}
