@@ -1,0 +1,61 @@
+package natsutil
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and defaults shared by relay, collector and scheduler.
+const (
+	StreamName = "GUESTDIAG"
+	// StreamSubjects captures everything guestdiag publishes.
+	StreamSubjects = "guestdiag.>"
+	// DefaultDuplicates must outlast a relay outage plus the agent's resend:
+	// a message published just before the relay died and resent after it
+	// came back is recognised only inside this window.
+	DefaultDuplicates = 2 * time.Hour
+	DefaultMaxAge     = 7 * 24 * time.Hour
+)
+
+// StreamConfig configures the GUESTDIAG stream.
+type StreamConfig struct {
+	Replicas   int
+	Duplicates time.Duration
+	MaxAge     time.Duration
+	MaxBytes   int64
+}
+
+// EnsureStream creates the GUESTDIAG stream, or updates it to cfg if it
+// exists, so that every daemon can start in any order.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = DefaultDuplicates
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "guestdiag reports, heartbeats, channel events, alerts, hints and plans",
+		Subjects:    []string{StreamSubjects},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.Duplicates,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
