@@ -81,6 +81,7 @@ func (r *Reader) ReadLine() ([]byte, error) {
 					over = true
 					r.buf = r.buf[:0]
 				} else {
+					r.grow(len(chunk))
 					r.buf = append(r.buf, chunk...)
 				}
 			}
@@ -112,6 +113,20 @@ func (r *Reader) ReadLine() ([]byte, error) {
 		r.stats.Lines++
 		return b, nil
 	}
+}
+
+// grow makes room for n more bytes without ever letting the buffer's
+// capacity pass max+1, so a hostile stream cannot make the reader allocate
+// more than one line's worth.
+func (r *Reader) grow(n int) {
+	need := len(r.buf) + n
+	if need <= cap(r.buf) {
+		return
+	}
+	c := min(max(need, 2*cap(r.buf)), r.max+1)
+	nb := make([]byte, len(r.buf), c)
+	copy(nb, r.buf)
+	r.buf = nb
 }
 
 // Next reads, decodes and validates the next guest envelope. It returns the
