@@ -1,0 +1,625 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// ResourcesName is the registered name of the resources check.
+const ResourcesName = "resources"
+
+func init() {
+	register(Registration{
+		Name:     ResourcesName,
+		Default:  true,
+		Interval: 30 * time.Second,
+		New: func(logger *slog.Logger) Check {
+			return NewResources(DefaultResourcesConfig(), logger)
+		},
+	})
+}
+
+// Finding codes of the resources check.
+const (
+	CodeCPUHigh    = "res.cpu_high"
+	CodeMemoryHigh = "res.memory_high"
+	CodeDiskFull   = "res.disk_full"
+)
+
+// Threshold holds the percentages at or above which a value is a warning and
+// a critical finding.
+type Threshold struct {
+	Warn float64
+	Crit float64
+}
+
+// ResourcesConfig tunes the resources check. Zero fields take the defaults
+// of DefaultResourcesConfig.
+type ResourcesConfig struct {
+	CPU Threshold // percent of CPU time used (everything but idle and iowait)
+	// CPUSamples is how many consecutive samples must reach CPU.Warn (or
+	// CPU.Crit) before res.cpu_high is reported.
+	CPUSamples int
+	Memory     Threshold // percent of memory not available
+	Disk       Threshold // percent of a filesystem used, as df computes it
+	// FirstWindow is the window the first run measures CPU over, since it
+	// has no previous sample to compare with. Later runs measure over the
+	// time since the previous run.
+	FirstWindow time.Duration
+	// DiskTimeout bounds the listing of mounts and every statfs. A call that
+	// does not return in time is abandoned, and its mount is skipped until it
+	// does return.
+	DiskTimeout time.Duration
+}
+
+// DefaultResourcesConfig returns the default thresholds and time limits.
+func DefaultResourcesConfig() ResourcesConfig {
+	return ResourcesConfig{
+		CPU:         Threshold{Warn: 90, Crit: 98},
+		CPUSamples:  3,
+		Memory:      Threshold{Warn: 90, Crit: 97},
+		Disk:        Threshold{Warn: 90, Crit: 97},
+		FirstWindow: time.Second,
+		DiskTimeout: 5 * time.Second,
+	}
+}
+
+func (c ResourcesConfig) withDefaults() ResourcesConfig {
+	d := DefaultResourcesConfig()
+	if c.CPU == (Threshold{}) {
+		c.CPU = d.CPU
+	}
+	if c.CPUSamples <= 0 {
+		c.CPUSamples = d.CPUSamples
+	}
+	if c.Memory == (Threshold{}) {
+		c.Memory = d.Memory
+	}
+	if c.Disk == (Threshold{}) {
+		c.Disk = d.Disk
+	}
+	if c.FirstWindow <= 0 {
+		c.FirstWindow = d.FirstWindow
+	}
+	if c.DiskTimeout <= 0 {
+		c.DiskTimeout = d.DiskTimeout
+	}
+	return c
+}
+
+// ResourcesData is the data of a resources result. A section is absent when
+// it could not be gathered; Errors then says why.
+type ResourcesData struct {
+	CPU    *CPUData    `json:"cpu,omitempty"`
+	Memory *MemoryData `json:"memory,omitempty"`
+	Swap   *SwapData   `json:"swap,omitempty"`
+	Load   *LoadData   `json:"load,omitempty"`
+	Disks  []DiskData  `json:"disks"`
+	Errors []string    `json:"errors,omitempty"`
+}
+
+// CPUData is CPU time by mode, in percent of all CPUs over WindowSec. The
+// modes add up to 100: user includes nice, system includes irq and softirq.
+// UsedPct is everything but idle and iowait; steal counts as used, because
+// the guest wanted that time.
+type CPUData struct {
+	WindowSec float64 `json:"window_s"`
+	Count     int     `json:"count"`
+	UsedPct   float64 `json:"used_pct"`
+	UserPct   float64 `json:"user_pct"`
+	SystemPct float64 `json:"system_pct"`
+	IowaitPct float64 `json:"iowait_pct"`
+	StealPct  float64 `json:"steal_pct"`
+	IdlePct   float64 `json:"idle_pct"`
+}
+
+// MemoryData is physical memory. UsedPct is the share that is not
+// available to new allocations without swapping.
+type MemoryData struct {
+	TotalBytes     uint64  `json:"total_bytes"`
+	AvailableBytes uint64  `json:"available_bytes"`
+	UsedPct        float64 `json:"used_pct"`
+}
+
+// SwapData is swap space; all zero when the guest has none.
+type SwapData struct {
+	TotalBytes uint64  `json:"total_bytes"`
+	UsedBytes  uint64  `json:"used_bytes"`
+	UsedPct    float64 `json:"used_pct"`
+}
+
+// LoadData is the load average. Windows has none; gopsutil emulates it.
+type LoadData struct {
+	Load1  float64 `json:"load1"`
+	Load5  float64 `json:"load5"`
+	Load15 float64 `json:"load15"`
+}
+
+// DiskData is the usage of one mounted filesystem.
+type DiskData struct {
+	Mountpoint string  `json:"mountpoint"`
+	Device     string  `json:"device"`
+	Fstype     string  `json:"fstype"`
+	TotalBytes uint64  `json:"total_bytes"`
+	UsedBytes  uint64  `json:"used_bytes"`
+	FreeBytes  uint64  `json:"free_bytes"`
+	UsedPct    float64 `json:"used_pct"`
+}
+
+// cpuTimes are cumulative CPU seconds over all CPUs since boot.
+type cpuTimes struct {
+	User, Nice, System, Idle, Iowait, Irq, Softirq, Steal float64
+}
+
+// total leaves out guest and guest_nice: Linux already counts them in user
+// and nice.
+func (t cpuTimes) total() float64 {
+	return t.User + t.Nice + t.System + t.Idle + t.Iowait + t.Irq + t.Softirq + t.Steal
+}
+
+type memoryStat struct{ Total, Available uint64 }
+
+type swapStat struct{ Total, Used uint64 }
+
+type mount struct {
+	Device, Mountpoint, Fstype string
+}
+
+type diskUsage struct{ Total, Used, Free uint64 }
+
+// resourceSource gathers the raw numbers. usage may block for good (a dead
+// NFS server); the caller bounds it.
+type resourceSource interface {
+	cpuTimes(ctx context.Context) (cpuTimes, error)
+	memory(ctx context.Context) (memoryStat, error)
+	swap(ctx context.Context) (swapStat, error)
+	load(ctx context.Context) (LoadData, error)
+	mounts(ctx context.Context) ([]mount, error)
+	usage(path string) (diskUsage, error)
+}
+
+// Resources is the resources check: CPU, memory, swap, load and disk usage.
+type Resources struct {
+	cfg    ResourcesConfig
+	src    resourceSource
+	logger *slog.Logger
+
+	mu       sync.Mutex // serialises Run
+	prev     *cpuTimes
+	prevAt   time.Time
+	cpuWarnN int // consecutive samples at or above CPU.Warn
+	cpuCritN int // consecutive samples at or above CPU.Crit
+
+	busyMu sync.Mutex
+	busy   map[string]time.Time // mountpoints with a statfs in flight, and since when
+}
+
+// NewResources returns the resources check gathering through gopsutil.
+func NewResources(cfg ResourcesConfig, logger *slog.Logger) *Resources {
+	return newResources(cfg, psutilSource{}, logger)
+}
+
+func newResources(cfg ResourcesConfig, src resourceSource, logger *slog.Logger) *Resources {
+	return &Resources{
+		cfg:    cfg.withDefaults(),
+		src:    src,
+		logger: logger,
+		busy:   map[string]time.Time{},
+	}
+}
+
+// Name returns "resources".
+func (r *Resources) Name() string { return ResourcesName }
+
+// Run gathers one sample. If any metric cannot be gathered the status is
+// unknown, never ok, and the summary says what failed; findings about the
+// metrics that were gathered are still reported.
+func (r *Resources) Run(ctx context.Context) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+
+	var (
+		data     ResourcesData
+		findings []protocol.Finding
+	)
+	fail := func(what string, err error) {
+		data.Errors = append(data.Errors, what+": "+err.Error())
+	}
+
+	if c, err := r.cpu(ctx); err != nil {
+		r.cpuWarnN, r.cpuCritN = 0, 0
+		fail("cpu", err)
+	} else {
+		data.CPU = &c
+		findings = append(findings, r.cpuFindings(c)...)
+	}
+	if m, err := r.src.memory(ctx); err != nil {
+		fail("memory", err)
+	} else if m.Total == 0 {
+		fail("memory", errors.New("total memory reported as 0"))
+	} else {
+		data.Memory = &MemoryData{
+			TotalBytes:     m.Total,
+			AvailableBytes: m.Available,
+			UsedPct:        pct(float64(m.Total)-float64(m.Available), float64(m.Total)),
+		}
+		findings = append(findings, r.memoryFindings(*data.Memory)...)
+	}
+	if s, err := r.src.swap(ctx); err != nil {
+		fail("swap", err)
+	} else {
+		data.Swap = &SwapData{TotalBytes: s.Total, UsedBytes: s.Used, UsedPct: pct(float64(s.Used), float64(s.Total))}
+	}
+	if l, err := r.src.load(ctx); err != nil {
+		fail("load", err)
+	} else {
+		data.Load = &l
+	}
+	disks, errs := r.disks(ctx)
+	data.Disks = append([]DiskData{}, disks...) // [] rather than null when none
+	data.Errors = append(data.Errors, errs...)
+	for _, d := range disks {
+		findings = append(findings, r.diskFindings(d)...)
+	}
+
+	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
+	switch {
+	case len(data.Errors) > 0:
+		res.Status = protocol.StatusUnknown
+		res.Summary = "could not gather " + strings.Join(data.Errors, "; ")
+		if len(findings) > 0 {
+			res.Summary += "; " + joinMessages(findings)
+		}
+	case len(findings) > 0:
+		res.Summary = joinMessages(findings)
+	default:
+		res.Summary = okSummary(data)
+	}
+	res.Summary = clip(res.Summary, protocol.MaxSummaryLen)
+	return res
+}
+
+// cpu returns CPU use since the previous run. The first run, and a run after
+// the counters went backwards (CPU hot-unplug), measures over FirstWindow.
+func (r *Resources) cpu(ctx context.Context) (CPUData, error) {
+	cur, err := r.src.cpuTimes(ctx)
+	if err != nil {
+		r.prev = nil
+		return CPUData{}, err
+	}
+	now := time.Now()
+	if r.prev == nil || cur.total() < r.prev.total() {
+		first := cur
+		r.prev, r.prevAt = &first, now
+		t := time.NewTimer(r.cfg.FirstWindow)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			r.prev = nil
+			return CPUData{}, ctx.Err()
+		}
+		if cur, err = r.src.cpuTimes(ctx); err != nil {
+			r.prev = nil
+			return CPUData{}, err
+		}
+		now = time.Now()
+	}
+	prev, prevAt := *r.prev, r.prevAt
+	r.prev, r.prevAt = &cur, now
+	return cpuPercent(prev, cur, now.Sub(prevAt))
+}
+
+// cpuPercent turns two samples into percentages. It is pure so that the
+// arithmetic is tested without a clock.
+func cpuPercent(prev, cur cpuTimes, window time.Duration) (CPUData, error) {
+	total := cur.total() - prev.total()
+	if total <= 0 {
+		return CPUData{}, errors.New("no cpu time elapsed between samples")
+	}
+	share := func(d float64) float64 { return round1(math.Max(0, d) / total * 100) }
+	c := CPUData{
+		WindowSec: round1(window.Seconds()),
+		Count:     runtime.NumCPU(),
+		UserPct:   share(cur.User + cur.Nice - prev.User - prev.Nice),
+		SystemPct: share(cur.System + cur.Irq + cur.Softirq - prev.System - prev.Irq - prev.Softirq),
+		IowaitPct: share(cur.Iowait - prev.Iowait),
+		StealPct:  share(cur.Steal - prev.Steal),
+		IdlePct:   share(cur.Idle - prev.Idle),
+	}
+	c.UsedPct = round1(math.Max(0, 100-c.IdlePct-c.IowaitPct))
+	return c, nil
+}
+
+func (r *Resources) cpuFindings(c CPUData) []protocol.Finding {
+	r.cpuWarnN = streak(r.cpuWarnN, c.UsedPct >= r.cfg.CPU.Warn)
+	r.cpuCritN = streak(r.cpuCritN, c.UsedPct >= r.cfg.CPU.Crit)
+	n := r.cfg.CPUSamples
+	if r.cpuWarnN < n {
+		return nil
+	}
+	sev, limit := protocol.SeverityWarn, r.cfg.CPU.Warn
+	if r.cpuCritN >= n {
+		sev, limit = protocol.SeverityCrit, r.cfg.CPU.Crit
+	}
+	return []protocol.Finding{{
+		Code:     CodeCPUHigh,
+		Severity: sev,
+		Message:  fmt.Sprintf("cpu %.1f%% used, at or above %.0f%% for %d samples in a row", c.UsedPct, limit, r.cpuWarnN),
+		Count:    uint64(r.cpuWarnN),
+	}}
+}
+
+func streak(n int, hit bool) int {
+	if hit {
+		return n + 1
+	}
+	return 0
+}
+
+func (r *Resources) memoryFindings(m MemoryData) []protocol.Finding {
+	sev, limit, ok := r.cfg.Memory.classify(m.UsedPct)
+	if !ok {
+		return nil
+	}
+	return []protocol.Finding{{
+		Code:     CodeMemoryHigh,
+		Severity: sev,
+		Message:  fmt.Sprintf("memory %.1f%% used (threshold %.0f%%), %s available", m.UsedPct, limit, bytesIEC(m.AvailableBytes)),
+	}}
+}
+
+func (r *Resources) diskFindings(d DiskData) []protocol.Finding {
+	sev, limit, ok := r.cfg.Disk.classify(d.UsedPct)
+	if !ok {
+		return nil
+	}
+	return []protocol.Finding{{
+		Code:     CodeDiskFull,
+		Severity: sev,
+		Message:  fmt.Sprintf("%s %.1f%% full (threshold %.0f%%), %s free", d.Mountpoint, d.UsedPct, limit, bytesIEC(d.FreeBytes)),
+		Source:   clip(d.Mountpoint, protocol.MaxSourceLen),
+	}}
+}
+
+func (t Threshold) classify(v float64) (protocol.Severity, float64, bool) {
+	switch {
+	case v >= t.Crit:
+		return protocol.SeverityCrit, t.Crit, true
+	case v >= t.Warn:
+		return protocol.SeverityWarn, t.Warn, true
+	}
+	return "", 0, false
+}
+
+// disks returns the usage of every real filesystem and the reasons for the
+// ones it could not measure. Every statfs runs in its own goroutine; one
+// that does not answer within DiskTimeout is abandoned, and its mount is
+// skipped (and reported) until that call returns, so a dead NFS server costs
+// one stuck goroutine, not one per run.
+func (r *Resources) disks(ctx context.Context) ([]DiskData, []string) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DiskTimeout)
+	defer cancel()
+
+	all, err := bounded(ctx, func() ([]mount, error) { return r.src.mounts(ctx) })
+	if err != nil {
+		return nil, []string{"mounts: " + err.Error()}
+	}
+	ms := realMounts(all)
+
+	type answer struct {
+		i   int
+		u   diskUsage
+		err error
+	}
+	answers := make(chan answer, len(ms)) // buffered: an abandoned call must not block
+	var errs []string
+	waiting := map[int]bool{}
+	for i, m := range ms {
+		if since, ok := r.startStatfs(m.Mountpoint); !ok {
+			errs = append(errs, fmt.Sprintf("statfs %s: no answer since %s", m.Mountpoint, since.UTC().Format(time.RFC3339)))
+			continue
+		}
+		waiting[i] = true
+		go func() {
+			u, err := r.src.usage(m.Mountpoint)
+			r.endStatfs(m.Mountpoint)
+			answers <- answer{i, u, err}
+		}()
+	}
+
+	got := make([]*DiskData, len(ms))
+	for len(waiting) > 0 {
+		select {
+		case a := <-answers:
+			delete(waiting, a.i)
+			m := ms[a.i]
+			if a.err != nil {
+				errs = append(errs, fmt.Sprintf("statfs %s: %v", m.Mountpoint, a.err))
+				continue
+			}
+			got[a.i] = &DiskData{
+				Mountpoint: m.Mountpoint,
+				Device:     m.Device,
+				Fstype:     m.Fstype,
+				TotalBytes: a.u.Total,
+				UsedBytes:  a.u.Used,
+				FreeBytes:  a.u.Free,
+				UsedPct:    pct(float64(a.u.Used), float64(a.u.Used+a.u.Free)),
+			}
+		case <-ctx.Done():
+			for i := range waiting {
+				errs = append(errs, fmt.Sprintf("statfs %s: no answer within %s", ms[i].Mountpoint, r.cfg.DiskTimeout))
+				r.logger.Warn("statfs_abandoned", "mountpoint", ms[i].Mountpoint, "timeout", r.cfg.DiskTimeout)
+			}
+			waiting = nil
+		}
+	}
+	out := make([]DiskData, 0, len(ms))
+	for _, d := range got {
+		if d != nil {
+			out = append(out, *d)
+		}
+	}
+	return out, errs
+}
+
+// startStatfs marks a statfs of mountpoint as in flight. It refuses, and
+// says since when, if an earlier one has not returned yet.
+func (r *Resources) startStatfs(mountpoint string) (time.Time, bool) {
+	r.busyMu.Lock()
+	defer r.busyMu.Unlock()
+	if since, ok := r.busy[mountpoint]; ok {
+		return since, false
+	}
+	r.busy[mountpoint] = time.Now()
+	return time.Time{}, true
+}
+
+func (r *Resources) endStatfs(mountpoint string) {
+	r.busyMu.Lock()
+	defer r.busyMu.Unlock()
+	delete(r.busy, mountpoint)
+}
+
+// bounded runs f in a goroutine and gives up when ctx ends; f's late answer
+// is discarded.
+func bounded[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type answer struct {
+		v   T
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		v, err := f()
+		ch <- answer{v, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.v, a.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// Filesystems that are never worth a disk_full finding: kernel interfaces,
+// and read-only images that are always 100% full by design.
+var skipFstypes = map[string]bool{
+	"autofs": true, "binfmt_misc": true, "bpf": true, "cgroup": true, "cgroup2": true,
+	"configfs": true, "debugfs": true, "devpts": true, "devtmpfs": true, "fusectl": true,
+	"hugetlbfs": true, "mqueue": true, "nsfs": true, "overlay": true, "proc": true,
+	"pstore": true, "ramfs": true, "rootfs": true, "rpc_pipefs": true, "securityfs": true,
+	"selinuxfs": true, "sysfs": true, "tmpfs": true, "tracefs": true, "efivarfs": true,
+	"squashfs": true, "iso9660": true, "udf": true, "erofs": true, "cdfs": true,
+}
+
+// Mount trees that belong to the kernel or to container runtimes.
+var skipMountPrefixes = []string{"/proc", "/sys", "/dev", "/run/credentials", "/var/lib/docker", "/var/lib/containers", "/snap"}
+
+// realMounts keeps the filesystems that hold data, once per device: a bind
+// mount or a second mount of the same device would only repeat its usage.
+func realMounts(ms []mount) []mount {
+	var out []mount
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if skipFstypes[strings.ToLower(m.Fstype)] || m.Mountpoint == "" {
+			continue
+		}
+		if p := path.Clean(m.Mountpoint); p != "/" && hasAnyPrefix(p, skipMountPrefixes) {
+			continue
+		}
+		if m.Device != "" && m.Device != "none" {
+			if seen[m.Device] {
+				continue
+			}
+			seen[m.Device] = true
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func hasAnyPrefix(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if p == pre || strings.HasPrefix(p, pre+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func okSummary(d ResourcesData) string {
+	var parts []string
+	if d.CPU != nil {
+		parts = append(parts, fmt.Sprintf("cpu %.1f%%", d.CPU.UsedPct))
+	}
+	if d.Memory != nil {
+		parts = append(parts, fmt.Sprintf("memory %.1f%%", d.Memory.UsedPct))
+	}
+	if d.Load != nil {
+		parts = append(parts, fmt.Sprintf("load %.2f", d.Load.Load1))
+	}
+	var full *DiskData
+	for i := range d.Disks {
+		if full == nil || d.Disks[i].UsedPct > full.UsedPct {
+			full = &d.Disks[i]
+		}
+	}
+	if full != nil {
+		parts = append(parts, fmt.Sprintf("fullest disk %s %.1f%%", full.Mountpoint, full.UsedPct))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func joinMessages(fs []protocol.Finding) string {
+	msgs := make([]string, len(fs))
+	for i, f := range fs {
+		msgs[i] = f.Message
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func pct(part, whole float64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return round1(math.Min(100, math.Max(0, part/whole*100)))
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+func bytesIEC(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i] + "…"
+}

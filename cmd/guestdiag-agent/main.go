@@ -1,0 +1,239 @@
+// Command guestdiag-agent runs inside a guest and reports its diagnostic
+// checks to the host over virtio-serial.
+//
+//	guestdiag-agent [flags]                                 run the agent
+//	guestdiag-agent check <name> [--once] [--json]          run one check and print its results
+//	guestdiag-agent version                                 print the version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/guestagent"
+	"github.com/guestdiag/guestdiag/internal/version"
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// Exit codes. check --once follows the monitoring-plugin convention: 0 ok,
+// 1 warn, 2 crit, 3 unknown.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUnknown = 3
+	exitUsage   = 64
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check":
+			return runCheck(ctx, args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, version.Version)
+			return exitOK
+		}
+	}
+	cfg, level, err := parseAgentFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "guestdiag-agent:", err)
+		return exitUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := guestagent.Run(ctx, cfg, logger); err != nil {
+		logger.Error("agent_failed", "err", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
+	cfg := guestagent.DefaultConfig()
+	resourcesInterval := time.Duration(0)
+	if r, ok := checks.Lookup(checks.ResourcesName); ok {
+		resourcesInterval = r.Interval
+	}
+	fs := flag.NewFlagSet("guestdiag-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` to look for in sysfs")
+	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool; created if missing")
+	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", cfg.HeartbeatInterval, "time between heartbeats")
+	fs.DurationVar(&resourcesInterval, "interval", resourcesInterval, "time between runs of the resources check")
+	spoolMax := sizeFlag(cfg.SpoolMaxBytes)
+	fs.Var(&spoolMax, "spool-max", "bound of the spool on disk, in bytes or with a KiB/MiB/GiB suffix")
+	level := slog.LevelInfo
+	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent version\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, level, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, level, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.HeartbeatInterval <= 0 || resourcesInterval <= 0 {
+		return cfg, level, errors.New("--heartbeat and --interval must be positive")
+	}
+	cfg.SpoolMaxBytes = int64(spoolMax)
+	cfg.Intervals = map[string]time.Duration{checks.ResourcesName: resourcesInterval}
+	return cfg, level, nil
+}
+
+// runCheck runs one check, once or on its interval, and prints each result:
+// one line of text, or one JSON object per line with --json.
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: guestdiag-agent check <name> [--once] [--json] [--interval d]")
+		fmt.Fprintln(stderr, "checks:", checkNames())
+		return exitUsage
+	}
+	reg, ok := checks.Lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "guestdiag-agent: unknown check %q; known: %s\n", args[0], checkNames())
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("guestdiag-agent check "+reg.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	once := fs.Bool("once", false, "run once and exit with 0 ok, 1 warn, 2 crit, 3 unknown")
+	asJSON := fs.Bool("json", false, "print results as JSON, one object per line")
+	interval := fs.Duration("interval", reg.Interval, "time between runs without --once")
+	timeout := fs.Duration("timeout", 20*time.Second, "time limit of one run")
+	level := slog.LevelWarn
+	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 || *interval <= 0 || *timeout <= 0 {
+		fmt.Fprintln(stderr, "guestdiag-agent: unexpected arguments or non-positive duration")
+		return exitUsage
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	c := reg.New(logger)
+	t := time.NewTicker(*interval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, *timeout)
+		res := c.Run(rctx)
+		cancel()
+		if ctx.Err() != nil {
+			return exitOK
+		}
+		if err := printResult(stdout, reg.Name, res, *asJSON); err != nil {
+			fmt.Fprintln(stderr, "guestdiag-agent:", err)
+			return exitFailed
+		}
+		if *once {
+			return statusExit(res.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-t.C:
+		}
+	}
+}
+
+func printResult(w io.Writer, name string, res checks.Result, asJSON bool) error {
+	if asJSON {
+		b, err := json.Marshal(struct {
+			Check string    `json:"check"`
+			TS    time.Time `json:"ts"`
+			checks.Result
+		}{name, time.Now().UTC(), res})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s: %s\n", name, res.Status, res.Summary)
+	for _, f := range res.Findings {
+		fmt.Fprintf(&b, "  %s %s: %s\n", f.Severity, f.Code, f.Message)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func statusExit(s protocol.Status) int {
+	switch s {
+	case protocol.StatusOK:
+		return exitOK
+	case protocol.StatusWarn:
+		return 1
+	case protocol.StatusCrit:
+		return 2
+	}
+	return exitUnknown
+}
+
+func checkNames() string {
+	var names []string
+	for _, r := range checks.All() {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// sizeFlag is a byte count that accepts a binary unit suffix.
+type sizeFlag int64
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeFlag(n)
+	return nil
+}
+
+// parseSize reads "1048576", "512KiB", "16MiB", "1GiB"; K, M and G alone
+// are taken as binary units too.
+func parseSize(v string) (int64, error) {
+	num := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB or GiB", v)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,315 @@
+package guestagent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shirou/gopsutil/v3/host"
+
+	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/internal/version"
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// Run runs the agent until ctx ends and then returns nil. It returns an
+// error if the agent cannot start (no usable state directory, an unknown
+// check, no transport for this OS).
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	cfg = cfg.withDefaults()
+	tr := cfg.Transport
+	if tr == nil {
+		var err error
+		if tr, err = newPortTransport(cfg, logger); err != nil {
+			return err
+		}
+	}
+	list, err := selectChecks(cfg, logger)
+	if err != nil {
+		return err
+	}
+	return newAgent(cfg, tr, list, logger).run(ctx)
+}
+
+// scheduled is a check and how often it runs.
+type scheduled struct {
+	check    checks.Check
+	interval time.Duration
+}
+
+func selectChecks(cfg Config, logger *slog.Logger) ([]scheduled, error) {
+	var regs []checks.Registration
+	if cfg.Checks == nil {
+		for _, r := range checks.All() {
+			if r.Default {
+				regs = append(regs, r)
+			}
+		}
+	} else {
+		for _, name := range cfg.Checks {
+			r, ok := checks.Lookup(name)
+			if !ok {
+				return nil, fmt.Errorf("unknown check %q", name)
+			}
+			regs = append(regs, r)
+		}
+	}
+	for name := range cfg.Intervals {
+		if _, ok := checks.Lookup(name); !ok {
+			return nil, fmt.Errorf("interval for unknown check %q", name)
+		}
+	}
+	out := make([]scheduled, 0, len(regs))
+	for _, r := range regs {
+		iv := r.Interval
+		if d, ok := cfg.Intervals[r.Name]; ok && d > 0 {
+			iv = d
+		}
+		out = append(out, scheduled{check: r.New(logger.With("check", r.Name)), interval: iv})
+	}
+	return out, nil
+}
+
+type agent struct {
+	cfg    Config
+	tr     Transport
+	checks []scheduled
+	logger *slog.Logger
+
+	// Replaced in tests.
+	hello  func(ctx context.Context) protocol.Hello
+	uptime func(ctx context.Context) uint64
+
+	runID string
+	spool *spool
+
+	mu          sync.Mutex // orders seq allocation with spool appends
+	nextSeq     uint64
+	dropsEvents uint64 // spool drops already reported in an event
+}
+
+func newAgent(cfg Config, tr Transport, list []scheduled, logger *slog.Logger) *agent {
+	a := &agent{cfg: cfg, tr: tr, checks: list, logger: logger, nextSeq: 1}
+	a.hello = a.gatherHello
+	a.uptime = func(ctx context.Context) uint64 {
+		up, _ := host.UptimeWithContext(ctx)
+		return up
+	}
+	return a
+}
+
+func (a *agent) run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	sp, err := openSpool(filepath.Join(a.cfg.StateDir, "spool"), a.cfg.SpoolMaxBytes, a.logger)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	a.spool = sp
+	a.runID = newRunID()
+	a.logger.Info("agent_started", "run", a.runID, "version", version.Version, "state_dir", a.cfg.StateDir,
+		"checks", len(a.checks), "spooled", sp.waiting())
+
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	h := a.hello(hctx)
+	cancel()
+	data, _ := json.Marshal(h)
+	a.emit(protocol.Envelope{Kind: protocol.KindHello, Data: data})
+
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	var (
+		wg        sync.WaitGroup
+		senderErr error
+	)
+	wg.Go(func() {
+		if err := newSender(sp, a.tr, a.logger).run(ctx); err != nil {
+			senderErr = err
+			cancelAll()
+		}
+	})
+	wg.Go(func() { a.heartbeats(ctx) })
+	for _, sc := range a.checks {
+		wg.Go(func() { a.schedule(ctx, sc) })
+	}
+	wg.Wait()
+	a.logger.Info("agent_stopped", "run", a.runID, "spooled", sp.waiting())
+	return senderErr
+}
+
+func (a *agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.reportDrops()
+		data, _ := json.Marshal(protocol.Heartbeat{UptimeSec: a.uptime(ctx), Spooled: uint64(a.spool.waiting())})
+		a.emit(protocol.Envelope{Kind: protocol.KindHeartbeat, Data: data})
+	}
+}
+
+// reportDrops sends an event when the spool has dropped messages since the
+// last report. The heartbeat's data has no field for it (protocol.Heartbeat
+// is decoded strictly), so it travels as an event of the pseudo check
+// "agent".
+func (a *agent) reportDrops() {
+	n := a.spool.droppedCount()
+	a.mu.Lock()
+	last := a.dropsEvents
+	a.dropsEvents = n
+	a.mu.Unlock()
+	if n == last {
+		return
+	}
+	a.emit(protocol.Envelope{
+		Kind:    protocol.KindEvent,
+		Check:   "agent",
+		Status:  protocol.StatusWarn,
+		Summary: fmt.Sprintf("spool full: dropped %d unacknowledged messages (%d in total)", n-last, n),
+		Findings: []protocol.Finding{{
+			Code:     "agent.spool_dropped",
+			Severity: protocol.SeverityWarn,
+			Message:  fmt.Sprintf("the spool reached its bound of %d bytes while the host did not acknowledge; the oldest messages were dropped", a.cfg.SpoolMaxBytes),
+			Count:    n,
+		}},
+	})
+}
+
+// schedule runs one check now and then every interval. Runs never overlap.
+func (a *agent) schedule(ctx context.Context, sc scheduled) {
+	t := time.NewTicker(sc.interval)
+	defer t.Stop()
+	for {
+		a.runCheck(ctx, sc.check)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *agent) runCheck(ctx context.Context, c checks.Check) {
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.CheckTimeout)
+	res := c.Run(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: an aborted run is not a finding
+	}
+	env := protocol.Envelope{
+		Kind:     protocol.KindResult,
+		Check:    c.Name(),
+		Status:   res.Status,
+		Summary:  clipString(res.Summary, protocol.MaxSummaryLen),
+		Findings: res.Findings,
+	}
+	if res.Data != nil {
+		data, err := json.Marshal(res.Data)
+		if err != nil {
+			a.logger.Error("result_data_unmarshalable", "check", c.Name(), "err", err)
+		}
+		env.Data = data
+	}
+	if err := a.emit(env); errors.Is(err, protocol.ErrInvalid) {
+		// A bug in the check; still say that it ran and what went wrong.
+		a.emit(protocol.Envelope{
+			Kind:    protocol.KindResult,
+			Check:   c.Name(),
+			Status:  protocol.StatusUnknown,
+			Summary: clipString("check produced an invalid result: "+err.Error(), protocol.MaxSummaryLen),
+		})
+	}
+}
+
+// emit numbers, validates and spools one envelope, and logs the error if
+// that fails. A seq is used only once its message is spooled, so a failed
+// append leaves no gap.
+func (a *agent) emit(e protocol.Envelope) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e.V = protocol.Version
+	e.Run = a.runID
+	e.Seq = a.nextSeq
+	e.TS = time.Now().UTC()
+	err := e.Validate()
+	var line []byte
+	if err == nil {
+		line, err = protocol.Marshal(e)
+	}
+	if err == nil {
+		// Heartbeats are not worth an fsync of their own; the next message's
+		// fsync makes them durable too.
+		err = a.spool.append(e.Run, e.Seq, line, e.Kind != protocol.KindHeartbeat)
+	}
+	if err != nil {
+		a.logger.Error("message_lost", "kind", e.Kind, "check", e.Check, "err", err)
+		return err
+	}
+	a.nextSeq++
+	return nil
+}
+
+func (a *agent) gatherHello(ctx context.Context) protocol.Hello {
+	h := protocol.Hello{
+		OS:           runtime.GOOS,
+		Arch:         runtime.GOARCH,
+		AgentVersion: clipString(version.Version, protocol.MaxSourceLen),
+		Checks:       []string{},
+	}
+	for _, sc := range a.checks {
+		h.Checks = append(h.Checks, sc.check.Name())
+	}
+	if name, err := os.Hostname(); err == nil {
+		h.Hostname = clipString(name, protocol.MaxHostnameLen)
+	}
+	// Everything below is best effort: a busybox guest has no os-release.
+	if platform, _, version, err := host.PlatformInformationWithContext(ctx); err == nil {
+		h.Platform = clipString(strings.TrimSpace(platform+" "+version), protocol.MaxSourceLen)
+	}
+	if k, err := host.KernelVersionWithContext(ctx); err == nil {
+		h.Kernel = clipString(k, protocol.MaxSourceLen)
+	}
+	if arch, err := host.KernelArch(); err == nil && arch != "" {
+		h.Arch = clipString(arch, protocol.MaxSourceLen)
+	}
+	if bt, err := host.BootTimeWithContext(ctx); err == nil {
+		h.BootTime = int64(bt)
+	}
+	return h
+}
+
+// newRunID returns 128 random bits as 22 characters of [A-Za-z0-9_-].
+func newRunID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clipString shortens s to at most n bytes without splitting a UTF-8
+// sequence.
+func clipString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}

@@ -1,0 +1,95 @@
+package guestagent
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Transport connects the agent to the host. Connect blocks until the host
+// side is there, or ctx ends, and returns a stream that ends (with io.EOF or
+// an error) when the host goes away. An error wrapping errors.ErrUnsupported
+// is final; other errors are retried.
+type Transport interface {
+	Connect(ctx context.Context) (io.ReadWriteCloser, error)
+}
+
+// Config configures the agent. Zero fields take the values of
+// DefaultConfig.
+type Config struct {
+	// PortName is the virtio-serial port name to look for, both in
+	// <SysfsRoot>/class/virtio-ports/*/name and as
+	// <DevRoot>/virtio-ports/<PortName>.
+	PortName  string
+	SysfsRoot string
+	DevRoot   string
+	// DevicePath, when set, is opened instead of looking the port up.
+	DevicePath string
+
+	// StateDir holds the spool; it is created if missing.
+	StateDir string
+	// SpoolMaxBytes bounds the spool on disk. When it is full the oldest
+	// unacknowledged messages are dropped, counted and logged.
+	SpoolMaxBytes int64
+
+	HeartbeatInterval time.Duration
+	// Checks names the checks to run; nil means those registered as on by
+	// default.
+	Checks []string
+	// Intervals overrides the default interval of a check by name.
+	Intervals map[string]time.Duration
+	// CheckTimeout bounds one run of one check.
+	CheckTimeout time.Duration
+
+	// HostPollInterval is how often the port is polled while the host side
+	// is absent. The port reports POLLHUP for as long as that lasts, so a
+	// poll returns at once and cannot be used to wait.
+	HostPollInterval time.Duration
+
+	// Transport replaces the virtio-serial port, for tests and for other
+	// transports.
+	Transport Transport
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		PortName:          "org.guestdiag.agent.0",
+		SysfsRoot:         "/sys",
+		DevRoot:           "/dev",
+		StateDir:          defaultStateDir(),
+		SpoolMaxBytes:     16 << 20,
+		HeartbeatInterval: 10 * time.Second,
+		CheckTimeout:      20 * time.Second,
+		HostPollInterval:  500 * time.Millisecond,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.PortName == "" {
+		c.PortName = d.PortName
+	}
+	if c.SysfsRoot == "" {
+		c.SysfsRoot = d.SysfsRoot
+	}
+	if c.DevRoot == "" {
+		c.DevRoot = d.DevRoot
+	}
+	if c.StateDir == "" {
+		c.StateDir = d.StateDir
+	}
+	if c.SpoolMaxBytes <= 0 {
+		c.SpoolMaxBytes = d.SpoolMaxBytes
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.CheckTimeout <= 0 {
+		c.CheckTimeout = d.CheckTimeout
+	}
+	if c.HostPollInterval <= 0 {
+		c.HostPollInterval = d.HostPollInterval
+	}
+	return c
+}

@@ -1,0 +1,147 @@
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns a raw pseudo-terminal's master and the path of its slave.
+// A pty slave behaves enough like a virtio-serial port for the transport:
+// a character device that polls writable while the other side is there,
+// and reports a hangup when it goes.
+func openPTY(t *testing.T) (*os.File, string) {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here (%v); this test needs /dev/ptmx", err)
+	}
+	master := os.NewFile(uintptr(fd), "ptmx")
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Termios requests on the master apply to the slave: make it raw, so
+	// bytes pass unchanged (no echo, no CR/LF translation).
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Cflag = tio.Cflag&^(unix.CSIZE|unix.PARENB) | unix.CS8
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	return master, fmt.Sprintf("/dev/pts/%d", n)
+}
+
+func TestPortTransportOverPTY(t *testing.T) {
+	master, slave := openPTY(t)
+	cfg := Config{DevicePath: slave, HostPollInterval: 50 * time.Millisecond}.withDefaults()
+	tr, err := newPortTransport(cfg, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := tr.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	if _, err := conn.Write([]byte("\n{\"seq\":1}\n")); err != nil {
+		t.Fatal(err)
+	}
+	master.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	var got []byte
+	for len(got) < 11 {
+		n, err := master.Read(buf)
+		if err != nil {
+			t.Fatalf("host read: %v (got %q)", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "\n{\"seq\":1}\n" {
+		t.Errorf("host read %q", got)
+	}
+
+	if _, err := master.Write([]byte("ack\n")); err != nil {
+		t.Fatal(err)
+	}
+	gotAck := make(chan error, 1)
+	hangupErr := make(chan error, 1)
+	go func() {
+		b := make([]byte, 16)
+		n, err := io.ReadAtLeast(conn, b, 4)
+		if err == nil && string(b[:n]) != "ack\n" {
+			err = fmt.Errorf("agent read %q", b[:n])
+		}
+		gotAck <- err
+		if err != nil {
+			return
+		}
+		_, err = conn.Read(b)
+		hangupErr <- err
+	}()
+	select {
+	case err := <-gotAck:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agent side did not receive the host's line")
+	}
+	master.Close()
+	select {
+	case err := <-hangupErr:
+		if err == nil {
+			t.Error("a read after the host hung up succeeded, want an error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a read did not end when the host side hung up")
+	}
+}
+
+func TestPortTransportGivesUpWhenCancelled(t *testing.T) {
+	cfg := Config{DevicePath: filepath.Join(t.TempDir(), "vport9p9")}.withDefaults()
+	tr, err := newPortTransport(cfg, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := tr.Connect(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Connect to a missing port = %v, want the context's deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Connect took %v to notice the cancellation", d)
+	}
+}
+
+func TestPortRefusesRegularFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "not-a-port")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &virtioPort{cfg: Config{DevicePath: path}, logger: discardLogger()}
+	if f, err := p.open(); err == nil {
+		f.Close()
+		t.Error("open of a regular file succeeded, want an error")
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !windows
+
+package guestagent
+
+func defaultStateDir() string { return "/var/lib/guestdiag" }
