@@ -159,7 +159,7 @@ func (a *agent) heartbeats(ctx context.Context) {
 		case <-t.C:
 		}
 		a.reportDrops()
-		data, _ := json.Marshal(protocol.Heartbeat{UptimeSec: a.uptime(ctx), Spooled: uint64(a.spool.waiting())})
+		data, _ := json.Marshal(protocol.Heartbeat{UptimeSec: a.uptime(ctx), Spooled: uint64(a.spool.waiting()), Dropped: a.spool.droppedCount()})
 		a.emit(protocol.Envelope{Kind: protocol.KindHeartbeat, Data: data})
 	}
 }

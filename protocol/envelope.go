@@ -100,6 +100,9 @@ type Heartbeat struct {
 	UptimeSec uint64 `json:"uptime_s"`
 	// Spooled counts messages waiting for an ack when the heartbeat was made.
 	Spooled uint64 `json:"spooled"`
+	// Dropped counts messages this run's spool discarded unacknowledged
+	// because it reached its bound: data the host will never see.
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 // Ack is the only message the host sends to a guest. It is cumulative: it
