@@ -1,0 +1,172 @@
+package hostrelay
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/guestdiag/guestdiag/internal/natsutil"
+)
+
+// Defaults for Config.
+const (
+	// DefaultGlob matches the host end of the channel libvirt creates for a
+	// <channel type='unix'> with target name org.guestdiag.agent.0.
+	DefaultGlob = "/var/lib/libvirt/qemu/channel/target/domain-*/org.guestdiag.agent.0"
+	// DefaultLibvirtRunDir holds libvirt's status XML of each running domain.
+	DefaultLibvirtRunDir = "/run/libvirt/qemu"
+
+	DefaultRescanInterval = 5 * time.Second
+	DefaultBackoffMin     = 100 * time.Millisecond
+	DefaultBackoffMax     = 5 * time.Second
+	DefaultRate           = 50.0
+	DefaultBurst          = 200
+	DefaultMaxInFlight    = 256
+	DefaultPublishTimeout = 10 * time.Second
+)
+
+// Channel is one VM's channel socket and the host-side identity of whatever
+// arrives on it.
+type Channel struct {
+	// Name is the VM's name on this host; it becomes a subject token.
+	Name string
+	// Path is the unix socket QEMU listens on.
+	Path string
+	// UUID is the VM's UUID, lower case, or "" when unknown.
+	UUID string
+}
+
+// Config configures a Relay. The zero value of every field means its
+// default.
+type Config struct {
+	// Host names this hypervisor in subjects and envelopes; default
+	// os.Hostname().
+	Host string
+	// NATSURL is used by Run only; default nats.DefaultURL.
+	NATSURL string
+	// Globs find channel sockets. The VM name is the socket's folder name
+	// with libvirt's "domain-<id>-" prefix removed. Nil means DefaultGlob; an
+	// empty non-nil slice turns globbing off.
+	Globs []string
+	// Static channels are watched whether or not their socket exists yet.
+	Static []Channel
+	// LibvirtRunDir is searched for <name>.xml to learn a globbed VM's UUID.
+	LibvirtRunDir string
+	// RescanInterval is how often globs are re-evaluated.
+	RescanInterval time.Duration
+	// BackoffMin and BackoffMax bound the wait between connection attempts.
+	BackoffMin, BackoffMax time.Duration
+	// Rate (lines per second) and Burst bound what one VM may send. A line
+	// over the limit is dropped, is not acknowledged, and ends the
+	// connection so that the agent resends it; math.Inf(1) disables the
+	// limit.
+	Rate  float64
+	Burst int
+	// Duplicates is the JetStream de-duplication window of the stream.
+	Duplicates time.Duration
+	// MaxInFlight bounds the messages of one connection published but not
+	// yet confirmed by JetStream.
+	MaxInFlight int
+	// PublishTimeout bounds the wait for one PubAck.
+	PublishTimeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("host name: %w", err)
+		}
+		c.Host = h
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = nats.DefaultURL
+	}
+	if c.Globs == nil {
+		c.Globs = []string{DefaultGlob}
+	}
+	for _, g := range c.Globs {
+		if _, err := filepath.Match(g, ""); err != nil {
+			return c, fmt.Errorf("glob %q: %w", g, err)
+		}
+	}
+	seen := make(map[string]bool, len(c.Static))
+	static := make([]Channel, len(c.Static))
+	for i, ch := range c.Static {
+		if ch.Name == "" || ch.Path == "" {
+			return c, fmt.Errorf("static channel %q=%q: name and path are required", ch.Name, ch.Path)
+		}
+		if seen[ch.Path] {
+			return c, fmt.Errorf("static channel %s: path listed twice", ch.Path)
+		}
+		seen[ch.Path] = true
+		if ch.UUID != "" {
+			u, ok := normalizeUUID(ch.UUID)
+			if !ok {
+				return c, fmt.Errorf("static channel %s: %q is not a UUID", ch.Name, ch.UUID)
+			}
+			ch.UUID = u
+		}
+		static[i] = ch
+	}
+	c.Static = static
+	if c.LibvirtRunDir == "" {
+		c.LibvirtRunDir = DefaultLibvirtRunDir
+	}
+	if c.RescanInterval <= 0 {
+		c.RescanInterval = DefaultRescanInterval
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	c.BackoffMax = max(c.BackoffMax, c.BackoffMin)
+	if c.Rate <= 0 || math.IsNaN(c.Rate) {
+		c.Rate = DefaultRate
+	}
+	if c.Burst <= 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.Duplicates <= 0 {
+		c.Duplicates = natsutil.DefaultDuplicates
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	return c, nil
+}
+
+var errNotUUID = errors.New("not a UUID")
+
+// normalizeUUID accepts the 8-4-4-4-12 hex form in any case and returns it in
+// lower case.
+func normalizeUUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return "", false
+			}
+			continue
+		}
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return "", false
+		}
+	}
+	return strings.ToLower(s), true
+}

@@ -1,0 +1,307 @@
+package hostrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// maxAsyncPending is a safety cap over all connections; MaxInFlight is what
+// bounds each one.
+const maxAsyncPending = 1 << 16
+
+// Why a channel's watcher was stopped.
+var (
+	errVanished = errors.New("channel socket vanished")
+	errShutdown = errors.New("relay shutting down")
+)
+
+// Relay moves guest messages from VM channels to JetStream.
+type Relay struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	// events tracks channel events not yet confirmed.
+	events sync.WaitGroup
+
+	mu       sync.Mutex
+	vms      map[string]*vmState
+	watching map[string]Channel
+}
+
+// New returns a Relay that publishes through nc, which the caller owns and
+// closes after Run has returned.
+func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("relay config: %w", err)
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(maxAsyncPending),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Relay{
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		log:      logger,
+		vms:      make(map[string]*vmState),
+		watching: make(map[string]Channel),
+	}, nil
+}
+
+// Run connects to NATS at cfg.NATSURL, retrying forever, and relays until ctx
+// is cancelled. It returns nil after every connection has been drained.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return fmt.Errorf("relay config: %w", err)
+	}
+	logger.Info("connecting to nats", "url", cfg.NATSURL)
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("guestdiag-relay "+cfg.Host),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Debug("nats connect failed", "err", err)
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats connected", "url", nc.ConnectedUrl())
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats connected", "url", nc.ConnectedUrl())
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	r, err := New(cfg, nc, logger)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// Run ensures the stream, then watches channels until ctx is cancelled. It
+// returns nil after every connection has been drained: messages already
+// published are acknowledged to their guests before the connection closes.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.ensureStream(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	r.log.Info("relay started", "host", r.cfg.Host, "globs", r.cfg.Globs, "static", len(r.cfg.Static))
+
+	var wg sync.WaitGroup
+	stops := make(map[string]context.CancelCauseFunc)
+	defer func() {
+		for _, stop := range stops {
+			stop(errShutdown)
+		}
+		wg.Wait()
+		r.events.Wait()
+		r.mu.Lock()
+		clear(r.watching)
+		r.mu.Unlock()
+	}()
+
+	tick := time.NewTicker(r.cfg.RescanInterval)
+	defer tick.Stop()
+	for {
+		found := discover(r.cfg)
+		r.mu.Lock()
+		for path, t := range found {
+			if _, ok := stops[path]; ok {
+				continue
+			}
+			wctx, stop := context.WithCancelCause(ctx)
+			stops[path] = stop
+			r.watching[path] = t.Channel
+			wg.Go(func() { r.watch(wctx, t) })
+		}
+		for path, stop := range stops {
+			if _, ok := found[path]; !ok {
+				stop(errVanished)
+				delete(stops, path)
+				delete(r.watching, path)
+			}
+		}
+		r.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// ensureStream creates or updates the stream, retrying while NATS is
+// unreachable.
+func (r *Relay) ensureStream(ctx context.Context) error {
+	wait := r.cfg.BackoffMin
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := natsutil.EnsureStream(actx, r.js, natsutil.StreamConfig{Duplicates: r.cfg.Duplicates})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("stream not ready; retrying", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(wait*2, r.cfg.BackoffMax)
+	}
+}
+
+// Channels returns the channels being watched, sorted by path.
+func (r *Relay) Channels() []Channel {
+	r.mu.Lock()
+	out := make([]Channel, 0, len(r.watching))
+	for _, ch := range r.watching {
+		out = append(out, ch)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Stats returns the counters of every VM seen so far, by host-side name.
+func (r *Relay) Stats() map[string]VMStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]VMStats, len(r.vms))
+	for name, v := range r.vms {
+		out[name] = v.snapshot()
+	}
+	return out
+}
+
+// updateWatching records what identify learned about a watched channel.
+func (r *Relay) updateWatching(ch Channel) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.watching[ch.Path]; ok {
+		r.watching[ch.Path] = ch
+	}
+}
+
+func (r *Relay) vm(name string) *vmState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.vms[name]
+	if !ok {
+		v = newVMState(r.cfg.Rate, r.cfg.Burst)
+		r.vms[name] = v
+	}
+	return v
+}
+
+// watch keeps one channel connected until ctx is cancelled, with backoff
+// between attempts.
+func (r *Relay) watch(ctx context.Context, t target) {
+	var d net.Dialer
+	backoff := r.cfg.BackoffMin
+	loggedIdentity := false
+	for {
+		if t.UUID == "" {
+			// libvirt may write the status file after the socket appears.
+			if t2, err := identify(r.cfg.LibvirtRunDir, t); err == nil {
+				t = t2
+				r.updateWatching(t.Channel)
+			} else if !loggedIdentity {
+				r.log.Debug("no libvirt identity", "vm", t.Name, "channel", t.Path, "err", err)
+				loggedIdentity = true
+			}
+		}
+		wait := backoff
+		// While NATS is away, reading would only produce lines that cannot
+		// be stored, so the guest keeps them until it is back.
+		if r.nc.IsConnected() {
+			conn, err := d.DialContext(ctx, "unix", t.Path)
+			if err == nil {
+				start := time.Now()
+				end := r.serve(ctx, conn, t.Channel)
+				// A connection that ends at once, again and again, must not
+				// become a busy loop; one that lived a while starts afresh.
+				if time.Since(start) >= r.cfg.BackoffMax {
+					backoff = r.cfg.BackoffMin
+				}
+				wait = backoff
+				if end.throttled {
+					wait = max(wait, r.vm(t.Name).refillDelay())
+				}
+			} else if ctx.Err() == nil {
+				r.log.Debug("channel connect failed", "vm", t.Name, "channel", t.Path, "err", err)
+			}
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		backoff = min(backoff*2, r.cfg.BackoffMax)
+	}
+}
+
+// publishChannelEvent reports a channel state change. It is best effort and
+// does not wait: a guest's messages must not queue behind it. Run waits for
+// the outcome before it returns, so that the last disconnect is stored.
+func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, reason string) {
+	ev := protocol.ChannelEvent{
+		V: protocol.Version, Host: r.cfg.Host, VM: ch.Name, UUID: ch.UUID, Channel: ch.Path,
+		State: state, TS: time.Now().UTC(), Reason: reason,
+	}
+	data, err := protocol.Marshal(ev)
+	if err == nil {
+		var paf jetstream.PubAckFuture
+		paf, err = r.js.PublishMsgAsync(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]})
+		if err == nil {
+			r.events.Go(func() {
+				select {
+				case <-paf.Ok():
+				case err := <-paf.Err():
+					r.log.Warn("publish channel event", "vm", ch.Name, "state", state, "err", err)
+				}
+			})
+			return
+		}
+	}
+	r.log.Warn("publish channel event", "vm", ch.Name, "state", state, "err", err)
+}
+
+// sleep waits for d or ctx, and reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

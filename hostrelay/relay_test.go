@@ -1,0 +1,331 @@
+package hostrelay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestdiag/guestdiag/internal/natstest"
+	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+func TestRelayStampsHostSideIdentity(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	fixture, err := os.ReadFile(filepath.Join("testdata", "libvirt-run", "web01.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	touch(t, filepath.Join(dir, "run", "web01.xml"))
+	if err := os.WriteFile(filepath.Join(dir, "run", "web01.xml"), fixture, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	web := listenChannel(t, filepath.Join(dir, "domain-1-web01", channelFile))
+	db := listenChannel(t, filepath.Join(dir, "domain-2-db.prod eu", channelFile))
+	log, _ := newTestLogger(t)
+	_, js := startRelay(t, srv, testConfig(dir), log)
+
+	tests := []struct {
+		name  string
+		q     *fakeQEMU
+		vm    string
+		uuid  string
+		token string // the VM's subject token
+		key   string // the VM part of message ids
+	}{
+		{"a VM with a libvirt status file is keyed by its UUID", web,
+			"web01", "6f1c2a3b-4d5e-4f60-8172-93a4b5c6d7e8", "web01", "6f1c2a3b-4d5e-4f60-8172-93a4b5c6d7e8"},
+		{"a VM name with dots and spaces is one escaped subject token", db,
+			"db.prod eu", "", "db~2Eprod~20eu", "hv1:db~2Eprod~20eu"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const run = "r7Kq2mX9"
+			lines := [][]byte{
+				helloLine(t, run, 1, "evil.example"), // the guest claims to be someone else
+				resultLine(t, run, 2, "network"),
+				eventLine(t, run, 3, "logs"),
+			}
+			before := time.Now()
+			g := tt.q.accept(t)
+			g.send(t, lines...)
+			g.mustAck(t, run, 3)
+			for _, a := range g.ackList() {
+				if a.Run != run || a.Seq > 3 {
+					t.Errorf("ack %+v: want only run %s, seq up to 3", a, run)
+				}
+			}
+
+			msgs := streamMsgs(t, js, "guestdiag.")
+			var guest []string
+			var subjects []string
+			for _, m := range msgs {
+				if strings.Contains(m.Subject, ".hv1."+tt.token) && !strings.HasPrefix(m.Subject, "guestdiag.channel.") {
+					subjects = append(subjects, m.Subject)
+					guest = append(guest, m.Header.Get("Nats-Msg-Id"))
+				}
+			}
+			wantSubjects := []string{
+				"guestdiag.heartbeat.hv1." + tt.token,
+				"guestdiag.report.hv1." + tt.token + ".network",
+				"guestdiag.report.hv1." + tt.token + ".logs",
+			}
+			if !slices.Equal(subjects, wantSubjects) {
+				t.Errorf("subjects\n got %q\nwant %q", subjects, wantSubjects)
+			}
+			wantIDs := []string{tt.key + "/" + run + "/1", tt.key + "/" + run + "/2", tt.key + "/" + run + "/3"}
+			if !slices.Equal(guest, wantIDs) {
+				t.Errorf("message ids\n got %q\nwant %q", guest, wantIDs)
+			}
+
+			reports := streamMsgs(t, js, "guestdiag.heartbeat.hv1."+tt.token)
+			reports = append(reports, streamMsgs(t, js, "guestdiag.report.hv1."+tt.token+".")...)
+			for i, m := range reports {
+				var got protocol.Report
+				if err := json.Unmarshal(m.Data, &got); err != nil {
+					t.Fatalf("%s: %v", m.Subject, err)
+				}
+				if got.Received.Before(before.Add(-time.Second)) || got.Received.After(time.Now()) {
+					t.Errorf("%s: received %v, want between %v and now", m.Subject, got.Received, before)
+				}
+				want := protocol.Report{V: 1, Host: "hv1", VM: tt.vm, UUID: tt.uuid, Channel: tt.q.path,
+					Received: got.Received, Guest: bytes.TrimSuffix(lines[i], []byte("\n"))}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: report\n got %+v\nwant %+v", m.Subject, got, want)
+				}
+			}
+			if len(reports) != 3 {
+				t.Errorf("found %d reports and heartbeats, want 3", len(reports))
+			}
+
+			events := streamMsgs(t, js, "guestdiag.channel.hv1."+tt.token)
+			if len(events) == 0 {
+				t.Fatal("no channel event")
+			}
+			var ev protocol.ChannelEvent
+			if err := json.Unmarshal(events[0].Data, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.State != protocol.ChannelConnected || ev.VM != tt.vm || ev.UUID != tt.uuid || ev.Host != "hv1" || ev.Channel != tt.q.path {
+				t.Errorf("channel event %+v: want connected, vm %q, uuid %q, host hv1, channel %s", ev, tt.vm, tt.uuid, tt.q.path)
+			}
+		})
+	}
+}
+
+func TestRelayAcksOnlyWhatJetStreamStored(t *testing.T) {
+	r, js, q, _ := startOneVM(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+
+	g := q.accept(t)
+	// With the stream bound elsewhere, JetStream cannot store anything.
+	st, err := js.Stream(ctx, natsutil.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := st.CachedInfo().Config
+	sc.Subjects = []string{"elsewhere.>"}
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	const run = "r1"
+	lines := results(t, run, 1, 3)
+	g.send(t, lines...)
+	if g.waitAck(t, run, 1) {
+		t.Fatalf("got acks %+v for messages JetStream never stored, want none and a closed connection", g.ackList())
+	}
+	if got := r.Stats()["web01"].Dropped[DropPublishFailed]; got == 0 {
+		t.Errorf("publish failures counted %d, want at least 1", got)
+	}
+
+	if _, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	g = q.accept(t)
+	g.send(t, lines...) // the agent resends what was not acked
+	g.mustAck(t, run, 3)
+	// Publishes of the first connection still in flight may land after
+	// the stream is back, so only the set of messages is certain.
+	checkStreamHolds(t, js, "hv1:web01", run, 3)
+}
+
+func TestRelayAcksResendsWithoutDoublingTheStream(t *testing.T) {
+	r, js, q, _ := startOneVM(t, nil)
+
+	const run = "r1"
+	lines := append([][]byte{helloLine(t, run, 1, "web01")}, results(t, run, 2, 4)...)
+	g := q.accept(t)
+	g.send(t, lines[:3]...)
+	g.mustAck(t, run, 3)
+	g.conn.Close() // the guest side goes away, e.g. a live migration
+
+	g = q.accept(t)
+	g.send(t, lines...) // an agent that lost its acks sends everything again
+	g.mustAck(t, run, 4)
+
+	checkStreamHolds(t, js, "hv1:web01", run, 4)
+	st := r.Stats()["web01"]
+	if st.Duplicates != 3 || st.Published != 7 {
+		t.Errorf("published %d with %d duplicates, want 7 with 3", st.Published, st.Duplicates)
+	}
+}
+
+func TestRelayDropsBadLinesAndKeepsTheGoodOnes(t *testing.T) {
+	r, js, q, logs := startOneVM(t, nil)
+
+	const run = "r1"
+	good := append([][]byte{helloLine(t, run, 1, "web01")}, results(t, run, 2, 5)...)
+	wrongVersion := bytes.Replace(resultLine(t, run, 9, "network"), []byte(`"v":1`), []byte(`"v":2`), 1)
+	invalid := bytes.Replace(resultLine(t, run, 9, "network"), []byte(`"status":"warn"`), []byte(`"status":"maybe"`), 1)
+	oversized := append(bytes.Repeat([]byte("x"), protocol.MaxLineLen+1), '\n')
+	stream := [][]byte{
+		good[0], []byte(`{"v":1,"kind":` + "\n"),
+		good[1], oversized,
+		good[2], wrongVersion,
+		good[3], invalid,
+		good[4],
+	}
+	g := q.accept(t)
+	g.send(t, stream...)
+	g.mustAck(t, run, 5)
+	g.send(t, []byte(`{"v":1,"kind":"res`)) // cut off mid-line
+	if err := g.conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "truncated line to be counted", func() bool {
+		return r.Stats()["web01"].Dropped[DropTruncated] == 1
+	})
+
+	checkStreamHolds(t, js, "hv1:web01", run, 5)
+	st := r.Stats()["web01"]
+	wantDropped := map[DropReason]uint64{DropMalformed: 1, DropOversized: 1, DropVersion: 1, DropInvalid: 1, DropTruncated: 1}
+	if !reflect.DeepEqual(st.Dropped, wantDropped) {
+		t.Errorf("dropped %v, want %v", st.Dropped, wantDropped)
+	}
+	if st.Lines != 10 {
+		t.Errorf("counted %d lines, want 10", st.Lines)
+	}
+
+	// Line 1 is the agent's lone newline, line 2 the hello.
+	wantLog := fmt.Sprintf("vm=web01 channel=%s line=3 offset=%d reason=malformed", q.path, 1+len(good[0]))
+	if got := logs.lines("dropped guest line"); len(got) == 0 || !strings.Contains(got[0], wantLog) {
+		t.Errorf("first drop logged as %q, want it to contain %q", got, wantLog)
+	}
+}
+
+func TestRelayDoesNotAckAFloodBeyondTheRateLimit(t *testing.T) {
+	r, js, q, _ := startOneVM(t, func(cfg *Config) { cfg.Rate, cfg.Burst = 10, 5 })
+
+	// The fake guest behaves like the agent: on every connection it resends
+	// everything not yet acknowledged.
+	const run, total = "flood", 20
+	lines := results(t, run, 1, total)
+	var acked uint64
+	for conn := 0; ; conn++ {
+		if conn > 20 {
+			t.Fatalf("only %d of %d acknowledged after %d connections", acked, total, conn)
+		}
+		g := q.accept(t)
+		g.send(t, lines[acked:]...)
+		done := g.waitAck(t, run, total)
+		if conn == 0 {
+			// The bucket holds 5 and refills at 10/s; reading the flood takes
+			// far less than the 100 ms a sixth token would need.
+			if got := g.acked(run); got < 1 || got > 6 {
+				t.Errorf("first connection acknowledged up to %d of a %d-line flood, want 1..6", got, total)
+			}
+		}
+		acked = max(acked, g.acked(run))
+		if done {
+			break
+		}
+	}
+
+	if got := r.Stats()["web01"].Dropped[DropRateLimited]; got == 0 {
+		t.Error("no line was counted as rate limited")
+	}
+	checkStreamHolds(t, js, "hv1:web01", run, total)
+}
+
+func TestRelayRestartPicksUpWhereItLeft(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	q := listenChannel(t, filepath.Join(dir, "domain-1-web01", channelFile))
+	cfg := testConfig(dir)
+	cfg.NATSURL = srv.ClientURL()
+	js := testJetStream(t, srv)
+
+	const run = "r1"
+	lines := append([][]byte{helloLine(t, run, 1, "web01")}, results(t, run, 2, 4)...)
+	var acked uint64
+	for i, upTo := range []uint64{3, 4} {
+		log, _ := newTestLogger(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, cfg, log) }()
+
+		g := q.accept(t)
+		g.send(t, lines[acked:upTo]...)
+		if i == 0 {
+			g.mustAck(t, run, 2)
+		} else {
+			g.mustAck(t, run, upTo)
+		}
+		cancel() // may land before seq 3 is confirmed; it must then be acked while draining or resent
+		g.waitClosed(t)
+		if err := <-done; err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+		acked = g.acked(run)
+	}
+
+	checkStreamHolds(t, js, "hv1:web01", run, 4)
+}
+
+func TestRelayFollowsChannelsAsTheyComeAndGo(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	log, _ := newTestLogger(t)
+	r, js := startRelay(t, srv, testConfig(dir), log)
+
+	folder := filepath.Join(dir, "domain-7-late")
+	q := listenChannel(t, filepath.Join(folder, channelFile))
+	g := q.accept(t)
+	want := []Channel{{Name: "late", Path: q.path}}
+	if got := r.Channels(); !reflect.DeepEqual(got, want) {
+		t.Errorf("channels %v, want %v", got, want)
+	}
+	eventually(t, "late to count as connected", func() bool { return r.Stats()["late"].Connected })
+
+	// The VM stops: QEMU closes the connection and libvirt removes the folder.
+	q.ln.Close()
+	g.conn.Close()
+	if err := os.RemoveAll(folder); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the vanished channel to be dropped", func() bool {
+		return len(r.Channels()) == 0 && !r.Stats()["late"].Connected
+	})
+	events := streamMsgs(t, js, "guestdiag.channel.hv1.late")
+	var states []protocol.ChannelState
+	for _, m := range events {
+		var ev protocol.ChannelEvent
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, ev.State)
+	}
+	if len(states) < 2 || states[0] != protocol.ChannelConnected || states[len(states)-1] != protocol.ChannelDisconnected {
+		t.Errorf("channel events %v, want connected first and disconnected last", states)
+	}
+}

@@ -1,0 +1,349 @@
+package hostrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// ackWriteTimeout bounds one write of acks to a guest that does not read.
+const ackWriteTimeout = 10 * time.Second
+
+// session is one connection to one channel.
+type session struct {
+	r    *Relay
+	conn net.Conn
+	ch   Channel
+	vm   *vmState
+	// key is the VM part of every message id.
+	key           string
+	enc           reportEncoder
+	heartbeatSubj string
+
+	// pending holds published messages in arrival order until JetStream
+	// confirms them.
+	pending chan inflight
+	// failed is set once a publish or an ack write failed: nothing more is
+	// acknowledged on this connection, so the agent will resend.
+	failed atomic.Bool
+}
+
+type inflight struct {
+	paf jetstream.PubAckFuture
+	run string
+	seq uint64
+}
+
+// sessionEnd says why a connection ended.
+type sessionEnd struct {
+	reason    string
+	throttled bool
+}
+
+// msgKey is the VM part of a message id. The UUID when known, because it is
+// unique everywhere and survives migration to another host, so that a resend
+// to the new host is recognised as a duplicate. Otherwise host and VM name:
+// names are unique only per host, and the run id is chosen by the guest, so a
+// hostile guest must not be able to pick ids that collide with another host's
+// VM of the same name. Escaped tokens keep the two parts unambiguous.
+func msgKey(host string, ch Channel) string {
+	if ch.UUID != "" {
+		return ch.UUID
+	}
+	return protocol.EscapeToken(host) + ":" + protocol.EscapeToken(ch.Name)
+}
+
+// serve relays one connection until it ends, then drains it: what was
+// published before the end is still acknowledged when JetStream confirms it.
+func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel) sessionEnd {
+	vm := r.vm(ch.Name)
+	s := &session{
+		r:             r,
+		conn:          conn,
+		ch:            ch,
+		vm:            vm,
+		key:           msgKey(r.cfg.Host, ch),
+		enc:           newReportEncoder(r.cfg.Host, ch),
+		heartbeatSubj: protocol.HeartbeatSubject(r.cfg.Host, ch.Name),
+		pending:       make(chan inflight, r.cfg.MaxInFlight),
+	}
+	vm.conns.Add(1)
+	defer vm.conns.Add(-1)
+	vm.connects.Add(1)
+	r.log.Info("channel connected", "vm", ch.Name, "uuid", ch.UUID, "channel", ch.Path)
+	r.publishChannelEvent(ch, protocol.ChannelConnected, "")
+
+	// Cancelling stops reading only; acks for what is in flight still go out.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	acked := make(chan error, 1)
+	go func() { acked <- s.ackLoop() }()
+	end := s.readLoop(ctx)
+	close(s.pending)
+	if err := <-acked; err != nil {
+		end.reason = err.Error()
+	}
+	stop()
+	_ = conn.Close()
+
+	r.log.Info("channel disconnected", "vm", ch.Name, "channel", ch.Path, "reason", end.reason)
+	r.publishChannelEvent(ch, protocol.ChannelDisconnected, end.reason)
+	return end
+}
+
+// readLoop reads, checks, rate-limits and publishes lines until the
+// connection ends, the VM goes over its rate, or a publish fails.
+func (s *session) readLoop(ctx context.Context) sessionEnd {
+	pr := protocol.NewReader(s.conn, protocol.MaxLineLen)
+	for !s.failed.Load() {
+		env, line, err := pr.Next()
+		if err != nil {
+			var le *protocol.LineError
+			if !errors.As(err, &le) {
+				return s.endOf(ctx, err)
+			}
+			s.vm.lines.Add(1)
+			reason := dropReason(le.Err)
+			s.vm.drop(reason)
+			s.vm.logDrop(ctx, s.r.log, "dropped guest line",
+				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path),
+				slog.Uint64("line", le.Line), slog.Int64("offset", le.Offset),
+				slog.String("reason", string(reason)), slog.String("err", le.Err.Error()))
+			// Invalid lines cost a token too, or garbage would be free.
+			if reason != DropTruncated && !s.vm.limiter.Allow() {
+				return s.throttle(ctx, slog.Uint64("line", le.Line), slog.Int64("offset", le.Offset))
+			}
+			continue
+		}
+		s.vm.lines.Add(1)
+		received := time.Now()
+		if !s.vm.limiter.Allow() {
+			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
+		}
+		subj := s.heartbeatSubj
+		if env.Kind == protocol.KindResult || env.Kind == protocol.KindEvent {
+			subj = protocol.ReportSubject(s.r.cfg.Host, s.ch.Name, env.Check)
+		}
+		msg := &nats.Msg{Subject: subj, Data: s.enc.encode(received, line)}
+		// No client-side retries: a retry that lands after this connection
+		// has given up would store an old message behind newer ones. The
+		// agent's resend after a reconnect is the retry.
+		paf, err := s.r.js.PublishMsgAsync(msg,
+			jetstream.WithMsgID(protocol.MsgID(s.key, env.Run, env.Seq)),
+			jetstream.WithRetryAttempts(0),
+			jetstream.WithStallWait(s.r.cfg.PublishTimeout))
+		if err != nil {
+			s.vm.drop(DropPublishFailed)
+			s.r.log.Warn("publish failed; dropping connection so the guest resends",
+				"vm", s.ch.Name, "run", env.Run, "seq", env.Seq, "err", err)
+			return sessionEnd{reason: "publish failed: " + err.Error()}
+		}
+		s.pending <- inflight{paf: paf, run: env.Run, seq: env.Seq}
+	}
+	return sessionEnd{}
+}
+
+// throttle ends a connection whose VM went over its rate. The line over the
+// limit and everything after it are neither published nor acknowledged;
+// everything before it is. Acks are cumulative, so acknowledging a later
+// line would acknowledge the dropped one: ending the connection instead
+// makes the agent resend from the dropped line when the relay reconnects,
+// after the VM's bucket has filled again.
+func (s *session) throttle(ctx context.Context, which ...slog.Attr) sessionEnd {
+	s.vm.drop(DropRateLimited)
+	attrs := append([]slog.Attr{slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path),
+		slog.String("reason", string(DropRateLimited))}, which...)
+	s.vm.logDrop(ctx, s.r.log, "guest over its rate limit; disconnecting until its budget refills", attrs...)
+	return sessionEnd{reason: string(DropRateLimited), throttled: true}
+}
+
+func (s *session) endOf(ctx context.Context, err error) sessionEnd {
+	switch {
+	case ctx.Err() != nil:
+		if cause := context.Cause(ctx); errors.Is(cause, errVanished) {
+			return sessionEnd{reason: cause.Error()}
+		}
+		return sessionEnd{reason: errShutdown.Error()}
+	case s.failed.Load():
+		return sessionEnd{} // the ack loop says why
+	case errors.Is(err, io.EOF):
+		return sessionEnd{reason: "closed by peer"}
+	}
+	return sessionEnd{reason: "read: " + err.Error()}
+}
+
+func dropReason(err error) DropReason {
+	switch {
+	case errors.Is(err, protocol.ErrLineTooLong):
+		return DropOversized
+	case errors.Is(err, protocol.ErrTruncated):
+		return DropTruncated
+	case errors.Is(err, protocol.ErrUnsupportedVersion):
+		return DropVersion
+	case errors.Is(err, protocol.ErrMalformed):
+		return DropMalformed
+	}
+	return DropInvalid
+}
+
+// ackLoop takes published messages in arrival order and, as JetStream
+// confirms them, acknowledges the newest confirmed seq of each run. It
+// batches whatever is already confirmed into one write. If a publish
+// fails, the messages before it are still acknowledged, nothing after it
+// is, and the connection is closed so that the agent resends.
+func (s *session) ackLoop() error {
+	var (
+		batch ackBatch
+		next  inflight
+		have  bool
+	)
+	for {
+		if !have {
+			in, ok := <-s.pending
+			if !ok {
+				return nil
+			}
+			next = in
+		}
+		have = false
+		if err := s.await(next); err != nil {
+			return s.fail(err)
+		}
+		batch.add(next.run, next.seq)
+	gather:
+		for batch.n < cap(s.pending) {
+			select {
+			case in, ok := <-s.pending:
+				if !ok {
+					break gather
+				}
+				done, err := s.poll(in)
+				if err != nil {
+					if werr := s.writeAcks(&batch); werr != nil {
+						return s.fail(werr)
+					}
+					return s.fail(err)
+				}
+				if !done {
+					next, have = in, true
+					break gather
+				}
+				batch.add(in.run, in.seq)
+			default:
+				break gather
+			}
+		}
+		if err := s.writeAcks(&batch); err != nil {
+			return s.fail(err)
+		}
+	}
+}
+
+// await blocks until JetStream confirms or refuses in. The async publish
+// timeout bounds the wait.
+func (s *session) await(in inflight) error {
+	select {
+	case pa := <-in.paf.Ok():
+		s.confirmed(pa)
+		return nil
+	case err := <-in.paf.Err():
+		return s.publishErr(in, err)
+	}
+}
+
+// poll is await without waiting.
+func (s *session) poll(in inflight) (bool, error) {
+	select {
+	case pa := <-in.paf.Ok():
+		s.confirmed(pa)
+		return true, nil
+	case err := <-in.paf.Err():
+		return false, s.publishErr(in, err)
+	default:
+		return false, nil
+	}
+}
+
+func (s *session) confirmed(pa *jetstream.PubAck) {
+	s.vm.published.Add(1)
+	if pa.Duplicate {
+		s.vm.duplicates.Add(1)
+	}
+}
+
+func (s *session) publishErr(in inflight, err error) error {
+	s.vm.drop(DropPublishFailed)
+	s.r.log.Warn("publish failed; dropping connection so the guest resends",
+		"vm", s.ch.Name, "run", in.run, "seq", in.seq, "err", err)
+	return fmt.Errorf("publish failed: %w", err)
+}
+
+// fail stops acknowledging, closes the connection so the reader stops, and
+// discards what is still pending: it is not acknowledged, so the agent
+// resends it and JetStream drops the copies it already holds.
+func (s *session) fail(err error) error {
+	s.failed.Store(true)
+	_ = s.conn.Close()
+	for range s.pending {
+	}
+	return err
+}
+
+func (s *session) writeAcks(b *ackBatch) error {
+	if b.n == 0 {
+		return nil
+	}
+	buf := b.buf[:0]
+	for i, run := range b.runs {
+		line, err := protocol.Marshal(protocol.NewAck(run, b.seqs[i]))
+		if err != nil {
+			return fmt.Errorf("encode ack: %w", err)
+		}
+		buf = append(buf, line...)
+	}
+	b.buf = buf
+	n := len(b.runs)
+	b.reset()
+	if err := s.conn.SetWriteDeadline(time.Now().Add(ackWriteTimeout)); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	if _, err := s.conn.Write(buf); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	s.vm.acks.Add(uint64(n))
+	return nil
+}
+
+// ackBatch holds the newest confirmed seq of each run since the last write,
+// in the order runs first appeared.
+type ackBatch struct {
+	runs []string
+	seqs []uint64
+	n    int // messages in the batch
+	buf  []byte
+}
+
+func (b *ackBatch) add(run string, seq uint64) {
+	b.n++
+	for i, r := range b.runs {
+		if r == run {
+			b.seqs[i] = max(b.seqs[i], seq)
+			return
+		}
+	}
+	b.runs = append(b.runs, run)
+	b.seqs = append(b.seqs, seq)
+}
+
+func (b *ackBatch) reset() {
+	b.runs, b.seqs, b.n = b.runs[:0], b.seqs[:0], 0
+}
