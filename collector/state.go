@@ -1,0 +1,273 @@
+package collector
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// VM is the state of one virtual machine: the JSON value of its KV record and
+// what the API returns. Name, Host and UUID are what the host reports; what
+// the guest says about itself is kept only inside Hello.
+type VM struct {
+	Name    string  `json:"name"`
+	Host    string  `json:"host"`
+	UUID    string  `json:"uuid,omitempty"`
+	Channel Channel `json:"channel"`
+	// LastSeen is the relay's receive time of the newest guest message.
+	LastSeen  time.Time         `json:"last_seen,omitzero"`
+	Hello     *Hello            `json:"hello,omitempty"`
+	Heartbeat *Heartbeat        `json:"heartbeat,omitempty"`
+	Checks    map[string]*Check `json:"checks,omitempty"`
+}
+
+// Channel is the relay's view of the VM's channel.
+type Channel struct {
+	Name  string                `json:"name,omitempty"`
+	State protocol.ChannelState `json:"state,omitempty"`
+	// Since is the relay's time of the latest channel event applied.
+	Since  time.Time `json:"since,omitzero"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Origin places a guest message: the agent run and sequence number, the
+// guest's own timestamp (untrusted clock) and the relay's receive time.
+type Origin struct {
+	Run      string    `json:"run"`
+	Seq      uint64    `json:"seq"`
+	TS       time.Time `json:"ts"`
+	Received time.Time `json:"received"`
+}
+
+// Hello is the latest agent hello: the guest's claims about itself.
+type Hello struct {
+	ClaimedHostname string   `json:"claimed_hostname"`
+	OS              string   `json:"os"`
+	Platform        string   `json:"platform,omitempty"`
+	Kernel          string   `json:"kernel,omitempty"`
+	Arch            string   `json:"arch,omitempty"`
+	AgentVersion    string   `json:"agent_version"`
+	Checks          []string `json:"checks"`
+	BootTime        int64    `json:"boot_time,omitempty"`
+	Origin
+}
+
+// Heartbeat is the latest agent heartbeat.
+type Heartbeat struct {
+	UptimeSec uint64 `json:"uptime_s"`
+	Spooled   uint64 `json:"spooled"`
+	Dropped   uint64 `json:"dropped,omitempty"`
+	Origin
+}
+
+// Check is the latest result or event of one check.
+type Check struct {
+	Kind     protocol.Kind      `json:"kind"`
+	Status   protocol.Status    `json:"status"`
+	Summary  string             `json:"summary,omitempty"`
+	Findings []protocol.Finding `json:"findings,omitempty"`
+	// FindingsTotal is how many findings the guest sent; Findings holds at
+	// most maxStoredFindings of them, or none if the record grew too large.
+	FindingsTotal int `json:"findings_total,omitempty"`
+	Origin
+}
+
+// Limits that keep one guest from growing its record without bound. A guest
+// may invent any check name, and a line may carry 256 findings.
+const (
+	maxChecksPerVM    = protocol.MaxChecks
+	maxStoredFindings = 32
+	// maxRecordBytes stays well under the 1 MiB default NATS max payload.
+	maxRecordBytes = 512 << 10
+)
+
+var errRecordTooLarge = errors.New("state record too large")
+
+// Key returns the KV key of the VM named vm on host: both names escaped
+// with protocol.EscapeToken, '~' replaced by '=' (KV keys do not allow '~'),
+// joined by a dot, so "host.>" watches one host's VMs and distinct names
+// never collide.
+func Key(host, vm string) string {
+	return kvToken(host) + "." + kvToken(vm)
+}
+
+func kvToken(s string) string {
+	return strings.ReplaceAll(protocol.EscapeToken(s), "~", "=")
+}
+
+// outcome is what applying one message did to a record.
+type outcome int
+
+const (
+	applied  outcome = iota // the record changed
+	stale                   // already applied, or older than what is there
+	rejected                // valid, but refused to bound the record
+)
+
+// supersededBy reports whether a message from next is newer than the one
+// recorded in o. Within a run the guest's seq orders messages; across runs
+// only the relay's receive time can, since run ids are random.
+func (o *Origin) supersededBy(next Origin) bool {
+	if o.Run == "" {
+		return true
+	}
+	if next.Run == o.Run {
+		return next.Seq > o.Seq
+	}
+	return next.Received.After(o.Received)
+}
+
+// update is one decoded stream message, ready to fold into the record of
+// the VM it names.
+type update struct {
+	host, vm string
+	apply    func(*VM) outcome
+}
+
+// decodeMessage turns a stream message into an update. Any error means the
+// message can never be applied.
+func decodeMessage(subject string, data []byte) (update, error) {
+	switch {
+	case strings.HasPrefix(subject, protocol.SubjectPrefix+".channel."):
+		var ev protocol.ChannelEvent
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return update{}, fmt.Errorf("channel event: %w", err)
+		}
+		if err := checkIdentity(ev.V, ev.Host, ev.VM); err != nil {
+			return update{}, fmt.Errorf("channel event: %w", err)
+		}
+		if ev.State != protocol.ChannelConnected && ev.State != protocol.ChannelDisconnected {
+			return update{}, fmt.Errorf("channel event: unknown state %q", ev.State)
+		}
+		return update{host: ev.Host, vm: ev.VM, apply: func(v *VM) outcome { return applyChannel(v, &ev) }}, nil
+	case strings.HasPrefix(subject, protocol.SubjectPrefix+".report."),
+		strings.HasPrefix(subject, protocol.SubjectPrefix+".heartbeat."):
+		var r protocol.Report
+		if err := json.Unmarshal(data, &r); err != nil {
+			return update{}, fmt.Errorf("report: %w", err)
+		}
+		if err := checkIdentity(r.V, r.Host, r.VM); err != nil {
+			return update{}, fmt.Errorf("report: %w", err)
+		}
+		if r.Received.IsZero() {
+			return update{}, errors.New("report: no received time")
+		}
+		e, err := protocol.Decode(r.Guest)
+		if err != nil {
+			return update{}, fmt.Errorf("report: guest envelope: %w", err)
+		}
+		return update{host: r.Host, vm: r.VM, apply: func(v *VM) outcome { return applyReport(v, &r, &e) }}, nil
+	}
+	return update{}, errors.New("subject is not a report, heartbeat or channel subject")
+}
+
+func checkIdentity(v int, host, vm string) error {
+	switch {
+	case v != protocol.Version:
+		return fmt.Errorf("%w: v %d", protocol.ErrUnsupportedVersion, v)
+	case host == "":
+		return errors.New("no host")
+	case vm == "":
+		return errors.New("no vm")
+	}
+	return nil
+}
+
+// applyReport folds a relay report carrying guest envelope e into v. A
+// message that is not newer than what v holds for the same kind (and check)
+// changes nothing at all.
+func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
+	o := Origin{Run: e.Run, Seq: e.Seq, TS: e.TS, Received: r.Received}
+	switch e.Kind {
+	case protocol.KindHello:
+		if v.Hello != nil && !v.Hello.supersededBy(o) {
+			return stale
+		}
+		var h protocol.Hello
+		if err := json.Unmarshal(e.Data, &h); err != nil {
+			// Decode validated the hello already.
+			return rejected
+		}
+		v.Hello = &Hello{
+			ClaimedHostname: h.Hostname, OS: h.OS, Platform: h.Platform, Kernel: h.Kernel, Arch: h.Arch,
+			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime, Origin: o,
+		}
+	case protocol.KindHeartbeat:
+		if v.Heartbeat != nil && !v.Heartbeat.supersededBy(o) {
+			return stale
+		}
+		var hb protocol.Heartbeat
+		if len(e.Data) > 0 {
+			if err := json.Unmarshal(e.Data, &hb); err != nil {
+				return rejected
+			}
+		}
+		v.Heartbeat = &Heartbeat{UptimeSec: hb.UptimeSec, Spooled: hb.Spooled, Dropped: hb.Dropped, Origin: o}
+	case protocol.KindResult, protocol.KindEvent:
+		cur, ok := v.Checks[e.Check]
+		if ok && !cur.supersededBy(o) {
+			return stale
+		}
+		if !ok && len(v.Checks) >= maxChecksPerVM {
+			return rejected
+		}
+		c := &Check{Kind: e.Kind, Status: e.Status, Summary: e.Summary, FindingsTotal: len(e.Findings), Origin: o}
+		c.Findings = e.Findings[:min(len(e.Findings), maxStoredFindings)]
+		if v.Checks == nil {
+			v.Checks = make(map[string]*Check)
+		}
+		v.Checks[e.Check] = c
+	default:
+		return rejected
+	}
+	if r.UUID != "" {
+		v.UUID = r.UUID
+	}
+	if r.Channel != "" {
+		v.Channel.Name = r.Channel
+	}
+	if r.Received.After(v.LastSeen) {
+		v.LastSeen = r.Received
+	}
+	return applied
+}
+
+// applyChannel records a channel event unless a later one is already there.
+func applyChannel(v *VM, ev *protocol.ChannelEvent) outcome {
+	if v.Channel.State != "" {
+		if ev.TS.Before(v.Channel.Since) || ev.TS.Equal(v.Channel.Since) && ev.State == v.Channel.State {
+			return stale
+		}
+	}
+	v.Channel = Channel{Name: ev.Channel, State: ev.State, Since: ev.TS, Reason: ev.Reason}
+	if ev.UUID != "" {
+		v.UUID = ev.UUID
+	}
+	return applied
+}
+
+// encodeRecord marshals v for the KV, dropping stored findings (their count
+// stays) if the record would be too large for one NATS message.
+func encodeRecord(v *VM) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) <= maxRecordBytes {
+		return b, nil
+	}
+	for _, c := range v.Checks {
+		c.Findings = nil
+	}
+	if b, err = json.Marshal(v); err != nil {
+		return nil, err
+	}
+	if len(b) > maxRecordBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errRecordTooLarge, len(b), maxRecordBytes)
+	}
+	return b, nil
+}
