@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need beyond Go: QEMU, a static
+# busybox and an apt package list that knows the Debian cloud kernel (the lab
+# downloads it with `apt-get download` on first use). As root with apt-get it
+# installs them; otherwise it says what to install and stops.
+set -euo pipefail
+
+missing=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
+	missing+=(busybox-static)
+fi
+kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "deps: Go is not installed; install Go 1.26 or newer from go.dev/dl" >&2
+	exit 1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && kernel_known; then
+	exit 0
+fi
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: missing: ${missing[*]:-} ${missing[*]:+and }an apt list with linux-image-cloud-amd64" >&2
+	echo "deps: on Debian, as root: apt-get update && apt-get install -y --no-install-recommends qemu-system-x86 busybox-static" >&2
+	exit 1
+fi
+
+echo "deps: installing ${missing[*]:-nothing new} (apt-get update first)" >&2
+apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! kernel_known; then
+	echo "deps: apt does not know linux-image-cloud-amd64; the VM lab needs Debian's cloud kernel package" >&2
+	exit 1
+fi

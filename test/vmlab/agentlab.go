@@ -1,0 +1,95 @@
+//go:build linux
+
+package vmlab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// AgentLab boots guests that run guestdiag-agent, each with a libvirt-style
+// channel socket under ChannelRoot, so a relay finds them the way it finds
+// them on a libvirt host.
+type AgentLab struct {
+	Kernel      Kernel
+	Agent       string // static guestdiag-agent binary, see BuildAgent
+	ChannelRoot string // short path: unix socket paths are limited to 107 bytes
+	WorkDir     string // initramfs images go here
+}
+
+// AgentGuest is one lab guest.
+type AgentGuest struct {
+	Name     string // the host-side name, as libvirt's domain name
+	ID       int    // the libvirt domain id in the channel folder name
+	Hostname string // what the guest calls itself; Name when empty
+	Network  bool   // a NIC on QEMU's restricted user network
+	// AgentArgs are the agent's flags; the lab adds --state-dir.
+	AgentArgs []string
+	// Files and Commands add to the guest; Commands run before the agent.
+	Files    []File
+	Commands []string
+}
+
+// ChannelGlob matches every channel socket of the lab, as the relay's glob
+// matches libvirt's.
+func (l *AgentLab) ChannelGlob() string {
+	return filepath.Join(l.ChannelRoot, "domain-*", AgentChannelName)
+}
+
+// Boot builds the guest's initramfs and starts it. The agent's log goes to
+// the guest console.
+func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
+	if g.Hostname == "" {
+		g.Hostname = g.Name
+	}
+	initrd := filepath.Join(l.WorkDir, g.Name+".initrd.gz")
+	args := append([]string{"/usr/bin/guestdiag-agent", "--state-dir", "/var/lib/guestdiag"}, g.AgentArgs...)
+	spec := InitramfsSpec{
+		Kernel:   l.Kernel,
+		Files:    append([]File{{HostPath: l.Agent, GuestPath: "/usr/bin/guestdiag-agent", Mode: 0o755}}, g.Files...),
+		Hostname: g.Hostname,
+		Commands: append(append([]string(nil), g.Commands...), strings.Join(args, " ")+" &"),
+	}
+	if err := BuildInitramfs(initrd, spec); err != nil {
+		return nil, fmt.Errorf("initramfs for %s: %w", g.Name, err)
+	}
+	return Boot(ctx, VMConfig{
+		Name:          g.Name,
+		Kernel:        l.Kernel.Vmlinuz,
+		Initrd:        initrd,
+		ChannelSocket: LibvirtChannelPath(l.ChannelRoot, g.ID, g.Name),
+		Network:       g.Network,
+	})
+}
+
+// BuildAgent builds a static linux/amd64 guestdiag-agent at dst from the
+// module this package belongs to.
+func BuildAgent(ctx context.Context, dst string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dst, "./cmd/guestdiag-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build guestdiag-agent: %w\n%s", err, out)
+	}
+	return nil
+}
+
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the guestdiag module (go env GOMOD is empty)")
+	}
+	return filepath.Dir(mod), nil
+}
