@@ -69,19 +69,9 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 // is cancelled.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg = cfg.withDefaults()
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("guestdiag-collector"),
-		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats_disconnected", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats_connected", "url", nc.ConnectedUrl())
-		}),
-	)
+	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-collector", logger)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	return New(cfg, nc, logger).Run(ctx)

@@ -74,25 +74,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("relay config: %w", err)
 	}
 	logger.Info("connecting to nats", "url", cfg.NATSURL)
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("guestdiag-relay "+cfg.Host),
-		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats disconnected", "err", err)
-		}),
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Debug("nats connect failed", "err", err)
-		}),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats connected", "url", nc.ConnectedUrl())
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats connected", "url", nc.ConnectedUrl())
-		}),
-	)
+	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger)
 	if err != nil {
-		return fmt.Errorf("nats %s: %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	r, err := New(cfg, nc, logger)

@@ -148,7 +148,8 @@ func TestRelayAcksOnlyWhatJetStreamStored(t *testing.T) {
 		t.Errorf("publish failures counted %d, want at least 1", got)
 	}
 
-	if _, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig{}); err != nil {
+	sc.Subjects = []string{natsutil.StreamSubjects}
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
 		t.Fatal(err)
 	}
 	g = q.accept(t)

@@ -29,7 +29,8 @@ func TestEnsureStreamDeduplicatesByMsgID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig{}); err != nil {
+	// A second daemon with other settings finds the stream and leaves it be.
+	if _, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig{Duplicates: time.Minute}); err != nil {
 		t.Fatalf("second EnsureStream on an existing stream: %v", err)
 	}
 	for range 2 {

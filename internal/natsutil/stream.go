@@ -2,6 +2,7 @@ package natsutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -28,8 +29,11 @@ type StreamConfig struct {
 	MaxBytes   int64
 }
 
-// EnsureStream creates the GUESTDIAG stream, or updates it to cfg if it
-// exists, so that every daemon can start in any order.
+// EnsureStream creates the GUESTDIAG stream if it does not exist, so that
+// every daemon can start in any order. An existing stream is left as it is:
+// daemons with different settings (a relay does not know the cluster's
+// replica count) must not rewrite it back and forth. Change a running
+// stream's limits with the nats CLI.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -43,7 +47,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "guestdiag reports, heartbeats, channel events, alerts, hints and plans",
 		Subjects:    []string{StreamSubjects},
@@ -54,6 +58,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxBytes:    cfg.MaxBytes,
 		Discard:     jetstream.DiscardOld,
 	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.Stream(ctx, StreamName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}
