@@ -40,10 +40,14 @@ test-vmlab:
 	GUESTDIAG_VMLAB=1 $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
 
 bench:
-	$(GO) test -run XXX -bench . -benchmem ./protocol/ ./hostrelay/
+	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1
+	$(GO) test ./hostrelay -run XXX -bench RelayThroughput -benchtime 200000x -count 3 -cpu 1
+	$(GO) test ./hostrelay -run XXX -bench RelayLatency1000 -benchtime 10000x -count 3 -cpu 1
 
 fuzz:
-	$(GO) test ./protocol -run XXX -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./protocol -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30s
+	$(GO) test ./protocol -run XXX -fuzz '^FuzzFastDecoderMatchesReference$$' -fuzztime 30s
+	$(GO) test ./protocol -run XXX -fuzz '^FuzzAckDecoderMatchesReference$$' -fuzztime 15s
 
 clean:
 	rm -rf $(BIN)

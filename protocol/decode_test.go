@@ -15,7 +15,7 @@ import (
 )
 
 // referenceDecode is Decode as it was written on encoding/json before the
-// hand-written scanner replaced it. FuzzDecodeMatchesReference holds the
+// hand-written scanner replaced it. FuzzFastDecoderMatchesReference holds the
 // scanner to it.
 func referenceDecode(line []byte) (Envelope, error) {
 	var e Envelope
@@ -279,7 +279,7 @@ func decodeSeedLines() [][]byte {
 	return lines
 }
 
-func FuzzDecodeMatchesReference(f *testing.F) {
+func FuzzFastDecoderMatchesReference(f *testing.F) {
 	for _, line := range decodeSeedLines() {
 		f.Add(line)
 	}
@@ -296,7 +296,7 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 	})
 }
 
-func FuzzDecodeAckMatchesReference(f *testing.F) {
+func FuzzAckDecoderMatchesReference(f *testing.F) {
 	for _, line := range decodeSeedLines() {
 		f.Add(line)
 	}
