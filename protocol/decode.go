@@ -30,6 +30,9 @@ func Decode(line []byte) (Envelope, error) {
 	// lets json.Decoder.More pass a trailing '}' or ']', decodes a bare null
 	// as an empty envelope, and allows nesting 10000 deep. Keys repeated
 	// inside data are not looked for: data is not decoded at all.
+	if i := firstInvalidUTF8(line); i >= 0 {
+		return Envelope{}, fmt.Errorf("%w: byte %d: invalid UTF-8", ErrMalformed, i)
+	}
 	e, n, err := decodeEnvelope(line, &guestKeys)
 	if err != nil {
 		if v, ok := probeVersion(line); ok && v != Version && v != 0 {
@@ -46,6 +49,24 @@ func Decode(line []byte) (Envelope, error) {
 		return Envelope{}, err
 	}
 	return e, nil
+}
+
+// firstInvalidUTF8 returns the offset of the first byte that is not valid
+// UTF-8, or -1. The wire format is UTF-8 and the relay forwards lines byte
+// for byte, so invalid input is refused rather than repaired with U+FFFD
+// as encoding/json would.
+func firstInvalidUTF8(b []byte) int {
+	if utf8.Valid(b) {
+		return -1
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // DecodeAck parses one host line as an acknowledgement. The agent ignores

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // referenceDecode is Decode as it was written on encoding/json before the
@@ -81,6 +82,9 @@ func knownDifference(line []byte, names []string) string {
 		expectKey bool
 		key       string
 		keys      map[string]bool
+	}
+	if !utf8.Valid(line) {
+		return "invalid UTF-8"
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	var stack []*frame

@@ -118,6 +118,7 @@ func TestSchemaRejectsWhatDecodeRejects(t *testing.T) {
 		`{"v":1,"kind":"hello","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z"}`,
 		`{"v":1,"kind":"heartbeat","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","cmd":"reboot"}`,
 		`{"v":1,"kind":"ack","run":"r","seq":1,"cmd":"x"}`,
+		`{"v":1,"kind":"hello","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","data":{"hostname":"a\nb","os":"linux","agent_version":"1","checks":[]}}`,
 	} {
 		var v any
 		if err := json.Unmarshal([]byte(line), &v); err != nil {

@@ -125,8 +125,6 @@ func (e *Envelope) validateData() error {
 
 func (h *Hello) validate() error {
 	switch {
-	case len(h.Hostname) > MaxHostnameLen:
-		return fieldErr("data.hostname", "%d bytes, limit %d", len(h.Hostname), MaxHostnameLen)
 	case h.OS == "":
 		return fieldErr("data.os", "missing")
 	case h.AgentVersion == "":
@@ -134,9 +132,12 @@ func (h *Hello) validate() error {
 	case len(h.Checks) > MaxChecks:
 		return fieldErr("data.checks", "%d entries, limit %d", len(h.Checks), MaxChecks)
 	}
+	if err := checkLabel("data.hostname", h.Hostname, MaxHostnameLen); err != nil {
+		return err
+	}
 	for _, s := range []struct{ name, v string }{{"os", h.OS}, {"platform", h.Platform}, {"kernel", h.Kernel}, {"arch", h.Arch}, {"agent_version", h.AgentVersion}} {
-		if len(s.v) > MaxSourceLen {
-			return fieldErr("data."+s.name, "%d bytes, limit %d", len(s.v), MaxSourceLen)
+		if err := checkLabel("data."+s.name, s.v, MaxSourceLen); err != nil {
+			return err
 		}
 	}
 	for i, c := range h.Checks {
@@ -161,8 +162,8 @@ func (f *Finding) validate() error {
 		return fieldErr("message", "%d bytes, limit %d", len(f.Message), MaxMessageLen)
 	}
 	for _, s := range []struct{ name, v string }{{"source", f.Source}, {"provider", f.Provider}, {"unit", f.Unit}} {
-		if len(s.v) > MaxSourceLen {
-			return fieldErr(s.name, "%d bytes, limit %d", len(s.v), MaxSourceLen)
+		if err := checkLabel(s.name, s.v, MaxSourceLen); err != nil {
+			return err
 		}
 	}
 	if f.First != nil && f.Last != nil && f.Last.Before(*f.First) {
@@ -195,6 +196,22 @@ func checkCode(code string) error {
 	}
 	if dots == 0 || prev == '.' {
 		return fieldErr("code", "%q must look like area.name", clip(code))
+	}
+	return nil
+}
+
+// checkLabel bounds a one-line label (hostname, OS, unit, …) and refuses
+// control characters, so guest text shown in a table or a log cannot add
+// lines or terminal escapes. Messages and summaries may span lines; labels
+// may not.
+func checkLabel(field, v string, max int) error {
+	if len(v) > max {
+		return fieldErr(field, "%d bytes, limit %d", len(v), max)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fieldErr(field, "%q has a control character", clip(v))
+		}
 	}
 	return nil
 }
