@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // Stream names and defaults shared by relay, collector and scheduler.
@@ -19,6 +21,11 @@ const (
 	// came back is recognised only inside this window.
 	DefaultDuplicates = 2 * time.Hour
 	DefaultMaxAge     = 7 * 24 * time.Hour
+	// DefaultMaxBytes bounds the stream's disk use whatever guests send;
+	// the oldest messages go first, after the collector has consumed them.
+	DefaultMaxBytes = 16 << 30
+	// MaxMsgSize fits a maximal guest line plus the relay's envelope.
+	MaxMsgSize = 2 * protocol.MaxLineLen
 )
 
 // StreamConfig configures the GUESTDIAG stream.
@@ -45,7 +52,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		cfg.MaxAge = DefaultMaxAge
 	}
 	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = -1
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
@@ -56,6 +63,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		Duplicates:  cfg.Duplicates,
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
+		MaxMsgSize:  MaxMsgSize,
 		Discard:     jetstream.DiscardOld,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
