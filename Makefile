@@ -37,7 +37,7 @@ test-unit:
 	$(GO) test -race -count=1 ./...
 
 test-vmlab:
-	GUESTDIAG_VMLAB=1 $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
+	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
 
 bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1

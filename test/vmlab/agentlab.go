@@ -69,15 +69,22 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 // BuildAgent builds a static linux/amd64 guestdiag-agent at dst from the
 // module this package belongs to.
 func BuildAgent(ctx context.Context, dst string) error {
+	return Build(ctx, dst, "./cmd/guestdiag-agent")
+}
+
+// Build builds the module's package pkg (such as "./cmd/guestdiag-relay") as
+// a static linux/amd64 binary at dst. GOAMD64=v1 because TCG's default CPU
+// lacks the newer instruction sets a v3 build would use.
+func Build(ctx context.Context, dst, pkg string) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dst, "./cmd/guestdiag-agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dst, pkg)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOAMD64=v1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build guestdiag-agent: %w\n%s", err, out)
+		return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 	}
 	return nil
 }

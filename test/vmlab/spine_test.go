@@ -3,6 +3,7 @@
 package vmlab_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -21,7 +23,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/collector"
-	"github.com/guestdiag/guestdiag/hostrelay"
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -60,23 +61,37 @@ func bootAgent(t *testing.T, ctx context.Context, l *vmlab.AgentLab, g vmlab.Age
 	return vm
 }
 
-// startRelay runs a relay until the returned stop function is called; stop
-// waits for Run to return.
-func startRelay(t *testing.T, nc *nats.Conn, glob string) (stop func()) {
+// relayProcess runs guestdiag-relay as its own process, so the outage test can
+// kill it the hard way: whatever it published but had not yet acknowledged
+// is resent by the agents and must be de-duplicated by JetStream.
+type relayProcess struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	output bytes.Buffer
+}
+
+func startRelayProcess(t *testing.T, bin, natsURL, glob string) *relayProcess {
 	t.Helper()
-	r, err := hostrelay.New(hostrelay.Config{Host: labHost, Globs: []string{glob}, RescanInterval: 200 * time.Millisecond}, nc, testLogger(t, "relay"))
-	if err != nil {
+	p := &relayProcess{done: make(chan struct{})}
+	p.cmd = exec.Command(bin, "--nats", natsURL, "--host", labHost, "--glob", glob, "--log-level", "warn")
+	p.cmd.Stdout, p.cmd.Stderr = &p.output, &p.output
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("relay output:\n%s", p.output.String())
 		}
-	}
+	})
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *relayProcess) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 func startCollector(t *testing.T, nc *nats.Conn) (api string) {
@@ -203,7 +218,11 @@ func TestIntegrationSpine(t *testing.T) {
 	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "alpha", ID: 1, AgentArgs: agentArgs})
 	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "beta", ID: 2, Hostname: "alpha", AgentArgs: agentArgs})
 
-	stopRelay := startRelay(t, nc, l.ChannelGlob())
+	relayBin := filepath.Join(t.TempDir(), "guestdiag-relay")
+	if err := vmlab.Build(ctx, relayBin, "./cmd/guestdiag-relay"); err != nil {
+		t.Fatal(err)
+	}
+	relay := startRelayProcess(t, relayBin, srv.ClientURL(), l.ChannelGlob())
 	api := startCollector(t, nc)
 
 	t.Run("both VMs appear under their host-side names with resources results", func(t *testing.T) {
@@ -244,8 +263,8 @@ func TestIntegrationSpine(t *testing.T) {
 		}
 	})
 
-	t.Run("a 20 s relay outage loses and doubles nothing", func(t *testing.T) {
-		stopRelay()
+	t.Run("a relay killed for 20 s loses and doubles nothing", func(t *testing.T) {
+		relay.kill()
 		outage := time.Now()
 		select {
 		case <-time.After(20 * time.Second): // the outage itself: guests keep producing
@@ -253,11 +272,12 @@ func TestIntegrationSpine(t *testing.T) {
 			t.Fatal(ctx.Err())
 		}
 		restart := time.Now()
-		stopRelay = startRelay(t, nc, l.ChannelGlob())
-		t.Cleanup(func() { stopRelay() })
+		startRelayProcess(t, relayBin, srv.ClientURL(), l.ChannelGlob())
 
-		// The agents send in order, so a message made after the restart means
-		// everything spooled during the outage has been sent before it.
+		// The agents send in order on one connection, so a message made after
+		// the restart means everything spooled during the outage was sent
+		// before it. ts is the guest's clock, which QEMU's RTC sets from the
+		// host's; a second of skew moves the counts below by one at most.
 		var msgs []storedMessage
 		eventually(t, ctx, 90*time.Second, "messages made after the restart reach the stream", func(ctx context.Context) error {
 			var err error
