@@ -85,15 +85,21 @@ func boot(t *testing.T, ctx context.Context, cfg vmlab.VMConfig) *vmlab.VM {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopOnCleanup(t, vm, cfg.Name)
+	return vm
+}
+
+// stopOnCleanup stops the guest when the test ends and logs its console if
+// the test failed.
+func stopOnCleanup(t *testing.T, vm *vmlab.VM, name string) {
 	t.Cleanup(func() {
 		if err := vm.Stop(); err != nil {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("console of %s:\n%s", cfg.Name, vm.Console())
+			t.Logf("console of %s:\n%s", name, vm.Console())
 		}
 	})
-	return vm
 }
 
 // shortTempDir is under /tmp: t.TempDir paths can break the 108-byte limit on unix

@@ -50,14 +50,7 @@ func bootAgent(t *testing.T, ctx context.Context, l *vmlab.AgentLab, g vmlab.Age
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := vm.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("console of %s:\n%s", g.Name, vm.Console())
-		}
-	})
+	stopOnCleanup(t, vm, g.Name)
 	return vm
 }
 
