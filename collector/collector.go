@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -31,9 +33,13 @@ const (
 	// pullBatch is how many messages a collector buffers ahead.
 	pullBatch = 64
 	// setupBackoffMin and setupBackoffMax bound the wait between attempts
-	// to reach JetStream at start.
+	// to set up JetStream, at start and after a consumer failed.
 	setupBackoffMin = 500 * time.Millisecond
 	setupBackoffMax = 30 * time.Second
+	// casBackoffMin and casBackoffMax bound the pause between
+	// compare-and-set retries of one message.
+	casBackoffMin = 2 * time.Millisecond
+	casBackoffMax = 100 * time.Millisecond
 )
 
 // Stats counts what a Collector did with the messages it was given.
@@ -57,12 +63,19 @@ type Collector struct {
 	vms   map[string]VM // by KV key, fed by the KV watcher
 
 	applied, stale, rejected, poison, failed, conflicts atomic.Uint64
+
+	// One limiter per warning that a guest (or a bad publisher) can cause
+	// once per message, so one flood does not silence the others.
+	poisonLog, tooLargeLog, rejectedLog *warnLimiter
 }
 
 // New returns a Collector that uses nc, which stays the caller's to close.
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
-	return &Collector{cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM)}
+	return &Collector{
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM),
+		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(),
+	}
 }
 
 // Run dials cfg.NATSURL and runs a Collector on that connection until ctx
@@ -90,50 +103,80 @@ func (c *Collector) Run(ctx context.Context) error {
 // Serve serves the API on ln at once, ensures the stream, the KV bucket and
 // the durable consumer exist (retrying while NATS is unreachable; /healthz
 // answers 503 meanwhile), then consumes and keeps its view of the bucket
-// current until ctx is cancelled, when it returns nil. It closes ln.
+// current until ctx is cancelled, when it returns nil. A failing consumer or
+// watcher is set up again after a backoff rather than ending Serve; only a
+// failing listener does. It closes ln.
 func (c *Collector) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
-	running := 1
-	go func() { errc <- c.serveHTTP(ctx, ln) }()
-	if kv, cons, ok := c.setup(ctx); ok {
-		running += 2
-		go func() { errc <- c.watch(ctx, kv) }()
-		go func() { errc <- c.consume(ctx, cons, kv) }()
-	}
-	var first error
-	for range running {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-		cancel()
-	}
-	return first
+	var wg sync.WaitGroup
+	wg.Go(func() { c.pipeline(ctx) })
+	err := c.serveHTTP(ctx, ln)
+	cancel()
+	wg.Wait()
+	return err
 }
 
-// setup retries trySetup until it succeeds or ctx is cancelled, so that
-// collectors, relays and NATS can start in any order.
-func (c *Collector) setup(ctx context.Context) (jetstream.KeyValue, jetstream.Consumer, bool) {
+// pipeline sets JetStream up and consumes until ctx is cancelled. Whatever
+// ends a consumer (an operator deleting it, its stream lost, a server that
+// stopped answering) leads to setting everything up again and resuming, so
+// that collectors, relays and NATS can start, stop and be repaired in any
+// order.
+func (c *Collector) pipeline(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	setups := 0
+	c.retry(ctx, "consumer_failed", func(ctx context.Context) error {
+		kv, cons, err := c.trySetup(ctx)
+		if err != nil {
+			return err
+		}
+		setups++
+		if setups == 1 {
+			c.log.Info("collector_started", "durable", c.cfg.Durable, "bucket", c.cfg.Bucket)
+			wg.Go(func() {
+				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watch(ctx, kv) })
+			})
+		} else {
+			c.log.Info("consumer_recreated", "durable", c.cfg.Durable, "setups", setups)
+		}
+		return c.consume(ctx, cons, kv)
+	})
+}
+
+// retry runs f until ctx is cancelled, logging each failure as msg. The
+// wait between runs doubles from setupBackoffMin to setupBackoffMax, and
+// starts over after a run that lasted longer than setupBackoffMax, so a
+// consumer deleted once a day is back within a second, while one that
+// cannot be set up at all costs a request every half minute.
+func (c *Collector) retry(ctx context.Context, msg string, f func(context.Context) error) {
 	wait := setupBackoffMin
 	for {
-		kv, cons, err := c.trySetup(ctx)
-		if err == nil {
-			c.log.Info("collector_started", "durable", c.cfg.Durable, "bucket", c.cfg.Bucket)
-			return kv, cons, true
-		}
+		started := time.Now()
+		err := f(ctx)
 		if ctx.Err() != nil {
-			return nil, nil, false
+			return
 		}
-		c.log.Warn("setup_failed", "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil, false
-		case <-t.C:
+		if time.Since(started) > setupBackoffMax {
+			wait = setupBackoffMin
+		}
+		c.log.Warn(msg, "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return
 		}
 		wait = min(2*wait, setupBackoffMax)
+	}
+}
+
+// sleep waits for d and reports false if ctx was cancelled first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -181,7 +224,10 @@ func (c *Collector) trySetup(ctx context.Context) (jetstream.KeyValue, jetstream
 // consume applies messages one at a time. Parallelism comes from running
 // more collectors on the same durable, not from goroutines here.
 func (c *Collector) consume(ctx context.Context, cons jetstream.Consumer, kv jetstream.KeyValue) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch))
+	// Missing heartbeats are an error so that a consumer deleted while this
+	// collector was disconnected, which no status message announces, is
+	// noticed and recreated.
+	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -225,7 +271,7 @@ func (c *Collector) handle(ctx context.Context, kv jetstream.KeyValue, msg jetst
 	u, err := decodeMessage(msg.Subject(), msg.Data())
 	if err != nil {
 		c.poison.Add(1)
-		c.log.Warn("poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
+		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
 		c.settle(msg.Term(), msg, streamSeq)
 		return
 	}
@@ -234,7 +280,7 @@ func (c *Collector) handle(ctx context.Context, kv jetstream.KeyValue, msg jetst
 	case err == nil:
 	case errors.Is(err, errRecordTooLarge):
 		c.rejected.Add(1)
-		c.log.Warn("record_too_large", "subject", msg.Subject(), "stream_seq", streamSeq, "host", u.host, "vm", u.vm, "err", err)
+		c.tooLargeLog.warn(c.log, "record_too_large", "subject", msg.Subject(), "stream_seq", streamSeq, "host", u.host, "vm", u.vm, "err", err)
 		c.settle(msg.Term(), msg, streamSeq)
 		return
 	case ctx.Err() != nil:
@@ -253,7 +299,7 @@ func (c *Collector) handle(ctx context.Context, kv jetstream.KeyValue, msg jetst
 		c.stale.Add(1)
 	case rejected:
 		c.rejected.Add(1)
-		c.log.Warn("message_rejected", "subject", msg.Subject(), "stream_seq", streamSeq, "host", u.host, "vm", u.vm)
+		c.rejectedLog.warn(c.log, "message_rejected", "subject", msg.Subject(), "stream_seq", streamSeq, "host", u.host, "vm", u.vm)
 	}
 	c.settle(msg.Ack(), msg, streamSeq)
 }
@@ -277,7 +323,22 @@ func (c *Collector) store(ctx context.Context, kv jetstream.KeyValue, u update) 
 		if attempt == maxAttempts {
 			return out, fmt.Errorf("%d conflicting writes: %w", attempt, err)
 		}
+		if !sleep(ctx, casDelay(attempt)) {
+			return out, fmt.Errorf("write %s: %w", key, ctx.Err())
+		}
 	}
+}
+
+// casDelay is the pause after the attempt-th conflicting write: doubling
+// from casBackoffMin up to casBackoffMax, and drawn from the upper half of
+// that so that collectors which collided do not retry in lockstep and
+// collide again.
+func casDelay(attempt int) time.Duration {
+	d := casBackoffMax
+	if attempt < 16 {
+		d = min(casBackoffMin<<(attempt-1), casBackoffMax)
+	}
+	return d/2 + rand.N(d/2+1)
 }
 
 func (c *Collector) tryStore(ctx context.Context, kv jetstream.KeyValue, key string, u update) (outcome, error) {
@@ -320,6 +381,10 @@ func (c *Collector) tryStore(ctx context.Context, kv jetstream.KeyValue, key str
 
 // watch keeps c.vms equal to the bucket, whoever writes it, so the API
 // answers from memory and every collector of a fleet serves the same state.
+// The bucket's current records are gathered first and then replace c.vms at
+// once, so that a watch started again after a failure drops the records
+// deleted meanwhile, and the API goes on answering from the old view until
+// then.
 func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
@@ -329,6 +394,7 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 		return fmt.Errorf("watch %s: %w", c.cfg.Bucket, err)
 	}
 	defer w.Stop()
+	initial := make(map[string]VM)
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -344,24 +410,36 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 			return fmt.Errorf("watch %s: watcher closed", c.cfg.Bucket)
 		}
 		if e == nil {
-			c.mu.Lock()
-			c.ready = true
-			c.mu.Unlock()
-			continue
-		}
-		if e.Operation() != jetstream.KeyValuePut {
-			c.mu.Lock()
-			delete(c.vms, e.Key())
-			c.mu.Unlock()
+			if initial != nil {
+				c.mu.Lock()
+				c.vms, c.ready = initial, true
+				c.mu.Unlock()
+				initial = nil
+			}
 			continue
 		}
 		var v VM
-		if err := json.Unmarshal(e.Value(), &v); err != nil {
-			c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
+		put := e.Operation() == jetstream.KeyValuePut
+		if put {
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
+				continue
+			}
+		}
+		if initial != nil {
+			if put {
+				initial[e.Key()] = v
+			} else {
+				delete(initial, e.Key())
+			}
 			continue
 		}
 		c.mu.Lock()
-		c.vms[e.Key()] = v
+		if put {
+			c.vms[e.Key()] = v
+		} else {
+			delete(c.vms, e.Key())
+		}
 		c.mu.Unlock()
 	}
 }
@@ -399,4 +477,33 @@ func (c *Collector) Stats() Stats {
 		Failed:    c.failed.Load(),
 		Conflicts: c.conflicts.Load(),
 	}
+}
+
+const (
+	// warnBurst warnings of one kind are logged at once, then warnEvery.
+	warnBurst = 10
+	warnEvery = time.Second
+)
+
+// warnLimiter lets warnBurst warnings through and then one per warnEvery,
+// so that a guest inventing check names as fast as it can does not flood
+// the log. The next warning it lets through says how many it dropped.
+type warnLimiter struct {
+	lim        *rate.Limiter
+	suppressed atomic.Uint64
+}
+
+func newWarnLimiter() *warnLimiter {
+	return &warnLimiter{lim: rate.NewLimiter(rate.Every(warnEvery), warnBurst)}
+}
+
+func (w *warnLimiter) warn(log *slog.Logger, msg string, args ...any) {
+	if !w.lim.Allow() {
+		w.suppressed.Add(1)
+		return
+	}
+	if n := w.suppressed.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	log.Warn(msg, args...)
 }

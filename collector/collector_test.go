@@ -104,6 +104,8 @@ type running struct {
 	c    *collector.Collector
 	api  string
 	stop func()
+	// done reports whether Serve has returned.
+	done func() bool
 }
 
 func (e *env) startCollector(t *testing.T) *running {
@@ -138,7 +140,16 @@ func (e *env) startCollector(t *testing.T) *running {
 		nc.Close()
 	}
 	t.Cleanup(stop)
-	return &running{c: c, api: "http://" + ln.Addr().String(), stop: stop}
+	isDone := func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			return true
+		default:
+			return false
+		}
+	}
+	return &running{c: c, api: "http://" + ln.Addr().String(), stop: stop, done: isDone}
 }
 
 // vms returns the API's list, or nil while it is not answering yet.
@@ -388,5 +399,32 @@ func TestCollectorsSharingTheDurableLoseNoUpdates(t *testing.T) {
 	}
 	if total != seq {
 		t.Errorf("applied+stale over all collectors: got %d, want %d", total, seq)
+	}
+}
+
+func TestCollectorRecreatesADeletedConsumer(t *testing.T) {
+	e := newEnv(t)
+	col := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+
+	h1.guest("web1", "u1", result("run1", 1, "resources", protocol.StatusOK, t0), t0.Add(time.Second))
+	col.waitFor(t, "the result before the deletion", func(vms map[string]collector.VM) bool {
+		return checkSeq(vms, "h1/web1", "resources") == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.js.DeleteConsumer(ctx, "GUESTDIAG", collector.DefaultDurable); err != nil {
+		t.Fatalf("delete consumer: %v", err)
+	}
+
+	h1.guest("web1", "u1", result("run1", 2, "network", protocol.StatusWarn, t0), t0.Add(2*time.Second))
+	col.waitFor(t, "a result published after the consumer was deleted", func(vms map[string]collector.VM) bool {
+		return checkSeq(vms, "h1/web1", "network") == 2
+	})
+	if _, err := e.js.Consumer(ctx, "GUESTDIAG", collector.DefaultDurable); err != nil {
+		t.Errorf("the durable after recovery: %v, want it recreated", err)
+	}
+	if col.done() {
+		t.Errorf("Serve returned while its context was live")
 	}
 }

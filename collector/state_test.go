@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -209,5 +210,74 @@ func TestKey(t *testing.T) {
 			t.Errorf("Key(%q, %q) = %q collides", tt.host, tt.vm, got)
 		}
 		seen[got] = true
+	}
+}
+
+// TestHelloKeepsEveryFieldOfProtocolHello guards the field by field copy in
+// applyReport: a field added to protocol.Hello fails here until Hello has
+// it, of the same type and JSON key, and applyReport copies it.
+func TestHelloKeepsEveryFieldOfProtocolHello(t *testing.T) {
+	// renamed are the fields Hello keeps under another name, with the JSON
+	// tag they have there, so that the host's identity and the guest's
+	// claim never share a key.
+	renamed := map[string]struct{ field, tag string }{
+		"Hostname": {"ClaimedHostname", "claimed_hostname"},
+	}
+	var sent protocol.Hello
+	sv := reflect.ValueOf(&sent).Elem()
+	for i, f := range reflect.VisibleFields(sv.Type()) {
+		fv := sv.FieldByIndex(f.Index)
+		switch {
+		case fv.Kind() == reflect.String:
+			fv.SetString("value of " + f.Name)
+		case fv.CanInt():
+			fv.SetInt(int64(100 + i))
+		case fv.CanUint():
+			fv.SetUint(uint64(100 + i))
+		case fv.Kind() == reflect.Bool:
+			fv.SetBool(true)
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+			fv.Set(reflect.ValueOf([]string{"value of " + f.Name}).Convert(fv.Type()))
+		default:
+			t.Fatalf("protocol.Hello.%s is a %s; teach this test to fill it", f.Name, f.Type)
+		}
+	}
+	data, err := json.Marshal(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := VM{Name: "web1", Host: "h1"}
+	e := &protocol.Envelope{V: 1, Kind: protocol.KindHello, Run: "runA", Seq: 1, TS: t0, Data: data}
+	if got := applyReport(&v, &protocol.Report{V: 1, Host: "h1", VM: "web1", Received: t0}, e); got != applied {
+		t.Fatalf("hello: got %v, want applied", got)
+	}
+
+	kept := reflect.ValueOf(v.Hello).Elem()
+	mirrored := map[string]bool{"Origin": true}
+	for _, f := range reflect.VisibleFields(sv.Type()) {
+		name, tag := f.Name, f.Tag.Get("json")
+		if r, ok := renamed[f.Name]; ok {
+			name, tag = r.field, r.tag
+		}
+		mirrored[name] = true
+		g, ok := kept.Type().FieldByName(name)
+		if !ok {
+			t.Errorf("protocol.Hello.%s: collector.Hello has no field %s", f.Name, name)
+			continue
+		}
+		if g.Type != f.Type {
+			t.Errorf("collector.Hello.%s: got type %s, want %s as in protocol.Hello.%s", name, g.Type, f.Type, f.Name)
+		}
+		if got := g.Tag.Get("json"); got != tag {
+			t.Errorf("collector.Hello.%s json tag: got %q, want %q", name, got, tag)
+		}
+		if got, want := kept.FieldByIndex(g.Index).Interface(), sv.FieldByIndex(f.Index).Interface(); !reflect.DeepEqual(got, want) {
+			t.Errorf("collector.Hello.%s after applyReport: got %v, want %v, the guest's %s", name, got, want, f.Name)
+		}
+	}
+	for _, g := range reflect.VisibleFields(kept.Type()) {
+		if len(g.Index) == 1 && !mirrored[g.Name] {
+			t.Errorf("collector.Hello.%s mirrors no field of protocol.Hello", g.Name)
+		}
 	}
 }

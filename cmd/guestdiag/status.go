@@ -10,15 +10,25 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
 const defaultAPI = "http://" + collector.DefaultListen
+
+// Caps, in runes after escaping, on what the API may put on the screen.
+const (
+	maxCellRunes   = 48  // one cell of the table, or one check name
+	maxChecksRunes = 120 // the names of the checks that are not ok
+	maxErrorRunes  = 300 // an error message of the API
+)
 
 func (c *cli) status(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("guestdiag status", flag.ContinueOnError)
@@ -66,10 +76,11 @@ func fetchVMs(ctx context.Context, api string) ([]collector.VM, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e collector.APIError
+		status := cell(resp.Status, maxCellRunes)
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, e.Error)
+			return nil, fmt.Errorf("%s: %s: %s", url, status, cell(e.Error, maxErrorRunes))
 		}
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, status)
 	}
 	var vms []collector.VM
 	if err := json.Unmarshal(body, &vms); err != nil {
@@ -79,7 +90,7 @@ func fetchVMs(ctx context.Context, api string) ([]collector.VM, error) {
 }
 
 // writeTable prints one line per VM in the order given (the API sorts by
-// host, then name).
+// host, then name). Every string from the API goes through cell.
 func writeTable(w io.Writer, vms []collector.VM, now time.Time) error {
 	if len(vms) == 0 {
 		_, err := fmt.Fprintln(w, "no VMs reported yet")
@@ -93,13 +104,53 @@ func writeTable(w io.Writer, vms []collector.VM, now time.Time) error {
 		if v.Hello != nil {
 			agent = v.Hello.AgentVersion
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Host, v.Name, channel, age(now, v.LastSeen), agent, checksColumn(v.Checks))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+			cell(v.Host, maxCellRunes), cell(v.Name, maxCellRunes), cell(channel, maxCellRunes),
+			age(now, v.LastSeen), cell(agent, maxCellRunes), checksColumn(v.Checks))
 	}
 	return tw.Flush()
 }
 
+// cell makes s safe to print as one table cell, at most limit runes wide.
+// What the API returns comes from hosts and guests: a newline in it could
+// forge a row, a tab shift the columns, an escape sequence drive the
+// terminal, a bidi override reorder the line. So every character that is
+// not printable, every byte of invalid UTF-8 and the backslash itself are
+// written as Go escapes (\x1b, \n, \u202e, \\), and a longer result is cut
+// at a whole escape and ends in "…".
+func cell(s string, limit int) string {
+	var b strings.Builder
+	width, cut := 0, 0
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		var piece string
+		switch {
+		case r == utf8.RuneError && size == 1:
+			piece = fmt.Sprintf(`\x%02x`, s[i])
+		case r == '\\':
+			piece = `\\`
+		case unicode.IsPrint(r):
+			piece = s[i : i+size]
+		default:
+			q := strconv.QuoteRune(r)
+			piece = q[1 : len(q)-1]
+		}
+		i += size
+		width += utf8.RuneCountInString(piece)
+		if width > limit {
+			return b.String()[:cut] + "…"
+		}
+		b.WriteString(piece)
+		if width < limit {
+			cut = b.Len()
+		}
+	}
+	return b.String()
+}
+
 // checksColumn names the checks that are not ok, worst first, and counts
 // the rest, so a healthy VM takes little room: "resources=crit network=warn +4 ok".
+// Names beyond maxChecksRunes are counted too: "+3 not ok".
 func checksColumn(checks map[string]*collector.Check) string {
 	if len(checks) == 0 {
 		return "-"
@@ -120,9 +171,17 @@ func checksColumn(checks map[string]*collector.Check) string {
 	slices.SortFunc(bad, func(a, b named) int {
 		return cmp.Or(cmp.Compare(rank(a.status), rank(b.status)), cmp.Compare(a.name, b.name))
 	})
-	parts := make([]string, 0, len(bad)+1)
-	for _, b := range bad {
-		parts = append(parts, b.name+"="+string(b.status))
+	parts := make([]string, 0, len(bad)+2)
+	width := 0
+	for i, b := range bad {
+		p := cell(b.name, maxCellRunes) + "=" + cell(string(b.status), maxCellRunes)
+		width += utf8.RuneCountInString(p)
+		if width > maxChecksRunes {
+			parts = append(parts, fmt.Sprintf("+%d not ok", len(bad)-i))
+			break
+		}
+		parts = append(parts, p)
+		width++ // the space after it
 	}
 	switch {
 	case ok > 0 && len(bad) > 0:

@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -89,6 +95,11 @@ func TestStatusFailsClearly(t *testing.T) {
 		w.Write([]byte(`{"error":"state not loaded yet"}`))
 	}))
 	defer notReady.Close()
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":"no\u001b[2J\nsuch"}`))
+	}))
+	defer hostile.Close()
 
 	tests := []struct {
 		name     string
@@ -99,6 +110,7 @@ func TestStatusFailsClearly(t *testing.T) {
 		{"an unreachable API", closed, exitFailed, "cannot reach the collector API at " + closed},
 		{"an API that is not ready", notReady.URL, exitFailed, "503 Service Unavailable: state not loaded yet"},
 		{"a bad URL", "::nope", exitFailed, "bad --api"},
+		{"an API error with control characters", hostile.URL, exitFailed, `503 Service Unavailable: no\x1b[2J\nsuch`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +119,7 @@ func TestStatusFailsClearly(t *testing.T) {
 			if code := c.run(context.Background(), []string{"status", "--api", tt.api}); code != tt.wantCode {
 				t.Errorf("exit code: got %d, want %d", code, tt.wantCode)
 			}
-			if !strings.Contains(stderr.String(), tt.wantErr) {
+			if !strings.Contains(stderr.String(), tt.wantErr) || strings.Count(stderr.String(), "\n") != 1 {
 				t.Errorf("stderr: got %q, want it to contain %q", stderr.String(), tt.wantErr)
 			}
 			if stdout.Len() != 0 {
@@ -136,5 +148,99 @@ func TestAge(t *testing.T) {
 	}
 	if got := age(now, time.Time{}); got != "never" {
 		t.Errorf("age of the zero time: got %q, want never", got)
+	}
+}
+
+// hostileJSON is a /api/vms answer whose strings try to forge a row, shift
+// columns and drive the terminal.
+var hostileJSON = `[
+  {"name": "web\tevil", "host": "h1",
+   "channel": {"state": "connected"},
+   "hello": {"claimed_hostname": "x", "os": "linux", "agent_version": "1.0\u001b[2J\nh1  web01  connected  1s ago  0.1.0  -", "checks": []},
+   "checks": {"disk\u001b]0;pwned\u0007": {"kind": "result", "status": "crit"}}},
+  {"name": "` + strings.Repeat("x", 70) + `", "host": "h\u202eevil",
+   "channel": {"state": "conn\u009bected"},
+   "hello": {"claimed_hostname": "x", "os": "linux", "agent_version": "1\\x1b\ud800", "checks": []}}
+]`
+
+// hostileTable is what status prints for hostileJSON. The lone surrogate
+// \ud800 arrives as U+FFFD, which encoding/json puts in its place.
+const hostileTable = `HOST         VM                                                CHANNEL          LAST-SEEN  AGENT                                             CHECKS
+h1           web\tevil                                         connected        never      1.0\x1b[2J\nh1  web01  connected  1s ago  0.1.0…  disk\x1b]0;pwned\a=crit
+h\u202eevil  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…  conn\u009bected  never      1\\x1b` + "\uFFFD" + `                                           -
+`
+
+func TestStatusEscapesWhatTheAPISays(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(hostileJSON))
+	}))
+	defer api.Close()
+	var stdout, stderr bytes.Buffer
+	c := &cli{stdout: &stdout, stderr: &stderr, now: func() time.Time { return now }}
+	if code := c.run(context.Background(), []string{"status", "--api", api.URL}); code != exitOK {
+		t.Fatalf("exit code: got %d, want 0; stderr: %s", code, stderr.String())
+	}
+	got := stdout.String()
+	if got != hostileTable {
+		t.Errorf("table:\ngot:\n%s\nwant:\n%s", got, hostileTable)
+	}
+	if n := strings.Count(got, "\n"); n != 3 {
+		t.Errorf("lines: got %d, want 3, a header and one per VM", n)
+	}
+	for i, r := range got {
+		if r != '\n' && !unicode.IsPrint(r) {
+			t.Errorf("byte %d: got %U, want only printable characters and line ends", i, r)
+		}
+	}
+}
+
+func TestCell(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		limit int
+		want  string
+	}{
+		{"plain text is kept", "web-01.example", 48, "web-01.example"},
+		{"letters of any script are kept", "wébserveur-東京", 48, "wébserveur-東京"},
+		{"an escape sequence is shown escaped", "\x1b[2J", 48, `\x1b[2J`},
+		{"a newline cannot start a row", "a\nb", 48, `a\nb`},
+		{"a carriage return cannot overwrite the line", "a\rb", 48, `a\rb`},
+		{"a tab cannot shift a column", "a\tb", 48, `a\tb`},
+		{"DEL is escaped", "\x7f", 48, `\x7f`},
+		{"the C1 control CSI is escaped", "\u009b31m", 48, `\u009b31m`},
+		{"a bidi override is escaped", "abc\u202edef", 48, `abc\u202edef`},
+		{"a zero-width space is escaped", "a\u200bb", 48, `a\u200bb`},
+		{"invalid UTF-8 is escaped byte by byte", "a\xffb\xc3", 48, `a\xffb\xc3`},
+		{"a backslash is doubled, so an escape is never ambiguous", `1\x1b`, 48, `1\\x1b`},
+		{"a string at the limit is kept", strings.Repeat("x", 10), 10, strings.Repeat("x", 10)},
+		{"a longer string is cut and marked", strings.Repeat("x", 60), 10, strings.Repeat("x", 9) + "…"},
+		{"an escape is cut whole", "abcdefg\x1bh", 10, "abcdefg…"},
+		{"an empty string stays empty", "", 10, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := cell(tt.in, tt.limit)
+			if got != tt.want {
+				t.Errorf("cell(%q, %d): got %q, want %q", tt.in, tt.limit, got, tt.want)
+			}
+			if n := utf8.RuneCountInString(got); n > tt.limit {
+				t.Errorf("cell(%q, %d): got %d runes, want at most %d", tt.in, tt.limit, n, tt.limit)
+			}
+		})
+	}
+}
+
+func TestChecksColumnCountsTheNamesThatDoNotFit(t *testing.T) {
+	checks := map[string]*collector.Check{}
+	for i := range 20 {
+		checks[fmt.Sprintf("check_with_a_long_name_%02d", i)] = &collector.Check{Status: protocol.StatusCrit}
+	}
+	checks["fine"] = &collector.Check{Status: protocol.StatusOK}
+	got := checksColumn(checks)
+	// Each named check takes 31 runes and a space: three fit in 120.
+	want := "check_with_a_long_name_00=crit check_with_a_long_name_01=crit check_with_a_long_name_02=crit +17 not ok +1 ok"
+	if got != want {
+		t.Errorf("checks column:\ngot  %q\nwant %q", got, want)
 	}
 }
