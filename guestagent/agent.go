@@ -87,21 +87,25 @@ type agent struct {
 	logger *slog.Logger
 
 	// Replaced in tests.
-	hello  func(ctx context.Context) protocol.Hello
-	uptime func(ctx context.Context) uint64
+	hello        func(ctx context.Context) protocol.Hello
+	systemUptime func(ctx context.Context) uint64
 
 	runID string
 	spool *spool
 
-	mu          sync.Mutex // orders seq allocation with spool appends
-	nextSeq     uint64
-	dropsEvents uint64 // spool drops already reported in an event
+	mu      sync.Mutex // orders seq allocation with spool appends
+	nextSeq uint64
+	// Spool drops already reported in an event, by reason.
+	droppedReported uint64
+	damagedReported uint64
 }
 
 func newAgent(cfg Config, tr Transport, list []scheduled, logger *slog.Logger) *agent {
 	a := &agent{cfg: cfg, tr: tr, checks: list, logger: logger, nextSeq: 1}
 	a.hello = a.gatherHello
-	a.uptime = func(ctx context.Context) uint64 {
+	// The guest's uptime, not the agent process's: how long the system
+	// has been up is what tells a reboot apart from an agent restart.
+	a.systemUptime = func(ctx context.Context) uint64 {
 		up, _ := host.UptimeWithContext(ctx)
 		return up
 	}
@@ -135,7 +139,7 @@ func (a *agent) run(ctx context.Context) error {
 		senderErr error
 	)
 	wg.Go(func() {
-		if err := newSender(sp, a.tr, a.logger).run(ctx); err != nil {
+		if err := newSender(sp, a.tr, a.cfg, a.logger).run(ctx); err != nil {
 			senderErr = err
 			cancelAll()
 		}
@@ -159,35 +163,49 @@ func (a *agent) heartbeats(ctx context.Context) {
 		case <-t.C:
 		}
 		a.reportDrops()
-		data, _ := json.Marshal(protocol.Heartbeat{UptimeSec: a.uptime(ctx), Spooled: uint64(a.spool.waiting()), Dropped: a.spool.droppedCount()})
+		// uptime_s is the guest system's uptime (seconds since boot).
+		data, _ := json.Marshal(protocol.Heartbeat{UptimeSec: a.systemUptime(ctx), Spooled: uint64(a.spool.waiting()), Dropped: a.spool.droppedCount()})
 		a.emit(protocol.Envelope{Kind: protocol.KindHeartbeat, Data: data})
 	}
 }
 
 // reportDrops sends an event when the spool has dropped messages since the
-// last report. The heartbeat's data has no field for it (protocol.Heartbeat
-// is decoded strictly), so it travels as an event of the pseudo check
-// "agent".
+// last report. Every heartbeat carries the running total in Dropped; the
+// event says it once, as a finding with the reason, so that it shows up
+// wherever findings are read without comparing heartbeats.
 func (a *agent) reportDrops() {
-	n := a.spool.droppedCount()
+	full, damaged := a.spool.dropCounts()
 	a.mu.Lock()
-	last := a.dropsEvents
-	a.dropsEvents = n
+	lastFull, lastDamaged := a.droppedReported, a.damagedReported
+	a.droppedReported, a.damagedReported = full, damaged
 	a.mu.Unlock()
-	if n == last {
+	if full == lastFull && damaged == lastDamaged {
 		return
 	}
-	a.emit(protocol.Envelope{
-		Kind:    protocol.KindEvent,
-		Check:   "agent",
-		Status:  protocol.StatusWarn,
-		Summary: fmt.Sprintf("spool full: dropped %d unacknowledged messages (%d in total)", n-last, n),
-		Findings: []protocol.Finding{{
+	var findings []protocol.Finding
+	if full != lastFull {
+		findings = append(findings, protocol.Finding{
 			Code:     "agent.spool_dropped",
 			Severity: protocol.SeverityWarn,
 			Message:  fmt.Sprintf("the spool reached its bound of %d bytes while the host did not acknowledge; the oldest messages were dropped", a.cfg.SpoolMaxBytes),
-			Count:    n,
-		}},
+			Count:    full,
+		})
+	}
+	if damaged != lastDamaged {
+		findings = append(findings, protocol.Finding{
+			Code:     "agent.spool_damaged",
+			Severity: protocol.SeverityWarn,
+			Message:  "spooled messages could not be read back (missing or failing their checksum) and were dropped unsent",
+			Count:    damaged,
+		})
+	}
+	n, last := full+damaged, lastFull+lastDamaged
+	a.emit(protocol.Envelope{
+		Kind:     protocol.KindEvent,
+		Check:    "agent",
+		Status:   protocol.StatusWarn,
+		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", n-last, n),
+		Findings: findings,
 	})
 }
 
@@ -239,26 +257,44 @@ func (a *agent) runCheck(ctx context.Context, c checks.Check) {
 
 // emit numbers, validates and spools one envelope, and logs the error if
 // that fails. A seq is used only once its message is spooled, so a failed
-// append leaves no gap.
+// append leaves no gap. Messages other than heartbeats are on disk when emit
+// returns; the wait for the disk happens outside a.mu, so that a slow or
+// stuck disk holds up only this caller, not every check and heartbeat.
 func (a *agent) emit(e protocol.Envelope) error {
+	if err := a.spoolEnvelope(&e); err != nil {
+		a.logger.Error("message_lost", "kind", e.Kind, "check", e.Check, "err", err)
+		return err
+	}
+	// Heartbeats are not worth an fsync of their own; the next message's
+	// fsync makes them durable too.
+	if e.Kind == protocol.KindHeartbeat {
+		return nil
+	}
+	if err := a.spool.sync(); err != nil {
+		// The message is spooled and will be sent; only a crash before
+		// then could lose it.
+		a.logger.Warn("spool_sync_failed", "kind", e.Kind, "check", e.Check, "seq", e.Seq, "err", err)
+	}
+	return nil
+}
+
+// spoolEnvelope numbers e and appends it to the spool. a.mu keeps seqs in
+// spool order.
+func (a *agent) spoolEnvelope(e *protocol.Envelope) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e.V = protocol.Version
 	e.Run = a.runID
 	e.Seq = a.nextSeq
 	e.TS = time.Now().UTC()
-	err := e.Validate()
-	var line []byte
-	if err == nil {
-		line, err = protocol.Marshal(e)
+	if err := e.Validate(); err != nil {
+		return err
 	}
-	if err == nil {
-		// Heartbeats are not worth an fsync of their own; the next message's
-		// fsync makes them durable too.
-		err = a.spool.append(e.Run, e.Seq, line, e.Kind != protocol.KindHeartbeat)
-	}
+	line, err := protocol.Marshal(*e)
 	if err != nil {
-		a.logger.Error("message_lost", "kind", e.Kind, "check", e.Check, "err", err)
+		return err
+	}
+	if err := a.spool.append(e.Run, e.Seq, line); err != nil {
 		return err
 	}
 	a.nextSeq++

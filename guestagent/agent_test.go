@@ -1,12 +1,17 @@
 package guestagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"regexp"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -40,7 +45,7 @@ func startAgent(t *testing.T, stateDir string, tr Transport) (a *agent, stop fun
 	a.hello = func(context.Context) protocol.Hello {
 		return protocol.Hello{Hostname: "guest1", OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"fake"}}
 	}
-	a.uptime = func(context.Context) uint64 { return 42 }
+	a.systemUptime = func(context.Context) uint64 { return 42 }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx) }()
@@ -144,7 +149,7 @@ func TestAgentReportsSpoolDrops(t *testing.T) {
 		a.hello = func(context.Context) protocol.Hello {
 			return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{}}
 		}
-		a.uptime = func(context.Context) uint64 { return 1 }
+		a.systemUptime = func(context.Context) uint64 { return 1 }
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- a.run(ctx) }()
@@ -250,4 +255,130 @@ func TestAgentReplacesAnInvalidResult(t *testing.T) {
 			t.Errorf("run returned %v", err)
 		}
 	})
+}
+
+// testAgent returns an agent of run "R" on a fresh spool, without starting
+// it.
+func testAgent(t *testing.T) *agent {
+	t.Helper()
+	a := newAgent(Config{}.withDefaults(), nil, nil, discardLogger())
+	a.spool = openTestSpool(t, t.TempDir(), 1<<20)
+	a.runID = "R"
+	return a
+}
+
+// spooled decodes every envelope waiting in sp, in spool order.
+func spooled(t *testing.T, sp *spool) []protocol.Envelope {
+	t.Helper()
+	var out []protocol.Envelope
+	_, lines := spoolLines(t, sp)
+	for _, b := range lines {
+		e, err := protocol.Decode(bytes.TrimSuffix(b, []byte("\n")))
+		if err != nil {
+			t.Fatalf("spooled line %q: %v", b, err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestEmitWaitsForTheDiskOutsideTheAgentLock(t *testing.T) {
+	a := testAgent(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	a.spool.fsync = func(f *os.File) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release // a disk that does not answer
+		}
+		return f.Sync()
+	}
+	var releaseOnce sync.Once
+	unstick := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unstick)
+
+	result := protocol.Envelope{Kind: protocol.KindResult, Check: "fake", Status: protocol.StatusOK, Summary: "s"}
+	resultDone := make(chan error, 1)
+	go func() { resultDone <- a.emit(result) }()
+	select {
+	case <-entered:
+	case <-time.After(hostTimeout):
+		t.Fatal("emit of a result did not sync the spool")
+	}
+
+	heartbeatDone := make(chan error, 1)
+	go func() { heartbeatDone <- a.emit(protocol.Envelope{Kind: protocol.KindHeartbeat}) }()
+	select {
+	case err := <-heartbeatDone:
+		if err != nil {
+			t.Fatalf("emit of a heartbeat: %v", err)
+		}
+	case <-time.After(hostTimeout):
+		t.Fatal("a heartbeat waited for another message's fsync")
+	}
+	select {
+	case <-resultDone:
+		t.Fatal("emit of a result returned before its fsync did")
+	default:
+	}
+	unstick()
+	if err := <-resultDone; err != nil {
+		t.Fatalf("emit of a result: %v", err)
+	}
+
+	var got []string
+	for _, e := range spooled(t, a.spool) {
+		got = append(got, fmt.Sprintf("%s %d", e.Kind, e.Seq))
+	}
+	if want := []string{"result 1", "heartbeat 2"}; !slices.Equal(got, want) {
+		t.Errorf("spooled %v, want %v: seqs in spool order", got, want)
+	}
+}
+
+func TestReportDropsSaysWhy(t *testing.T) {
+	tests := []struct {
+		name           string
+		full, damaged  uint64    // dropped so far, by reason
+		reportedBefore [2]uint64 // full, damaged
+		wantCodes      []string
+		wantCounts     []uint64
+		wantNoEvent    bool
+	}{
+		{name: "drops of a full spool are reported as agent.spool_dropped",
+			full: 3, wantCodes: []string{"agent.spool_dropped"}, wantCounts: []uint64{3}},
+		{name: "damaged records are reported as agent.spool_damaged",
+			damaged: 2, wantCodes: []string{"agent.spool_damaged"}, wantCounts: []uint64{2}},
+		{name: "both kinds since the last report give one finding each",
+			full: 5, damaged: 1, reportedBefore: [2]uint64{4, 0},
+			wantCodes: []string{"agent.spool_dropped", "agent.spool_damaged"}, wantCounts: []uint64{5, 1}},
+		{name: "nothing new is not reported again",
+			full: 5, damaged: 1, reportedBefore: [2]uint64{5, 1}, wantNoEvent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := testAgent(t)
+			a.spool.dropped, a.spool.damaged = tt.full, tt.damaged
+			a.droppedReported, a.damagedReported = tt.reportedBefore[0], tt.reportedBefore[1]
+			a.reportDrops()
+			got := spooled(t, a.spool)
+			if tt.wantNoEvent {
+				if len(got) != 0 {
+					t.Errorf("spooled %+v, want no event", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Kind != protocol.KindEvent || got[0].Check != "agent" {
+				t.Fatalf("spooled %+v, want one event of check agent", got)
+			}
+			var codes []string
+			var counts []uint64
+			for _, f := range got[0].Findings {
+				codes = append(codes, f.Code)
+				counts = append(counts, f.Count)
+			}
+			if !slices.Equal(codes, tt.wantCodes) || !slices.Equal(counts, tt.wantCounts) {
+				t.Errorf("findings %v with counts %v, want %v with %v", codes, counts, tt.wantCodes, tt.wantCounts)
+			}
+		})
+	}
 }

@@ -46,6 +46,18 @@ type Config struct {
 	// poll returns at once and cannot be used to wait.
 	HostPollInterval time.Duration
 
+	// AckTimeout bounds how long messages written to the host may wait
+	// without any ack advancing. When it passes, the agent drops the
+	// connection, connects again and resends from the oldest unacknowledged
+	// message: a host that stays connected but stopped reading or
+	// acknowledging, or whose side reconnected unnoticed, cannot hold the
+	// agent for longer. It should exceed the relay's publish timeout.
+	AckTimeout time.Duration
+	// WriteTimeout bounds one write to the host, on transports whose
+	// connection supports write deadlines (the virtio-serial port and
+	// net.Conn do).
+	WriteTimeout time.Duration
+
 	// Transport replaces the virtio-serial port, for tests and for other
 	// transports.
 	Transport Transport
@@ -62,6 +74,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 10 * time.Second,
 		CheckTimeout:      20 * time.Second,
 		HostPollInterval:  500 * time.Millisecond,
+		AckTimeout:        30 * time.Second,
+		WriteTimeout:      10 * time.Second,
 	}
 }
 
@@ -90,6 +104,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HostPollInterval <= 0 {
 		c.HostPollInterval = d.HostPollInterval
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = d.AckTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
 	}
 	return c
 }

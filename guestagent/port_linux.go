@@ -35,10 +35,14 @@ var errReopen = errors.New("reopen port")
 type virtioPort struct {
 	cfg    Config
 	logger *slog.Logger
+
+	// Replaced in tests, which play an absent host through poll.
+	poll   func(f *os.File, timeout time.Duration) (revents int16, err error)
+	reopen time.Duration
 }
 
 func newPortTransport(cfg Config, logger *slog.Logger) (Transport, error) {
-	return &virtioPort{cfg: cfg, logger: logger}, nil
+	return &virtioPort{cfg: cfg, logger: logger, poll: pollWritable, reopen: reopenAfter}, nil
 }
 
 func (p *virtioPort) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
@@ -51,7 +55,7 @@ func (p *virtioPort) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 				p.logger.Info("waiting_for_host", "device", f.Name())
 				waiting = true
 			}
-			if err = waitHost(ctx, f, p.cfg.HostPollInterval, reopenAfter); err == nil {
+			if err = p.waitHost(ctx, f); err == nil {
 				p.logger.Info("host_connected", "device", f.Name())
 				return f, nil
 			}
@@ -96,34 +100,14 @@ func (p *virtioPort) open() (*os.File, error) {
 	return f, nil
 }
 
-// waitHost returns nil once the host side of f is connected, errReopen after
-// reopen has passed without that, or ctx's error.
-func waitHost(ctx context.Context, f *os.File, interval, reopen time.Duration) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(reopen)
+// waitHost returns nil once the host side of f is connected, errReopen
+// after p.reopen has passed without that, or ctx's error. It polls once
+// every HostPollInterval: while the host is absent a poll returns at once,
+// so the pause between polls is what keeps this from spinning.
+func (p *virtioPort) waitHost(ctx context.Context, f *os.File) error {
+	deadline := time.Now().Add(p.reopen)
 	for {
-		var (
-			revents int16
-			perr    error
-		)
-		err := rc.Control(func(fd uintptr) {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			for {
-				// While connected but full, this waits up to interval; while
-				// disconnected, POLLHUP makes it return at once.
-				_, perr = unix.Poll(fds, int(interval.Milliseconds()))
-				if perr != unix.EINTR {
-					break
-				}
-			}
-			revents = fds[0].Revents
-		})
-		if err == nil {
-			err = perr
-		}
+		revents, err := p.poll(f, p.cfg.HostPollInterval)
 		if err != nil {
 			return fmt.Errorf("poll %s: %w", f.Name(), err)
 		}
@@ -135,8 +119,37 @@ func waitHost(ctx context.Context, f *os.File, interval, reopen time.Duration) e
 		case time.Now().After(deadline):
 			return errReopen
 		}
-		if err := sleepCtx(ctx, interval); err != nil {
+		if err := sleepCtx(ctx, p.cfg.HostPollInterval); err != nil {
 			return err
 		}
 	}
+}
+
+// pollWritable polls f for POLLOUT, waiting up to timeout, and returns the
+// events it reports.
+func pollWritable(f *os.File, timeout time.Duration) (int16, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		revents int16
+		perr    error
+	)
+	err = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		for {
+			// While connected but full, this waits up to timeout; while
+			// disconnected, POLLHUP makes it return at once.
+			_, perr = unix.Poll(fds, int(timeout.Milliseconds()))
+			if perr != unix.EINTR {
+				break
+			}
+		}
+		revents = fds[0].Revents
+	})
+	if err == nil {
+		err = perr
+	}
+	return revents, err
 }

@@ -1,12 +1,14 @@
 package guestagent
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +65,13 @@ func TestPortTransportOverPTY(t *testing.T) {
 	}
 	defer conn.Close()
 
+	// The sender bounds each write with a deadline; that needs the port to
+	// be in the runtime's poller.
+	if dl, ok := conn.(writeDeadliner); !ok {
+		t.Errorf("the port's connection %T has no SetWriteDeadline", conn)
+	} else if err := dl.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Errorf("SetWriteDeadline on the port: %v", err)
+	}
 	if _, err := conn.Write([]byte("\n{\"seq\":1}\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -143,5 +152,102 @@ func TestPortRefusesRegularFiles(t *testing.T) {
 	if f, err := p.open(); err == nil {
 		f.Close()
 		t.Error("open of a regular file succeeded, want an error")
+	}
+}
+
+// absentHost plays a host that is not there for a virtioPort: until
+// arrive is called its polls report POLLHUP, as a virtio-serial port does
+// while no host side is connected; then they poll the file for real.
+type absentHost struct {
+	mu      sync.Mutex
+	here    bool
+	polls   int
+	files   []*os.File  // each file polled, in the order first seen
+	first   []time.Time // when each was first and last polled
+	last    []time.Time
+	reopens chan struct{} // receives when a new file is first polled
+}
+
+func (h *absentHost) poll(f *os.File, timeout time.Duration) (int16, error) {
+	h.mu.Lock()
+	if h.here {
+		h.mu.Unlock()
+		return pollWritable(f, timeout)
+	}
+	defer h.mu.Unlock()
+	h.polls++
+	now := time.Now()
+	if len(h.files) == 0 || h.files[len(h.files)-1] != f {
+		h.files = append(h.files, f)
+		h.first = append(h.first, now)
+		h.last = append(h.last, now)
+		select {
+		case h.reopens <- struct{}{}:
+		default:
+		}
+	}
+	h.last[len(h.last)-1] = now
+	return unix.POLLHUP, nil
+}
+
+func TestPortTransportWaitsForAbsentHostWithoutSpinning(t *testing.T) {
+	const (
+		interval = 10 * time.Millisecond
+		reopen   = 100 * time.Millisecond
+	)
+	master, slave := openPTY(t)
+	sp := openTestSpool(t, t.TempDir(), 1<<20)
+	mustAppend(t, sp, "A", 1, 80)
+	mustAppend(t, sp, "A", 2, 80)
+
+	host := &absentHost{reopens: make(chan struct{}, 1)}
+	cfg := Config{DevicePath: slave, HostPollInterval: interval}.withDefaults()
+	tr := &virtioPort{cfg: cfg, logger: discardLogger(), poll: host.poll, reopen: reopen}
+	start := time.Now()
+	runSenderOn(t, sp, tr, cfg)
+
+	// Wait through two reopens: the port is opened a third time.
+	deadline := time.After(10 * time.Second)
+	for opened := 0; opened < 3; opened++ {
+		select {
+		case <-host.reopens:
+		case <-deadline:
+			t.Fatalf("the port was opened %d times in 10s while the host was absent, want 3 (it reopens every %v)", opened, reopen)
+		}
+	}
+	host.mu.Lock()
+	elapsed := time.Since(start)
+	opened := len(host.files)
+	// One poll per interval slept, and one more for each file opened.
+	if limit := int(elapsed/interval) + opened + 1; host.polls > limit {
+		t.Errorf("%d polls in %v while the host was absent, want at most %d (one per %v)", host.polls, elapsed, limit, interval)
+	}
+	for i := range opened - 1 {
+		// The last poll may come just before the deadline is checked.
+		if d := host.last[i].Sub(host.first[i]); d < reopen-interval {
+			t.Errorf("port opening %d was given up after %v, want it kept for %v", i+1, d, reopen)
+		}
+	}
+	host.here = true
+	host.mu.Unlock()
+
+	// The host is there: the agent connects and sends.
+	master.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(master)
+	var got []string
+	for range 3 {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("host read: %v (got %q, then %q)", err, got, l)
+		}
+		got = append(got, l)
+	}
+	if got[0] != "\n" {
+		t.Errorf("first line from the agent = %q, want a lone newline", got[0])
+	}
+	for i, l := range got[1:] {
+		if want := string(testLine("A", uint64(i+1), 80)); l != want {
+			t.Errorf("line %d from the agent = %q, want %q", i+2, l, want)
+		}
 	}
 }

@@ -41,6 +41,11 @@ import (
 // an ack. The byte bound counts whole segment files; when an append would
 // exceed it, the oldest segments are deleted with their unacknowledged
 // records, which are counted as dropped.
+//
+// Each read of a record for sending checks it again. A record whose bytes
+// are gone or no longer match their CRC will never be readable: it is
+// dropped, logged and counted as damaged, not skipped, because skipping it
+// would let the next cumulative ack delete it unnoticed.
 const (
 	segSuffix   = ".seg"
 	acksFile    = "acks.json"
@@ -57,6 +62,10 @@ var ErrMessageTooLarge = errors.New("message larger than the spool")
 
 // errGone says a record was acknowledged or dropped after it was listed.
 var errGone = errors.New("record no longer spooled")
+
+// errDamaged says a record's bytes are gone or corrupt for good; the read
+// that found it has dropped it from the spool.
+var errDamaged = errors.New("spooled record damaged")
 
 // errLocked says another process holds the spool.
 var errLocked = errors.New("in use by another agent process")
@@ -94,9 +103,12 @@ type spool struct {
 	nextID  uint64
 	nextSeg uint64
 	acked   map[string]uint64
-	bytes   int64 // sum of segment sizes
-	dropped uint64
+	bytes   int64  // sum of segment sizes
+	dropped uint64 // records dropped because the spool was full
+	damaged uint64 // records dropped because they could not be read back
 	changed chan struct{}
+
+	fsync func(*os.File) error // (*os.File).Sync; replaced in tests
 }
 
 // openSpool opens or creates the spool in dir and recovers what an earlier
@@ -117,6 +129,7 @@ func openSpool(dir string, maxBytes int64, logger *slog.Logger) (*spool, error) 
 		nextSeg: 1,
 		acked:   map[string]uint64{},
 		changed: make(chan struct{}),
+		fsync:   (*os.File).Sync,
 	}
 	// Two processes appending to one spool would interleave records and
 	// delete each other's segments.
@@ -244,9 +257,8 @@ func encodeRecord(run string, seq uint64, line []byte) []byte {
 
 func segName(num uint64) string { return fmt.Sprintf("%020d%s", num, segSuffix) }
 
-// append adds one wire line. With sync it is on disk when append returns,
-// and so is every line appended before it.
-func (s *spool) append(run string, seq uint64, line []byte, sync bool) error {
+// append adds one wire line. It does not wait for the disk: sync does.
+func (s *spool) append(run string, seq uint64, line []byte) error {
 	if run == "" || len(run) > protocol.MaxRunLen || len(line) == 0 || len(line) > protocol.MaxLineLen+1 {
 		return fmt.Errorf("spool: run %q, line of %d bytes: %w", run, len(line), protocol.ErrInvalid)
 	}
@@ -273,12 +285,6 @@ func (s *spool) append(run string, seq uint64, line []byte, sync bool) error {
 		s.closeActive()
 		return fmt.Errorf("spool: %w", err)
 	}
-	if sync {
-		if err := s.af.Sync(); err != nil {
-			s.closeActive()
-			return fmt.Errorf("spool: %w", err)
-		}
-	}
 	seg.size += size
 	s.bytes += size
 	seg.live++
@@ -290,8 +296,45 @@ func (s *spool) append(run string, seq uint64, line []byte, sync bool) error {
 	return nil
 }
 
+// sync returns once every line appended before the call is on disk. It
+// holds no lock while it waits for the disk, so appends, reads and acks go
+// on meanwhile.
+func (s *spool) sync() error {
+	s.mu.Lock()
+	f := s.af
+	s.mu.Unlock()
+	if f == nil {
+		return nil // nothing appended since the last roll, which synced
+	}
+	err := s.fsync(f)
+	if errors.Is(err, os.ErrClosed) {
+		// The segment was closed meanwhile: rolled, which synced it first;
+		// dropped, so its lines are gone anyway; or abandoned after a
+		// failed write, which was reported.
+		return nil
+	}
+	if err != nil {
+		// What the failed sync covered may not be on disk, whatever a later
+		// sync of the same file says; later lines go to a new segment.
+		s.mu.Lock()
+		if s.af == f {
+			s.closeActive()
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
 // roll starts a new segment for appends.
 func (s *spool) roll() error {
+	if s.af != nil {
+		// Lines appended without a sync of their own, such as heartbeats,
+		// rely on a later sync; that only covers the active segment.
+		if err := s.fsync(s.af); err != nil {
+			s.logger.Warn("spool_sync_failed", "segment", s.active.path, "err", err)
+		}
+	}
 	s.closeActive()
 	seg := &segment{num: s.nextSeg, runs: map[string]bool{}}
 	seg.path = filepath.Join(s.dir, segName(seg.num))
@@ -417,7 +460,9 @@ func (s *spool) next(after uint64) (record, bool) {
 	return *s.recs[i], true
 }
 
-// read returns the wire line of r, or errGone if it has left the spool.
+// read returns the wire line of r. It returns errGone if r has left the
+// spool, and an error wrapping errDamaged if r's bytes are missing or
+// corrupt, after dropping r. Other errors may pass: r stays spooled.
 func (s *spool) read(r record) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -428,19 +473,50 @@ func (s *spool) read(r record) ([]byte, error) {
 	seg := s.recs[i].seg
 	if seg.rf == nil {
 		f, err := os.Open(seg.path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, s.dropDamaged(i, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("spool: %w", err)
 		}
 		seg.rf = f
 	}
-	b := make([]byte, r.n)
-	if _, err := seg.rf.ReadAt(b, r.off); err != nil {
+	// The whole record, so that its CRC can be checked again.
+	head := int64(recHeader + len(r.run))
+	b := make([]byte, head+int64(r.n))
+	if _, err := seg.rf.ReadAt(b, r.off-head); err != nil {
 		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+			return nil, s.dropDamaged(i, io.ErrUnexpectedEOF)
 		}
+		// A fresh handle next time, in case this one went bad.
+		seg.rf.Close()
+		seg.rf = nil
 		return nil, fmt.Errorf("spool: %s: %w", seg.path, err)
 	}
-	return b, nil
+	run, seq, line, _, ok := parseRecord(b)
+	if !ok || run != r.run || seq != r.seq || len(line) != r.n {
+		return nil, s.dropDamaged(i, errors.New("record does not match its checksum or index"))
+	}
+	return line, nil
+}
+
+// dropDamaged drops s.recs[i], which can never be read, logs and counts it,
+// and returns an error wrapping errDamaged. s.mu must be held.
+func (s *spool) dropDamaged(i int, cause error) error {
+	r := s.recs[i]
+	s.recs = slices.Delete(s.recs, i, i+1)
+	r.seg.live--
+	s.damaged++
+	s.logger.Error("spool_record_damaged_dropped", "run", r.run, "seq", r.seq, "segment", r.seg.path,
+		"err", cause, "damaged_total", s.damaged)
+	if r.seg == s.active {
+		// Recovery stops at a segment's first damaged record, so nothing
+		// more may be appended after one.
+		s.closeActive()
+	} else if r.seg.live == 0 {
+		s.removeSegment(r.seg)
+	}
+	return fmt.Errorf("spool: %s/%d in %s: %w: %w", r.run, r.seq, r.seg.path, errDamaged, cause)
 }
 
 // waiting returns the number of records waiting for an ack.
@@ -457,12 +533,20 @@ func (s *spool) size() int64 {
 	return s.bytes
 }
 
-// droppedCount returns how many unacknowledged records this process dropped
-// to stay within the bound.
+// droppedCount returns how many unacknowledged records this process
+// dropped, for either reason of dropCounts.
 func (s *spool) droppedCount() uint64 {
+	full, damaged := s.dropCounts()
+	return full + damaged
+}
+
+// dropCounts returns how many unacknowledged records this process dropped
+// to stay within the bound, and how many because they could not be read
+// back.
+func (s *spool) dropCounts() (full, damaged uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.dropped
+	return s.dropped, s.damaged
 }
 
 // changes returns a channel that is closed at the next append.

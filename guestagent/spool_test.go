@@ -37,8 +37,34 @@ func testLine(run string, seq uint64, size int) []byte {
 
 func mustAppend(t *testing.T, s *spool, run string, seq uint64, size int) {
 	t.Helper()
-	if err := s.append(run, seq, testLine(run, seq, size), true); err != nil {
+	if err := s.append(run, seq, testLine(run, seq, size)); err != nil {
 		t.Fatalf("append %s/%d: %v", run, seq, err)
+	}
+	if err := s.sync(); err != nil {
+		t.Fatalf("sync after %s/%d: %v", run, seq, err)
+	}
+}
+
+// spoolLines returns every record waiting in s and its line, in spool
+// order.
+func spoolLines(t *testing.T, s *spool) ([]record, [][]byte) {
+	t.Helper()
+	var (
+		recs   []record
+		lines  [][]byte
+		cursor uint64
+	)
+	for {
+		r, ok := s.next(cursor)
+		if !ok {
+			return recs, lines
+		}
+		b, err := s.read(r)
+		if err != nil {
+			t.Fatalf("read %s/%d: %v", r.run, r.seq, err)
+		}
+		recs, lines = append(recs, r), append(lines, b)
+		cursor = r.id
 	}
 }
 
@@ -47,22 +73,14 @@ func mustAppend(t *testing.T, s *spool, run string, seq uint64, size int) {
 func contents(t *testing.T, s *spool) []string {
 	t.Helper()
 	var out []string
-	var cursor uint64
-	for {
-		r, ok := s.next(cursor)
-		if !ok {
-			return out
-		}
-		b, err := s.read(r)
-		if err != nil {
-			t.Fatalf("read %s/%d: %v", r.run, r.seq, err)
-		}
-		if want := testLine(r.run, r.seq, len(b)); string(b) != string(want) {
-			t.Fatalf("read %s/%d = %q, want %q", r.run, r.seq, b, want)
+	recs, lines := spoolLines(t, s)
+	for i, r := range recs {
+		if want := testLine(r.run, r.seq, len(lines[i])); string(lines[i]) != string(want) {
+			t.Fatalf("read %s/%d = %q, want %q", r.run, r.seq, lines[i], want)
 		}
 		out = append(out, fmt.Sprintf("%s/%d", r.run, r.seq))
-		cursor = r.id
 	}
+	return out
 }
 
 func seqs(run string, from, to int) []string {
@@ -159,7 +177,7 @@ func TestSpoolStaysWithinBound(t *testing.T) {
 
 func TestSpoolRejectsMessageLargerThanBound(t *testing.T) {
 	s := openTestSpool(t, t.TempDir(), 8<<10)
-	err := s.append("A", 1, testLine("A", 1, 9<<10), true)
+	err := s.append("A", 1, testLine("A", 1, 9<<10))
 	if !errors.Is(err, ErrMessageTooLarge) {
 		t.Errorf("append of 9 KiB into 8 KiB: %v, want ErrMessageTooLarge", err)
 	}
@@ -304,5 +322,30 @@ func TestSpoolRefusesASecondProcess(t *testing.T) {
 			s.close()
 		}
 		t.Errorf("second open of a spool in use: %v, want errLocked", err)
+	}
+}
+
+func TestSpoolSyncsASegmentBeforeLeavingIt(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestSpool(t, dir, 32<<10) // 4 KiB segments
+	var synced []string
+	s.fsync = func(f *os.File) error {
+		synced = append(synced, filepath.Base(f.Name()))
+		return f.Sync()
+	}
+	// Heartbeats are appended without a sync of their own and rely on the
+	// next one; when the next message goes to a new segment, that sync does
+	// not cover theirs.
+	if err := s.append("A", 1, testLine("A", 1, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.append("A", 2, testLine("A", 2, 80)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{segName(1), segName(2)}; !slices.Equal(synced, want) {
+		t.Errorf("synced %v, want %v: the first segment before the roll, then the second", synced, want)
 	}
 }
