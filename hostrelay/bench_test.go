@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -72,7 +73,7 @@ func (l benchLines) append(b []byte, seq uint64) []byte {
 }
 
 // startBenchRelay starts a server, benchChannels fake channels and a relay
-// without rate limit, and returns the connected guests and a check that the
+// without rate limits, and returns the connected guests and a check that the
 // stream holds n guest messages.
 func startBenchRelay(b *testing.B) ([]*fakeGuest, func(n int)) {
 	b.Helper()
@@ -84,6 +85,7 @@ func startBenchRelay(b *testing.B) ([]*fakeGuest, func(n int)) {
 	}
 	cfg := testConfig(dir)
 	cfg.Rate, cfg.Burst = math.Inf(1), 1
+	cfg.MaxBytesRate = math.Inf(1)
 	_, js := startRelay(b, srv, cfg, slog.New(slog.DiscardHandler))
 	guests := make([]*fakeGuest, benchChannels)
 	for i, q := range qs {
@@ -120,11 +122,38 @@ func share(n, i int) uint64 {
 	return uint64(per)
 }
 
+// workerErrs collects what the guests' goroutines ran into: only the
+// benchmark's own goroutine may stop it.
+type workerErrs struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (w *workerErrs) add(err error) {
+	w.mu.Lock()
+	w.errs = append(w.errs, err)
+	w.mu.Unlock()
+}
+
+func (w *workerErrs) check(tb testing.TB) {
+	tb.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := errors.Join(w.errs...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // BenchmarkRelayThroughput has every guest send its share of b.N messages
 // as fast as the relay takes them, and stops the clock when every guest has
 // its last ack.
 func BenchmarkRelayThroughput(b *testing.B) {
 	guests, check := startBenchRelay(b)
+	lines := make([]benchLines, len(guests))
+	for i := range guests {
+		lines[i] = newBenchLines(b, fmt.Sprintf("bench%03d", i))
+	}
+	var errs workerErrs
 	b.ResetTimer()
 	start := time.Now()
 	cpu0, cpuOK := processCPU()
@@ -135,23 +164,27 @@ func BenchmarkRelayThroughput(b *testing.B) {
 			continue
 		}
 		wg.Go(func() {
-			run := fmt.Sprintf("bench%03d", i)
-			lines := newBenchLines(b, run)
 			var buf []byte
 			for seq := uint64(1); seq <= n; seq++ {
-				buf = lines.append(buf, seq)
+				buf = lines[i].append(buf, seq)
 				if len(buf) >= 32<<10 || seq == n {
-					g.send(b, buf)
+					if err := g.write(buf); err != nil {
+						errs.add(err)
+						return
+					}
 					buf = buf[:0]
 				}
 			}
-			g.mustAck(b, run, n)
+			if err := g.requireAck(fmt.Sprintf("bench%03d", i), n); err != nil {
+				errs.add(err)
+			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu1, _ := processCPU()
 	b.StopTimer()
+	errs.check(b)
 	check(b.N)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	if cpuOK {
@@ -188,6 +221,11 @@ func BenchmarkRelayLatency1000(b *testing.B) {
 		g.mu.Unlock()
 	}
 
+	lines := make([]benchLines, len(guests))
+	for i := range guests {
+		lines[i] = newBenchLines(b, fmt.Sprintf("lat%03d", i))
+	}
+	var errs workerErrs
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -198,8 +236,6 @@ func BenchmarkRelayLatency1000(b *testing.B) {
 		}
 		gl := lats[i]
 		wg.Go(func() {
-			run := fmt.Sprintf("lat%03d", i)
-			lines := newBenchLines(b, run)
 			// Spread the guests over the interval so the total rate is even.
 			if !sleep(ctx, time.Duration(i)*perGuest/benchChannels) {
 				return
@@ -208,21 +244,27 @@ func BenchmarkRelayLatency1000(b *testing.B) {
 			defer tick.Stop()
 			var buf []byte
 			for seq := uint64(1); seq <= n; seq++ {
-				buf = lines.append(buf[:0], seq)
+				buf = lines[i].append(buf[:0], seq)
 				g.mu.Lock()
 				gl.sent[seq-1] = time.Now()
 				g.mu.Unlock()
-				g.send(b, buf)
+				if err := g.write(buf); err != nil {
+					errs.add(err)
+					return
+				}
 				if seq < n {
 					<-tick.C
 				}
 			}
-			g.mustAck(b, run, n)
+			if err := g.requireAck(fmt.Sprintf("lat%03d", i), n); err != nil {
+				errs.add(err)
+			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	errs.check(b)
 	check(b.N)
 
 	var all []time.Duration

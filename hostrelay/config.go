@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // Defaults for Config.
@@ -29,6 +30,14 @@ const (
 	DefaultBurst          = 200
 	DefaultMaxInFlight    = 256
 	DefaultPublishTimeout = 10 * time.Second
+
+	// DefaultMaxBytesRate (bytes per second) is far above what an agent
+	// sends and far below what would keep the relay busy.
+	DefaultMaxBytesRate = 1 << 20
+	// DefaultMaxBytesBurst lets a line of the maximum length, and the start
+	// of the next, through without waiting.
+	DefaultMaxBytesBurst    = 2 * protocol.MaxLineLen
+	DefaultMaxInFlightBytes = 16 << 20
 )
 
 // Channel is one VM's channel socket and the host-side identity of whatever
@@ -68,11 +77,21 @@ type Config struct {
 	// limit.
 	Rate  float64
 	Burst int
+	// MaxBytesRate (bytes per second) and MaxBytesBurst bound how fast the
+	// relay reads one VM's channel, whatever the bytes are: blank lines and
+	// the bodies of over-long lines cost as much as messages. A guest that
+	// writes faster is read more slowly; its writes block, nothing is lost.
+	// math.Inf(1) disables the limit. A burst below 2×protocol.MaxLineLen
+	// works but makes long lines wait.
+	MaxBytesRate  float64
+	MaxBytesBurst int
 	// Duplicates is the JetStream de-duplication window of the stream.
 	Duplicates time.Duration
-	// MaxInFlight bounds the messages of one connection published but not
-	// yet confirmed by JetStream.
-	MaxInFlight int
+	// MaxInFlight and MaxInFlightBytes bound the messages of one connection
+	// published but not yet confirmed by JetStream, in number and in bytes
+	// of the published reports.
+	MaxInFlight      int
+	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
 }
@@ -96,16 +115,24 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("glob %q: %w", g, err)
 		}
 	}
-	seen := make(map[string]bool, len(c.Static))
+	paths := make(map[string]bool, len(c.Static))
+	names := make(map[string]bool, len(c.Static))
 	static := make([]Channel, len(c.Static))
 	for i, ch := range c.Static {
 		if ch.Name == "" || ch.Path == "" {
 			return c, fmt.Errorf("static channel %q=%q: name and path are required", ch.Name, ch.Path)
 		}
-		if seen[ch.Path] {
+		if paths[ch.Path] {
 			return c, fmt.Errorf("static channel %s: path listed twice", ch.Path)
 		}
-		seen[ch.Path] = true
+		paths[ch.Path] = true
+		// One name is one VM: its state, its message ids and its record
+		// in the collector. Two channels under one name would merge two
+		// VMs.
+		if names[ch.Name] {
+			return c, fmt.Errorf("static channel %s: VM name %q listed twice", ch.Path, ch.Name)
+		}
+		names[ch.Name] = true
 		if ch.UUID != "" {
 			u, ok := normalizeUUID(ch.UUID)
 			if !ok {
@@ -138,8 +165,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Duplicates <= 0 {
 		c.Duplicates = natsutil.DefaultDuplicates
 	}
+	if c.MaxBytesRate <= 0 || math.IsNaN(c.MaxBytesRate) {
+		c.MaxBytesRate = DefaultMaxBytesRate
+	}
+	if c.MaxBytesBurst <= 0 {
+		c.MaxBytesBurst = DefaultMaxBytesBurst
+	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = DefaultMaxInFlightBytes
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout

@@ -1,12 +1,17 @@
 package hostrelay
 
 import (
+	"cmp"
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -43,6 +48,127 @@ func discover(cfg Config) map[string]target {
 		found[ch.Path] = target{Channel: ch}
 	}
 	return found
+}
+
+// identifyScans is how many scans a libvirt channel may wait for its
+// domain's status file before it is watched without a UUID. libvirt writes
+// the file shortly after QEMU has created the socket, and a channel's
+// identity is settled once, when it is first watched: a VM whose message
+// ids or name changed while it runs would be stored and shown twice.
+const identifyScans = 3
+
+// channelSet settles the identity of each channel found and decides which
+// to watch. A VM name belongs to one channel at a time, because the name
+// keys the VM's state, its message ids and its record in the collector.
+type channelSet struct {
+	cfg     Config
+	log     *slog.Logger
+	watched map[string]Channel // by path
+	names   map[string]string  // VM name → path of its watched channel
+	waiting map[string]int     // path → scans so far without a status file
+	// skipped holds, by path, settled channels whose name another channel
+	// already has; they are logged once and watched when the name is free.
+	skipped map[string]Channel
+}
+
+func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
+	return &channelSet{
+		cfg:     cfg,
+		log:     log,
+		watched: make(map[string]Channel),
+		names:   make(map[string]string),
+		waiting: make(map[string]int),
+		skipped: make(map[string]Channel),
+	}
+}
+
+// update takes what discover found now and returns the channels to start
+// watching and the paths of those that vanished.
+func (c *channelSet) update(found map[string]target) (start []Channel, gone []string) {
+	for path, ch := range c.watched {
+		if _, ok := found[path]; !ok {
+			gone = append(gone, path)
+			delete(c.watched, path)
+			delete(c.names, ch.Name)
+		}
+	}
+	slices.Sort(gone)
+	for path := range c.waiting {
+		if _, ok := found[path]; !ok {
+			delete(c.waiting, path)
+		}
+	}
+	for path := range c.skipped {
+		if _, ok := found[path]; !ok {
+			delete(c.skipped, path)
+		}
+	}
+
+	var fresh []target
+	for path, t := range found {
+		if _, ok := c.watched[path]; !ok {
+			fresh = append(fresh, t)
+		}
+	}
+	// Static channels first, so that a globbed one never takes the name of
+	// a static one; then by path, so that map order decides nothing.
+	slices.SortFunc(fresh, func(a, b target) int {
+		if a.globbed != b.globbed {
+			if b.globbed {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Path, b.Path)
+	})
+	for _, t := range fresh {
+		ch, known := c.skipped[t.Path]
+		if !known {
+			var wait bool
+			if ch, wait = c.settle(t); wait {
+				continue
+			}
+		}
+		if other, taken := c.names[ch.Name]; taken {
+			if !known {
+				c.log.Warn("channel_name_conflict", "vm", ch.Name, "channel", ch.Path, "watched", other)
+			}
+			c.skipped[ch.Path] = ch
+			continue
+		}
+		delete(c.skipped, ch.Path)
+		c.watched[ch.Path] = ch
+		c.names[ch.Name] = ch.Path
+		start = append(start, ch)
+	}
+	return start, gone
+}
+
+// settle works out the identity a channel keeps while it exists, or says
+// to wait for libvirt's status file.
+func (c *channelSet) settle(t target) (ch Channel, wait bool) {
+	got, err := identify(c.cfg.LibvirtRunDir, t)
+	if err == nil {
+		delete(c.waiting, t.Path)
+		return got.Channel, false
+	}
+	libvirt := t.domID != "" && isDir(c.cfg.LibvirtRunDir)
+	if libvirt && errors.Is(err, fs.ErrNotExist) && c.waiting[t.Path] < identifyScans-1 {
+		c.waiting[t.Path]++
+		return Channel{}, true
+	}
+	delete(c.waiting, t.Path)
+	level := slog.LevelDebug // not a libvirt host: names are all there is
+	if libvirt {
+		level = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), level, "libvirt_identity_missing", "vm", t.Name, "channel", t.Path, "err", err)
+	return t.Channel, false
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // vmNameFromDir takes the VM name from a socket's folder: libvirt's

@@ -2,7 +2,8 @@
 // channels of the VMs on a hypervisor host, reads the guest agents' lines,
 // validates and stamps them with the host-side identity of the channel they
 // arrived on, publishes them to JetStream and acknowledges each message to
-// the guest only after JetStream has stored it.
+// the guest only after JetStream has stored it. Acks are cumulative, so a
+// run is acknowledged only as far as its seqs follow on without a hole.
 //
 // Channels are unix sockets that QEMU listens on (libvirt's default); the
 // relay is the client. The package builds on every GOOS; it is meant for

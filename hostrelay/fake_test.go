@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -133,15 +134,33 @@ func (g *fakeGuest) readAcks() {
 
 func (g *fakeGuest) send(tb testing.TB, lines ...[]byte) {
 	tb.Helper()
-	if _, err := g.conn.Write(bytes.Join(lines, nil)); err != nil {
-		tb.Fatalf("guest write: %v", err)
+	if err := g.write(lines...); err != nil {
+		tb.Fatal(err)
 	}
+}
+
+// write is send for goroutines other than the test's, which must not call
+// tb.Fatal.
+func (g *fakeGuest) write(lines ...[]byte) error {
+	if _, err := g.conn.Write(bytes.Join(lines, nil)); err != nil {
+		return fmt.Errorf("guest write: %w", err)
+	}
+	return nil
 }
 
 // waitAck waits until run is acknowledged up to seq, or the connection ends,
 // and reports whether the ack came.
 func (g *fakeGuest) waitAck(tb testing.TB, run string, seq uint64) bool {
 	tb.Helper()
+	ok, err := g.awaitAck(run, seq)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ok
+}
+
+// awaitAck is waitAck for goroutines other than the test's.
+func (g *fakeGuest) awaitAck(run string, seq uint64) (bool, error) {
 	deadline := time.NewTimer(waitFor)
 	defer deadline.Stop()
 	for {
@@ -149,15 +168,15 @@ func (g *fakeGuest) waitAck(tb testing.TB, run string, seq uint64) bool {
 		got, closed, changed := g.maxSeq[run], g.closed, g.changed
 		g.mu.Unlock()
 		if got >= seq {
-			return true
+			return true, nil
 		}
 		if closed {
-			return false
+			return false, nil
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			tb.Fatalf("no ack for %s/%d within %v; newest ack %d", run, seq, waitFor, got)
+			return false, fmt.Errorf("no ack for %s/%d within %v; newest ack %d", run, seq, waitFor, got)
 		}
 	}
 }
@@ -165,9 +184,18 @@ func (g *fakeGuest) waitAck(tb testing.TB, run string, seq uint64) bool {
 // mustAck is waitAck that fails the test if the connection ends first.
 func (g *fakeGuest) mustAck(tb testing.TB, run string, seq uint64) {
 	tb.Helper()
-	if !g.waitAck(tb, run, seq) {
-		tb.Fatalf("relay closed the connection before acking %s/%d; acks %v", run, seq, g.ackList())
+	if err := g.requireAck(run, seq); err != nil {
+		tb.Fatal(err)
 	}
+}
+
+// requireAck is mustAck for goroutines other than the test's.
+func (g *fakeGuest) requireAck(run string, seq uint64) error {
+	ok, err := g.awaitAck(run, seq)
+	if err == nil && !ok {
+		err = fmt.Errorf("relay closed the connection before acking %s/%d; acks %v", run, seq, g.ackList())
+	}
+	return err
 }
 
 // waitClosed waits until the relay closes the connection and returns every
@@ -309,6 +337,13 @@ func testConfig(dir string) Config {
 // and checks that Run then returns nil.
 func startRelay(tb testing.TB, srv *server.Server, cfg Config, log *slog.Logger) (*Relay, jetstream.JetStream) {
 	tb.Helper()
+	return startRelayWith(tb, srv, cfg, log, nil)
+}
+
+// startRelayWith is startRelay with the relay's JetStream client replaced
+// by wrap(client), if wrap is not nil.
+func startRelayWith(tb testing.TB, srv *server.Server, cfg Config, log *slog.Logger, wrap func(jetstream.JetStream) jetstream.JetStream) (*Relay, jetstream.JetStream) {
+	tb.Helper()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		tb.Fatal(err)
@@ -316,6 +351,9 @@ func startRelay(tb testing.TB, srv *server.Server, cfg Config, log *slog.Logger)
 	r, err := New(cfg, nc, log)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if wrap != nil {
+		r.js = wrap(r.js)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -396,12 +434,23 @@ func streamMsgs(tb testing.TB, js jetstream.JetStream, prefix string) []*jetstre
 // seq 1 to n of run, each once, by message id.
 func checkStreamHolds(tb testing.TB, js jetstream.JetStream, key, run string, n int) {
 	tb.Helper()
+	var seqs []uint64
+	for seq := 1; seq <= n; seq++ {
+		seqs = append(seqs, uint64(seq))
+	}
+	checkStreamHoldsSeqs(tb, js, key, run, seqs...)
+}
+
+// checkStreamHoldsSeqs checks that the reports and heartbeats in the stream
+// are the given seqs of run, each once, by message id.
+func checkStreamHoldsSeqs(tb testing.TB, js jetstream.JetStream, key, run string, seqs ...uint64) {
+	tb.Helper()
 	var got, want []string
 	for _, m := range append(streamMsgs(tb, js, "guestdiag.report."), streamMsgs(tb, js, "guestdiag.heartbeat.")...) {
 		got = append(got, m.Header.Get(jetstream.MsgIDHeader))
 	}
-	for seq := 1; seq <= n; seq++ {
-		want = append(want, protocol.MsgID(key, run, uint64(seq)))
+	for _, seq := range seqs {
+		want = append(want, protocol.MsgID(key, run, seq))
 	}
 	slices.Sort(got)
 	slices.Sort(want)

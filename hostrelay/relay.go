@@ -1,12 +1,14 @@
 package hostrelay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,9 +39,10 @@ type Relay struct {
 	// events tracks channel events not yet confirmed.
 	events sync.WaitGroup
 
-	mu       sync.Mutex
-	vms      map[string]*vmState
-	watching map[string]Channel
+	mu  sync.Mutex
+	vms map[string]*vmState
+	// watching lists the channels being watched, by path.
+	watching []Channel
 }
 
 // New returns a Relay that publishes through nc, which the caller owns and
@@ -57,12 +60,11 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Relay{
-		cfg:      cfg,
-		nc:       nc,
-		js:       js,
-		log:      logger,
-		vms:      make(map[string]*vmState),
-		watching: make(map[string]Channel),
+		cfg: cfg,
+		nc:  nc,
+		js:  js,
+		log: logger,
+		vms: make(map[string]*vmState),
 	}, nil
 }
 
@@ -73,7 +75,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("relay config: %w", err)
 	}
-	logger.Info("connecting to nats", "url", cfg.NATSURL)
+	logger.Info("nats_connecting", "url", cfg.NATSURL)
 	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger)
 	if err != nil {
 		return err
@@ -96,7 +98,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	r.log.Info("relay started", "host", r.cfg.Host, "globs", r.cfg.Globs, "static", len(r.cfg.Static))
+	r.log.Info("relay_started", "host", r.cfg.Host, "globs", r.cfg.Globs, "static", len(r.cfg.Static))
 
 	var wg sync.WaitGroup
 	stops := make(map[string]context.CancelCauseFunc)
@@ -107,32 +109,32 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Wait()
 		r.events.Wait()
 		r.mu.Lock()
-		clear(r.watching)
+		r.watching = nil
 		r.mu.Unlock()
 	}()
 
+	chans := newChannelSet(r.cfg, r.log)
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
 	for {
-		found := discover(r.cfg)
-		r.mu.Lock()
-		for path, t := range found {
-			if _, ok := stops[path]; ok {
-				continue
-			}
+		start, gone := chans.update(discover(r.cfg))
+		if len(start) > 0 || len(gone) > 0 {
+			watching := slices.SortedFunc(maps.Values(chans.watched), func(a, b Channel) int {
+				return cmp.Compare(a.Path, b.Path)
+			})
+			r.mu.Lock()
+			r.watching = watching
+			r.mu.Unlock()
+		}
+		for _, path := range gone {
+			stops[path](errVanished)
+			delete(stops, path)
+		}
+		for _, ch := range start {
 			wctx, stop := context.WithCancelCause(ctx)
-			stops[path] = stop
-			r.watching[path] = t.Channel
-			wg.Go(func() { r.watch(wctx, t) })
+			stops[ch.Path] = stop
+			wg.Go(func() { r.watch(wctx, ch) })
 		}
-		for path, stop := range stops {
-			if _, ok := found[path]; !ok {
-				stop(errVanished)
-				delete(stops, path)
-				delete(r.watching, path)
-			}
-		}
-		r.mu.Unlock()
 
 		select {
 		case <-ctx.Done():
@@ -156,7 +158,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.log.Warn("stream not ready; retrying", "err", err, "retry_in", wait)
+		r.log.Warn("stream_not_ready", "err", err, "retry_in", wait)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
@@ -167,13 +169,8 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 // Channels returns the channels being watched, sorted by path.
 func (r *Relay) Channels() []Channel {
 	r.mu.Lock()
-	out := make([]Channel, 0, len(r.watching))
-	for _, ch := range r.watching {
-		out = append(out, ch)
-	}
-	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
+	defer r.mu.Unlock()
+	return slices.Clone(r.watching)
 }
 
 // Stats returns the counters of every VM seen so far, by host-side name.
@@ -187,51 +184,34 @@ func (r *Relay) Stats() map[string]VMStats {
 	return out
 }
 
-// updateWatching records what identify learned about a watched channel.
-func (r *Relay) updateWatching(ch Channel) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.watching[ch.Path]; ok {
-		r.watching[ch.Path] = ch
-	}
-}
-
 func (r *Relay) vm(name string) *vmState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v, ok := r.vms[name]
 	if !ok {
-		v = newVMState(r.cfg.Rate, r.cfg.Burst)
+		v = newVMState(r.cfg)
 		r.vms[name] = v
 	}
 	return v
 }
 
 // watch keeps one channel connected until ctx is cancelled, with backoff
-// between attempts.
-func (r *Relay) watch(ctx context.Context, t target) {
+// between attempts. The channel's identity does not change meanwhile, and
+// what its runs were acknowledged up to carries over from one connection
+// to the next.
+func (r *Relay) watch(ctx context.Context, ch Channel) {
 	var d net.Dialer
+	book := newRunBook()
 	backoff := r.cfg.BackoffMin
-	loggedIdentity := false
 	for {
-		if t.UUID == "" {
-			// libvirt may write the status file after the socket appears.
-			if t2, err := identify(r.cfg.LibvirtRunDir, t); err == nil {
-				t = t2
-				r.updateWatching(t.Channel)
-			} else if !loggedIdentity {
-				r.log.Debug("no libvirt identity", "vm", t.Name, "channel", t.Path, "err", err)
-				loggedIdentity = true
-			}
-		}
 		wait := backoff
 		// While NATS is away, reading would only produce lines that cannot
 		// be stored, so the guest keeps them until it is back.
 		if r.nc.IsConnected() {
-			conn, err := d.DialContext(ctx, "unix", t.Path)
+			conn, err := d.DialContext(ctx, "unix", ch.Path)
 			if err == nil {
 				start := time.Now()
-				end := r.serve(ctx, conn, t.Channel)
+				end := r.serve(ctx, conn, ch, book)
 				// A connection that ends at once, again and again, must not
 				// become a busy loop; one that lived a while starts afresh.
 				if time.Since(start) >= r.cfg.BackoffMax {
@@ -239,10 +219,10 @@ func (r *Relay) watch(ctx context.Context, t target) {
 				}
 				wait = backoff
 				if end.throttled {
-					wait = max(wait, r.vm(t.Name).refillDelay())
+					wait = max(wait, r.vm(ch.Name).refillDelay())
 				}
 			} else if ctx.Err() == nil {
-				r.log.Debug("channel connect failed", "vm", t.Name, "channel", t.Path, "err", err)
+				r.log.Debug("channel_connect_failed", "vm", ch.Name, "channel", ch.Path, "err", err)
 			}
 		}
 		if !sleep(ctx, wait) {
@@ -269,13 +249,13 @@ func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, rea
 				select {
 				case <-paf.Ok():
 				case err := <-paf.Err():
-					r.log.Warn("publish channel event", "vm", ch.Name, "state", state, "err", err)
+					r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
 				}
 			})
 			return
 		}
 	}
-	r.log.Warn("publish channel event", "vm", ch.Name, "state", state, "err", err)
+	r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
 }
 
 // sleep waits for d or ctx, and reports whether d elapsed.

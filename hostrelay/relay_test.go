@@ -10,8 +10,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
@@ -219,7 +223,7 @@ func TestRelayDropsBadLinesAndKeepsTheGoodOnes(t *testing.T) {
 
 	// Line 1 is the agent's lone newline, line 2 the hello.
 	wantLog := fmt.Sprintf("vm=web01 channel=%s line=3 offset=%d reason=malformed", q.path, 1+len(good[0]))
-	if got := logs.lines("dropped guest line"); len(got) == 0 || !strings.Contains(got[0], wantLog) {
+	if got := logs.lines("guest_line_dropped"); len(got) == 0 || !strings.Contains(got[0], wantLog) {
 		t.Errorf("first drop logged as %q, want it to contain %q", got, wantLog)
 	}
 }
@@ -328,5 +332,275 @@ func TestRelayFollowsChannelsAsTheyComeAndGo(t *testing.T) {
 	}
 	if len(states) < 2 || states[0] != protocol.ChannelConnected || states[len(states)-1] != protocol.ChannelDisconnected {
 		t.Errorf("channel events %v, want connected first and disconnected last", states)
+	}
+}
+
+func TestRelayNeverAcksAcrossAGap(t *testing.T) {
+	const run = "r1"
+	// firstTwoThenFive acks seqs 1 and 2 on one connection, then sends
+	// only 5 on the next, as an agent does that missed a quick reconnect:
+	// 3 and 4 went nowhere. The relay must close that connection without
+	// acknowledging 3 to 5.
+	firstTwoThenFive := func(t *testing.T, q *fakeQEMU) {
+		t.Helper()
+		g := q.accept(t)
+		g.send(t, results(t, run, 1, 2)...)
+		g.mustAck(t, run, 2)
+		g.conn.Close()
+
+		g = q.accept(t)
+		g.send(t, resultLine(t, run, 5, "resources"))
+		for _, a := range g.waitClosed(t) {
+			if a.Seq > 2 {
+				t.Fatalf("relay acked %s/%d across the gap 3..4", a.Run, a.Seq)
+			}
+		}
+	}
+
+	t.Run("the agent resending from its oldest message is acknowledged in full", func(t *testing.T) {
+		r, js, q, _ := startOneVM(t, nil)
+		firstTwoThenFive(t, q)
+		g := q.accept(t)
+		g.send(t, results(t, run, 3, 5)...)
+		g.mustAck(t, run, 5)
+
+		checkStreamHolds(t, js, "hv1:web01", run, 5)
+		if got := r.Stats()["web01"].Gaps; got != 0 {
+			t.Errorf("counted %d gaps, want 0", got)
+		}
+	})
+	t.Run("a gap the agent cannot fill is accepted on the next connection, logged and counted", func(t *testing.T) {
+		r, js, q, logs := startOneVM(t, nil)
+		firstTwoThenFive(t, q)
+		g := q.accept(t) // its spool dropped 3 and 4
+		g.send(t, results(t, run, 5, 6)...)
+		g.mustAck(t, run, 6)
+
+		checkStreamHoldsSeqs(t, js, "hv1:web01", run, 1, 2, 5, 6)
+		if got := r.Stats()["web01"].Gaps; got != 1 {
+			t.Errorf("counted %d gaps, want 1", got)
+		}
+		got := logs.lines("guest_seq_gap_accepted")
+		want := "vm=web01 channel=" + q.path + " run=r1 missing_from=3 missing_to=4"
+		if len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], want) {
+			t.Errorf("accepted gap logged as %q, want one warning with %q", got, want)
+		}
+	})
+	t.Run("a gap in the middle of a connection is acknowledged up to the gap", func(t *testing.T) {
+		_, js, q, _ := startOneVM(t, nil)
+		g := q.accept(t)
+		g.send(t, append(results(t, run, 1, 2), resultLine(t, run, 4, "resources"))...)
+		g.mustAck(t, run, 2)
+		if acks := g.waitClosed(t); acks[len(acks)-1].Seq != 2 {
+			t.Errorf("acks %+v, want the last to be 2", acks)
+		}
+		g = q.accept(t)
+		g.send(t, results(t, run, 3, 4)...)
+		g.mustAck(t, run, 4)
+		checkStreamHolds(t, js, "hv1:web01", run, 4)
+	})
+}
+
+func TestRelayKeepsAVMsIdentityWhileItsChannelExists(t *testing.T) {
+	tests := []struct {
+		name, folder, statusFile, vm string
+	}{
+		{"a UUID that libvirt writes late does not change the message ids",
+			"domain-1-web01", "web01.xml", "web01"},
+		{"a full name that libvirt writes late does not change the subjects",
+			"domain-6-accounting-postgres-", "accounting-postgres-replica.xml", "accounting-postgres-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			dir := socketDir(t)
+			if err := os.Mkdir(filepath.Join(dir, "run"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			q := listenChannel(t, filepath.Join(dir, tt.folder, channelFile))
+			log, _ := newTestLogger(t)
+			r, js := startRelay(t, srv, testConfig(dir), log)
+
+			const run = "r1"
+			g := q.accept(t)
+			g.send(t, helloLine(t, run, 1, "guest"), resultLine(t, run, 2, "network"))
+			g.mustAck(t, run, 2)
+
+			copyFile(t, filepath.Join("testdata", "libvirt-run", tt.statusFile), filepath.Join(dir, "run", tt.statusFile))
+			g.conn.Close()
+			g = q.accept(t)
+			g.send(t, resultLine(t, run, 3, "network"))
+			g.mustAck(t, run, 3)
+
+			checkStreamHolds(t, js, "hv1:"+tt.vm, run, 3)
+			for _, m := range streamMsgs(t, js, "guestdiag.report.") {
+				if want := "guestdiag.report.hv1." + tt.vm + ".network"; m.Subject != want {
+					t.Errorf("report on %s, want %s", m.Subject, want)
+				}
+			}
+			want := []Channel{{Name: tt.vm, Path: q.path}}
+			if got := r.Channels(); !reflect.DeepEqual(got, want) {
+				t.Errorf("channels %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestRelayWatchesOneChannelPerVMName(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	static := listenChannel(t, filepath.Join(dir, "static", "web01.sock"))
+	listenChannel(t, filepath.Join(dir, "domain-1-web01", channelFile))
+	cfg := testConfig(dir)
+	cfg.Static = []Channel{{Name: "web01", Path: static.path}}
+	log, logs := newTestLogger(t)
+	r, _ := startRelay(t, srv, cfg, log)
+
+	static.accept(t)
+	eventually(t, "the globbed channel's name conflict to be logged", func() bool {
+		return len(logs.lines("channel_name_conflict")) > 0
+	})
+	if got, want := r.Channels(), []Channel{{Name: "web01", Path: static.path}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("channels %+v, want only the static one %+v", got, want)
+	}
+}
+
+func TestRelayReadsAGuestNoFasterThanItsByteRate(t *testing.T) {
+	const rate, burst = 32 << 10, 16 << 10
+	r, _, q, _ := startOneVM(t, func(cfg *Config) { cfg.MaxBytesRate, cfg.MaxBytesBurst = rate, burst })
+
+	// Blank lines carry no message, so only the byte rate can slow them.
+	blanks := bytes.Repeat([]byte("\n"), 64<<10)
+	hello := helloLine(t, "r1", 1, "web01")
+	g := q.accept(t)
+	start := time.Now()
+	g.send(t, blanks, hello)
+	g.mustAck(t, "r1", 1)
+	elapsed := time.Since(start)
+
+	// The reader pays for each read, of at most burst bytes, after making
+	// it: all but the last two reads must have been paid for at the rate.
+	total := 1 + len(blanks) + len(hello) // the lone newline of accept first
+	floor := time.Duration(float64(total-2*burst) / rate * float64(time.Second))
+	if elapsed < floor*9/10 {
+		t.Errorf("%d bytes read in %v; at %d bytes/s with a burst of %d it takes at least %v", total, elapsed, rate, burst, floor)
+	}
+	if got := r.Stats()["web01"].Bytes; got != uint64(total) {
+		t.Errorf("counted %d bytes read, want %d", got, total)
+	}
+}
+
+// slowJetStream confirms every publish some time after JetStream did, as a
+// busy server would, and records the most report bytes that were published
+// and not yet confirmed.
+type slowJetStream struct {
+	jetstream.JetStream
+	delay time.Duration
+
+	mu            sync.Mutex
+	held, maxHeld int
+}
+
+func (s *slowJetStream) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	paf, err := s.JetStream.PublishMsgAsync(m, opts...)
+	if err != nil || strings.HasPrefix(m.Subject, "guestdiag.channel.") {
+		return paf, err
+	}
+	n := len(m.Data)
+	s.mu.Lock()
+	s.held += n
+	s.maxHeld = max(s.maxHeld, s.held)
+	s.mu.Unlock()
+	f := &slowFuture{msg: m, ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	go func() {
+		var pa *jetstream.PubAck
+		var perr error
+		select {
+		case pa = <-paf.Ok():
+		case perr = <-paf.Err():
+		}
+		<-time.After(s.delay)
+		// Before the relay can see it, so that held never lags the relay's.
+		s.mu.Lock()
+		s.held -= n
+		s.mu.Unlock()
+		if perr != nil {
+			f.err <- perr
+		} else {
+			f.ok <- pa
+		}
+	}()
+	return f, nil
+}
+
+type slowFuture struct {
+	msg *nats.Msg
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func (f *slowFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *slowFuture) Err() <-chan error            { return f.err }
+func (f *slowFuture) Msg() *nats.Msg               { return f.msg }
+
+func TestRelayBoundsTheBytesInFlight(t *testing.T) {
+	const bound = 3000 // a few reports
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	q := listenChannel(t, filepath.Join(dir, "domain-1-web01", channelFile))
+	cfg := testConfig(dir)
+	cfg.MaxInFlightBytes = bound
+	log, _ := newTestLogger(t)
+	slow := &slowJetStream{delay: 50 * time.Millisecond}
+	_, js := startRelayWith(t, srv, cfg, log, func(js jetstream.JetStream) jetstream.JetStream {
+		slow.JetStream = js
+		return slow
+	})
+
+	const run, n = "r1", 30
+	g := q.accept(t)
+	g.send(t, results(t, run, 1, n)...)
+	g.mustAck(t, run, n)
+
+	checkStreamHolds(t, js, "hv1:web01", run, n)
+	slow.mu.Lock()
+	maxHeld := slow.maxHeld
+	slow.mu.Unlock()
+	if maxHeld > bound {
+		t.Errorf("up to %d bytes were in flight, want at most %d", maxHeld, bound)
+	}
+}
+
+func TestRelayStartsAfreshWithAVMThatCameBack(t *testing.T) {
+	srv := natstest.Start(t)
+	dir := socketDir(t)
+	folder := filepath.Join(dir, "domain-1-web01")
+	q := listenChannel(t, filepath.Join(folder, channelFile))
+	log, _ := newTestLogger(t)
+	r, js := startRelay(t, srv, testConfig(dir), log)
+
+	const run = "r1"
+	g := q.accept(t)
+	g.send(t, results(t, run, 1, 2)...)
+	g.mustAck(t, run, 2)
+
+	// The VM migrates away, and libvirt removes its channel folder.
+	q.ln.Close()
+	g.conn.Close()
+	if err := os.RemoveAll(folder); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the vanished channel to be dropped", func() bool { return len(r.Channels()) == 0 })
+
+	// Another host stored and acknowledged 3 and 4 before the VM came
+	// back with a new domain id; its agent goes on with the same run.
+	q = listenChannel(t, filepath.Join(dir, "domain-2-web01", channelFile))
+	g = q.accept(t)
+	g.send(t, results(t, run, 5, 6)...)
+	g.mustAck(t, run, 6)
+
+	checkStreamHoldsSeqs(t, js, "hv1:web01", run, 1, 2, 5, 6)
+	if got := r.Stats()["web01"].Gaps; got != 0 {
+		t.Errorf("counted %d gaps, want 0", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -21,10 +22,12 @@ const ackWriteTimeout = 10 * time.Second
 
 // session is one connection to one channel.
 type session struct {
-	r    *Relay
-	conn net.Conn
-	ch   Channel
-	vm   *vmState
+	r      *Relay
+	conn   net.Conn
+	ch     Channel
+	vm     *vmState
+	book   *runBook
+	connNo uint64 // for book.admit
 	// key is the VM part of every message id.
 	key           string
 	enc           reportEncoder
@@ -33,15 +36,26 @@ type session struct {
 	// pending holds published messages in arrival order until JetStream
 	// confirms them.
 	pending chan inflight
-	// failed is set once a publish or an ack write failed: nothing more is
-	// acknowledged on this connection, so the agent will resend.
+	// held counts the bytes of the messages in pending, bounded by
+	// MaxInFlightBytes; the ack loop signals freed when it lowers it.
+	held  atomic.Int64
+	freed chan struct{}
+	// failed is set, and dead closed, once a publish or an ack write
+	// failed: nothing more is acknowledged on this connection, so the agent
+	// will resend.
 	failed atomic.Bool
+	dead   chan struct{}
 }
 
 type inflight struct {
-	paf jetstream.PubAckFuture
-	run string
-	seq uint64
+	paf  jetstream.PubAckFuture
+	run  string
+	rs   *runState
+	seq  uint64
+	size int64
+	// ackTo is how far the run may be acknowledged once this message and
+	// every one before it are stored.
+	ackTo uint64
 }
 
 // sessionEnd says why a connection ended.
@@ -65,22 +79,26 @@ func msgKey(host string, ch Channel) string {
 
 // serve relays one connection until it ends, then drains it: what was
 // published before the end is still acknowledged when JetStream confirms it.
-func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel) sessionEnd {
+func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runBook) sessionEnd {
 	vm := r.vm(ch.Name)
 	s := &session{
 		r:             r,
 		conn:          conn,
 		ch:            ch,
 		vm:            vm,
+		book:          book,
+		connNo:        book.newConn(),
 		key:           msgKey(r.cfg.Host, ch),
 		enc:           newReportEncoder(r.cfg.Host, ch),
 		heartbeatSubj: protocol.HeartbeatSubject(r.cfg.Host, ch.Name),
 		pending:       make(chan inflight, r.cfg.MaxInFlight),
+		freed:         make(chan struct{}, 1),
+		dead:          make(chan struct{}),
 	}
 	vm.conns.Add(1)
 	defer vm.conns.Add(-1)
 	vm.connects.Add(1)
-	r.log.Info("channel connected", "vm", ch.Name, "uuid", ch.UUID, "channel", ch.Path)
+	r.log.Info("channel_connected", "vm", ch.Name, "uuid", ch.UUID, "channel", ch.Path)
 	r.publishChannelEvent(ch, protocol.ChannelConnected, "")
 
 	// Cancelling stops reading only; acks for what is in flight still go out.
@@ -95,15 +113,17 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel) sessionEnd
 	stop()
 	_ = conn.Close()
 
-	r.log.Info("channel disconnected", "vm", ch.Name, "channel", ch.Path, "reason", end.reason)
+	r.log.Info("channel_disconnected", "vm", ch.Name, "channel", ch.Path, "reason", end.reason)
 	r.publishChannelEvent(ch, protocol.ChannelDisconnected, end.reason)
 	return end
 }
 
 // readLoop reads, checks, rate-limits and publishes lines until the
-// connection ends, the VM goes over its rate, or a publish fails.
+// connection ends, the VM goes over its rate, a run skips seqs, or a
+// publish fails.
 func (s *session) readLoop(ctx context.Context) sessionEnd {
-	pr := protocol.NewReader(s.conn, protocol.MaxLineLen)
+	src := &throttledReader{ctx: ctx, r: s.conn, lim: s.vm.bytes, n: &s.vm.read}
+	pr := protocol.NewReader(src, protocol.MaxLineLen)
 	for !s.failed.Load() {
 		env, line, err := pr.Next()
 		if err != nil {
@@ -114,7 +134,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			s.vm.lines.Add(1)
 			reason := dropReason(le.Err)
 			s.vm.drop(reason)
-			s.vm.logDrop(ctx, s.r.log, "dropped guest line",
+			s.vm.logGuest(ctx, s.r.log, slog.LevelWarn, "guest_line_dropped",
 				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path),
 				slog.Uint64("line", le.Line), slog.Int64("offset", le.Offset),
 				slog.String("reason", string(reason)), slog.String("err", le.Err.Error()))
@@ -129,11 +149,22 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		if !s.vm.limiter.Allow() {
 			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
 		}
+		adm := s.book.admit(s.connNo, env.Run, env.Seq)
+		if adm.verdict == gapAccepted {
+			s.vm.gaps.Add(1)
+			s.vm.logGuest(ctx, s.r.log, slog.LevelWarn, "guest_seq_gap_accepted",
+				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path), slog.String("run", env.Run),
+				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to))
+		}
 		subj := s.heartbeatSubj
 		if env.Kind == protocol.KindResult || env.Kind == protocol.KindEvent {
 			subj = protocol.ReportSubject(s.r.cfg.Host, s.ch.Name, env.Check)
 		}
 		msg := &nats.Msg{Subject: subj, Data: s.enc.encode(received, line)}
+		size := int64(len(msg.Data))
+		if !s.reserve(size) {
+			return sessionEnd{} // the ack loop says why
+		}
 		// No client-side retries: a retry that lands after this connection
 		// has given up would store an old message behind newer ones. The
 		// agent's resend after a reconnect is the retry.
@@ -142,14 +173,76 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			jetstream.WithRetryAttempts(0),
 			jetstream.WithStallWait(s.r.cfg.PublishTimeout))
 		if err != nil {
+			s.release(size)
 			s.vm.drop(DropPublishFailed)
-			s.r.log.Warn("publish failed; dropping connection so the guest resends",
-				"vm", s.ch.Name, "run", env.Run, "seq", env.Seq, "err", err)
+			s.r.log.Warn("publish_failed", "vm", s.ch.Name, "run", env.Run, "seq", env.Seq, "err", err)
 			return sessionEnd{reason: "publish failed: " + err.Error()}
 		}
-		s.pending <- inflight{paf: paf, run: env.Run, seq: env.Seq}
+		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, ackTo: adm.ackTo}
+		if adm.verdict == gapFound {
+			// What came before the gap is still acknowledged; the agent
+			// resends the rest from its oldest unacknowledged message. If
+			// that is past the gap again, the gap is accepted.
+			s.vm.logGuest(ctx, s.r.log, slog.LevelInfo, "guest_seq_gap",
+				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path), slog.String("run", env.Run),
+				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to))
+			return sessionEnd{reason: "seq gap"}
+		}
 	}
 	return sessionEnd{}
+}
+
+// reserve waits until size more bytes may be in flight, and reports false
+// if the ack loop failed first. One message always goes, however large.
+func (s *session) reserve(size int64) bool {
+	for {
+		// Only this goroutine adds, so held can only have fallen by the
+		// time Add runs.
+		held := s.held.Load()
+		if held == 0 || held+size <= int64(s.r.cfg.MaxInFlightBytes) {
+			s.held.Add(size)
+			return true
+		}
+		select {
+		case <-s.freed:
+		case <-s.dead:
+			return false
+		}
+	}
+}
+
+func (s *session) release(size int64) {
+	s.held.Add(-size)
+	select {
+	case s.freed <- struct{}{}:
+	default: // a wake-up is already waiting
+	}
+}
+
+// throttledReader reads no faster than lim allows. It pays for what each
+// read returned, so it runs at most one read ahead of its budget; reads are
+// cut to the burst so that one payment never exceeds it. Waiting here is
+// back-pressure: the guest's writes block in the channel and nothing is
+// lost.
+type throttledReader struct {
+	ctx context.Context
+	r   io.Reader
+	lim *rate.Limiter
+	n   *atomic.Uint64
+}
+
+func (t *throttledReader) Read(p []byte) (int, error) {
+	if b := t.lim.Burst(); len(p) > b && t.lim.Limit() != rate.Inf {
+		p = p[:b]
+	}
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.n.Add(uint64(n))
+		if werr := t.lim.WaitN(t.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
 }
 
 // throttle ends a connection whose VM went over its rate. The line over the
@@ -162,7 +255,7 @@ func (s *session) throttle(ctx context.Context, which ...slog.Attr) sessionEnd {
 	s.vm.drop(DropRateLimited)
 	attrs := append([]slog.Attr{slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path),
 		slog.String("reason", string(DropRateLimited))}, which...)
-	s.vm.logDrop(ctx, s.r.log, "guest over its rate limit; disconnecting until its budget refills", attrs...)
+	s.vm.logGuest(ctx, s.r.log, slog.LevelWarn, "guest_rate_limited", attrs...)
 	return sessionEnd{reason: string(DropRateLimited), throttled: true}
 }
 
@@ -196,10 +289,11 @@ func dropReason(err error) DropReason {
 }
 
 // ackLoop takes published messages in arrival order and, as JetStream
-// confirms them, acknowledges the newest confirmed seq of each run. It
-// batches whatever is already confirmed into one write. If a publish
-// fails, the messages before it are still acknowledged, nothing after it
-// is, and the connection is closed so that the agent resends.
+// confirms them, acknowledges each run as far as the newest confirmed
+// message allows. It batches whatever is already confirmed into one write.
+// If a publish fails, the messages before it are still acknowledged,
+// nothing after it is, and the connection is closed so that the agent
+// resends.
 func (s *session) ackLoop() error {
 	var (
 		batch ackBatch
@@ -218,7 +312,7 @@ func (s *session) ackLoop() error {
 		if err := s.await(next); err != nil {
 			return s.fail(err)
 		}
-		batch.add(next.run, next.seq)
+		batch.add(next)
 	gather:
 		for batch.n < cap(s.pending) {
 			select {
@@ -237,7 +331,7 @@ func (s *session) ackLoop() error {
 					next, have = in, true
 					break gather
 				}
-				batch.add(in.run, in.seq)
+				batch.add(in)
 			default:
 				break gather
 			}
@@ -251,6 +345,7 @@ func (s *session) ackLoop() error {
 // await blocks until JetStream confirms or refuses in. The async publish
 // timeout bounds the wait.
 func (s *session) await(in inflight) error {
+	defer s.release(in.size)
 	select {
 	case pa := <-in.paf.Ok():
 		s.confirmed(pa)
@@ -264,9 +359,11 @@ func (s *session) await(in inflight) error {
 func (s *session) poll(in inflight) (bool, error) {
 	select {
 	case pa := <-in.paf.Ok():
+		s.release(in.size)
 		s.confirmed(pa)
 		return true, nil
 	case err := <-in.paf.Err():
+		s.release(in.size)
 		return false, s.publishErr(in, err)
 	default:
 		return false, nil
@@ -282,8 +379,7 @@ func (s *session) confirmed(pa *jetstream.PubAck) {
 
 func (s *session) publishErr(in inflight, err error) error {
 	s.vm.drop(DropPublishFailed)
-	s.r.log.Warn("publish failed; dropping connection so the guest resends",
-		"vm", s.ch.Name, "run", in.run, "seq", in.seq, "err", err)
+	s.r.log.Warn("publish_failed", "vm", s.ch.Name, "run", in.run, "seq", in.seq, "err", err)
 	return fmt.Errorf("publish failed: %w", err)
 }
 
@@ -292,8 +388,10 @@ func (s *session) publishErr(in inflight, err error) error {
 // resends it and JetStream drops the copies it already holds.
 func (s *session) fail(err error) error {
 	s.failed.Store(true)
+	close(s.dead)
 	_ = s.conn.Close()
-	for range s.pending {
+	for in := range s.pending {
+		s.release(in.size)
 	}
 	return err
 }
@@ -303,16 +401,28 @@ func (s *session) writeAcks(b *ackBatch) error {
 		return nil
 	}
 	buf := b.buf[:0]
+	n := 0
 	for i, run := range b.runs {
-		line, err := protocol.Marshal(protocol.NewAck(run, b.seqs[i]))
+		seq := b.seqs[i]
+		if seq == 0 {
+			continue // nothing of the run may be acknowledged yet
+		}
+		line, err := protocol.Marshal(protocol.NewAck(run, seq))
 		if err != nil {
 			return fmt.Errorf("encode ack: %w", err)
 		}
 		buf = append(buf, line...)
+		// Recorded before the write: if it fails, the agent may or may
+		// not have read the ack, and either way it resends nothing that
+		// the relay would take for a gap.
+		s.book.acking(b.states[i], seq)
+		n++
 	}
 	b.buf = buf
-	n := len(b.runs)
 	b.reset()
+	if n == 0 {
+		return nil
+	}
 	if err := s.conn.SetWriteDeadline(time.Now().Add(ackWriteTimeout)); err != nil {
 		return fmt.Errorf("write ack: %w", err)
 	}
@@ -323,27 +433,30 @@ func (s *session) writeAcks(b *ackBatch) error {
 	return nil
 }
 
-// ackBatch holds the newest confirmed seq of each run since the last write,
-// in the order runs first appeared.
+// ackBatch holds how far each run may be acknowledged after the messages
+// confirmed since the last write, in the order runs first appeared.
 type ackBatch struct {
-	runs []string
-	seqs []uint64
-	n    int // messages in the batch
-	buf  []byte
+	runs   []string
+	states []*runState
+	seqs   []uint64
+	n      int // messages in the batch
+	buf    []byte
 }
 
-func (b *ackBatch) add(run string, seq uint64) {
+func (b *ackBatch) add(in inflight) {
 	b.n++
 	for i, r := range b.runs {
-		if r == run {
-			b.seqs[i] = max(b.seqs[i], seq)
+		if r == in.run {
+			b.seqs[i] = max(b.seqs[i], in.ackTo)
 			return
 		}
 	}
-	b.runs = append(b.runs, run)
-	b.seqs = append(b.seqs, seq)
+	b.runs = append(b.runs, in.run)
+	b.states = append(b.states, in.rs)
+	b.seqs = append(b.seqs, in.ackTo)
 }
 
 func (b *ackBatch) reset() {
-	b.runs, b.seqs, b.n = b.runs[:0], b.seqs[:0], 0
+	clear(b.states) // let forgotten runs go
+	b.runs, b.states, b.seqs, b.n = b.runs[:0], b.states[:0], b.seqs[:0], 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +14,11 @@ import (
 // DropReason says why a guest line was not published.
 type DropReason string
 
-// Why lines are dropped. Only RateLimited and PublishFailed lines come back:
-// they are not acknowledged, so the agent resends them. The others are
-// acknowledged with the lines around them, because resending them would not
-// make them valid.
+// Why lines are dropped. RateLimited, PublishFailed and Truncated lines come
+// back: they are not acknowledged, so the agent resends them. The others
+// leave a hole in their run's seqs, which the relay cannot tell from a lost
+// message: like any gap it ends the connection once so that the agent
+// resends, and when the line comes back no better the gap is accepted.
 const (
 	DropOversized     DropReason = "oversized"
 	DropTruncated     DropReason = "truncated"
@@ -41,7 +43,14 @@ type VMStats struct {
 	// Duplicates counts resends JetStream already held.
 	Duplicates uint64
 	// Acks counts ack lines written to the guest.
-	Acks    uint64
+	Acks uint64
+	// Bytes counts bytes read from the channel, blank lines and dropped
+	// lines included.
+	Bytes uint64
+	// Gaps counts gaps in a run's seqs that the relay gave up waiting for:
+	// messages the agent no longer had, such as those its full spool
+	// dropped.
+	Gaps    uint64
 	Dropped map[DropReason]uint64
 }
 
@@ -54,7 +63,8 @@ const (
 
 // vmState is what the relay keeps per VM name across connections.
 type vmState struct {
-	limiter *rate.Limiter
+	limiter *rate.Limiter // lines
+	bytes   *rate.Limiter // bytes read
 	logs    *rate.Limiter
 	// suppressed counts drop messages not logged since the last one that was.
 	suppressed atomic.Uint64
@@ -62,21 +72,152 @@ type vmState struct {
 	conns      atomic.Int64
 	connects   atomic.Uint64
 	lines      atomic.Uint64
+	read       atomic.Uint64
 	published  atomic.Uint64
 	duplicates atomic.Uint64
 	acks       atomic.Uint64
+	gaps       atomic.Uint64
 	dropped    [len(dropReasons)]atomic.Uint64
 }
 
-func newVMState(perSec float64, burst int) *vmState {
-	lim := rate.Limit(perSec)
-	if math.IsInf(perSec, 1) {
-		lim = rate.Inf
-	}
+func newVMState(cfg Config) *vmState {
 	return &vmState{
-		limiter: rate.NewLimiter(lim, burst),
+		limiter: rate.NewLimiter(limit(cfg.Rate), cfg.Burst),
+		bytes:   rate.NewLimiter(limit(cfg.MaxBytesRate), cfg.MaxBytesBurst),
 		logs:    rate.NewLimiter(rate.Every(dropLogEvery), dropLogBurst),
 	}
+}
+
+func limit(perSec float64) rate.Limit {
+	if math.IsInf(perSec, 1) {
+		return rate.Inf
+	}
+	return rate.Limit(perSec)
+}
+
+// maxRuns bounds the runs remembered per channel. An agent has one run per
+// process and its spool rarely holds more than two; a guest that invents
+// runs only makes the relay forget its oldest, which then start afresh as
+// after a relay restart.
+const maxRuns = 64
+
+// runBook remembers how far each run of a channel's agent was acknowledged,
+// so that the relay never acknowledges past a seq it did not see: acks are
+// cumulative, and an ack past a hole would make the agent delete the
+// messages in it. A book lives as long as its channel is watched, across
+// reconnects. A VM that goes and comes back, say after a live migration
+// during which another host acknowledged more, starts a new book.
+type runBook struct {
+	mu    sync.Mutex
+	runs  map[string]*runState
+	conn  uint64 // the latest connection's number
+	clock uint64 // orders runs by last use
+}
+
+func newRunBook() *runBook {
+	return &runBook{runs: make(map[string]*runState)}
+}
+
+// runState is what a runBook holds for one run.
+type runState struct {
+	// acked is the highest seq acknowledged to the guest; for a run the
+	// relay first saw mid-way, the seq before the first one it saw.
+	acked uint64
+	// conn is the connection that last admitted a message of the run, and
+	// accepted the highest seq since acked that it admitted without a hole.
+	conn, accepted uint64
+	// gapAt is the first missing seq of the gap that ended the last
+	// connection, or 0.
+	gapAt uint64
+	used  uint64
+}
+
+// verdict says what to do with a message after admit.
+type verdict int
+
+const (
+	// admitted: publish it and acknowledge up to ackTo.
+	admitted verdict = iota
+	// gapAccepted: as admitted, after giving up on the seqs in the gap.
+	gapAccepted
+	// gapFound: publish it, acknowledge up to ackTo, and end the connection
+	// so that the agent resends from its oldest unacknowledged message.
+	gapFound
+)
+
+type admission struct {
+	rs      *runState
+	ackTo   uint64 // the highest seq of the run that may be acknowledged
+	verdict verdict
+	// from and to are the missing seqs of a gap.
+	from, to uint64
+}
+
+// newConn numbers a connection of the channel for admit.
+func (b *runBook) newConn() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.conn++
+	return b.conn
+}
+
+// admit decides how far seq of run, read on connection conn, lets the relay
+// acknowledge. A run the relay has not seen starts at its first message.
+// A known run is acknowledged only up to the end of a contiguous stretch
+// from its last ack; a seq past a hole is a gap. A gap at the start of the
+// run's messages on a connection, right after the one a previous connection
+// ended on, is real: the agent no longer has those messages.
+func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rs, ok := b.runs[run]
+	if !ok {
+		rs = &runState{acked: seq - 1}
+		b.addRun(run, rs)
+	}
+	b.clock++
+	rs.used = b.clock
+	first := rs.conn != conn
+	if first {
+		rs.conn, rs.accepted = conn, rs.acked
+	}
+	switch {
+	case seq <= rs.accepted || seq-rs.accepted == 1: // no overflow at MaxUint64
+		rs.accepted = max(rs.accepted, seq)
+		if first {
+			rs.gapAt = 0
+		}
+		return admission{rs: rs, ackTo: rs.accepted}
+	case first && rs.gapAt != 0 && rs.gapAt == rs.accepted+1:
+		from := rs.accepted + 1
+		rs.gapAt, rs.accepted = 0, seq
+		return admission{rs: rs, ackTo: seq, verdict: gapAccepted, from: from, to: seq - 1}
+	default:
+		rs.gapAt = rs.accepted + 1
+		return admission{rs: rs, ackTo: rs.accepted, verdict: gapFound, from: rs.gapAt, to: seq - 1}
+	}
+}
+
+// addRun remembers rs, forgetting the least recently used run when full.
+func (b *runBook) addRun(run string, rs *runState) {
+	if len(b.runs) >= maxRuns {
+		var oldest string
+		var used uint64 = math.MaxUint64
+		for r, s := range b.runs {
+			if s.used < used {
+				oldest, used = r, s.used
+			}
+		}
+		delete(b.runs, oldest)
+	}
+	b.runs[run] = rs
+}
+
+// acking records that the guest is about to be told seq of rs is stored.
+func (b *runBook) acking(rs *runState, seq uint64) {
+	b.mu.Lock()
+	rs.acked = max(rs.acked, seq)
+	b.mu.Unlock()
 }
 
 func (v *vmState) drop(reason DropReason) {
@@ -88,9 +229,12 @@ func (v *vmState) drop(reason DropReason) {
 	}
 }
 
-// logDrop logs a dropped line unless the VM has used up its log budget; the
-// next message that is logged says how many were suppressed.
-func (v *vmState) logDrop(ctx context.Context, log *slog.Logger, msg string, attrs ...slog.Attr) {
+// logGuest logs what a guest did unless the VM has used up its log budget;
+// the next message that is logged says how many were suppressed.
+func (v *vmState) logGuest(ctx context.Context, log *slog.Logger, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !log.Enabled(ctx, level) {
+		return
+	}
 	if !v.logs.Allow() {
 		v.suppressed.Add(1)
 		return
@@ -98,7 +242,7 @@ func (v *vmState) logDrop(ctx context.Context, log *slog.Logger, msg string, att
 	if n := v.suppressed.Swap(0); n > 0 {
 		attrs = append(attrs, slog.Uint64("suppressed", n))
 	}
-	log.LogAttrs(ctx, slog.LevelWarn, msg, attrs...)
+	log.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // refillDelay is how long the VM's bucket needs to fill up again.
@@ -122,6 +266,8 @@ func (v *vmState) snapshot() VMStats {
 		Published:  v.published.Load(),
 		Duplicates: v.duplicates.Load(),
 		Acks:       v.acks.Load(),
+		Bytes:      v.read.Load(),
+		Gaps:       v.gaps.Load(),
 		Dropped:    make(map[DropReason]uint64),
 	}
 	for i, r := range dropReasons {

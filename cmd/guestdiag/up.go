@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -59,18 +58,8 @@ func parseUpFlags(args []string, stderr io.Writer) (upConfig, slog.Level, error)
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server; port 0 picks a free one")
 	fs.StringVar(&cfg.HTTPListen, "http", collector.DefaultListen, "`address` of the collector API")
 	fs.StringVar(&cfg.Relay.Host, "host", "", "`name` of this host in subjects and state (default: the host name)")
-	fs.Func("glob", "channel socket `pattern`; repeat for several (default "+hostrelay.DefaultGlob+")", func(s string) error {
-		cfg.Relay.Globs = append(cfg.Relay.Globs, s)
-		return nil
-	})
-	fs.Func("channel", "static channel `NAME=PATH` of one VM; repeat for several", func(s string) error {
-		name, path, ok := strings.Cut(s, "=")
-		if !ok || name == "" || path == "" {
-			return fmt.Errorf("%q is not NAME=PATH", s)
-		}
-		cfg.Relay.Static = append(cfg.Relay.Static, hostrelay.Channel{Name: name, Path: path})
-		return nil
-	})
+	fs.Var(hostrelay.GlobsFlag(&cfg.Relay.Globs), "glob", "channel socket `pattern`; repeat for several; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
+	fs.Var(hostrelay.ChannelsFlag(&cfg.Relay.Static), "channel", "static channel `NAME=PATH[,uuid=UUID]` of one VM; repeat for several")
 	level := slog.LevelInfo
 	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
 	fs.Usage = func() {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -198,5 +199,18 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
 		t.Errorf("store dir has no JetStream data: %v", err)
+	}
+}
+
+func TestUpFlagsShareTheRelaysChannelSyntax(t *testing.T) {
+	cfg, _, err := parseUpFlags([]string{"--glob=", "--channel", "web01=/run/web01.sock,uuid=3F0E2A1C-0000-4000-8000-000000000001"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Relay.Globs == nil || len(cfg.Relay.Globs) != 0 {
+		t.Errorf("--glob= gave globs %#v, want globbing off (an empty, non-nil list)", cfg.Relay.Globs)
+	}
+	if len(cfg.Relay.Static) != 1 || cfg.Relay.Static[0].Name != "web01" || cfg.Relay.Static[0].UUID != "3f0e2a1c-0000-4000-8000-000000000001" {
+		t.Errorf("static channels %+v, want web01 with its UUID lower-cased", cfg.Relay.Static)
 	}
 }
