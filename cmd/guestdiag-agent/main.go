@@ -14,34 +14,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/guestagent"
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/version"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// Exit codes. check --once follows the monitoring-plugin convention: 0 ok,
-// 1 warn, 2 crit, 3 unknown.
-const (
-	exitOK      = 0
-	exitFailed  = 1
-	exitUnknown = 3
-	exitUsage   = 64
-)
+// exitUnknown ends check --once for an unknown result, following the
+// monitoring-plugin convention: 0 ok, 1 warn, 2 crit, 3 unknown.
+const exitUnknown = 3
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main(run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -50,23 +38,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runCheck(ctx, args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, version.Version)
-			return exitOK
+			return cli.ExitOK
 		}
 	}
 	cfg, level, err := parseAgentFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+		return cli.ExitOK
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "guestdiag-agent:", err)
-		return exitUsage
+		return cli.ExitUsage
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := cli.Logger(stderr, level)
 	if err := guestagent.Run(ctx, cfg, logger); err != nil {
 		logger.Error("agent_failed", "err", err)
-		return exitFailed
+		return cli.ExitFailed
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
@@ -75,8 +63,7 @@ func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.L
 	if r, ok := checks.Lookup(checks.ResourcesName); ok {
 		resourcesInterval = r.Interval
 	}
-	fs := flag.NewFlagSet("guestdiag-agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent version\n", stderr)
 	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` to look for in sysfs")
 	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool; created if missing")
@@ -84,24 +71,15 @@ func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.L
 	fs.DurationVar(&resourcesInterval, "interval", resourcesInterval, "time between runs of the resources check")
 	spoolMax := sizeFlag(cfg.SpoolMaxBytes)
 	fs.Var(&spoolMax, "spool-max", "bound of the spool on disk, in bytes or with a KiB/MiB/GiB suffix")
-	level := slog.LevelInfo
-	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent version\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, level, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, level, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, *level, err
 	}
 	if cfg.HeartbeatInterval <= 0 || resourcesInterval <= 0 {
-		return cfg, level, errors.New("--heartbeat and --interval must be positive")
+		return cfg, *level, errors.New("--heartbeat and --interval must be positive")
 	}
 	cfg.SpoolMaxBytes = int64(spoolMax)
 	cfg.Intervals = map[string]time.Duration{checks.ResourcesName: resourcesInterval}
-	return cfg, level, nil
+	return cfg, *level, nil
 }
 
 // runCheck runs one check, once or on its interval, and prints each result:
@@ -110,12 +88,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintln(stderr, "usage: guestdiag-agent check <name> [--once] [--json] [--interval d]")
 		fmt.Fprintln(stderr, "checks:", checkNames())
-		return exitUsage
+		return cli.ExitUsage
 	}
 	reg, ok := checks.Lookup(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "guestdiag-agent: unknown check %q; known: %s\n", args[0], checkNames())
-		return exitUsage
+		return cli.ExitUsage
 	}
 	fs := flag.NewFlagSet("guestdiag-agent check "+reg.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -127,15 +105,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+			return cli.ExitOK
 		}
-		return exitUsage
+		return cli.ExitUsage
 	}
 	if fs.NArg() > 0 || *interval <= 0 || *timeout <= 0 {
 		fmt.Fprintln(stderr, "guestdiag-agent: unexpected arguments or non-positive duration")
-		return exitUsage
+		return cli.ExitUsage
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := cli.Logger(stderr, level)
 	c := reg.New(logger)
 	t := time.NewTicker(*interval)
 	defer t.Stop()
@@ -144,18 +122,18 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		res := c.Run(rctx)
 		cancel()
 		if ctx.Err() != nil {
-			return exitOK
+			return cli.ExitOK
 		}
 		if err := printResult(stdout, reg.Name, res, *asJSON); err != nil {
 			fmt.Fprintln(stderr, "guestdiag-agent:", err)
-			return exitFailed
+			return cli.ExitFailed
 		}
 		if *once {
 			return statusExit(res.Status)
 		}
 		select {
 		case <-ctx.Done():
-			return exitOK
+			return cli.ExitOK
 		case <-t.C:
 		}
 	}
@@ -186,7 +164,7 @@ func printResult(w io.Writer, name string, res checks.Result, asJSON bool) error
 func statusExit(s protocol.Status) int {
 	switch s {
 	case protocol.StatusOK:
-		return exitOK
+		return cli.ExitOK
 	case protocol.StatusWarn:
 		return 1
 	case protocol.StatusCrit:

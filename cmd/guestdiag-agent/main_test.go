@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/cli"
+
 	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/guestagent"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -137,8 +139,8 @@ func TestCheckResourcesOnceJSON(t *testing.T) {
 
 func TestCheckUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{"check"}, {"check", "nope", "--once"}, {"check", "resources", "--bogus"}} {
-		if code := run(context.Background(), args, io.Discard, io.Discard); code != exitUsage {
-			t.Errorf("run(%q) = %d, want %d", args, code, exitUsage)
+		if code := run(context.Background(), args, io.Discard, io.Discard); code != cli.ExitUsage {
+			t.Errorf("run(%q) = %d, want %d", args, code, cli.ExitUsage)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/cli"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -81,7 +83,7 @@ func TestRunConsumesUntilCancelled(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != exitOK {
+		if code != cli.ExitOK {
 			t.Errorf("exit code after cancel: got %d, want 0; stderr: %s", code, stderr.String())
 		}
 	case <-time.After(10 * time.Second):

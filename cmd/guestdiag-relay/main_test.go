@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/guestdiag/guestdiag/internal/cli"
+
 	"github.com/guestdiag/guestdiag/hostrelay"
 	"github.com/guestdiag/guestdiag/internal/version"
 )
@@ -105,8 +107,8 @@ func TestRunRefusesBadFlagsWithExitCode64(t *testing.T) {
 			// would return at once, with exit code 0.
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if code := run(ctx, tt.args, &stdout, &stderr); code != exitUsage {
-				t.Errorf("run(%q) exit code %d, want %d; stderr:\n%s", tt.args, code, exitUsage, stderr.String())
+			if code := run(ctx, tt.args, &stdout, &stderr); code != cli.ExitUsage {
+				t.Errorf("run(%q) exit code %d, want %d; stderr:\n%s", tt.args, code, cli.ExitUsage, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tt.wantErr) {
 				t.Errorf("stderr %q does not say %q", stderr.String(), tt.wantErr)
@@ -117,7 +119,7 @@ func TestRunRefusesBadFlagsWithExitCode64(t *testing.T) {
 
 func TestRunPrintsItsVersion(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, &stdout, &stderr); code != exitOK {
+	if code := run(context.Background(), []string{"version"}, &stdout, &stderr); code != cli.ExitOK {
 		t.Fatalf("version: exit code %d, want 0; stderr %s", code, stderr.String())
 	}
 	if got, want := stdout.String(), version.Version+"\n"; got != want {
@@ -127,7 +129,7 @@ func TestRunPrintsItsVersion(t *testing.T) {
 
 func TestRunHelpExitsZero(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK {
+	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != cli.ExitOK {
 		t.Errorf("-h: exit code %d, want 0", code)
 	}
 	if !strings.Contains(stderr.String(), "usage: guestdiag-relay") {
