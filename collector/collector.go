@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -161,22 +162,10 @@ func (c *Collector) retry(ctx context.Context, msg string, f func(context.Contex
 			wait = setupBackoffMin
 		}
 		c.log.Warn(msg, "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if pause.For(ctx, wait) != nil {
 			return
 		}
 		wait = min(2*wait, setupBackoffMax)
-	}
-}
-
-// sleep waits for d and reports false if ctx was cancelled first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -323,7 +312,7 @@ func (c *Collector) store(ctx context.Context, kv jetstream.KeyValue, u update) 
 		if attempt == maxAttempts {
 			return out, fmt.Errorf("%d conflicting writes: %w", attempt, err)
 		}
-		if !sleep(ctx, casDelay(attempt)) {
+		if pause.For(ctx, casDelay(attempt)) != nil {
 			return out, fmt.Errorf("write %s: %w", key, ctx.Err())
 		}
 	}

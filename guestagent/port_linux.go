@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,7 +73,7 @@ func (p *virtioPort) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 			p.logger.Warn("port_unavailable", "err", err, "retry", portRetry)
 			lastErr = msg
 		}
-		if err := sleepCtx(ctx, portRetry); err != nil {
+		if err := pause.For(ctx, portRetry); err != nil {
 			return nil, err
 		}
 	}
@@ -119,7 +120,7 @@ func (p *virtioPort) waitHost(ctx context.Context, f *os.File) error {
 		case time.Now().After(deadline):
 			return errReopen
 		}
-		if err := sleepCtx(ctx, p.cfg.HostPollInterval); err != nil {
+		if err := pause.For(ctx, p.cfg.HostPollInterval); err != nil {
 			return err
 		}
 	}

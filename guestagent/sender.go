@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -66,7 +67,7 @@ func (s *sender) run(ctx context.Context) error {
 				return err
 			}
 			s.logger.Warn("connect_failed", "err", err, "retry", connectRetry)
-			if sleepCtx(ctx, connectRetry) != nil {
+			if pause.For(ctx, connectRetry) != nil {
 				return nil
 			}
 			continue
@@ -78,7 +79,7 @@ func (s *sender) run(ctx context.Context) error {
 		s.logger.Info("host_disconnected", "reason", err, "waiting", s.spool.waiting())
 		if errors.Is(err, errSpoolRead) {
 			// Connecting again at once would most likely fail the same way.
-			if sleepCtx(ctx, connectRetry) != nil {
+			if pause.For(ctx, connectRetry) != nil {
 				return nil
 			}
 		}
@@ -312,16 +313,4 @@ func (s *sender) ack(a protocol.Ack) int {
 		s.logger.Debug("acked", "run", a.Run, "seq", seq, "removed", n)
 	}
 	return n
-}
-
-// sleepCtx waits for d or until ctx ends, and then returns ctx's error.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

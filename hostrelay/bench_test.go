@@ -19,6 +19,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -237,7 +238,7 @@ func BenchmarkRelayLatency1000(b *testing.B) {
 		gl := lats[i]
 		wg.Go(func() {
 			// Spread the guests over the interval so the total rate is even.
-			if !sleep(ctx, time.Duration(i)*perGuest/benchChannels) {
+			if pause.For(ctx, time.Duration(i)*perGuest/benchChannels) != nil {
 				return
 			}
 			tick := time.NewTicker(perGuest)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -159,7 +160,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 			return ctx.Err()
 		}
 		r.log.Warn("stream_not_ready", "err", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if pause.For(ctx, wait) != nil {
 			return ctx.Err()
 		}
 		wait = min(wait*2, r.cfg.BackoffMax)
@@ -225,7 +226,7 @@ func (r *Relay) watch(ctx context.Context, ch Channel) {
 				r.log.Debug("channel_connect_failed", "vm", ch.Name, "channel", ch.Path, "err", err)
 			}
 		}
-		if !sleep(ctx, wait) {
+		if pause.For(ctx, wait) != nil {
 			return
 		}
 		backoff = min(backoff*2, r.cfg.BackoffMax)
@@ -256,16 +257,4 @@ func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, rea
 		}
 	}
 	r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
-}
-
-// sleep waits for d or ctx, and reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
