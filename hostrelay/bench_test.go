@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/pause"
@@ -34,18 +35,18 @@ import (
 const benchChannels = 100
 
 // benchLines writes one agent's result lines: a resources result with a
-// finding and a little data, 488 bytes, as an agent sends every
-// interval.
+// finding and checks.ResourcesData's CPU, memory and load, about 600 bytes,
+// as an agent sends every interval.
 type benchLines struct {
 	head, tail []byte
 }
 
 func newBenchLines(tb testing.TB, run string) benchLines {
 	tb.Helper()
-	data, err := json.Marshal(map[string]any{
-		"cpu":  map[string]any{"total": 93.1, "user": 80.2, "system": 10.1, "iowait": 1.2, "steal": 0.4},
-		"mem":  map[string]any{"total": 8 << 30, "used": 6 << 30, "pct": 75.0},
-		"load": []float64{3.1, 2.7, 2.2},
+	data, err := json.Marshal(checks.ResourcesData{
+		CPU:    &checks.CPUData{WindowSec: 30, Count: 4, UsedPct: 93.1, UserPct: 80.2, SystemPct: 10.1, IowaitPct: 1.2, StealPct: 0.4, IdlePct: 8.1},
+		Memory: &checks.MemoryData{TotalBytes: 8 << 30, AvailableBytes: 2 << 30, UsedPct: 75},
+		Load:   &checks.LoadData{Load1: 3.1, Load5: 2.7, Load15: 2.2},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -7,18 +7,21 @@ import (
 	"time"
 )
 
-// realisticResult is shaped like a resources result with top processes: the
-// most common and largest message an agent sends.
+// realisticResult is a resources result with the field names of
+// checks.ResourcesData, plus the ten top processes that come with a high CPU
+// finding: the most common and largest message an agent sends.
 func realisticResult(seq uint64) []byte {
 	ts := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	procs := make([]map[string]any, 10)
 	for i := range procs {
-		procs[i] = map[string]any{"pid": 1000 + i, "name": fmt.Sprintf("worker-%d", i), "user": "www-data", "cpu_pct": 12.5, "rss": 123456789}
+		procs[i] = map[string]any{"pid": 1000 + i, "name": fmt.Sprintf("worker-%d", i), "user": "www-data", "cpu_pct": 12.5, "rss_bytes": 123456789}
 	}
 	data, _ := json.Marshal(map[string]any{
-		"cpu":     map[string]any{"total": 93.1, "user": 80.2, "system": 10.1, "iowait": 1.2, "steal": 0.4},
-		"mem":     map[string]any{"total": int64(8 << 30), "used": int64(6 << 30), "pct": 75.0},
-		"load":    []float64{3.1, 2.7, 2.2},
+		"cpu":     map[string]any{"window_s": 30, "count": 4, "used_pct": 93.1, "user_pct": 80.2, "system_pct": 10.1, "iowait_pct": 1.2, "steal_pct": 0.4, "idle_pct": 8.1},
+		"memory":  map[string]any{"total_bytes": int64(8 << 30), "available_bytes": int64(2 << 30), "used_pct": 75.0},
+		"swap":    map[string]any{"total_bytes": 0, "used_bytes": 0, "used_pct": 0},
+		"load":    map[string]any{"load1": 3.1, "load5": 2.7, "load15": 2.2},
+		"disks":   []map[string]any{{"mountpoint": "/", "device": "/dev/vda1", "fstype": "ext4", "total_bytes": int64(20 << 30), "used_bytes": int64(9 << 30), "free_bytes": int64(11 << 30), "used_pct": 45.0}},
 		"top_cpu": procs,
 	})
 	first := ts.Add(-time.Minute)

@@ -20,7 +20,7 @@ func exampleEnvelopes() map[string]any {
 		"result": Envelope{V: 1, Kind: KindResult, Run: "k3Jd9QmZ2x", Seq: 2, TS: exampleTS, Check: "resources",
 			Status: StatusWarn, Summary: "disk / 93% full",
 			Findings: []Finding{{Code: "res.disk_full", Severity: SeverityWarn, Message: "/ is 93.2% full (threshold 90%)", Source: "/"}},
-			Data:     json.RawMessage(`{"cpu":{"total_pct":12.5,"steal_pct":0.1},"mem":{"used_pct":41.2},"disks":[{"mount":"/","used_pct":93.2}]}`)},
+			Data:     json.RawMessage(`{"cpu":{"window_s":30,"count":2,"used_pct":12.5,"user_pct":9.1,"system_pct":3.3,"iowait_pct":0.2,"steal_pct":0.1,"idle_pct":87.3},"memory":{"total_bytes":4102553600,"available_bytes":2412290048,"used_pct":41.2},"disks":[{"mountpoint":"/","device":"/dev/vda1","fstype":"ext4","total_bytes":21003583488,"used_bytes":19575336960,"free_bytes":1428246528,"used_pct":93.2}]}`)},
 		"event": Envelope{V: 1, Kind: KindEvent, Run: "k3Jd9QmZ2x", Seq: 3, TS: exampleTS, Check: "logs",
 			Status: StatusWarn, Summary: "1 error entry",
 			Findings: []Finding{{Code: "log.error", Severity: SeverityWarn, Message: "EXT4-fs error (device vda1): ext4_find_entry: reading directory lblock 0",
