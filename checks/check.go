@@ -14,10 +14,32 @@ import (
 // Check is one diagnostic. Run never returns without a usable Result: when
 // it cannot gather what it needs, the Result has status unknown and says why
 // in its summary. A Check keeps state between runs (previous samples,
-// streaks), so one Check must not be run concurrently with itself.
+// streaks, snapshots), so one Check must not be run concurrently with
+// itself; Runner makes sure of that.
 type Check interface {
 	Name() string
 	Run(ctx context.Context) Result
+}
+
+// Watcher is implemented by checks that can learn of a change as it happens
+// (a netlink message, an inotify event, a new log entry). Watch runs for the
+// life of the agent and calls trigger whenever the check should run now
+// rather than at its next interval. It returns nil when ctx ends, or an
+// error when it cannot watch on this system; the check is then only polled.
+// trigger never blocks.
+type Watcher interface {
+	Watch(ctx context.Context, trigger func()) error
+}
+
+// Committer is implemented by checks that keep a position between runs: a
+// log cursor, a file offset, the last snapshot of a ruleset or of the
+// installed packages. Run computes the new position but keeps it pending;
+// Commit makes it the baseline and saves it in the state directory. The
+// agent calls Commit only once the result that reported the change is
+// stored in its spool, so a crash in between reports the change again
+// instead of losing it.
+type Committer interface {
+	Commit() error
 }
 
 // Result is what one run of a check found. Data is check specific and is
@@ -44,15 +66,43 @@ func StatusOf(findings []protocol.Finding) protocol.Status {
 	return status
 }
 
-// Registration describes a check to the agent.
+// Unknown is the result of a run that could not gather its data.
+func Unknown(format string, args ...any) Result {
+	return Result{Status: protocol.StatusUnknown, Summary: clip(sprintf(format, args...), protocol.MaxSummaryLen)}
+}
+
+// Env is what the agent gives every check it builds.
+type Env struct {
+	Logger *slog.Logger
+	// State keeps snapshots, cursors and offsets across restarts. It may be
+	// nil (guestdiag-agent check without --state-dir): the check then starts
+	// from nothing each time it is built.
+	State *State
+}
+
+func (e Env) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// Registration describes a check to the agent. Checks register themselves
+// from an init function with register.
 type Registration struct {
 	Name string
 	// Default says whether the check runs unless configured otherwise.
 	Default bool
 	// Interval is the default time between runs.
 	Interval time.Duration
-	// New builds a fresh instance with default settings.
-	New func(logger *slog.Logger) Check
+	// Timeout is the default time limit of one run.
+	Timeout time.Duration
+	// NewConfig returns a pointer to a fresh config holding the check's
+	// defaults; the agent decodes its config file's settings for the check
+	// into it before calling New.
+	NewConfig func() any
+	// New builds the check from a config returned by NewConfig.
+	New func(cfg any, env Env) (Check, error)
 }
 
 var (
@@ -60,8 +110,25 @@ var (
 	registry   = map[string]Registration{}
 )
 
-// register is called from the init function of each check's file.
-func register(r Registration) {
+// register adds a check whose config type is C. defaults returns C's default
+// values; build makes the check from them.
+func register[C any](name string, on bool, interval, timeout time.Duration, defaults func() C, build func(C, Env) (Check, error)) {
+	r := Registration{
+		Name:     name,
+		Default:  on,
+		Interval: interval,
+		Timeout:  timeout,
+		NewConfig: func() any {
+			c := defaults()
+			return &c
+		},
+		New: func(cfg any, env Env) (Check, error) {
+			if cfg == nil {
+				return build(defaults(), env)
+			}
+			return build(*cfg.(*C), env)
+		},
+	}
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[r.Name]; dup {

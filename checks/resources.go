@@ -19,14 +19,8 @@ import (
 const ResourcesName = "resources"
 
 func init() {
-	register(Registration{
-		Name:     ResourcesName,
-		Default:  true,
-		Interval: 30 * time.Second,
-		New: func(logger *slog.Logger) Check {
-			return NewResources(DefaultResourcesConfig(), logger)
-		},
-	})
+	register(ResourcesName, true, 30*time.Second, 20*time.Second, DefaultResourcesConfig,
+		func(cfg ResourcesConfig, env Env) (Check, error) { return NewResources(cfg, env.logger()), nil })
 }
 
 // Finding codes of the resources check.
@@ -39,27 +33,27 @@ const (
 // Threshold holds the percentages at or above which a value is a warning and
 // a critical finding.
 type Threshold struct {
-	Warn float64
-	Crit float64
+	Warn float64 `json:"warn"`
+	Crit float64 `json:"crit"`
 }
 
 // ResourcesConfig tunes the resources check. Zero fields take the defaults
 // of DefaultResourcesConfig.
 type ResourcesConfig struct {
-	CPU Threshold // percent of CPU time used (everything but idle and iowait)
+	CPU Threshold `json:"cpu"` // percent of CPU time used (everything but idle and iowait)
 	// CPUSamples is how many consecutive samples must reach CPU.Warn (or
 	// CPU.Crit) before res.cpu_high is reported.
-	CPUSamples int
-	Memory     Threshold // percent of memory not available
-	Disk       Threshold // percent of a filesystem used, as df computes it
+	CPUSamples int       `json:"cpu_samples"`
+	Memory     Threshold `json:"memory"` // percent of memory not available
+	Disk       Threshold `json:"disk"`   // percent of a filesystem used, as df computes it
 	// FirstWindow is the window the first run measures CPU over, since it
 	// has no previous sample to compare with. Later runs measure over the
 	// time since the previous run.
-	FirstWindow time.Duration
+	FirstWindow Duration `json:"first_window"`
 	// DiskTimeout bounds the listing of mounts and every statfs. A call that
 	// does not return in time is abandoned, and its mount is skipped until it
 	// does return.
-	DiskTimeout time.Duration
+	DiskTimeout Duration `json:"disk_timeout"`
 }
 
 // DefaultResourcesConfig returns the default thresholds and time limits.
@@ -69,8 +63,8 @@ func DefaultResourcesConfig() ResourcesConfig {
 		CPUSamples:  3,
 		Memory:      Threshold{Warn: 90, Crit: 97},
 		Disk:        Threshold{Warn: 90, Crit: 97},
-		FirstWindow: time.Second,
-		DiskTimeout: 5 * time.Second,
+		FirstWindow: D(time.Second),
+		DiskTimeout: D(5 * time.Second),
 	}
 }
 
@@ -88,10 +82,10 @@ func (c ResourcesConfig) withDefaults() ResourcesConfig {
 	if c.Disk == (Threshold{}) {
 		c.Disk = d.Disk
 	}
-	if c.FirstWindow <= 0 {
+	if c.FirstWindow.Duration <= 0 {
 		c.FirstWindow = d.FirstWindow
 	}
-	if c.DiskTimeout <= 0 {
+	if c.DiskTimeout.Duration <= 0 {
 		c.DiskTimeout = d.DiskTimeout
 	}
 	return c
@@ -301,7 +295,7 @@ func (r *Resources) cpu(ctx context.Context) (CPUData, error) {
 	if r.prev == nil || cur.total() < r.prev.total() {
 		first := cur
 		r.prev, r.prevAt = &first, now
-		t := time.NewTimer(r.cfg.FirstWindow)
+		t := time.NewTimer(r.cfg.FirstWindow.Duration)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -408,7 +402,7 @@ func (t Threshold) classify(v float64) (protocol.Severity, float64, bool) {
 // skipped (and reported) until that call returns, so a dead NFS server costs
 // one stuck goroutine, not one per run.
 func (r *Resources) disks(ctx context.Context) ([]DiskData, []string) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.DiskTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DiskTimeout.Duration)
 	defer cancel()
 
 	all, err := bounded(ctx, func() ([]mount, error) { return r.src.mounts(ctx) })
@@ -582,14 +576,6 @@ func okSummary(d ResourcesData) string {
 	return strings.Join(parts, ", ")
 }
 
-func joinMessages(fs []protocol.Finding) string {
-	msgs := make([]string, len(fs))
-	for i, f := range fs {
-		msgs[i] = f.Message
-	}
-	return strings.Join(msgs, "; ")
-}
-
 func pct(part, whole float64) float64 {
 	if whole <= 0 {
 		return 0
@@ -610,16 +596,4 @@ func bytesIEC(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("…")
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + "…"
 }

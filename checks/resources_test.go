@@ -153,7 +153,7 @@ func TestResourcesFirstRunMeasuresOverWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		src.setCPU(25)
-		r := newResources(ResourcesConfig{FirstWindow: 2 * time.Second}, src, discard())
+		r := newResources(ResourcesConfig{FirstWindow: D(2 * time.Second)}, src, discard())
 		start := time.Now()
 		res := r.Run(t.Context())
 		if got := time.Since(start); got != 2*time.Second {
@@ -246,7 +246,7 @@ func TestResourcesStuckStatfsIsAbandoned(t *testing.T) {
 		src.usages["/mnt/nfs"] = diskUsage{Total: 100, Used: 10, Free: 90}
 		release := make(chan struct{})
 		src.block["/mnt/nfs"] = release
-		r := newResources(ResourcesConfig{DiskTimeout: 5 * time.Second}, src, discard())
+		r := newResources(ResourcesConfig{DiskTimeout: D(5 * time.Second)}, src, discard())
 
 		start := time.Now()
 		res := r.Run(t.Context())
@@ -335,7 +335,11 @@ func TestResourcesIsRegisteredOnByDefault(t *testing.T) {
 	if !r.Default || r.Interval != 30*time.Second {
 		t.Errorf("registration = default %v, interval %v; want on, 30s", r.Default, r.Interval)
 	}
-	if got := r.New(discard()).Name(); got != ResourcesName {
+	c, err := r.New(r.NewConfig(), Env{Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Name(); got != ResourcesName {
 		t.Errorf("New().Name() = %q, want %q", got, ResourcesName)
 	}
 }

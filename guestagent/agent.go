@@ -41,49 +41,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return newAgent(cfg, tr, list, logger).run(ctx)
 }
 
-// scheduled is a check and how often it runs.
-type scheduled struct {
-	check    checks.Check
-	interval time.Duration
-}
-
-func selectChecks(cfg Config, logger *slog.Logger) ([]scheduled, error) {
-	var regs []checks.Registration
-	if cfg.Checks == nil {
-		for _, r := range checks.All() {
-			if r.Default {
-				regs = append(regs, r)
-			}
-		}
-	} else {
-		for _, name := range cfg.Checks {
-			r, ok := checks.Lookup(name)
-			if !ok {
-				return nil, fmt.Errorf("unknown check %q", name)
-			}
-			regs = append(regs, r)
-		}
-	}
-	for name := range cfg.Intervals {
-		if _, ok := checks.Lookup(name); !ok {
-			return nil, fmt.Errorf("interval for unknown check %q", name)
-		}
-	}
-	out := make([]scheduled, 0, len(regs))
-	for _, r := range regs {
-		iv := r.Interval
-		if d, ok := cfg.Intervals[r.Name]; ok && d > 0 {
-			iv = d
-		}
-		out = append(out, scheduled{check: r.New(logger.With("check", r.Name)), interval: iv})
-	}
-	return out, nil
-}
-
 type agent struct {
 	cfg    Config
 	tr     Transport
-	checks []scheduled
+	checks []checks.Runner
 	logger *slog.Logger
 
 	// Replaced in tests.
@@ -100,7 +61,7 @@ type agent struct {
 	damagedReported uint64
 }
 
-func newAgent(cfg Config, tr Transport, list []scheduled, logger *slog.Logger) *agent {
+func newAgent(cfg Config, tr Transport, list []checks.Runner, logger *slog.Logger) *agent {
 	a := &agent{cfg: cfg, tr: tr, checks: list, logger: logger, nextSeq: 1}
 	a.hello = a.gatherHello
 	// The guest's uptime, not the agent process's: how long the system
@@ -209,30 +170,19 @@ func (a *agent) reportDrops() {
 	})
 }
 
-// schedule runs one check now and then every interval. Runs never overlap.
-func (a *agent) schedule(ctx context.Context, sc scheduled) {
-	t := time.NewTicker(sc.interval)
-	defer t.Stop()
-	for {
-		a.runCheck(ctx, sc.check)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+// schedule runs one check on its interval and on its own triggers.
+func (a *agent) schedule(ctx context.Context, run checks.Runner) {
+	run.Report = func(res checks.Result) bool { return a.report(run.Check.Name(), res) }
+	run.Run(ctx)
 }
 
-func (a *agent) runCheck(ctx context.Context, c checks.Check) {
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.CheckTimeout)
-	res := c.Run(cctx)
-	cancel()
-	if ctx.Err() != nil {
-		return // shutting down: an aborted run is not a finding
-	}
+// report spools one result and says whether it is stored. A result the
+// protocol refuses is a bug in the check; an unknown result saying so goes
+// in its place, and the check's position is not committed.
+func (a *agent) report(name string, res checks.Result) bool {
 	env := protocol.Envelope{
 		Kind:     protocol.KindResult,
-		Check:    c.Name(),
+		Check:    name,
 		Status:   res.Status,
 		Summary:  clipString(res.Summary, protocol.MaxSummaryLen),
 		Findings: res.Findings,
@@ -240,19 +190,20 @@ func (a *agent) runCheck(ctx context.Context, c checks.Check) {
 	if res.Data != nil {
 		data, err := json.Marshal(res.Data)
 		if err != nil {
-			a.logger.Error("result_data_unmarshalable", "check", c.Name(), "err", err)
+			a.logger.Error("result_data_unmarshalable", "check", name, "err", err)
 		}
 		env.Data = data
 	}
-	if err := a.emit(env); errors.Is(err, protocol.ErrInvalid) {
-		// A bug in the check; still say that it ran and what went wrong.
+	err := a.emit(env)
+	if errors.Is(err, protocol.ErrInvalid) {
 		a.emit(protocol.Envelope{
 			Kind:    protocol.KindResult,
-			Check:   c.Name(),
+			Check:   name,
 			Status:  protocol.StatusUnknown,
 			Summary: clipString("check produced an invalid result: "+err.Error(), protocol.MaxSummaryLen),
 		})
 	}
+	return err == nil
 }
 
 // emit numbers, validates and spools one envelope, and logs the error if
@@ -309,7 +260,7 @@ func (a *agent) gatherHello(ctx context.Context) protocol.Hello {
 		Checks:       []string{},
 	}
 	for _, sc := range a.checks {
-		h.Checks = append(h.Checks, sc.check.Name())
+		h.Checks = append(h.Checks, sc.Check.Name())
 	}
 	if name, err := os.Hostname(); err == nil {
 		h.Hostname = clipString(name, protocol.MaxHostnameLen)

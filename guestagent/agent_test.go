@@ -41,7 +41,7 @@ func (c *fakeCheck) Run(context.Context) checks.Result {
 func startAgent(t *testing.T, stateDir string, tr Transport) (a *agent, stop func()) {
 	t.Helper()
 	cfg := Config{StateDir: stateDir, HeartbeatInterval: 10 * time.Second}.withDefaults()
-	a = newAgent(cfg, tr, []scheduled{{check: &fakeCheck{}, interval: 30 * time.Second}}, discardLogger())
+	a = newAgent(cfg, tr, []checks.Runner{{Check: &fakeCheck{}, Interval: 30 * time.Second, Timeout: time.Minute}}, discardLogger())
 	a.hello = func(context.Context) protocol.Hello {
 		return protocol.Hello{Hostname: "guest1", OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"fake"}}
 	}
@@ -216,7 +216,7 @@ func TestRunWithRealChecks(t *testing.T) {
 }
 
 func TestRunRejectsUnknownChecks(t *testing.T) {
-	cfg := Config{StateDir: t.TempDir(), Transport: newPipeTransport(), Checks: []string{"nope"}}
+	cfg := Config{StateDir: t.TempDir(), Transport: newPipeTransport(), Checks: map[string]CheckSettings{"nope": {}}}
 	if err := Run(context.Background(), cfg, discardLogger()); err == nil {
 		t.Error("Run with an unknown check: got nil, want an error")
 	}
@@ -236,7 +236,7 @@ func TestAgentReplacesAnInvalidResult(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := newPipeTransport()
 		cfg := Config{StateDir: t.TempDir()}.withDefaults()
-		a := newAgent(cfg, tr, []scheduled{{check: badCheck{}, interval: time.Minute}}, discardLogger())
+		a := newAgent(cfg, tr, []checks.Runner{{Check: badCheck{}, Interval: time.Minute, Timeout: time.Minute}}, discardLogger())
 		a.hello = func(context.Context) protocol.Hello {
 			return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"bad"}}
 		}

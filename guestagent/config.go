@@ -33,13 +33,9 @@ type Config struct {
 	SpoolMaxBytes int64
 
 	HeartbeatInterval time.Duration
-	// Checks names the checks to run; nil means those registered as on by
-	// default.
-	Checks []string
-	// Intervals overrides the default interval of a check by name.
-	Intervals map[string]time.Duration
-	// CheckTimeout bounds one run of one check.
-	CheckTimeout time.Duration
+	// Checks holds settings per check name, usually from the config file
+	// (LoadConfigFile). Checks not named run with their defaults.
+	Checks map[string]CheckSettings
 
 	// HostPollInterval is how often the port is polled while the host side
 	// is absent. The port reports POLLHUP for as long as that lasts, so a
@@ -72,7 +68,6 @@ func DefaultConfig() Config {
 		StateDir:          defaultStateDir(),
 		SpoolMaxBytes:     16 << 20,
 		HeartbeatInterval: 10 * time.Second,
-		CheckTimeout:      20 * time.Second,
 		HostPollInterval:  500 * time.Millisecond,
 		AckTimeout:        30 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -98,9 +93,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
-	}
-	if c.CheckTimeout <= 0 {
-		c.CheckTimeout = d.CheckTimeout
 	}
 	if c.HostPollInterval <= 0 {
 		c.HostPollInterval = d.HostPollInterval

@@ -12,3 +12,7 @@ func defaultStateDir() string {
 	}
 	return filepath.Join(base, "guestdiag")
 }
+
+// DefaultConfigFile is read when --config is not given; its absence is not
+// an error.
+var DefaultConfigFile = filepath.Join(defaultStateDir(), "agent.json")

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -59,34 +60,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
 	cfg := guestagent.DefaultConfig()
-	resourcesInterval := time.Duration(0)
-	if r, ok := checks.Lookup(checks.ResourcesName); ok {
-		resourcesInterval = r.Interval
-	}
 	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent version\n", stderr)
 	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` to look for in sysfs")
 	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
-	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool; created if missing")
+	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", cfg.HeartbeatInterval, "time between heartbeats")
-	fs.DurationVar(&resourcesInterval, "interval", resourcesInterval, "time between runs of the resources check")
+	configFile := fs.String("config", "", "JSON config `file` with per-check settings (default "+guestagent.DefaultConfigFile+" if it exists)")
 	spoolMax := sizeFlag(cfg.SpoolMaxBytes)
 	fs.Var(&spoolMax, "spool-max", "bound of the spool on disk, in bytes or with a KiB/MiB/GiB suffix")
 	if err := cli.Parse(fs, args); err != nil {
 		return cfg, *level, err
 	}
-	if cfg.HeartbeatInterval <= 0 || resourcesInterval <= 0 {
-		return cfg, *level, errors.New("--heartbeat and --interval must be positive")
+	if cfg.HeartbeatInterval <= 0 {
+		return cfg, *level, errors.New("--heartbeat must be positive")
 	}
 	cfg.SpoolMaxBytes = int64(spoolMax)
-	cfg.Intervals = map[string]time.Duration{checks.ResourcesName: resourcesInterval}
+	fc, err := loadConfigFile(*configFile)
+	if err != nil {
+		return cfg, *level, err
+	}
+	cfg.Checks = fc.Checks
 	return cfg, *level, nil
 }
 
-// runCheck runs one check, once or on its interval, and prints each result:
-// one line of text, or one JSON object per line with --json.
+// loadConfigFile reads the named file, or the default one if it exists.
+func loadConfigFile(name string) (guestagent.FileConfig, error) {
+	if name == "" {
+		if _, err := os.Stat(guestagent.DefaultConfigFile); err != nil {
+			return guestagent.FileConfig{}, nil
+		}
+		name = guestagent.DefaultConfigFile
+	}
+	return guestagent.LoadConfigFile(name)
+}
+
+// runCheck runs one check, once or on its interval and its own triggers,
+// and prints each result: one line of text, or one JSON object per line
+// with --json.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, "usage: guestdiag-agent check <name> [--once] [--json] [--interval d]")
+		fmt.Fprintln(stderr, "usage: guestdiag-agent check <name> [--once] [--json] [--interval d] [--config file] [--state-dir dir]")
 		fmt.Fprintln(stderr, "checks:", checkNames())
 		return cli.ExitUsage
 	}
@@ -99,8 +112,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	once := fs.Bool("once", false, "run once and exit with 0 ok, 1 warn, 2 crit, 3 unknown")
 	asJSON := fs.Bool("json", false, "print results as JSON, one object per line")
-	interval := fs.Duration("interval", reg.Interval, "time between runs without --once")
-	timeout := fs.Duration("timeout", 20*time.Second, "time limit of one run")
+	interval := fs.Duration("interval", 0, "time between runs without --once (default: the config file's, else the check's)")
+	timeout := fs.Duration("timeout", 0, "time limit of one run (default: the config file's, else the check's)")
+	configFile := fs.String("config", "", "JSON config `file` whose settings for this check apply (default "+guestagent.DefaultConfigFile+" if it exists)")
+	stateDir := fs.String("state-dir", "", "keep and compare snapshots, cursors and offsets in this `dir`; without it every run starts afresh. Do not share the running agent's: runs here would take its changes")
 	level := slog.LevelWarn
 	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -109,34 +124,48 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return cli.ExitUsage
 	}
-	if fs.NArg() > 0 || *interval <= 0 || *timeout <= 0 {
-		fmt.Fprintln(stderr, "guestdiag-agent: unexpected arguments or non-positive duration")
+	if fs.NArg() > 0 || *interval < 0 || *timeout < 0 {
+		fmt.Fprintln(stderr, "guestdiag-agent: unexpected arguments or negative duration")
+		return cli.ExitUsage
+	}
+	fc, err := loadConfigFile(*configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "guestdiag-agent:", err)
 		return cli.ExitUsage
 	}
 	logger := cli.Logger(stderr, level)
-	c := reg.New(logger)
-	t := time.NewTicker(*interval)
-	defer t.Stop()
-	for {
-		rctx, cancel := context.WithTimeout(ctx, *timeout)
-		res := c.Run(rctx)
-		cancel()
-		if ctx.Err() != nil {
-			return cli.ExitOK
-		}
-		if err := printResult(stdout, reg.Name, res, *asJSON); err != nil {
-			fmt.Fprintln(stderr, "guestdiag-agent:", err)
-			return cli.ExitFailed
+	sc, err := guestagent.BuildCheck(reg.Name, fc.Checks[reg.Name], *stateDir, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "guestdiag-agent:", err)
+		return cli.ExitFailed
+	}
+	if *interval > 0 {
+		sc.Interval = *interval
+	}
+	if *timeout > 0 {
+		sc.Timeout = *timeout
+	}
+	var printErr error
+	exit := cli.ExitOK
+	sc.Report = func(res checks.Result) bool {
+		if printErr = printResult(stdout, reg.Name, res, *asJSON); printErr != nil {
+			return false
 		}
 		if *once {
-			return statusExit(res.Status)
+			exit = statusExit(res.Status)
 		}
-		select {
-		case <-ctx.Done():
-			return cli.ExitOK
-		case <-t.C:
-		}
+		return true
 	}
+	if *once {
+		sc.Once(ctx)
+	} else {
+		sc.Run(ctx)
+	}
+	if printErr != nil {
+		fmt.Fprintln(stderr, "guestdiag-agent:", printErr)
+		return cli.ExitFailed
+	}
+	return exit
 }
 
 func printResult(w io.Writer, name string, res checks.Result, asJSON bool) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -65,13 +66,13 @@ func TestParseAgentFlags(t *testing.T) {
 	}{
 		{"no flags give the defaults", nil, func(t *testing.T, cfg guestagent.Config, level slog.Level) {
 			if cfg.PortName != def.PortName || cfg.StateDir != def.StateDir || cfg.HeartbeatInterval != 10*time.Second ||
-				cfg.SpoolMaxBytes != 16<<20 || cfg.Intervals[checks.ResourcesName] != 30*time.Second || level != slog.LevelInfo {
+				cfg.SpoolMaxBytes != 16<<20 || cfg.Checks != nil || level != slog.LevelInfo {
 				t.Errorf("cfg = %+v, level %v", cfg, level)
 			}
 		}},
-		{"the lab's flags", []string{"--state-dir", "/var/lib/guestdiag", "--interval", "2s", "--heartbeat", "2s"},
+		{"the lab's flags", []string{"--state-dir", "/var/lib/guestdiag", "--config", writeFile(t, `{"checks":{"resources":{"interval":"2s"}}}`), "--heartbeat", "2s"},
 			func(t *testing.T, cfg guestagent.Config, _ slog.Level) {
-				if cfg.StateDir != "/var/lib/guestdiag" || cfg.HeartbeatInterval != 2*time.Second || cfg.Intervals[checks.ResourcesName] != 2*time.Second {
+				if cfg.StateDir != "/var/lib/guestdiag" || cfg.HeartbeatInterval != 2*time.Second || cfg.Checks[checks.ResourcesName].Interval.Duration != 2*time.Second {
 					t.Errorf("cfg = %+v", cfg)
 				}
 			}},
@@ -91,7 +92,13 @@ func TestParseAgentFlags(t *testing.T) {
 			tt.check(t, cfg, level)
 		})
 	}
-	for _, bad := range [][]string{{"--interval", "0s"}, {"--spool-max", "lots"}, {"--log-level", "loud"}, {"stray"}} {
+	for _, bad := range [][]string{
+		{"--heartbeat", "0s"}, {"--spool-max", "lots"}, {"--log-level", "loud"}, {"stray"},
+		{"--config", filepath.Join(t.TempDir(), "missing.json")},
+		{"--config", writeFile(t, `{"checks":{"resourcez":{}}}`)},
+		{"--config", writeFile(t, `{"checks":{"resources":{"config":{"cpu":{"warn":"high"}}}}}`)},
+		{"--config", writeFile(t, `{"checks":{"resources":{"intervall":"5s"}}}`)},
+	} {
 		if _, _, err := parseAgentFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseAgentFlags(%q): got no error", bad)
 		}
@@ -143,4 +150,13 @@ func TestCheckUsageErrors(t *testing.T) {
 			t.Errorf("run(%q) = %d, want %d", args, code, cli.ExitUsage)
 		}
 	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.json")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

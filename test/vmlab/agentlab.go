@@ -29,6 +29,9 @@ type AgentGuest struct {
 	Network  bool   // a NIC on QEMU's restricted user network
 	// AgentArgs are the agent's flags; the lab adds --state-dir.
 	AgentArgs []string
+	// AgentConfig, when set, is the agent's config file (JSON), installed as
+	// /etc/guestdiag/agent.json where the agent reads it by default.
+	AgentConfig string
 	// Files and Commands add to the guest; Commands run before the agent.
 	Files    []File
 	Commands []string
@@ -48,9 +51,17 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 	}
 	initrd := filepath.Join(l.WorkDir, g.Name+".initrd.gz")
 	args := append([]string{"/usr/bin/guestdiag-agent", "--state-dir", "/var/lib/guestdiag"}, g.AgentArgs...)
+	files := append([]File{{HostPath: l.Agent, GuestPath: "/usr/bin/guestdiag-agent", Mode: 0o755}}, g.Files...)
+	if g.AgentConfig != "" {
+		p := filepath.Join(l.WorkDir, g.Name+".agent.json")
+		if err := os.WriteFile(p, []byte(g.AgentConfig), 0o644); err != nil {
+			return nil, err
+		}
+		files = append(files, File{HostPath: p, GuestPath: "/etc/guestdiag/agent.json", Mode: 0o644})
+	}
 	spec := InitramfsSpec{
 		Kernel:   l.Kernel,
-		Files:    append([]File{{HostPath: l.Agent, GuestPath: "/usr/bin/guestdiag-agent", Mode: 0o755}}, g.Files...),
+		Files:    files,
 		Hostname: g.Hostname,
 		Commands: append(append([]string(nil), g.Commands...), strings.Join(args, " ")+" &"),
 	}

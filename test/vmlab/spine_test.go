@@ -206,10 +206,11 @@ func TestIntegrationSpine(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	agentArgs := []string{"--interval", "2s", "--heartbeat", "2s"}
+	agentArgs := []string{"--heartbeat", "2s"}
 	// beta claims to be alpha: its identity must still come from its channel.
-	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "alpha", ID: 1, AgentArgs: agentArgs})
-	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "beta", ID: 2, Hostname: "alpha", AgentArgs: agentArgs})
+	agentConfig := `{"checks":{"resources":{"interval":"2s"}}}`
+	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "alpha", ID: 1, AgentArgs: agentArgs, AgentConfig: agentConfig})
+	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "beta", ID: 2, Hostname: "alpha", AgentArgs: agentArgs, AgentConfig: agentConfig})
 
 	relayBin := filepath.Join(t.TempDir(), "guestdiag-relay")
 	if err := vmlab.Build(ctx, relayBin, "./cmd/guestdiag-relay"); err != nil {

@@ -59,7 +59,7 @@ func run(ctx context.Context, bin, api, natsAddr string) error {
 		WorkDir:     work,
 	}
 	for i, name := range []string{"web01", "db01"} {
-		vm, err := lab.Boot(ctx, vmlab.AgentGuest{Name: name, ID: i + 1, AgentArgs: []string{"--interval", "5s"}})
+		vm, err := lab.Boot(ctx, vmlab.AgentGuest{Name: name, ID: i + 1, AgentConfig: `{"checks":{"resources":{"interval":"5s"}}}`})
 		if err != nil {
 			return err
 		}
