@@ -15,8 +15,12 @@ import (
 // channel socket under ChannelRoot, so a relay finds them the way it finds
 // them on a libvirt host.
 type AgentLab struct {
-	Kernel      Kernel
-	Agent       string // static guestdiag-agent binary, see BuildAgent
+	Kernel Kernel
+	Agent  string // static guestdiag-agent binary, see BuildAgent
+	// Helper, when set, is a static vmlab-guest binary (see BuildHelper).
+	// Guests then get a lab port and run vmlab-guest serve on it, so tests
+	// can inject faults with VM.Exec.
+	Helper      string
 	ChannelRoot string // short path: unix socket paths are limited to 107 bytes
 	WorkDir     string // initramfs images go here
 }
@@ -32,6 +36,8 @@ type AgentGuest struct {
 	// AgentConfig, when set, is the agent's config file (JSON), installed as
 	// /etc/guestdiag/agent.json where the agent reads it by default.
 	AgentConfig string
+	// Modules are extra kernel modules to load, as InitramfsSpec.ExtraModules.
+	Modules []string
 	// Files and Commands add to the guest; Commands run before the agent.
 	Files    []File
 	Commands []string
@@ -59,11 +65,18 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 		}
 		files = append(files, File{HostPath: p, GuestPath: "/etc/guestdiag/agent.json", Mode: 0o644})
 	}
+	var commands []string
+	if l.Helper != "" {
+		files = append(files, File{HostPath: l.Helper, GuestPath: "/usr/bin/vmlab-guest", Mode: 0o755})
+		commands = append(commands, "/usr/bin/vmlab-guest serve "+LabChannelName+" &")
+	}
+	commands = append(commands, g.Commands...)
 	spec := InitramfsSpec{
-		Kernel:   l.Kernel,
-		Files:    files,
-		Hostname: g.Hostname,
-		Commands: append(append([]string(nil), g.Commands...), strings.Join(args, " ")+" &"),
+		Kernel:       l.Kernel,
+		Files:        files,
+		Hostname:     g.Hostname,
+		ExtraModules: g.Modules,
+		Commands:     append(commands, strings.Join(args, " ")+" &"),
 	}
 	if err := BuildInitramfs(initrd, spec); err != nil {
 		return nil, fmt.Errorf("initramfs for %s: %w", g.Name, err)
@@ -74,6 +87,7 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 		Initrd:        initrd,
 		ChannelSocket: LibvirtChannelPath(l.ChannelRoot, g.ID, g.Name),
 		Network:       g.Network,
+		LabPort:       l.Helper != "",
 	})
 }
 
@@ -81,6 +95,11 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 // module this package belongs to.
 func BuildAgent(ctx context.Context, dst string) error {
 	return Build(ctx, dst, "./cmd/guestdiag-agent")
+}
+
+// BuildHelper builds the static vmlab-guest fault injector at dst.
+func BuildHelper(ctx context.Context, dst string) error {
+	return Build(ctx, dst, "./test/vmlab/cmd/vmlab-guest")
 }
 
 // Build builds the module's package pkg (such as "./cmd/guestdiag-relay") as

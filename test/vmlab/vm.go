@@ -3,11 +3,13 @@
 package vmlab
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +23,10 @@ import (
 
 // AgentChannelName is the virtio-serial port name the guestdiag agent looks for.
 const AgentChannelName = "org.guestdiag.agent.0"
+
+// LabChannelName is the virtio-serial port through which VM.Exec reaches
+// vmlab-guest serve in the guest.
+const LabChannelName = "org.guestdiag.lab.0"
 
 // NetdevID is the QEMU netdev of the guest's NIC, for SetLink.
 const NetdevID = "n0"
@@ -43,6 +49,9 @@ type VMConfig struct {
 	// relay under test connects to it.
 	ChannelSocket string
 	ChannelName   string // default AgentChannelName
+	// LabPort adds a second virtio-serial port named LabChannelName, served
+	// in the guest by vmlab-guest serve, through which Exec runs commands.
+	LabPort bool
 	// Network adds a virtio NIC on QEMU's user network, always with restrict=on so
 	// the guest reaches only 10.0.2.2 and 10.0.2.3 and never the outside world.
 	Network bool
@@ -73,6 +82,11 @@ type VM struct {
 	waitErr     error
 
 	qmpMu sync.Mutex // QEMU's QMP chardev serves one client at a time
+
+	labPath string
+	labMu   sync.Mutex // one command at a time
+	labConn net.Conn
+	labRd   *bufio.Reader
 
 	stopOnce sync.Once
 	stopErr  error
@@ -121,7 +135,13 @@ func Boot(ctx context.Context, cfg VMConfig) (*VM, error) {
 			vm.consolePath = filepath.Join(dir, "console")
 		}
 	}
-	args, err := qemuArgs(cfg, vm.qmpPath, vm.consolePath)
+	if cfg.LabPort {
+		if vm.ownDir == "" {
+			return nil, fmt.Errorf("vm %s: LabPort needs the default QMP and console paths", cfg.Name)
+		}
+		vm.labPath = filepath.Join(vm.ownDir, "lab")
+	}
+	args, err := qemuArgs(cfg, vm.qmpPath, vm.consolePath, vm.labPath)
 	if err != nil {
 		vm.removeOwnDir()
 		return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
@@ -149,6 +169,9 @@ func Boot(ctx context.Context, cfg VMConfig) (*VM, error) {
 	if cfg.ChannelSocket != "" {
 		sockets = append(sockets, cfg.ChannelSocket)
 	}
+	if vm.labPath != "" {
+		sockets = append(sockets, vm.labPath)
+	}
 	if err := vm.waitFiles(ctx, sockets); err != nil {
 		vm.Stop()
 		return nil, err
@@ -156,7 +179,7 @@ func Boot(ctx context.Context, cfg VMConfig) (*VM, error) {
 	return vm, nil
 }
 
-func qemuArgs(cfg VMConfig, qmpPath, consolePath string) ([]string, error) {
+func qemuArgs(cfg VMConfig, qmpPath, consolePath, labPath string) ([]string, error) {
 	// QEMU's option syntax splits on commas; doubling them escapes -chardev values
 	// but not the -qmp shorthand, so refuse them everywhere.
 	for _, p := range []string{qmpPath, consolePath, cfg.ChannelSocket} {
@@ -194,11 +217,19 @@ func qemuArgs(cfg VMConfig, qmpPath, consolePath string) ([]string, error) {
 		"-chardev", "file,id=con0,path="+consolePath, "-serial", "chardev:con0",
 		"-qmp", "unix:"+qmpPath+",server=on,wait=off",
 	)
+	if cfg.ChannelSocket != "" || labPath != "" {
+		args = append(args, "-device", "virtio-serial-pci,id=vser0")
+	}
 	if cfg.ChannelSocket != "" {
 		args = append(args,
-			"-device", "virtio-serial-pci,id=vser0",
 			"-chardev", "socket,id=c0,path="+cfg.ChannelSocket+",server=on,wait=off",
 			"-device", "virtserialport,bus=vser0.0,chardev=c0,name="+cfg.ChannelName,
+		)
+	}
+	if labPath != "" {
+		args = append(args,
+			"-chardev", "socket,id=lab0,path="+labPath+",server=on,wait=off",
+			"-device", "virtserialport,bus=vser0.0,chardev=lab0,name="+LabChannelName,
 		)
 	}
 	if cfg.Network {
@@ -376,6 +407,55 @@ func qmpExchange(conn net.Conn, dec *json.Decoder, cmd string, args any) (json.R
 	}
 }
 
+// ExecResult is what a command run by Exec printed and how it ended.
+type ExecResult struct {
+	Exit   int    `json:"exit"`
+	Output string `json:"output"`
+}
+
+// Exec runs command with /bin/sh -c in the guest through vmlab-guest serve
+// on the lab port, and returns once it has finished there. End command
+// with & to leave it running.
+func (vm *VM) Exec(ctx context.Context, command string) (ExecResult, error) {
+	if vm.labPath == "" {
+		return ExecResult{}, fmt.Errorf("vm %s: no lab port (VMConfig.LabPort)", vm.name)
+	}
+	if strings.ContainsAny(command, "\n\r") {
+		return ExecResult{}, fmt.Errorf("vm %s: command contains a newline", vm.name)
+	}
+	vm.labMu.Lock()
+	defer vm.labMu.Unlock()
+	if vm.labConn == nil {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "unix", vm.labPath)
+		if err != nil {
+			return ExecResult{}, fmt.Errorf("vm %s: lab port: %w", vm.name, err)
+		}
+		vm.labConn, vm.labRd = conn, bufio.NewReader(conn)
+	}
+	fail := func(err error) (ExecResult, error) {
+		vm.labConn.Close()
+		vm.labConn = nil
+		return ExecResult{}, fmt.Errorf("vm %s: exec %q: %w", vm.name, command, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		vm.labConn.SetDeadline(dl)
+	} else {
+		vm.labConn.SetDeadline(time.Time{})
+	}
+	if _, err := io.WriteString(vm.labConn, command+"\n"); err != nil {
+		return fail(err)
+	}
+	line, err := vm.labRd.ReadBytes('\n')
+	if err != nil {
+		return fail(err)
+	}
+	var r ExecResult
+	if err := json.Unmarshal(line, &r); err != nil {
+		return fail(fmt.Errorf("reply %q: %w", line, err))
+	}
+	return r, nil
+}
+
 // SetLink sets the link state of a netdev (NetdevID for the NIC that Network adds),
 // as a cable pull the guest sees as carrier loss.
 func (vm *VM) SetLink(ctx context.Context, netdev string, up bool) error {
@@ -386,6 +466,12 @@ func (vm *VM) SetLink(ctx context.Context, netdev string, up bool) error {
 // Stop kills QEMU and waits for it to exit. It is safe to call more than once; the
 // console stays readable afterwards.
 func (vm *VM) Stop() error {
+	vm.labMu.Lock()
+	if vm.labConn != nil {
+		vm.labConn.Close()
+		vm.labConn = nil
+	}
+	vm.labMu.Unlock()
 	vm.stopOnce.Do(func() {
 		if err := vm.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			vm.stopErr = fmt.Errorf("vm %s: kill: %w", vm.name, err)

@@ -11,7 +11,7 @@ import (
 )
 
 func TestQEMUArgsAlwaysRestrictUserNetwork(t *testing.T) {
-	args, err := qemuArgs(VMConfig{Name: "g", Kernel: "k", Initrd: "i", MemoryMiB: 256, Network: true}, "/tmp/q", "/tmp/c")
+	args, err := qemuArgs(VMConfig{Name: "g", Kernel: "k", Initrd: "i", MemoryMiB: 256, Network: true}, "/tmp/q", "/tmp/c", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestQEMUArgsAlwaysRestrictUserNetwork(t *testing.T) {
 
 func TestQEMUArgsRejectLongSocketPaths(t *testing.T) {
 	long := "/tmp/" + strings.Repeat("x", 110)
-	_, err := qemuArgs(VMConfig{Name: "g", ChannelSocket: long}, "/tmp/q", "/tmp/c")
+	_, err := qemuArgs(VMConfig{Name: "g", ChannelSocket: long}, "/tmp/q", "/tmp/c", "")
 	if err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Errorf("qemuArgs with a %d-byte socket path: error = %v, want a length error", len(long), err)
 	}
