@@ -195,7 +195,16 @@ func (a *agent) report(name string, res checks.Result) bool {
 		env.Data = data
 	}
 	err := a.emit(env)
-	if errors.Is(err, protocol.ErrInvalid) {
+	if errors.Is(err, protocol.ErrLineTooLong) && env.Data != nil {
+		// The findings are what the host acts on; keep them and drop the
+		// detail, saying so.
+		n := len(env.Data)
+		a.logger.Warn("result_data_dropped", "check", name, "data_bytes", n, "err", err)
+		env.Data = nil
+		env.Summary = clipString(fmt.Sprintf("%s [data of %d bytes left out: over the %d-byte line limit]", env.Summary, n, protocol.MaxLineLen), protocol.MaxSummaryLen)
+		err = a.emit(env)
+	}
+	if errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrLineTooLong) {
 		a.emit(protocol.Envelope{
 			Kind:    protocol.KindResult,
 			Check:   name,

@@ -232,6 +232,44 @@ func (badCheck) Run(context.Context) checks.Result {
 		Findings: []protocol.Finding{{Code: "Not A Code", Severity: protocol.SeverityWarn, Message: "m"}}}
 }
 
+// hugeCheck returns a warning whose data is over the protocol's line limit.
+type hugeCheck struct{}
+
+func (hugeCheck) Name() string { return "huge" }
+
+func (hugeCheck) Run(context.Context) checks.Result {
+	return checks.Result{Status: protocol.StatusWarn, Summary: "many changes",
+		Findings: []protocol.Finding{{Code: "sw.installed", Severity: protocol.SeverityWarn, Message: "9000 packages installed"}},
+		Data:     map[string]string{"list": strings.Repeat("x", protocol.MaxLineLen)}}
+}
+
+func TestAgentKeepsTheFindingsOfAResultWhoseDataIsTooLong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newPipeTransport()
+		cfg := Config{StateDir: t.TempDir()}.withDefaults()
+		a := newAgent(cfg, tr, []checks.Runner{{Check: hugeCheck{}, Interval: time.Minute, Timeout: time.Minute}}, discardLogger())
+		a.hello = func(context.Context) protocol.Hello {
+			return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"huge"}}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.run(ctx) }()
+		h := tr.connect(t, time.Minute)
+		h.expectNewline(t)
+		h.envelope(t) // hello
+		res := h.envelope(t)
+		if res.Check != "huge" || res.Status != protocol.StatusWarn || len(res.Findings) != 1 || res.Data != nil ||
+			!strings.Contains(res.Summary, "left out: over the") {
+			t.Errorf("got %s %s findings %v data %d bytes summary %q; want the warning and its finding, without data, saying why",
+				res.Check, res.Status, res.Findings, len(res.Data), res.Summary)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+}
+
 func TestAgentReplacesAnInvalidResult(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := newPipeTransport()
