@@ -8,6 +8,7 @@ import (
 	"math"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +28,17 @@ func init() {
 const (
 	CodeCPUHigh    = "res.cpu_high"
 	CodeMemoryHigh = "res.memory_high"
+	CodeSwapHigh   = "res.swap_high"
 	CodeDiskFull   = "res.disk_full"
+	CodeInodesFull = "res.inodes_full"
+	// CodeStealHigh says the hypervisor keeps the guest's CPUs from
+	// running: the host is overcommitted. The host's scheduler reads it to
+	// move or rebalance guests, so its meaning must stay put.
+	CodeStealHigh = "res.steal_high"
 )
+
+// resMaxTop bounds top_processes, to keep a result's data small.
+const resMaxTop = 20
 
 // Threshold holds the percentages at or above which a value is a warning and
 // a critical finding.
@@ -43,9 +53,22 @@ type ResourcesConfig struct {
 	CPU Threshold `json:"cpu"` // percent of CPU time used (everything but idle and iowait)
 	// CPUSamples is how many consecutive samples must reach CPU.Warn (or
 	// CPU.Crit) before res.cpu_high is reported.
-	CPUSamples int       `json:"cpu_samples"`
-	Memory     Threshold `json:"memory"` // percent of memory not available
-	Disk       Threshold `json:"disk"`   // percent of a filesystem used, as df computes it
+	CPUSamples int `json:"cpu_samples"`
+	// Steal is the share of CPU time the hypervisor gave to others while
+	// the guest wanted it; StealSamples (0: CPUSamples) consecutive samples
+	// at or above it make res.steal_high.
+	Steal        Threshold `json:"steal"`
+	StealSamples int       `json:"steal_samples"`
+	Memory       Threshold `json:"memory"` // percent of memory not available
+	Swap         Threshold `json:"swap"`   // percent of swap used, when there is swap
+	Disk         Threshold `json:"disk"`   // percent of a filesystem used, as df computes it
+	Inodes       Threshold `json:"inodes"` // percent of a filesystem's inodes used
+	// TopProcesses is how many processes to list by CPU and by memory when
+	// CPU, steal, memory or swap is high (at most 20; -1 lists none and
+	// stops watching processes at all). TopProcessesAlways lists them in
+	// every result.
+	TopProcesses       int  `json:"top_processes"`
+	TopProcessesAlways bool `json:"top_processes_always"`
 	// FirstWindow is the window the first run measures CPU over, since it
 	// has no previous sample to compare with. Later runs measure over the
 	// time since the previous run.
@@ -59,29 +82,40 @@ type ResourcesConfig struct {
 // DefaultResourcesConfig returns the default thresholds and time limits.
 func DefaultResourcesConfig() ResourcesConfig {
 	return ResourcesConfig{
-		CPU:         Threshold{Warn: 90, Crit: 98},
-		CPUSamples:  3,
-		Memory:      Threshold{Warn: 90, Crit: 97},
-		Disk:        Threshold{Warn: 90, Crit: 97},
-		FirstWindow: D(time.Second),
-		DiskTimeout: D(5 * time.Second),
+		CPU:          Threshold{Warn: 90, Crit: 98},
+		CPUSamples:   3,
+		Steal:        Threshold{Warn: 10, Crit: 30},
+		Memory:       Threshold{Warn: 90, Crit: 97},
+		Swap:         Threshold{Warn: 80, Crit: 95},
+		Disk:         Threshold{Warn: 90, Crit: 97},
+		Inodes:       Threshold{Warn: 90, Crit: 97},
+		TopProcesses: 5,
+		FirstWindow:  D(time.Second),
+		DiskTimeout:  D(5 * time.Second),
 	}
 }
 
 func (c ResourcesConfig) withDefaults() ResourcesConfig {
 	d := DefaultResourcesConfig()
-	if c.CPU == (Threshold{}) {
-		c.CPU = d.CPU
-	}
+	c.CPU = c.CPU.or(d.CPU)
+	c.Steal = c.Steal.or(d.Steal)
+	c.Memory = c.Memory.or(d.Memory)
+	c.Swap = c.Swap.or(d.Swap)
+	c.Disk = c.Disk.or(d.Disk)
+	c.Inodes = c.Inodes.or(d.Inodes)
 	if c.CPUSamples <= 0 {
 		c.CPUSamples = d.CPUSamples
 	}
-	if c.Memory == (Threshold{}) {
-		c.Memory = d.Memory
+	if c.StealSamples <= 0 {
+		c.StealSamples = c.CPUSamples
 	}
-	if c.Disk == (Threshold{}) {
-		c.Disk = d.Disk
+	switch {
+	case c.TopProcesses == 0:
+		c.TopProcesses = d.TopProcesses
+	case c.TopProcesses < 0:
+		c.TopProcesses = 0
 	}
+	c.TopProcesses = min(c.TopProcesses, resMaxTop)
 	if c.FirstWindow.Duration <= 0 {
 		c.FirstWindow = d.FirstWindow
 	}
@@ -99,7 +133,16 @@ type ResourcesData struct {
 	Swap   *SwapData   `json:"swap,omitempty"`
 	Load   *LoadData   `json:"load,omitempty"`
 	Disks  []DiskData  `json:"disks"`
-	Errors []string    `json:"errors,omitempty"`
+	// PSI is Linux pressure stall information; absent on other systems.
+	PSI *ResourcesPSI `json:"psi,omitempty"`
+	// TopCPU and TopMemory are the busiest processes, listed when CPU,
+	// steal, memory or swap is high (or always, by config). TopError says
+	// why they are missing; it does not make the result unknown, since
+	// they only explain findings.
+	TopCPU    []ResourcesProc `json:"top_cpu,omitempty"`
+	TopMemory []ResourcesProc `json:"top_memory,omitempty"`
+	TopError  string          `json:"top_error,omitempty"`
+	Errors    []string        `json:"errors,omitempty"`
 }
 
 // CPUData is CPU time by mode, in percent of all CPUs over WindowSec. The
@@ -148,6 +191,17 @@ type DiskData struct {
 	UsedBytes  uint64  `json:"used_bytes"`
 	FreeBytes  uint64  `json:"free_bytes"`
 	UsedPct    float64 `json:"used_pct"`
+	// Inodes is absent for filesystems without a fixed inode table
+	// (btrfs, vfat, most network filesystems report none).
+	Inodes *ResourcesInodes `json:"inodes,omitempty"`
+}
+
+// ResourcesInodes is the inode usage of a filesystem.
+type ResourcesInodes struct {
+	Total   uint64  `json:"total"`
+	Used    uint64  `json:"used"`
+	Free    uint64  `json:"free"`
+	UsedPct float64 `json:"used_pct"`
 }
 
 // cpuTimes are cumulative CPU seconds over all CPUs since boot.
@@ -169,7 +223,10 @@ type mount struct {
 	Device, Mountpoint, Fstype string
 }
 
-type diskUsage struct{ Total, Used, Free uint64 }
+type diskUsage struct {
+	Total, Used, Free                   uint64
+	InodesTotal, InodesUsed, InodesFree uint64
+}
 
 // resourceSource gathers the raw numbers. usage may block for good (a dead
 // NFS server); the caller bounds it.
@@ -180,19 +237,40 @@ type resourceSource interface {
 	load(ctx context.Context) (LoadData, error)
 	mounts(ctx context.Context) ([]mount, error)
 	usage(path string) (diskUsage, error)
+	// procs lists the processes, kernel threads left out; procUser names
+	// one's user, "" when unknown. Both are cheap enough for every run.
+	procs(ctx context.Context) ([]resProc, error)
+	procUser(ctx context.Context, p resProc) string
+	// psi returns nil where the OS has no such thing.
+	psi(ctx context.Context) *ResourcesPSI
 }
 
-// Resources is the resources check: CPU, memory, swap, load and disk usage.
+// Resources is the resources check: CPU (steal included), memory, swap,
+// load, disk space and inodes, Linux PSI, and the processes behind a high
+// reading. It lists the processes with every CPU sample, so that the top
+// CPU ranking covers the same window as the CPU figures.
 type Resources struct {
 	cfg    ResourcesConfig
 	src    resourceSource
 	logger *slog.Logger
 
-	mu       sync.Mutex // serialises Run
-	prev     *cpuTimes
-	prevAt   time.Time
-	cpuWarnN int // consecutive samples at or above CPU.Warn
-	cpuCritN int // consecutive samples at or above CPU.Crit
+	mu         sync.Mutex // serialises Run
+	prev       *cpuTimes
+	prevAt     time.Time
+	cpuWarnN   int // consecutive samples at or above CPU.Warn
+	cpuCritN   int // consecutive samples at or above CPU.Crit
+	stealWarnN int
+	stealCritN int
+
+	// The process listing taken with this run's CPU sample, and the CPU
+	// times of the one before it, which the top CPU ranking subtracts.
+	procs      []resProc
+	procsAt    time.Time
+	procsErr   error
+	procsFresh bool // procs was listed in this run
+	procBase   map[resProcKey]time.Duration
+	procBaseAt time.Time
+	procBaseOK bool
 
 	busyMu sync.Mutex
 	busy   map[string]time.Time // mountpoints with a statfs in flight, and since when
@@ -200,7 +278,7 @@ type Resources struct {
 
 // NewResources returns the resources check gathering through gopsutil.
 func NewResources(cfg ResourcesConfig, logger *slog.Logger) *Resources {
-	return newResources(cfg, psutilSource{}, logger)
+	return newResources(cfg, psutilSource{users: &resUsers{}}, logger)
 }
 
 func newResources(cfg ResourcesConfig, src resourceSource, logger *slog.Logger) *Resources {
@@ -230,12 +308,15 @@ func (r *Resources) Run(ctx context.Context) Result {
 		data.Errors = append(data.Errors, what+": "+err.Error())
 	}
 
+	r.procsFresh = false
 	if c, err := r.cpu(ctx); err != nil {
 		r.cpuWarnN, r.cpuCritN = 0, 0
+		r.stealWarnN, r.stealCritN = 0, 0
 		fail("cpu", err)
 	} else {
 		data.CPU = &c
 		findings = append(findings, r.cpuFindings(c)...)
+		findings = append(findings, r.stealFindings(c)...)
 	}
 	if m, err := r.src.memory(ctx); err != nil {
 		fail("memory", err)
@@ -253,6 +334,7 @@ func (r *Resources) Run(ctx context.Context) Result {
 		fail("swap", err)
 	} else {
 		data.Swap = &SwapData{TotalBytes: s.Total, UsedBytes: s.Used, UsedPct: pct(float64(s.Used), float64(s.Total))}
+		findings = append(findings, r.swapFindings(*data.Swap)...)
 	}
 	if l, err := r.src.load(ctx); err != nil {
 		fail("load", err)
@@ -264,6 +346,14 @@ func (r *Resources) Run(ctx context.Context) Result {
 	data.Errors = append(data.Errors, errs...)
 	for _, d := range disks {
 		findings = append(findings, r.diskFindings(d)...)
+	}
+	for _, d := range disks {
+		findings = append(findings, r.inodeFindings(d)...)
+	}
+	data.PSI = r.src.psi(ctx)
+	if r.cfg.TopProcessesAlways || slices.ContainsFunc(findings, resExplainable) {
+		data.TopCPU, data.TopMemory, data.TopError = r.top(ctx)
+		resNameTop(findings, data.TopCPU, data.TopMemory)
 	}
 
 	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
@@ -291,6 +381,7 @@ func (r *Resources) cpu(ctx context.Context) (CPUData, error) {
 		r.prev = nil
 		return CPUData{}, err
 	}
+	r.listProcs(ctx)
 	now := time.Now()
 	if r.prev == nil || cur.total() < r.prev.total() {
 		first := cur
@@ -307,6 +398,7 @@ func (r *Resources) cpu(ctx context.Context) (CPUData, error) {
 			r.prev = nil
 			return CPUData{}, err
 		}
+		r.listProcs(ctx)
 		now = time.Now()
 	}
 	prev, prevAt := *r.prev, r.prevAt
@@ -336,15 +428,9 @@ func cpuPercent(prev, cur cpuTimes, window time.Duration) (CPUData, error) {
 }
 
 func (r *Resources) cpuFindings(c CPUData) []protocol.Finding {
-	r.cpuWarnN = streak(r.cpuWarnN, c.UsedPct >= r.cfg.CPU.Warn)
-	r.cpuCritN = streak(r.cpuCritN, c.UsedPct >= r.cfg.CPU.Crit)
-	n := r.cfg.CPUSamples
-	if r.cpuWarnN < n {
+	sev, limit, ok := resSustained(&r.cpuWarnN, &r.cpuCritN, c.UsedPct, r.cfg.CPU, r.cfg.CPUSamples)
+	if !ok {
 		return nil
-	}
-	sev, limit := protocol.SeverityWarn, r.cfg.CPU.Warn
-	if r.cpuCritN >= n {
-		sev, limit = protocol.SeverityCrit, r.cfg.CPU.Crit
 	}
 	return []protocol.Finding{{
 		Code:     CodeCPUHigh,
@@ -352,6 +438,35 @@ func (r *Resources) cpuFindings(c CPUData) []protocol.Finding {
 		Message:  fmt.Sprintf("cpu %.1f%% used, at or above %.0f%% for %d samples in a row", c.UsedPct, limit, r.cpuWarnN),
 		Count:    uint64(r.cpuWarnN),
 	}}
+}
+
+func (r *Resources) stealFindings(c CPUData) []protocol.Finding {
+	sev, limit, ok := resSustained(&r.stealWarnN, &r.stealCritN, c.StealPct, r.cfg.Steal, r.cfg.StealSamples)
+	if !ok {
+		return nil
+	}
+	return []protocol.Finding{{
+		Code:     CodeStealHigh,
+		Severity: sev,
+		Message: fmt.Sprintf("cpu steal %.1f%%, at or above %.0f%% for %d samples in a row: the hypervisor is running others while this guest waits",
+			c.StealPct, limit, r.stealWarnN),
+		Count: uint64(r.stealWarnN),
+	}}
+}
+
+// resSustained counts v into the streaks of samples at or above t.Warn and
+// t.Crit, and reports once n samples in a row reached t.Warn: crit if they
+// all reached t.Crit.
+func resSustained(warnN, critN *int, v float64, t Threshold, n int) (protocol.Severity, float64, bool) {
+	*warnN = streak(*warnN, v >= t.Warn)
+	*critN = streak(*critN, v >= t.Crit)
+	switch {
+	case *warnN < n:
+		return "", 0, false
+	case *critN >= n:
+		return protocol.SeverityCrit, t.Crit, true
+	}
+	return protocol.SeverityWarn, t.Warn, true
 }
 
 func streak(n int, hit bool) int {
@@ -373,6 +488,37 @@ func (r *Resources) memoryFindings(m MemoryData) []protocol.Finding {
 	}}
 }
 
+func (r *Resources) swapFindings(s SwapData) []protocol.Finding {
+	if s.TotalBytes == 0 {
+		return nil
+	}
+	sev, limit, ok := r.cfg.Swap.classify(s.UsedPct)
+	if !ok {
+		return nil
+	}
+	return []protocol.Finding{{
+		Code:     CodeSwapHigh,
+		Severity: sev,
+		Message:  fmt.Sprintf("swap %.1f%% used (threshold %.0f%%), %s of %s", s.UsedPct, limit, bytesIEC(s.UsedBytes), bytesIEC(s.TotalBytes)),
+	}}
+}
+
+func (r *Resources) inodeFindings(d DiskData) []protocol.Finding {
+	if d.Inodes == nil {
+		return nil
+	}
+	sev, limit, ok := r.cfg.Inodes.classify(d.Inodes.UsedPct)
+	if !ok {
+		return nil
+	}
+	return []protocol.Finding{{
+		Code:     CodeInodesFull,
+		Severity: sev,
+		Message:  fmt.Sprintf("%s has %.1f%% of its inodes used (threshold %.0f%%), %d free", d.Mountpoint, d.Inodes.UsedPct, limit, d.Inodes.Free),
+		Source:   clip(d.Mountpoint, protocol.MaxSourceLen),
+	}}
+}
+
 func (r *Resources) diskFindings(d DiskData) []protocol.Finding {
 	sev, limit, ok := r.cfg.Disk.classify(d.UsedPct)
 	if !ok {
@@ -384,6 +530,18 @@ func (r *Resources) diskFindings(d DiskData) []protocol.Finding {
 		Message:  fmt.Sprintf("%s %.1f%% full (threshold %.0f%%), %s free", d.Mountpoint, d.UsedPct, limit, bytesIEC(d.FreeBytes)),
 		Source:   clip(d.Mountpoint, protocol.MaxSourceLen),
 	}}
+}
+
+// or fills the fields left at zero from def, so that a config setting only
+// warn keeps the default crit rather than a crit of 0 %.
+func (t Threshold) or(def Threshold) Threshold {
+	if t.Warn <= 0 {
+		t.Warn = def.Warn
+	}
+	if t.Crit <= 0 {
+		t.Crit = max(def.Crit, t.Warn)
+	}
+	return t
 }
 
 func (t Threshold) classify(v float64) (protocol.Severity, float64, bool) {
@@ -450,6 +608,14 @@ func (r *Resources) disks(ctx context.Context) ([]DiskData, []string) {
 				UsedBytes:  a.u.Used,
 				FreeBytes:  a.u.Free,
 				UsedPct:    pct(float64(a.u.Used), float64(a.u.Used+a.u.Free)),
+			}
+			if a.u.InodesTotal > 0 {
+				got[a.i].Inodes = &ResourcesInodes{
+					Total:   a.u.InodesTotal,
+					Used:    a.u.InodesUsed,
+					Free:    a.u.InodesFree,
+					UsedPct: pct(float64(a.u.InodesUsed), float64(a.u.InodesTotal)),
+				}
 			}
 		case <-ctx.Done():
 			for i := range waiting {

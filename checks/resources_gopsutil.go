@@ -13,8 +13,11 @@ import (
 // psutilSource gathers through gopsutil, which already hides the OS
 // differences (procfs on Linux, PDH and Win32 calls on Windows), so this one
 // file serves every GOOS. On Linux the roots can be moved with gopsutil's
-// common.EnvKey context value, which the fixture tests use.
-type psutilSource struct{}
+// common.EnvKey context value, which the fixture tests use. The process
+// listing, which gopsutil would make expensive, is in the per-OS files.
+type psutilSource struct {
+	users *resUsers
+}
 
 func (psutilSource) cpuTimes(ctx context.Context) (cpuTimes, error) {
 	ts, err := cpu.TimesWithContext(ctx, false)
@@ -78,5 +81,6 @@ func (psutilSource) usage(path string) (diskUsage, error) {
 	if err != nil {
 		return diskUsage{}, err
 	}
-	return diskUsage{Total: u.Total, Used: u.Used, Free: u.Free}, nil
+	return diskUsage{Total: u.Total, Used: u.Used, Free: u.Free,
+		InodesTotal: u.InodesTotal, InodesUsed: u.InodesUsed, InodesFree: u.InodesFree}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,19 +15,29 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// fakeSource serves programmable numbers. cpuUsed sets the next sample's
-// share of busy time; each cpuTimes call advances the counters by 100 s.
+// fakeSource serves programmable numbers. cpuUsed and cpuSteal set the
+// next sample's share of busy and stolen time; each cpuTimes call advances
+// the counters by 100 s. Each procs call advances every process's CPU
+// time by its entry in procStep.
 type fakeSource struct {
 	mu        sync.Mutex
 	cpu       cpuTimes
 	cpuUsed   float64
+	cpuSteal  float64
 	cpuErr    error
 	mem       memoryStat
 	memErr    error
+	swapStat  swapStat
 	mountList []mount
 	usages    map[string]diskUsage
 	block     map[string]chan struct{} // usage of these mountpoints waits for the channel
 	calls     map[string]int
+	procList  []resProc
+	procStep  map[int]time.Duration
+	procErr   error
+	procCalls int
+	users     map[int]string
+	pressure  *ResourcesPSI
 }
 
 func newFakeSource() *fakeSource {
@@ -46,7 +57,8 @@ func (f *fakeSource) cpuTimes(context.Context) (cpuTimes, error) {
 		return cpuTimes{}, f.cpuErr
 	}
 	f.cpu.User += f.cpuUsed
-	f.cpu.Idle += 100 - f.cpuUsed
+	f.cpu.Steal += f.cpuSteal
+	f.cpu.Idle += 100 - f.cpuUsed - f.cpuSteal
 	return f.cpu, nil
 }
 
@@ -63,7 +75,7 @@ func (f *fakeSource) callCount(path string) int {
 }
 
 func (f *fakeSource) memory(context.Context) (memoryStat, error) { return f.mem, f.memErr }
-func (f *fakeSource) swap(context.Context) (swapStat, error)     { return swapStat{}, nil }
+func (f *fakeSource) swap(context.Context) (swapStat, error)     { return f.swapStat, nil }
 func (f *fakeSource) load(context.Context) (LoadData, error) {
 	return LoadData{Load1: 0.5, Load5: 0.4, Load15: 0.3}, nil
 }
@@ -83,6 +95,27 @@ func (f *fakeSource) usage(path string) (diskUsage, error) {
 	}
 	return u, nil
 }
+
+func (f *fakeSource) procs(context.Context) ([]resProc, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.procCalls++
+	if f.procErr != nil {
+		return nil, f.procErr
+	}
+	for i := range f.procList {
+		f.procList[i].CPU += f.procStep[f.procList[i].PID]
+	}
+	return slices.Clone(f.procList), nil
+}
+
+func (f *fakeSource) procUser(_ context.Context, p resProc) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.users[p.PID]
+}
+
+func (f *fakeSource) psi(context.Context) *ResourcesPSI { return f.pressure }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

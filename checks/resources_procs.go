@@ -1,0 +1,417 @@
+package checks
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/guestdiag/guestdiag/protocol"
+	"github.com/shirou/gopsutil/v3/common"
+)
+
+// ResourcesProc is one process in the top lists of a resources result.
+// CPUPct is its CPU time over the same window as the CPU figures, in
+// percent of one CPU the way top shows it: a process busy on two CPUs is at
+// 200.
+type ResourcesProc struct {
+	PID      int     `json:"pid"`
+	Name     string  `json:"name"`
+	User     string  `json:"user,omitempty"`
+	CPUPct   float64 `json:"cpu_pct"`
+	RSSBytes uint64  `json:"rss_bytes"`
+}
+
+// resProc is one process as a gatherer sees it.
+type resProc struct {
+	PID int
+	// Start is when the process started, in the OS's own units; with PID it
+	// tells a process from a later one that got the same pid.
+	Start uint64
+	Name  string
+	CPU   time.Duration // user plus system time since the process started
+	RSS   uint64
+	// Kernel marks kernel threads (Linux) and the kernel's own processes
+	// (Windows): they are nobody's workload to blame.
+	Kernel bool
+}
+
+type resProcKey struct {
+	PID   int
+	Start uint64
+}
+
+// resProcSample is one listing of the processes and when it was taken.
+type resProcSample struct {
+	at    time.Time
+	procs []resProc
+}
+
+// resUserTicks is the unit of the CPU times in /proc/<pid>/stat. USER_HZ is
+// 100 on every architecture Linux exports to user space, whatever the
+// kernel's own HZ.
+const resUserTicks = time.Second / 100
+
+// resPFKthread is PF_KTHREAD in the flags field of /proc/<pid>/stat.
+const resPFKthread = 0x00200000
+
+var errResProcStat = errors.New("malformed /proc/<pid>/stat")
+
+// parseResProcStat reads /proc/<pid>/stat. The name between the
+// parentheses may itself hold spaces and parentheses, so it ends at the
+// last ')'. pageSize converts the rss field, which counts pages.
+func parseResProcStat(b []byte, pageSize uint64) (resProc, error) {
+	open := bytes.IndexByte(b, '(')
+	shut := bytes.LastIndexByte(b, ')')
+	if open < 1 || shut < open {
+		return resProc{}, errResProcStat
+	}
+	pid, ok := resAtou(bytes.TrimSpace(b[:open]))
+	if !ok {
+		return resProc{}, errResProcStat
+	}
+	// Fields after the name, counted from 0 (state); man 5 proc numbers them
+	// from 3.
+	const (
+		fPPID  = 1
+		fFlags = 6
+		fUtime = 11
+		fStime = 12
+		fStart = 19
+		fRSS   = 21
+	)
+	var vals [fRSS + 1]uint64
+	rest := b[shut+1:]
+	for i := 0; i <= fRSS; i++ {
+		rest = bytes.TrimLeft(rest, " ")
+		end := bytes.IndexAny(rest, " \n")
+		if end < 0 {
+			end = len(rest)
+		}
+		field := rest[:end]
+		rest = rest[end:]
+		if len(field) == 0 {
+			return resProc{}, fmt.Errorf("%w: %d fields after the name, want %d", errResProcStat, i, fRSS+1)
+		}
+		switch i {
+		case fPPID, fFlags, fUtime, fStime, fStart, fRSS:
+		default:
+			continue // the state letter, and numbers that may be negative
+		}
+		if vals[i], ok = resAtou(field); !ok {
+			return resProc{}, fmt.Errorf("%w: field %d is %q", errResProcStat, i+3, field)
+		}
+	}
+	return resProc{
+		PID:    int(pid),
+		Start:  vals[fStart],
+		Name:   string(b[open+1 : shut]),
+		CPU:    time.Duration(vals[fUtime]+vals[fStime]) * resUserTicks,
+		RSS:    vals[fRSS] * pageSize,
+		Kernel: vals[fFlags]&resPFKthread != 0 || pid == 2 || vals[fPPID] == 2,
+	}, nil
+}
+
+// resAtou parses a decimal without allocating.
+func resAtou(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// parseResStatusUID returns the effective uid from /proc/<pid>/status, the
+// one ps shows as the process's user.
+func parseResStatusUID(b []byte) (string, bool) {
+	for line := range bytes.Lines(b) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) < 2 {
+			return "", false
+		}
+		if _, ok := resAtou(f[1]); !ok {
+			return "", false
+		}
+		return string(f[1]), true
+	}
+	return "", false
+}
+
+// parseResPasswd maps uids to user names from an /etc/passwd. The first
+// entry of a uid wins, as with getpwuid.
+func parseResPasswd(b []byte) map[string]string {
+	names := map[string]string{}
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		f := bytes.SplitN(line, []byte(":"), 4)
+		if len(f) < 4 || len(f[0]) == 0 {
+			continue
+		}
+		if _, ok := resAtou(f[2]); !ok {
+			continue
+		}
+		uid := string(f[2])
+		if _, dup := names[uid]; !dup {
+			names[uid] = string(f[0])
+		}
+	}
+	return names
+}
+
+// resUsers caches user names: on Linux uid to name from /etc/passwd, on
+// Windows SID to DOMAIN\name. A nil *resUsers caches nothing.
+type resUsers struct {
+	mu    sync.Mutex
+	names map[string]string
+	stamp string // Linux: which /etc/passwd, with its size and mtime, names came from
+}
+
+// passwdName returns the name of uid from etcRoot/passwd, re-reading the
+// file only when it changed. An unknown uid comes back as itself.
+func (u *resUsers) passwdName(etcRoot, uid string) string {
+	if u == nil {
+		u = &resUsers{}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := etcRoot + "/passwd"
+	fi, err := os.Stat(p)
+	if err != nil {
+		return uid
+	}
+	stamp := p + " " + strconv.FormatInt(fi.Size(), 10) + " " + fi.ModTime().String()
+	if stamp != u.stamp {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return uid
+		}
+		u.names, u.stamp = parseResPasswd(b), stamp
+	}
+	if n, ok := u.names[uid]; ok {
+		return n
+	}
+	return uid
+}
+
+func (u *resUsers) cached(key string) (string, bool) {
+	if u == nil {
+		return "", false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, ok := u.names[key]
+	return n, ok
+}
+
+// remember keeps at most a few thousand names: an account per key is all
+// a guest has, but the map must not grow without bound.
+func (u *resUsers) remember(key, name string) {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.names == nil || len(u.names) >= 4096 {
+		u.names = map[string]string{}
+	}
+	u.names[key] = name
+}
+
+// resHostRoot returns where gopsutil reads key (its HOST_PROC, HOST_ETC
+// settings): the context's common.EnvMap, then the environment, then def.
+// Fixture tests move the roots the same way for every part of the check.
+func resHostRoot(ctx context.Context, key common.EnvKeyType, def string) string {
+	if m, ok := ctx.Value(common.EnvKey).(common.EnvMap); ok {
+		if v := m[key]; v != "" {
+			return v
+		}
+	}
+	if v := os.Getenv(string(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+// resTopProcs ranks the processes of cur by CPU over window and by
+// resident memory, n of each. prev holds the CPU time of every process of
+// the previous listing; a process missing from it started within the
+// window, so all its CPU time counts. A nil prev means no previous listing:
+// the CPU ranking is then empty. Kernel threads are left out, and so are
+// processes that used no CPU from the CPU ranking.
+func resTopProcs(prev map[resProcKey]time.Duration, cur []resProc, window time.Duration, n, cpus int) (byCPU, byMem []ResourcesProc) {
+	if n <= 0 {
+		return nil, nil
+	}
+	type ranked struct {
+		p   *resProc
+		cpu time.Duration
+	}
+	rs := make([]ranked, 0, len(cur))
+	for i := range cur {
+		p := &cur[i]
+		if p.Kernel {
+			continue
+		}
+		used := p.CPU
+		if before, ok := prev[resProcKey{p.PID, p.Start}]; ok {
+			used -= before
+		}
+		rs = append(rs, ranked{p, max(used, 0)})
+	}
+	entry := func(r ranked) ResourcesProc {
+		e := ResourcesProc{PID: r.p.PID, Name: r.p.Name, RSSBytes: r.p.RSS}
+		if prev != nil && window > 0 {
+			// A process seen for the first time after a gap in the listings
+			// may bring more CPU time than the window holds.
+			e.CPUPct = round1(min(float64(r.cpu)/float64(window)*100, float64(100*max(cpus, 1))))
+		}
+		return e
+	}
+	if prev != nil && window > 0 {
+		slices.SortFunc(rs, func(a, b ranked) int {
+			return cmp.Or(cmp.Compare(b.cpu, a.cpu), cmp.Compare(a.p.PID, b.p.PID))
+		})
+		for _, r := range rs[:min(n, len(rs))] {
+			if r.cpu <= 0 {
+				break
+			}
+			byCPU = append(byCPU, entry(r))
+		}
+	}
+	slices.SortFunc(rs, func(a, b ranked) int {
+		return cmp.Or(cmp.Compare(b.p.RSS, a.p.RSS), cmp.Compare(a.p.PID, b.p.PID))
+	})
+	for _, r := range rs[:min(n, len(rs))] {
+		if r.p.RSS == 0 {
+			break
+		}
+		byMem = append(byMem, entry(r))
+	}
+	return byCPU, byMem
+}
+
+// resWindowsKernelProc tells the processes the Windows kernel runs for
+// itself: the idle process (its CPU time is the idle time), System, and the
+// minimal processes System starts for the registry, memory compression and
+// the secure kernel.
+func resWindowsKernelProc(pid, ppid int, name string) bool {
+	if pid == 0 || pid == 4 {
+		return true
+	}
+	if ppid != 4 {
+		return false
+	}
+	switch name {
+	case "Registry", "Memory Compression", "Secure System":
+		return true
+	}
+	return false
+}
+
+// listProcs takes a process listing next to a CPU sample; the listing it
+// replaces becomes the baseline of the next top CPU ranking.
+func (r *Resources) listProcs(ctx context.Context) {
+	if r.cfg.TopProcesses == 0 {
+		return
+	}
+	if r.procBase == nil {
+		r.procBase = map[resProcKey]time.Duration{}
+	}
+	clear(r.procBase)
+	for _, p := range r.procs {
+		r.procBase[resProcKey{p.PID, p.Start}] = p.CPU
+	}
+	r.procBaseAt, r.procBaseOK = r.procsAt, r.procsErr == nil && !r.procsAt.IsZero()
+
+	r.procs, r.procsErr = r.src.procs(ctx)
+	r.procsAt, r.procsFresh = time.Now(), true
+	if r.procsErr != nil {
+		r.procs = nil
+		r.logger.Debug("process_listing_failed", "err", r.procsErr)
+	}
+}
+
+// top ranks this run's process listing and names the users of the
+// processes it keeps. The third result says why a list is missing.
+func (r *Resources) top(ctx context.Context) (byCPU, byMem []ResourcesProc, why string) {
+	switch {
+	case r.cfg.TopProcesses == 0:
+		return nil, nil, ""
+	case !r.procsFresh:
+		return nil, nil, "no process listing: the cpu sample failed"
+	case r.procsErr != nil:
+		return nil, nil, "processes: " + r.procsErr.Error()
+	}
+	base := r.procBase
+	if !r.procBaseOK {
+		base = nil
+		why = "no earlier process listing to measure cpu against"
+	}
+	byCPU, byMem = resTopProcs(base, r.procs, r.procsAt.Sub(r.procBaseAt), r.cfg.TopProcesses, runtime.NumCPU())
+	users := map[int]string{}
+	name := func(e *ResourcesProc) {
+		u, ok := users[e.PID]
+		if !ok {
+			u = r.src.procUser(ctx, resProc{PID: e.PID})
+			users[e.PID] = u
+		}
+		e.User = u
+	}
+	for i := range byCPU {
+		name(&byCPU[i])
+	}
+	for i := range byMem {
+		name(&byMem[i])
+	}
+	return byCPU, byMem, why
+}
+
+// resExplainable tells the findings that the top processes may explain.
+func resExplainable(f protocol.Finding) bool {
+	switch f.Code {
+	case CodeCPUHigh, CodeStealHigh, CodeMemoryHigh, CodeSwapHigh:
+		return true
+	}
+	return false
+}
+
+// resNameTop adds the busiest process to the message of a CPU, memory or
+// swap finding, so that the one line an operator reads says who.
+func resNameTop(fs []protocol.Finding, byCPU, byMem []ResourcesProc) {
+	for i := range fs {
+		f := &fs[i]
+		switch {
+		case f.Code == CodeCPUHigh && len(byCPU) > 0:
+			p := byCPU[0]
+			f.Message += fmt.Sprintf("; top: %q (pid %d) %.1f%% of a cpu", p.Name, p.PID, p.CPUPct)
+		case (f.Code == CodeMemoryHigh || f.Code == CodeSwapHigh) && len(byMem) > 0:
+			p := byMem[0]
+			f.Message += fmt.Sprintf("; top: %q (pid %d) %s resident", p.Name, p.PID, bytesIEC(p.RSSBytes))
+		}
+		f.Message = clip(f.Message, protocol.MaxMessageLen)
+	}
+}
