@@ -1,0 +1,165 @@
+//go:build linux
+
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/prometheus/procfs"
+)
+
+// processesKthreadFlag is PF_KTHREAD in the flags field of
+// /proc/<pid>/stat.
+const processesKthreadFlag = 0x00200000
+
+// processesProcfs reads processes from procfs under root and units from
+// systemd over D-Bus.
+type processesProcfs struct {
+	root string
+	// systemdDir exists when systemd is PID 1 (what sd_booted looks at).
+	systemdDir string
+}
+
+func newProcessesSource(cfg ProcessesConfig) processesSource {
+	return processesProcfs{root: cfg.ProcRoot, systemdDir: "/run/systemd/system"}
+}
+
+// processes reads every process's stat, and for those in D, T or Z its
+// wchan, and for D its context switch counts. A process that exits while
+// being read is left out; any other failure to read one process is an error
+// only if no process at all could be read.
+func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error) {
+	pfs, err := procfs.NewFS(s.root)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.root, err)
+	}
+	all, err := pfs.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.root, err)
+	}
+	out := make([]processesProc, 0, len(all))
+	var firstErr error
+	for _, p := range all {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		st, err := p.Stat()
+		if err != nil {
+			if !processesGone(err) && firstErr == nil {
+				firstErr = fmt.Errorf("pid %d: %w", p.PID, err)
+			}
+			continue
+		}
+		pr := processesProc{
+			PID: st.PID, PPID: st.PPID, Start: st.Starttime, Name: st.Comm, State: st.State,
+			Kernel: st.Flags&processesKthreadFlag != 0 || st.PID == 2 || st.PPID == 2,
+		}
+		if processesClass(pr.State) != 0 {
+			if w, err := p.Wchan(); err == nil {
+				pr.Wchan = w
+			}
+		}
+		if pr.State == "D" {
+			if ps, err := p.NewStatus(); err == nil {
+				pr.Switches = ps.TotalCtxtSwitches()
+			}
+		}
+		out = append(out, pr)
+	}
+	if len(out) == 0 {
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		return nil, fmt.Errorf("no processes under %s", s.root)
+	}
+	return out, nil
+}
+
+func processesGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+}
+
+// cmdline reads /proc/<pid>/cmdline, arguments joined by spaces. It blocks
+// while another task holds the process's memory map lock.
+func (s processesProcfs) cmdline(pid int) (string, error) {
+	pfs, err := procfs.NewFS(s.root)
+	if err != nil {
+		return "", err
+	}
+	p, err := pfs.Proc(pid)
+	if err != nil {
+		return "", err
+	}
+	args, err := p.CmdLine()
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(args, " "), nil
+}
+
+// units asks systemd for the watched units and, with FailedUnits, for every
+// failed one. Without systemd it returns errProcessesNoManager.
+func (s processesProcfs) units(ctx context.Context, cfg ProcessesConfig) ([]ProcessesUnit, error) {
+	if len(cfg.Units) == 0 && !cfg.FailedUnits {
+		return nil, nil
+	}
+	if _, err := os.Stat(s.systemdDir); err != nil {
+		return nil, fmt.Errorf("systemd is not running (%s absent): %w", s.systemdDir, errProcessesNoManager)
+	}
+	conn, err := sddbus.NewWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd: %w", err)
+	}
+	defer conn.Close()
+
+	var statuses []sddbus.UnitStatus
+	watched := map[string]bool{}
+	if len(cfg.Units) > 0 {
+		names := make([]string, len(cfg.Units))
+		for i, n := range cfg.Units {
+			names[i] = processesSystemdUnitName(n)
+			watched[names[i]] = true
+		}
+		us, err := conn.ListUnitsByNamesContext(ctx, names)
+		if err != nil {
+			return nil, fmt.Errorf("list watched units: %w", err)
+		}
+		statuses = append(statuses, us...)
+	}
+	if cfg.FailedUnits {
+		us, err := conn.ListUnitsFilteredContext(ctx, []string{"failed"})
+		if err != nil {
+			return nil, fmt.Errorf("list failed units: %w", err)
+		}
+		for _, u := range us {
+			if !watched[u.Name] {
+				statuses = append(statuses, u)
+			}
+		}
+	}
+	out := make([]ProcessesUnit, 0, len(statuses))
+	for _, st := range statuses {
+		u := ProcessesUnit{
+			Name: st.Name, Manager: "systemd", LoadState: st.LoadState,
+			State: st.ActiveState, SubState: st.SubState, Watched: watched[st.Name],
+		}
+		if prop := processesSystemdSinceProperty(u.State); prop != "" && len(out) < processesMaxListed && u.LoadState != "not-found" {
+			if v, err := conn.GetUnitPropertyContext(ctx, u.Name, prop); err == nil {
+				if us, ok := v.Value.Value().(uint64); ok && us > 0 {
+					t := time.UnixMicro(int64(us))
+					u.Since = &t
+				}
+			}
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
