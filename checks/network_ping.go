@@ -1,0 +1,109 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	probing "github.com/prometheus-community/pro-bing"
+)
+
+// ICMP socket kinds, as NetworkData.ICMP names them.
+const (
+	networkICMPRaw    = "raw"
+	networkICMPUnpriv = "unprivileged"
+)
+
+// networkICMP pings with pro-bing and resolves with the system resolver.
+// It pings over a raw socket where it may (root, CAP_NET_RAW, a Windows
+// administrator) and over an unprivileged ICMP datagram socket where it
+// may not (Linux with net.ipv4.ping_group_range covering our group), and
+// remembers which worked so later runs try that one first.
+type networkICMP struct {
+	cfg    NetworkConfig
+	logger *slog.Logger
+	// unpriv is set once an unprivileged socket worked and a raw one did
+	// not.
+	unpriv atomic.Bool
+}
+
+func (p *networkICMP) ping(ctx context.Context, target string) (NetworkPing, string, error) {
+	kinds := []string{networkICMPRaw, networkICMPUnpriv}
+	if p.unpriv.Load() {
+		kinds = []string{networkICMPUnpriv, networkICMPRaw}
+	}
+	var refused []string
+	for _, kind := range kinds {
+		res, opened, err := p.pingAs(ctx, target, kind == networkICMPRaw)
+		if !opened {
+			refused = append(refused, fmt.Sprintf("%s socket: %v", kind, err))
+			continue
+		}
+		p.unpriv.Store(kind == networkICMPUnpriv)
+		return res, kind, nil
+	}
+	return NetworkPing{Target: target}, "", fmt.Errorf("%w: %s%s", errNetworkNoICMP, strings.Join(refused, "; "), networkICMPHint())
+}
+
+// pingAs pings target over one kind of socket. opened is false when the
+// socket could not be opened, which says nothing about the target.
+func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res NetworkPing, opened bool, err error) {
+	addr, err := netip.ParseAddr(target)
+	if err != nil {
+		return NetworkPing{}, false, err
+	}
+	res = NetworkPing{Target: target}
+	pinger := probing.New(target)
+	pinger.SetIPAddr(&net.IPAddr{IP: addr.AsSlice(), Zone: addr.Zone()})
+	pinger.SetPrivileged(raw)
+	pinger.SetLogger(probing.NoopLogger{})
+	pinger.Count = p.cfg.PingCount
+	pinger.Interval = p.cfg.PingInterval.Duration
+	pinger.Timeout = p.cfg.PingTimeout.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		pinger.Timeout = max(time.Millisecond, min(pinger.Timeout, time.Until(dl)))
+	}
+	// OnSetup runs once the socket is open, in Run's goroutine; OnSendError
+	// runs in pro-bing's send loop, which has ended when Run returns.
+	pinger.OnSetup = func() { opened = true }
+	var sendErr error
+	pinger.OnSendError = func(_ *probing.Packet, err error) { sendErr = err }
+
+	runErr := pinger.RunWithContext(ctx)
+	if !opened {
+		if runErr == nil {
+			runErr = fmt.Errorf("pinger ended without opening a socket")
+		}
+		return NetworkPing{}, false, runErr
+	}
+	st := pinger.Statistics()
+	res.Sent, res.Received = st.PacketsSent, st.PacketsRecv
+	res.LossPct = 100
+	if res.Sent > 0 {
+		res.LossPct = pct(float64(res.Sent-min(res.Received, res.Sent)), float64(res.Sent))
+	}
+	if res.Received > 0 {
+		res.RTTMinMs = networkMs(st.MinRtt)
+		res.RTTAvgMs = networkMs(st.AvgRtt)
+		res.RTTMaxMs = networkMs(st.MaxRtt)
+	}
+	switch {
+	case runErr != nil && ctx.Err() == nil:
+		res.Error = runErr.Error()
+	case sendErr != nil:
+		res.Error = sendErr.Error()
+	}
+	if res.Error != "" {
+		p.logger.Debug("network_ping_send_failed", "target", target, "err", res.Error)
+	}
+	return res, true, nil
+}
+
+func (p *networkICMP) resolve(ctx context.Context, name string) ([]string, error) {
+	return net.DefaultResolver.LookupHost(ctx, name)
+}
