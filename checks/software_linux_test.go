@@ -1,0 +1,302 @@
+package checks
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// softwareDpkgParagraph is one installed package as dpkg writes it.
+func softwareDpkgParagraph(name, version string) string {
+	return "Package: " + name + "\nStatus: install ok installed\nPriority: optional\nSection: utils\n" +
+		"Installed-Size: 100\nMaintainer: Debian <debian@example.org>\nArchitecture: amd64\nVersion: " + version +
+		"\nDescription: " + name + "\n a test package\n .\n with a long description\n\n"
+}
+
+// softwareReplace writes a file the way dpkg does: a new file beside it,
+// renamed over the old.
+func softwareReplace(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+"-new", []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+"-new", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newSoftwareUnder(t *testing.T, root string, state *State) *Software {
+	t.Helper()
+	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOff}, Env{State: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSoftwareDpkgStatusChanged(t *testing.T) {
+	root := t.TempDir()
+	status := filepath.Join(root, "var/lib/dpkg/status")
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b7")+
+		softwareDpkgParagraph("curl", "7.88.1-10+deb12u5")+softwareDpkgParagraph("nano", "7.2-1"))
+	state := NewState(t.TempDir(), SoftwareName)
+	s := newSoftwareUnder(t, root, state)
+
+	res := s.Run(context.Background())
+	if res.Summary != "baseline recorded: 3 packages (dpkg 3)" || len(res.Findings) != 0 {
+		t.Fatalf("first run: got %s %q %v", res.Status, res.Summary, res.Findings)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8")+
+		softwareDpkgParagraph("curl", "7.88.1-10+deb12u5")+softwareDpkgParagraph("htop", "3.2.2-2"))
+	res = s.Run(context.Background())
+	want := []string{
+		"sw.installed installed htop (amd64) 3.2.2-2 [dpkg]",
+		"sw.removed removed nano (amd64) 7.2-1 [dpkg]",
+		"sw.upgraded upgraded bash (amd64) from 5.2.15-2+b7 to 5.2.15-2+b8 [dpkg]",
+	}
+	if got := softwareCodes(res.Findings); !slices.Equal(got, want) {
+		t.Fatalf("got findings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	wantChanges := []SoftwareChange{
+		{Change: "installed", Source: "dpkg", Name: "htop", Arch: "amd64", Version: "3.2.2-2"},
+		{Change: "removed", Source: "dpkg", Name: "nano", Arch: "amd64", Version: "7.2-1"},
+		{Change: "upgraded", Source: "dpkg", Name: "bash", Arch: "amd64", Version: "5.2.15-2+b8", OldVersion: "5.2.15-2+b7"},
+	}
+	got := slices.Clone(res.Data.(SoftwareData).Changes)
+	slices.SortFunc(got, func(a, b SoftwareChange) int { return strings.Compare(a.Change, b.Change) })
+	if !slices.Equal(got, wantChanges) {
+		t.Errorf("got changes %+v, want %+v", got, wantChanges)
+	}
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	restarted := newSoftwareUnder(t, root, state)
+	if res := restarted.Run(context.Background()); len(res.Findings) != 0 || res.Summary != "no package changes; 3 packages (dpkg 3)" {
+		t.Errorf("after restart: got %q %v, want no changes", res.Summary, softwareCodes(res.Findings))
+	}
+}
+
+func TestSoftwareGatherIsUnknownWithoutOrWithABrokenDatabase(t *testing.T) {
+	root := t.TempDir()
+	s := newSoftwareUnder(t, root, nil)
+	res := s.Run(context.Background())
+	want := "no package database found (looked for " + root + "/var/lib/dpkg/status, " + root + "/lib/apk/db/installed)"
+	if res.Status != "unknown" || res.Summary != want {
+		t.Errorf("got %s %q, want unknown %q", res.Status, res.Summary, want)
+	}
+
+	apk := filepath.Join(root, "lib/apk/db/installed")
+	if err := os.MkdirAll(filepath.Dir(apk), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(apk, []byte("P:musl\nV:1.2.4-r4\n\nP:busybox\n<html>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res = s.Run(context.Background())
+	if want := "parse " + apk + ": line 5: want X:value"; res.Status != "unknown" || !strings.HasPrefix(res.Summary, want) {
+		t.Errorf("got %s %q, want unknown starting %q", res.Status, res.Summary, want)
+	}
+}
+
+func TestSoftwareWatchSeesDpkgReplaceItsStatusFile(t *testing.T) {
+	root := t.TempDir()
+	status := filepath.Join(root, "var/lib/dpkg/status")
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b7"))
+	s := newSoftwareUnder(t, root, nil)
+	ready := make(chan struct{})
+	s.watching = func() { close(ready) }
+	triggered := make(chan struct{}, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, func() { triggered <- struct{}{} }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("watch ended before it was ready: %v", err)
+	}
+
+	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8"))
+	select {
+	case <-triggered:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no trigger within 2 s of the status file being replaced")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("got %v from Watch after cancel, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Watch did not return after cancel")
+	}
+}
+
+func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {
+	event := func(wd int32, mask uint32, name string) []byte {
+		n := (len(name) + 1 + 15) / 16 * 16 // the kernel pads names with NULs
+		b := make([]byte, unix.SizeofInotifyEvent+n)
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
+		ev.Wd, ev.Mask, ev.Len = wd, mask, uint32(n)
+		copy(b[unix.SizeofInotifyEvent:], name)
+		return b
+	}
+	dpkg, rpm := t.TempDir(), t.TempDir()
+	status, rpmdb := filepath.Join(dpkg, "status"), filepath.Join(rpm, "rpmdb.sqlite")
+	softwareReplace(t, status, "a")
+	softwareReplace(t, rpmdb, "b")
+	w := softwareWatchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]softwareFileSig{}}
+	w.add(1, dpkg, "status")
+	w.add(2, rpm, softwareRPMFiles...)
+
+	steps := []struct {
+		name   string
+		change func()
+		events []byte
+		want   bool
+	}{
+		{"dpkg's lock and journal do not count", nil,
+			slices.Concat(event(1, unix.IN_CLOSE_WRITE, "lock"), event(1, unix.IN_CREATE, "updates")), false},
+		{"status renamed into place counts", func() { softwareReplace(t, status, "c") },
+			slices.Concat(event(1, unix.IN_CREATE, "status-new"), event(1, unix.IN_MOVED_TO, "status")), true},
+		{"the same event again without a change does not count", nil, event(1, unix.IN_MOVED_TO, "status"), false},
+		{"a name watched in another directory does not count", nil, event(2, unix.IN_MOVED_TO, "status"), false},
+		{"rpm closing its database unchanged after a query does not count", nil,
+			slices.Concat(event(2, unix.IN_CLOSE_WRITE, "rpmdb.sqlite-wal"), event(2, unix.IN_CLOSE_WRITE, "rpmdb.sqlite")), false},
+		{"rpm closing its database after writing it counts", func() {
+			if err := os.WriteFile(rpmdb, []byte("longer"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, event(2, unix.IN_CLOSE_WRITE, "rpmdb.sqlite"), true},
+		{"the database deleted counts", func() { os.Remove(rpmdb) }, event(2, unix.IN_DELETE, "rpmdb.sqlite"), true},
+		{"a queue overflow counts", nil, event(-1, unix.IN_Q_OVERFLOW, ""), true},
+	}
+	for _, st := range steps {
+		if st.change != nil {
+			st.change()
+		}
+		if got := w.changed(softwareInotifyEvents(st.events)); got != st.want {
+			t.Errorf("%s: got %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+// TestIntegrationSoftwareRPM builds a package with rpmbuild, records it in
+// a fresh database with Debian's rpm (sqlite backend) and reads it back
+// through the check.
+func TestIntegrationSoftwareRPM(t *testing.T) {
+	for _, tool := range []string{"rpm", "rpmbuild"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found; install it with apt-get install -y --no-install-recommends rpm", tool)
+		}
+	}
+	dir := t.TempDir()
+	run := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	spec := "Name: gdtest\nVersion: %s\nRelease: 4\nEpoch: 2\nSummary: guestdiag test package\nLicense: MIT\n" +
+		"BuildArch: noarch\n%%description\nA package without files.\n%%files\n"
+	build := func(version string) string {
+		t.Helper()
+		f := filepath.Join(dir, "gdtest-"+version+".spec")
+		if err := os.WriteFile(f, []byte(strings.ReplaceAll(spec, "%s", version)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("rpmbuild", "--define", "_topdir "+filepath.Join(dir, "top"), "--define", "_build_id_links none", "-bb", f)
+		return filepath.Join(dir, "top/RPMS/noarch/gdtest-"+version+"-4.noarch.rpm")
+	}
+	v1, v2 := build("1.2.3"), build("1.10.0")
+
+	root := filepath.Join(dir, "root")
+	dbpath := filepath.Join(root, "var/lib/rpm")
+	if err := os.MkdirAll(dbpath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run("rpm", "--initdb", "--dbpath", dbpath)
+	run("rpm", "-i", "--justdb", "--nodeps", "--dbpath", dbpath, v1)
+
+	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOn}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbs, err := s.gather(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []softwareDB{{Source: "rpm", Path: dbpath, Packages: []softwarePackage{{"gdtest", "2:1.2.3-4", "noarch"}}}}
+	if len(dbs) != 1 || dbs[0].Source != want[0].Source || dbs[0].Path != want[0].Path || !slices.Equal(dbs[0].Packages, want[0].Packages) {
+		t.Fatalf("got %+v, want %+v", dbs, want)
+	}
+
+	// The kernel queues an inotify event before the close that makes it
+	// returns, so once rpm has exited its events can be read at once.
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	wd, err := unix.InotifyAddWatch(fd, dbpath, unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO|unix.IN_CREATE|unix.IN_DELETE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := softwareWatchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]softwareFileSig{}}
+	w.add(int32(wd), dbpath, softwareRPMFiles...)
+	pending := func() []softwareInotifyEvent {
+		buf := make([]byte, 64<<10)
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			return nil // EAGAIN: nothing queued
+		}
+		return softwareInotifyEvents(buf[:n])
+	}
+
+	s.Run(context.Background())
+	s.Commit()
+	if evs := pending(); w.changed(evs) {
+		t.Errorf("the check's own rpm -qa counted as a change: %+v", evs)
+	}
+	run("rpm", "-U", "--justdb", "--nodeps", "--dbpath", dbpath, v2)
+	if evs := pending(); !w.changed(evs) {
+		t.Errorf("rpm -U did not count as a change: %+v", evs)
+	}
+	res := s.Run(context.Background())
+	if got, want := softwareCodes(res.Findings), []string{"sw.upgraded upgraded gdtest (noarch) from 2:1.2.3-4 to 2:1.10.0-4 [rpm]"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestSoftwareRPMOnWithoutADatabaseIsUnknown(t *testing.T) {
+	root := t.TempDir()
+	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOn}, Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.Run(context.Background())
+	if res.Status != "unknown" || !strings.HasPrefix(res.Summary, "rpm is on but no rpm database found in "+root+"/usr/lib/sysimage/rpm, ") {
+		t.Errorf("got %s %q", res.Status, res.Summary)
+	}
+}
