@@ -1,0 +1,613 @@
+package checks
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf16"
+
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+func fwTestLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(fwTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type fwTestWriter struct{ t *testing.T }
+
+func (w fwTestWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func fwChainOf(t *testing.T, chains []fwChain, table, name string) fwChain {
+	t.Helper()
+	for _, c := range chains {
+		if c.Table == table && c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no chain %s %s in %v", table, name, chains)
+	return fwChain{}
+}
+
+func fwHasCode(res Result, code string) bool {
+	return slices.ContainsFunc(res.Findings, func(f protocol.Finding) bool { return f.Code == code })
+}
+
+// fwFakeSource serves programmable gatherings.
+type fwFakeSource struct {
+	mu  sync.Mutex
+	g   fwGathered
+	err error
+}
+
+func (f *fwFakeSource) set(g fwGathered, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.g, f.err = g, err
+}
+
+func (f *fwFakeSource) gather(context.Context) (fwGathered, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.g, f.err
+}
+
+func (f *fwFakeSource) watch(context.Context, func()) error { return errors.ErrUnsupported }
+
+func fwInputChain(policy string, rules ...string) fwChain {
+	return fwChain{
+		Table: "inet filter", Family: "inet", Name: "input", Hook: "input", Policy: policy,
+		Header: "type filter hook input priority 0 policy " + policy, Rules: rules,
+	}
+}
+
+func fwNftGathered(chains ...fwChain) fwGathered {
+	return fwGathered{chains: chains, sources: []string{"nftables"}}
+}
+
+func TestFirewallDecide(t *testing.T) {
+	tests := []struct {
+		name    string
+		g       fwGathered
+		enabled bool
+		reason  string
+	}{
+		{"an empty ruleset is off", fwNftGathered(), false, "the ruleset is empty"},
+		{"an input chain with policy drop is on", fwNftGathered(fwInputChain("drop")), true, "inet filter input drops by policy"},
+		{
+			"an input chain ending in reject is on",
+			fwNftGathered(func() fwChain { c := fwInputChain("accept", "reject"); c.FinalDrop = true; return c }()),
+			true, "inet filter input drops or rejects by its last rule",
+		},
+		{"an input chain accepting by policy is off", fwNftGathered(fwInputChain("accept", "tcp dport 22 drop")), false, "no input chain drops or rejects by policy or by its last rule"},
+		{
+			"a bridge chain does not protect the guest",
+			fwNftGathered(fwChain{Table: "bridge filter", Family: "bridge", Name: "input", Hook: "input", Policy: "drop"}),
+			false, "no input chain drops or rejects by policy or by its last rule",
+		},
+		{"a running firewalld is on", fwGathered{firewalld: "running"}, true, "firewalld is running"},
+		{"an active ufw is on", fwGathered{ufw: "active"}, true, "ufw is active"},
+		{"a stopped firewalld says so", fwGathered{firewalld: "not running"}, false, "firewalld is not running"},
+		{
+			"windows with every profile on and blocking is on",
+			fwGathered{profiles: []FirewallProfile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: true, Inbound: "block"}}},
+			true, "all profiles on, blocking inbound connections by default",
+		},
+		{
+			"windows with one profile off is off",
+			fwGathered{profiles: []FirewallProfile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: false, Inbound: "block", Policy: true}}},
+			false, "Public profile is off (group policy)",
+		},
+		{
+			"windows allowing inbound by default is off",
+			fwGathered{profiles: []FirewallProfile{{Name: "Private", Enabled: true, Inbound: "allow"}}},
+			false, "Private profile allows inbound connections by default",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enabled, reasons := fwDecide(tt.g.chains, tt.g)
+			if enabled != tt.enabled || !slices.Contains(reasons, tt.reason) {
+				t.Errorf("got %v %q, want %v with %q", enabled, reasons, tt.enabled, tt.reason)
+			}
+		})
+	}
+}
+
+func TestFirewallRun(t *testing.T) {
+	src := &fwFakeSource{}
+	env := Env{Logger: fwTestLogger(t), State: NewState(t.TempDir(), FirewallName)}
+	fw := newFirewall(DefaultFirewallConfig(), src, env)
+
+	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 22 accept", "tcp dport 80 accept")), nil)
+	t.Run("the first run reports no change and keeps the ruleset as baseline", func(t *testing.T) {
+		res := fw.Run(t.Context())
+		if res.Status != protocol.StatusOK || len(res.Findings) != 0 {
+			t.Fatalf("got %s %q %v", res.Status, res.Summary, res.Findings)
+		}
+		if got, want := res.Summary, "firewall is on: inet filter input drops by policy"; got != want {
+			t.Errorf("summary %q, want %q", got, want)
+		}
+		if err := fw.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 443 accept", "tcp dport 22 accept", "tcp dport 8080 accept")), nil)
+	t.Run("a changed ruleset lists what was added and removed", func(t *testing.T) {
+		res := fw.Run(t.Context())
+		if res.Status != protocol.StatusWarn || len(res.Findings) != 1 {
+			t.Fatalf("got %s %q %v", res.Status, res.Summary, res.Findings)
+		}
+		f := res.Findings[0]
+		if f.Code != CodeFirewallChanged || f.Message != "2 rules added, 1 removed in table inet filter" || f.Source != "inet filter" {
+			t.Errorf("finding %+v", f)
+		}
+		d := res.Data.(FirewallData)
+		wantAdded := []string{"inet filter input: tcp dport 443 accept", "inet filter input: tcp dport 8080 accept"}
+		wantRemoved := []string{"inet filter input: tcp dport 80 accept"}
+		if !slices.Equal(d.Added, wantAdded) || !slices.Equal(d.Removed, wantRemoved) || d.AddedCount != 2 || d.RemovedCount != 1 {
+			t.Errorf("added %q (%d), removed %q (%d)", d.Added, d.AddedCount, d.Removed, d.RemovedCount)
+		}
+		if d.Baseline == "" || d.Baseline == d.Fingerprint {
+			t.Errorf("baseline %q, fingerprint %q: want two different fingerprints", d.Baseline, d.Fingerprint)
+		}
+	})
+
+	t.Run("an uncommitted change is reported again", func(t *testing.T) {
+		res := fw.Run(t.Context())
+		if !fwHasCode(res, CodeFirewallChanged) {
+			t.Fatalf("got %s %q", res.Status, res.Summary)
+		}
+		if err := fw.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if res := fw.Run(t.Context()); res.Status != protocol.StatusOK {
+			t.Errorf("after commit: got %s %q", res.Status, res.Summary)
+		}
+	})
+
+	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
+	t.Run("rules that only moved are reported as reordered", func(t *testing.T) {
+		res := fw.Run(t.Context())
+		if len(res.Findings) != 1 || res.Findings[0].Message != "rules reordered in table inet filter" {
+			t.Fatalf("got %s %v", res.Status, res.Findings)
+		}
+		if err := fw.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	src.set(fwNftGathered(fwInputChain("accept", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
+	t.Run("a policy turned to accept is fw.disabled and a changed chain", func(t *testing.T) {
+		res := fw.Run(t.Context())
+		if res.Status != protocol.StatusCrit || !fwHasCode(res, CodeFirewallDisabled) || !fwHasCode(res, CodeFirewallChanged) {
+			t.Fatalf("got %s %v", res.Status, res.Findings)
+		}
+		if got, want := res.Findings[1].Message, "2 chain definitions added or removed in table inet filter"; got != want {
+			t.Errorf("message %q, want %q", got, want)
+		}
+	})
+
+	t.Run("a restarted check loads the committed baseline", func(t *testing.T) {
+		res := newFirewall(DefaultFirewallConfig(), src, env).Run(t.Context())
+		if !fwHasCode(res, CodeFirewallChanged) {
+			t.Errorf("got %s %v, want fw.changed against the saved baseline", res.Status, res.Findings)
+		}
+	})
+}
+
+func TestFirewallConfig(t *testing.T) {
+	off := fwNftGathered(fwInputChain("accept"))
+	tests := []struct {
+		name string
+		cfg  func(*FirewallConfig)
+		sev  protocol.Severity
+	}{
+		{"by default a disabled firewall is critical", func(*FirewallConfig) {}, protocol.SeverityCrit},
+		{"disabled_severity warn makes it a warning", func(c *FirewallConfig) { c.DisabledSeverity = "warn" }, protocol.SeverityWarn},
+		{"an unknown disabled_severity stays critical", func(c *FirewallConfig) { c.DisabledSeverity = "loud" }, protocol.SeverityCrit},
+		{"require_enabled false reports it as info", func(c *FirewallConfig) { c.RequireEnabled = false }, protocol.SeverityInfo},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultFirewallConfig()
+			tt.cfg(&cfg)
+			res := newFirewall(cfg, &fwFakeSource{g: off}, Env{}).Run(t.Context())
+			if len(res.Findings) != 1 || res.Findings[0].Severity != tt.sev {
+				t.Fatalf("got %v, want one finding of severity %s", res.Findings, tt.sev)
+			}
+		})
+	}
+
+	t.Run("config keys decode from the agent's JSON", func(t *testing.T) {
+		cfg := DefaultFirewallConfig()
+		err := json.Unmarshal([]byte(`{"require_enabled":false,"disabled_severity":"warn","ignore_tables":["ip nat","libvirt_network"],"max_listed_rules":5}`), &cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := FirewallConfig{DisabledSeverity: "warn", IgnoreTables: []string{"ip nat", "libvirt_network"}, MaxListedRules: 5}
+		if fmt.Sprint(cfg) != fmt.Sprint(want) {
+			t.Errorf("got %+v, want %+v", cfg, want)
+		}
+	})
+
+	t.Run("ignored tables leave the decision and the fingerprint", func(t *testing.T) {
+		cfg := DefaultFirewallConfig()
+		cfg.IgnoreTables = []string{"libvirt_network", "ip nat"}
+		g := fwNftGathered(
+			fwChain{Table: "ip libvirt_network", Family: "ip", Name: "guest_input", Hook: "input", Policy: "drop"},
+			fwChain{Table: "ip nat", Family: "ip", Name: "postrouting", Rules: []string{"masquerade"}},
+		)
+		res := newFirewall(cfg, &fwFakeSource{g: g}, Env{}).Run(t.Context())
+		d := res.Data.(FirewallData)
+		if d.Enabled || !slices.Equal(d.Ignored, []string{"ip libvirt_network", "ip nat"}) || len(d.Tables) != 0 {
+			t.Errorf("enabled %v ignored %q tables %v", d.Enabled, d.Ignored, d.Tables)
+		}
+		if d.Fingerprint != fwSnapshotOf(nil).Fingerprint {
+			t.Errorf("fingerprint %s, want the empty ruleset's", d.Fingerprint)
+		}
+	})
+
+	t.Run("added rules are listed up to max_listed_rules with full counts", func(t *testing.T) {
+		cfg := DefaultFirewallConfig()
+		cfg.MaxListedRules = 3
+		src := &fwFakeSource{g: fwNftGathered(fwInputChain("drop"))}
+		fw := newFirewall(cfg, src, Env{})
+		fw.Run(t.Context())
+		if err := fw.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		var rules []string
+		for i := range 10 {
+			rules = append(rules, "tcp dport "+strconv.Itoa(1000+i)+" accept")
+		}
+		src.set(fwNftGathered(fwInputChain("drop", rules...)), nil)
+		d := fw.Run(t.Context()).Data.(FirewallData)
+		if len(d.Added) != 3 || d.AddedCount != 10 {
+			t.Errorf("listed %d of %d, want 3 of 10", len(d.Added), d.AddedCount)
+		}
+	})
+}
+
+func TestFirewallUnknown(t *testing.T) {
+	t.Run("a source that cannot be read is unknown with the reason", func(t *testing.T) {
+		src := &fwFakeSource{err: errors.New("nftables: permission denied (needs root or CAP_NET_ADMIN)")}
+		res := newFirewall(DefaultFirewallConfig(), src, Env{}).Run(t.Context())
+		if res.Status != protocol.StatusUnknown || !strings.Contains(res.Summary, "permission denied") {
+			t.Errorf("got %s %q", res.Status, res.Summary)
+		}
+	})
+	t.Run("no firewall in a partial read is unknown, not disabled", func(t *testing.T) {
+		g := fwNftGathered()
+		g.errs = []string{"legacy ip tables (filter): none of iptables-legacy-save, iptables-save is installed"}
+		res := newFirewall(DefaultFirewallConfig(), &fwFakeSource{g: g}, Env{}).Run(t.Context())
+		if res.Status != protocol.StatusUnknown || len(res.Findings) != 0 {
+			t.Errorf("got %s %q %v", res.Status, res.Summary, res.Findings)
+		}
+	})
+	t.Run("a firewall found in a partial read is on, and not kept as baseline", func(t *testing.T) {
+		g := fwNftGathered(fwInputChain("drop"))
+		g.errs = []string{"legacy ip tables (filter): exit status 1"}
+		fw := newFirewall(DefaultFirewallConfig(), &fwFakeSource{g: g}, Env{})
+		res := fw.Run(t.Context())
+		if res.Status != protocol.StatusOK || fw.pending != nil {
+			t.Errorf("got %s %q, pending %v", res.Status, res.Summary, fw.pending)
+		}
+	})
+}
+
+func TestFirewallDiffManyTables(t *testing.T) {
+	var old, cur []fwChain
+	for i := range fwMaxChangedTables + 5 {
+		name := fmt.Sprintf("ip t%02d", i)
+		old = append(old, fwChain{Table: name, Name: "c", Rules: []string{"accept"}})
+		cur = append(cur, fwChain{Table: name, Name: "c", Rules: []string{"drop"}})
+	}
+	fs := fwDiff(fwSnapshotOf(old), fwSnapshotOf(cur)).findings()
+	if len(fs) != fwMaxChangedTables+1 {
+		t.Fatalf("%d findings, want %d", len(fs), fwMaxChangedTables+1)
+	}
+	if last := fs[len(fs)-1]; last.Count != 5 || last.Message != "5 more tables changed: 5 lines added, 5 removed" {
+		t.Errorf("last finding %+v", last)
+	}
+}
+
+func TestFirewallParseIptablesSave(t *testing.T) {
+	t.Run("ufw's legacy ruleset with counters", func(t *testing.T) {
+		chains := fwReadIptables(t, "testdata/firewall/iptables-legacy-save.txt")
+		in := fwChainOf(t, chains, "legacy ip filter", "INPUT")
+		if in.Hook != "input" || in.Policy != "drop" || in.Header != "policy DROP" {
+			t.Errorf("INPUT: %+v", in)
+		}
+		if want := []string{"-j ufw-before-input", "-j ufw-after-input"}; !slices.Equal(in.Rules, want) {
+			t.Errorf("INPUT rules %q, want %q", in.Rules, want)
+		}
+		user := fwChainOf(t, chains, "legacy ip filter", "ufw-user-input")
+		want := []string{
+			`-p tcp -m tcp --dport 22 -m comment --comment "\'dapp_OpenSSH\'" -j ACCEPT`,
+			"-s 192.168.10.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
+		}
+		if user.Hook != "" || user.Policy != "" || !slices.Equal(user.Rules, want) {
+			t.Errorf("ufw-user-input: %+v", user)
+		}
+		if nat := fwChainOf(t, chains, "legacy ip nat", "INPUT"); nat.Hook != "" {
+			t.Errorf("nat INPUT counts as the input hook: %+v", nat)
+		}
+		if len(chains) != 10 {
+			t.Errorf("%d chains, want 10", len(chains))
+		}
+	})
+	t.Run("an old CentOS ruleset ending in REJECT", func(t *testing.T) {
+		chains := fwReadIptables(t, "testdata/firewall/iptables-legacy-save-reject.txt")
+		in := fwChainOf(t, chains, "legacy ip filter", "INPUT")
+		if !in.FinalDrop || in.Policy != "accept" || len(in.Rules) != 5 {
+			t.Errorf("INPUT: %+v", in)
+		}
+		enabled, _ := fwDecide(chains, fwGathered{})
+		if !enabled {
+			t.Error("not enabled")
+		}
+	})
+	t.Run("the nf_tables variant's output is refused", func(t *testing.T) {
+		b, err := os.ReadFile("testdata/firewall/iptables-nft-save.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fwParseIptablesSave(b, "ip"); !errors.Is(err, fwErrNotLegacy) {
+			t.Errorf("err = %v, want fwErrNotLegacy", err)
+		}
+	})
+	t.Run("counters do not change the fingerprint", func(t *testing.T) {
+		a, err := fwParseIptablesSave([]byte("*filter\n:INPUT DROP [1:2]\n[5:300] -A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := fwParseIptablesSave([]byte("*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fwSnapshotOf(a).Fingerprint != fwSnapshotOf(b).Fingerprint {
+			t.Error("fingerprints differ")
+		}
+	})
+	for _, bad := range []string{"-A INPUT -j ACCEPT\n", "*filter\n-A NOPE -j ACCEPT\n", "*filter\n:INPUT\n"} {
+		t.Run(fmt.Sprintf("malformed input %q is an error", bad), func(t *testing.T) {
+			if _, err := fwParseIptablesSave([]byte(bad), "ip"); err == nil {
+				t.Error("no error")
+			}
+		})
+	}
+}
+
+func fwReadIptables(t *testing.T, path string) []fwChain {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains, err := fwParseIptablesSave(b, "ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chains
+}
+
+// fwRegExport is a `reg export` file: key path -> value name -> value.
+// Only REG_SZ (string) and REG_DWORD values are kept.
+type fwRegExport map[string]map[string]any
+
+// fwReadRegExport reads a .reg file as reg export writes it: UTF-16LE with
+// a byte order mark and CRLF line ends, strings with \\ and \" escapes.
+func fwReadRegExport(t *testing.T, path string) fwRegExport {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0xff || b[1] != 0xfe {
+		t.Fatalf("%s: no UTF-16LE byte order mark", path)
+	}
+	u := make([]uint16, (len(b)-2)/2)
+	for i := range u {
+		u[i] = uint16(b[2+2*i]) | uint16(b[3+2*i])<<8
+	}
+	out := fwRegExport{}
+	var key string
+	sc := bufio.NewScanner(strings.NewReader(string(utf16.Decode(u))))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		switch {
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			key = line[1 : len(line)-1]
+			out[key] = map[string]any{}
+		case strings.HasPrefix(line, `"`):
+			name, rest, ok := fwRegString(line)
+			if !ok || !strings.HasPrefix(rest, "=") {
+				t.Fatalf("%s: bad value line %q", path, line)
+			}
+			rest = rest[1:]
+			switch {
+			case strings.HasPrefix(rest, "dword:"):
+				n, err := strconv.ParseUint(rest[len("dword:"):], 16, 32)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", path, line, err)
+				}
+				out[key][name] = uint32(n)
+			case strings.HasPrefix(rest, `"`):
+				v, _, ok := fwRegString(rest)
+				if !ok {
+					t.Fatalf("%s: bad string in %q", path, line)
+				}
+				out[key][name] = v
+			}
+		}
+	}
+	return out
+}
+
+// fwRegString reads one quoted .reg string from the start of s.
+func fwRegString(s string) (string, string, bool) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '"':
+			return b.String(), s[i+1:], true
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return "", "", false
+}
+
+func (r fwRegExport) values(base string, sub func(fwWinProfile) string) []fwWinValues {
+	var out []fwWinValues
+	for _, p := range fwWinProfileKeys {
+		var v fwWinValues
+		vals := r[`HKEY_LOCAL_MACHINE\`+base+`\`+sub(p)]
+		if n, ok := vals["EnableFirewall"].(uint32); ok {
+			v.EnableFirewall = &n
+		}
+		if n, ok := vals["DefaultInboundAction"].(uint32); ok {
+			v.DefaultInboundAction = &n
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (r fwRegExport) rules(key string) map[string]string {
+	out := map[string]string{}
+	for name, v := range r[`HKEY_LOCAL_MACHINE\`+key+`\FirewallRules`] {
+		if s, ok := v.(string); ok {
+			out[name] = s
+		}
+	}
+	return out
+}
+
+func TestFirewallWindowsRegistry(t *testing.T) {
+	local := fwReadRegExport(t, "testdata/firewall/windows-local.reg")
+	policy := fwReadRegExport(t, "testdata/firewall/windows-policy.reg")
+	localValues := local.values(fwWinLocalKey, func(p fwWinProfile) string { return p.localKey })
+	policyValues := policy.values(fwWinPolicyKey, func(p fwWinProfile) string { return p.policyKey })
+
+	t.Run("the local settings alone keep every profile on and blocking", func(t *testing.T) {
+		got := fwWinEffective(localValues, nil)
+		want := []FirewallProfile{
+			{Name: "Domain", Enabled: true, Inbound: "block"},
+			{Name: "Private", Enabled: true, Inbound: "block"},
+			{Name: "Public", Enabled: true, Inbound: "block"},
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+		if on, why := fwDecide(nil, fwGathered{profiles: got}); !on {
+			t.Errorf("off: %q", why)
+		}
+	})
+
+	t.Run("group policy turns Public off and lets Private allow inbound", func(t *testing.T) {
+		got := fwWinEffective(localValues, policyValues)
+		want := []FirewallProfile{
+			{Name: "Domain", Enabled: true, Inbound: "block", Policy: true},
+			{Name: "Private", Enabled: true, Inbound: "allow", Policy: true},
+			{Name: "Public", Enabled: false, Inbound: "block", Policy: true},
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %+v, want %+v", got, want)
+		}
+		on, why := fwDecide(nil, fwGathered{profiles: got})
+		wantWhy := []string{
+			"Private profile allows inbound connections by default (group policy)",
+			"Public profile is off (group policy)",
+		}
+		if on || !slices.Equal(why, wantWhy) {
+			t.Errorf("got %v %q, want off %q", on, why, wantWhy)
+		}
+	})
+
+	t.Run("rules read in canonical form", func(t *testing.T) {
+		rules := local.rules(fwWinLocalKey)
+		if len(rules) != 6 {
+			t.Fatalf("%d rules in the fixture, want 6", len(rules))
+		}
+		tests := []struct {
+			id, dir, text string
+		}{
+			{
+				"RemoteDesktop-UserMode-In-TCP", "in",
+				`RemoteDesktop-UserMode-In-TCP: allow active app=%SystemRoot%\system32\svchost.exe desc=@FirewallAPI.dll,-28756 embedctxt=@FirewallAPI.dll,-28752 lport=3389 name=@FirewallAPI.dll,-28775 protocol=6 svc=termservice`,
+			},
+			{
+				"FPS-ICMP4-ERQ-In", "in",
+				`FPS-ICMP4-ERQ-In: allow inactive app=System desc=@FirewallAPI.dll,-28544 embedctxt=@FirewallAPI.dll,-28502 icmp4=8:* name=@FirewallAPI.dll,-28543 profile=Domain protocol=1`,
+			},
+			{
+				"{6F1C2B1E-3A5D-4C7B-9E21-5B8D0A9F4C11}", "in",
+				`{6F1C2B1E-3A5D-4C7B-9E21-5B8D0A9F4C11}: allow active desc="opened by the \"devtools\" installer" lport=8080 lport=8443 name="Dev web server" profile=Private protocol=6`,
+			},
+			{
+				"{0B7E5D43-2C19-4F0A-8D36-7E1A2B9C5D08}", "out",
+				`{0B7E5D43-2C19-4F0A-8D36-7E1A2B9C5D08}: block active name="Block SMTP out" protocol=6 ra4=203.0.113.0/255.255.255.0 rport=25`,
+			},
+		}
+		for _, tt := range tests {
+			r := fwParseWinRule(tt.id, rules[tt.id])
+			if r.dir != tt.dir || r.text != tt.text {
+				t.Errorf("%s:\n got %s %s\nwant %s %s", tt.id, r.dir, r.text, tt.dir, tt.text)
+			}
+		}
+	})
+
+	t.Run("a rule's version does not change its text", func(t *testing.T) {
+		a := fwParseWinRule("x", "v2.10|Action=Allow|Dir=In|LPort=1|")
+		b := fwParseWinRule("x", "v2.33|Action=Allow|Dir=In|LPort=1|")
+		if a != b {
+			t.Errorf("%+v != %+v", a, b)
+		}
+	})
+
+	t.Run("a value that is not a rule is kept verbatim", func(t *testing.T) {
+		if r := fwParseWinRule("odd", "hello"); r.text != `odd: unparsed "hello"` || r.dir != "other" {
+			t.Errorf("got %+v", r)
+		}
+	})
+
+	t.Run("profiles and both stores make stable chains", func(t *testing.T) {
+		profiles := fwWinEffective(localValues, policyValues)
+		chains := fwWinChains(profiles, local.rules(fwWinLocalKey), policy.rules(fwWinPolicyKey))
+		snap := fwSnapshotOf(chains)
+		again := fwSnapshotOf(fwWinChains(profiles, local.rules(fwWinLocalKey), policy.rules(fwWinPolicyKey)))
+		if snap.Fingerprint != again.Fingerprint {
+			t.Error("two readings of the same registry differ")
+		}
+		if got := fwChainOf(t, chains, "windows profiles", "Public").Header; got != "firewall off inbound block group-policy" {
+			t.Errorf("Public header %q", got)
+		}
+		in := fwChainOf(t, chains, "windows policy", "in")
+		if len(in.Rules) != 1 || !strings.HasPrefix(in.Rules[0], "{A3C2E1F0-7B6D-4E5C-9A8B-1D2E3F4A5B6C}: allow active lport=5985") {
+			t.Errorf("policy rules %q", in.Rules)
+		}
+		if got := len(fwChainOf(t, chains, "windows local", "in").Rules); got != 4 {
+			t.Errorf("%d local inbound rules, want 4", got)
+		}
+	})
+}
