@@ -1,0 +1,159 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// logsKmsg reads the kernel's ring buffer through /dev/kmsg, for systems
+// without journald. Its position is the sequence number of the next record
+// and the boot id, since sequence numbers start over at every boot.
+type logsKmsg struct {
+	path       string
+	bootIDPath string
+	filter     *logsFilter
+	scanWindow time.Duration
+}
+
+const logsKmsgSource = "kmsg"
+
+func (r *logsKmsg) name() string { return logsKmsgSource }
+
+func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
+	pos, saved := sink.position(logsKmsgSource)
+	bootID := ""
+	if b, err := os.ReadFile(r.bootIDPath); err == nil {
+		bootID = strings.TrimSpace(string(b))
+	}
+	fd, err := unix.Open(r.path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", r.path, err)
+	}
+	defer unix.Close(fd)
+
+	// Records before next are not reported; a scan without position skips
+	// records older than the scan window, a follow without position skips
+	// everything there is now.
+	var next, minUsec uint64
+	skipAll := false
+	switch {
+	case saved && pos.BootID == bootID && pos.NextSeq > 0:
+		next = pos.NextSeq
+		sink.started(logsKmsgSource, "kmsg", "saved_position")
+	case saved && pos.BootID != "" && pos.BootID != bootID:
+		sink.started(logsKmsgSource, "kmsg", "beginning") // a new boot
+	case follow:
+		skipAll = true
+		sink.started(logsKmsgSource, "kmsg", "end")
+	default:
+		if up := logsMonotonic(); up > r.scanWindow {
+			minUsec = uint64((up - r.scanWindow) / time.Microsecond)
+		}
+		sink.started(logsKmsgSource, "kmsg", "recent_tail")
+	}
+	boot := time.Now().Add(-logsMonotonic())
+
+	buf := make([]byte, 16<<10)
+	var entries []logsEntry
+	var read uint64
+	pushed := next
+	flush := func() {
+		if read > 0 || len(entries) > 0 || next != pushed {
+			sink.push(logsKmsgSource, LogsPosition{NextSeq: next, BootID: bootID}, read, entries)
+		}
+		entries, read, pushed = entries[:0], 0, next
+	}
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			skipAll = false
+			flush()
+			if !follow {
+				return nil
+			}
+			if err := logsWaitReadable(ctx, fd); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		case errors.Is(err, unix.EPIPE):
+			continue // overwritten before we read them; the next read goes on
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("read %s: %w", r.path, err)
+		case n == 0:
+			flush()
+			return nil
+		}
+		rec, err := parseLogsKmsg(buf[:n])
+		if err != nil || rec.Seq < next {
+			continue
+		}
+		next = rec.Seq + 1
+		if skipAll || rec.Usec < minUsec {
+			continue
+		}
+		read++
+		if e, ok := r.entry(rec, boot); ok {
+			entries = append(entries, e)
+		}
+		if read >= 512 {
+			flush()
+		}
+	}
+}
+
+func (r *logsKmsg) entry(rec logsKmsgRecord, boot time.Time) (logsEntry, bool) {
+	if rec.Level > r.filter.minPri {
+		return logsEntry{}, false
+	}
+	pri, ok := r.filter.classify(rec.Level, []byte(rec.Message))
+	if !ok {
+		return logsEntry{}, false
+	}
+	e := logsEntry{Source: logsKmsgSource, Unit: "kernel", Priority: pri, Message: rec.Message,
+		Time: boot.Add(time.Duration(rec.Usec) * time.Microsecond)}
+	if rec.Facility != 0 {
+		e.Unit, e.PID, e.Message = logsKmsgIdent(rec.Message)
+	}
+	return e, true
+}
+
+// logsWaitReadable waits until fd has a record or ctx ends, checking ctx
+// every 250 ms.
+func logsWaitReadable(ctx context.Context, fd int) error {
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 250)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll kmsg: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// logsMonotonic is the time since boot on the clock kmsg stamps records
+// with.
+func logsMonotonic() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
