@@ -309,7 +309,16 @@ func (n *Network) Run(ctx context.Context) Result {
 			Message:  fmt.Sprintf("%s, which holds the default route via %s, is down: %s", link.Name, data.Gateway, link.State),
 			Source:   clip(link.Name, protocol.MaxSourceLen),
 		}
-		return networkResult(data, []protocol.Finding{f}, "")
+		// The gateway cannot answer over a dead link, and alerts about a
+		// complete network failure key on gateway_unreachable whatever the
+		// cause; link_down says which cause.
+		g := protocol.Finding{
+			Code:     CodeNetGatewayUnreachable,
+			Severity: protocol.SeverityCrit,
+			Message:  fmt.Sprintf("gateway %s cannot be reached: %s has no link: complete network failure", data.Gateway, link.Name),
+			Source:   clip(data.Gateway, protocol.MaxSourceLen),
+		}
+		return networkResult(data, []protocol.Finding{f, g}, "")
 	}
 
 	gw := route.Gateway

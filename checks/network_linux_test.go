@@ -351,10 +351,10 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 		}
 	})
 
-	t.Run("a veth whose peer went down is link_down without carrier", func(t *testing.T) {
+	t.Run("a veth whose peer went down is link_down without carrier, and its gateway unreachable", func(t *testing.T) {
 		networkIP(t, "-n", l.gw, "link", "set", l.gwIf, "down")
 		defer networkIP(t, "-n", l.gw, "link", "set", l.gwIf, "up")
-		m := expect(t, protocol.StatusCrit, CodeNetLinkDown)
+		m := expect(t, protocol.StatusCrit, CodeNetLinkDown, CodeNetGatewayUnreachable)
 		if d := m.Result.Data; d.Interface != l.guestIf || d.RouteGone || len(d.Pings) != 0 {
 			t.Errorf("data = %+v, want %s with its route and no pings", d, l.guestIf)
 		}

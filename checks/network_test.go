@@ -291,10 +291,10 @@ func TestNetworkRun(t *testing.T) {
 			codes:  []string{CodeNetNoDefaultRoute},
 		},
 		{
-			name:   "a down interface holding the route is link_down and pings nothing",
+			name:   "a down interface holding the route is link_down, its gateway unreachable, and nothing is pinged",
 			gather: networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Down}},
 			status: protocol.StatusCrit,
-			codes:  []string{CodeNetLinkDown},
+			codes:  []string{CodeNetLinkDown, CodeNetGatewayUnreachable},
 		},
 		{
 			name:      "a down interface that held the route before is link_down though the route is gone",
