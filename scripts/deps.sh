@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make demo` and `make test` need beyond Go: QEMU, a static
 # busybox and an apt package list that knows the Debian cloud kernel (the lab
-# downloads it with `apt-get download` on first use). As root with apt-get it
+# downloads it with `apt-get download` on first use), and the tools the checks'
+# integration tests drive: ip (network namespaces), nft (rulesets), rpm and
+# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe). As root with apt-get it
 # installs them; otherwise it says what to install and stops.
 set -euo pipefail
 
@@ -10,6 +12,10 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
 	missing+=(busybox-static)
 fi
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
 
 if ! command -v go >/dev/null 2>&1; then
@@ -23,7 +29,7 @@ fi
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 	echo "deps: missing: ${missing[*]:-} ${missing[*]:+and }an apt list with linux-image-cloud-amd64" >&2
-	echo "deps: on Debian, as root: apt-get update && apt-get install -y --no-install-recommends qemu-system-x86 busybox-static" >&2
+	echo "deps: on Debian, as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]:-qemu-system-x86 busybox-static}" >&2
 	exit 1
 fi
 
