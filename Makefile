@@ -43,6 +43,8 @@ bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1
 	$(GO) test ./hostrelay -run XXX -bench RelayThroughput -benchtime 200000x -count 3 -cpu 1
 	$(GO) test ./hostrelay -run XXX -bench RelayLatency1000 -benchtime 10000x -count 3 -cpu 1
+	$(GO) test ./checks -run XXX -bench 'LogsFilePipeline|ResourcesRun' -benchmem -count 3 -cpu 1
+	test/bench/cycle.sh -test.count 3 -test.cpu 1 -test.benchtime 10x
 
 fuzz:
 	$(GO) test ./protocol -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30s
