@@ -11,6 +11,10 @@ import (
 	"strings"
 )
 
+// NFTablesModules let a guest kernel hold an nftables ruleset, for the
+// firewall check.
+var NFTablesModules = []string{"lib/libcrc32c", "net/netfilter/nfnetlink", "net/netfilter/nf_tables"}
+
 // AgentLab boots guests that run guestdiag-agent, each with a libvirt-style
 // channel socket under ChannelRoot, so a relay finds them the way it finds
 // them on a libvirt host.

@@ -20,9 +20,6 @@ import (
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
 
-// nftModules let the guest kernel load an nftables ruleset.
-var nftModules = []string{"lib/libcrc32c", "net/netfilter/nfnetlink", "net/netfilter/nf_tables"}
-
 // faultsAgentConfig turns every check on with lab-sized thresholds. The
 // "internet" target is QEMU's DNS address, which answers ping on the
 // restricted user network; nothing leaves this machine.
@@ -159,7 +156,7 @@ func TestIntegrationFaults(t *testing.T) {
 	reports := watchReports(t, nc, "gamma")
 
 	vm := bootAgent(t, ctx, l, vmlab.AgentGuest{
-		Name: "gamma", ID: 3, Network: true, Modules: nftModules,
+		Name: "gamma", ID: 3, Network: true, Modules: vmlab.NFTablesModules,
 		AgentConfig: faultsAgentConfig,
 		Files:       []vmlab.File{{HostPath: "testdata/guest/dpkg-status", GuestPath: "/var/lib/dpkg/status", Mode: 0o644}, {HostPath: "testdata/guest/dpkg-install-nginx.sh", GuestPath: "/etc/vmlab/dpkg-install-nginx.sh", Mode: 0o644}},
 	})

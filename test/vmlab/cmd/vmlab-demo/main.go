@@ -23,6 +23,13 @@ import (
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
 
+// demoAgentConfig keeps every probe on QEMU's restricted user network:
+// 10.0.2.3 (its DNS address) stands in for the internet.
+const demoAgentConfig = `{"checks": {
+	"network":   {"config": {"internet_targets": ["10.0.2.3"], "dns_name": ""}},
+	"resources": {"interval": "5s"}
+}}`
+
 func main() {
 	bin := flag.String("bin", "bin", "`dir`ectory holding the built guestdiag binaries")
 	api := flag.String("http", "127.0.0.1:8470", "`address` for the collector API")
@@ -59,7 +66,9 @@ func run(ctx context.Context, bin, api, natsAddr string) error {
 		WorkDir:     work,
 	}
 	for i, name := range []string{"web01", "db01"} {
-		vm, err := lab.Boot(ctx, vmlab.AgentGuest{Name: name, ID: i + 1, AgentConfig: `{"checks":{"resources":{"interval":"5s"}}}`})
+		vm, err := lab.Boot(ctx, vmlab.AgentGuest{Name: name, ID: i + 1, Network: true, Modules: vmlab.NFTablesModules, AgentConfig: demoAgentConfig,
+			// A small Debian package list, so the software check has a database.
+			Files: []vmlab.File{{HostPath: "test/vmlab/testdata/guest/dpkg-status", GuestPath: "/var/lib/dpkg/status", Mode: 0o644}}})
 		if err != nil {
 			return err
 		}
