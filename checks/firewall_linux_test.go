@@ -1,7 +1,6 @@
 package checks
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -251,17 +250,7 @@ func TestIntegrationFirewallWatch(t *testing.T) {
 	fwNft(t, ns, "-f", "testdata/firewall/policy-drop.nft")
 	fw := newFirewall(DefaultFirewallConfig(), fwTestSource(t, fd), Env{Logger: fwTestLogger(t)})
 
-	ctx, cancel := context.WithCancel(t.Context())
-	triggered := make(chan struct{}, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- fw.Watch(ctx, func() {
-			select {
-			case triggered <- struct{}{}:
-			default:
-			}
-		})
-	}()
+	w := startWatch(t, fw)
 
 	// The monitor subscribes asynchronously: change the ruleset until it
 	// reports, then measure on a clean slate.
@@ -273,37 +262,18 @@ func TestIntegrationFirewallWatch(t *testing.T) {
 		fwNft(t, ns, "add", "table", "ip", "probe")
 		fwNft(t, ns, "delete", "table", "ip", "probe")
 		select {
-		case <-triggered:
+		case <-w.triggered:
 			ready = true
-		case err := <-done:
+		case err := <-w.done:
+			w.done <- err
 			t.Fatalf("Watch returned early: %v", err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	for len(triggered) > 0 {
-		<-triggered
-	}
+	w.drain()
 
 	fwNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
-	start := time.Now()
-	select {
-	case <-triggered:
-		t.Logf("triggered %v after nft add rule returned", time.Since(start))
-	case err := <-done:
-		t.Fatalf("Watch returned early: %v", err)
-	case <-time.After(2 * time.Second):
-		t.Fatal("no trigger within 2 s of nft add rule")
-	}
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Watch returned %v after cancel, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Watch did not return after cancel")
-	}
+	t.Logf("triggered %v after nft add rule returned", w.await(t, "nft add rule", 2*time.Second))
 }
 
 func TestIntegrationFirewallNoNamespaceAccess(t *testing.T) {

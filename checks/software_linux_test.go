@@ -124,31 +124,16 @@ func TestSoftwareWatchSeesDpkgReplaceItsStatusFile(t *testing.T) {
 	s := newSoftwareUnder(t, root, nil)
 	ready := make(chan struct{})
 	s.watching = func() { close(ready) }
-	triggered := make(chan struct{}, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Watch(ctx, func() { triggered <- struct{}{} }) }()
+	w := startWatch(t, s)
 	select {
 	case <-ready:
-	case err := <-done:
+	case err := <-w.done:
+		w.done <- err
 		t.Fatalf("watch ended before it was ready: %v", err)
 	}
 
 	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8"))
-	select {
-	case <-triggered:
-	case <-time.After(2 * time.Second):
-		t.Fatal("no trigger within 2 s of the status file being replaced")
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("got %v from Watch after cancel, want nil", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Watch did not return after cancel")
-	}
+	w.await(t, "the status file being replaced", 2*time.Second)
 }
 
 func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {

@@ -252,54 +252,46 @@ func (hugeCheck) Run(context.Context) checks.Result {
 		Data:     map[string]string{"list": strings.Repeat("x", protocol.MaxLineLen)}}
 }
 
+// firstResult runs an agent with the one check c and returns the first
+// result the host receives.
+func firstResult(t *testing.T, c checks.Check) protocol.Envelope {
+	t.Helper()
+	tr := newPipeTransport()
+	cfg := Config{StateDir: t.TempDir()}.withDefaults()
+	a := newAgent(cfg, tr, []checks.Runner{{Check: c, Interval: time.Minute, Timeout: time.Minute}}, discardLogger())
+	a.hello = func(context.Context) protocol.Hello {
+		return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{c.Name()}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx) }()
+	h := tr.connect(t, time.Minute)
+	h.expectNewline(t)
+	h.envelope(t) // hello
+	res := h.envelope(t)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run returned %v", err)
+	}
+	return res
+}
+
 func TestAgentKeepsTheFindingsOfAResultWhoseDataIsTooLong(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := newPipeTransport()
-		cfg := Config{StateDir: t.TempDir()}.withDefaults()
-		a := newAgent(cfg, tr, []checks.Runner{{Check: hugeCheck{}, Interval: time.Minute, Timeout: time.Minute}}, discardLogger())
-		a.hello = func(context.Context) protocol.Hello {
-			return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"huge"}}
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.run(ctx) }()
-		h := tr.connect(t, time.Minute)
-		h.expectNewline(t)
-		h.envelope(t) // hello
-		res := h.envelope(t)
+		res := firstResult(t, hugeCheck{})
 		if res.Check != "huge" || res.Status != protocol.StatusWarn || len(res.Findings) != 1 || res.Data != nil ||
 			!strings.Contains(res.Summary, "left out: over the") {
 			t.Errorf("got %s %s findings %v data %d bytes summary %q; want the warning and its finding, without data, saying why",
 				res.Check, res.Status, res.Findings, len(res.Data), res.Summary)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
 		}
 	})
 }
 
 func TestAgentReplacesAnInvalidResult(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tr := newPipeTransport()
-		cfg := Config{StateDir: t.TempDir()}.withDefaults()
-		a := newAgent(cfg, tr, []checks.Runner{{Check: badCheck{}, Interval: time.Minute, Timeout: time.Minute}}, discardLogger())
-		a.hello = func(context.Context) protocol.Hello {
-			return protocol.Hello{OS: runtime.GOOS, AgentVersion: version.Version, Checks: []string{"bad"}}
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.run(ctx) }()
-		h := tr.connect(t, time.Minute)
-		h.expectNewline(t)
-		h.envelope(t) // hello
-		res := h.envelope(t)
+		res := firstResult(t, badCheck{})
 		if res.Check != "bad" || res.Seq != 2 || res.Status != protocol.StatusUnknown || !strings.HasPrefix(res.Summary, "check produced an invalid result") {
 			t.Errorf("got %s seq %d %s %q, want an unknown result saying the check misbehaved", res.Check, res.Seq, res.Status, res.Summary)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
 		}
 	})
 }
