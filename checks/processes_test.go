@@ -616,23 +616,6 @@ func TestProcessesProbes(t *testing.T) {
 	}
 }
 
-func TestProcessesIsRegisteredOnByDefault(t *testing.T) {
-	r, ok := Lookup(ProcessesName)
-	if !ok {
-		t.Fatal("processes is not registered")
-	}
-	if !r.Default || r.Interval != 15*time.Second {
-		t.Errorf("registration = default %v, interval %v; want on, 15s", r.Default, r.Interval)
-	}
-	c, err := r.New(r.NewConfig(), Env{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := c.Name(); got != ProcessesName {
-		t.Errorf("New().Name() = %q, want %q", got, ProcessesName)
-	}
-}
-
 func TestProcessesResultIsAValidEnvelope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := &processesFake{unitErr: errProcessesNoManager}

@@ -360,23 +360,6 @@ func TestStatusOf(t *testing.T) {
 	}
 }
 
-func TestResourcesIsRegisteredOnByDefault(t *testing.T) {
-	r, ok := Lookup(ResourcesName)
-	if !ok {
-		t.Fatal("resources is not registered")
-	}
-	if !r.Default || r.Interval != 30*time.Second {
-		t.Errorf("registration = default %v, interval %v; want on, 30s", r.Default, r.Interval)
-	}
-	c, err := r.New(r.NewConfig(), Env{Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := c.Name(); got != ResourcesName {
-		t.Errorf("New().Name() = %q, want %q", got, ResourcesName)
-	}
-}
-
 func TestResourcesResultIsAValidEnvelope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
