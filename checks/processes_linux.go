@@ -4,21 +4,14 @@ package checks
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/prometheus/procfs"
 )
-
-// processesKthreadFlag is PF_KTHREAD in the flags field of
-// /proc/<pid>/stat.
-const processesKthreadFlag = 0x00200000
 
 // processesProcfs reads processes from procfs under root and units from
 // systemd over D-Bus.
@@ -37,54 +30,32 @@ func newProcessesSource(cfg ProcessesConfig) processesSource {
 // being read is left out; any other failure to read one process is an error
 // only if no process at all could be read.
 func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error) {
+	stats, err := readProcStats(ctx, s.root)
+	if err != nil {
+		return nil, err
+	}
 	pfs, err := procfs.NewFS(s.root)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", s.root, err)
 	}
-	all, err := pfs.AllProcs()
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", s.root, err)
-	}
-	out := make([]processesProc, 0, len(all))
-	var firstErr error
-	for _, p := range all {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		st, err := p.Stat()
-		if err != nil {
-			if !processesGone(err) && firstErr == nil {
-				firstErr = fmt.Errorf("pid %d: %w", p.PID, err)
-			}
-			continue
-		}
-		pr := processesProc{
-			PID: st.PID, PPID: st.PPID, Start: st.Starttime, Name: st.Comm, State: st.State,
-			Kernel: st.Flags&processesKthreadFlag != 0 || st.PID == 2 || st.PPID == 2,
-		}
+	out := make([]processesProc, 0, len(stats))
+	for _, st := range stats {
+		pr := processesProc{PID: st.PID, PPID: st.PPID, Start: st.Start, Name: st.Name, State: st.State, Kernel: st.Kernel}
 		if processesClass(pr.State) != 0 {
-			if w, err := p.Wchan(); err == nil {
-				pr.Wchan = w
-			}
-		}
-		if pr.State == "D" {
-			if ps, err := p.NewStatus(); err == nil {
-				pr.Switches = ps.TotalCtxtSwitches()
+			if p, err := pfs.Proc(st.PID); err == nil {
+				if w, err := p.Wchan(); err == nil {
+					pr.Wchan = w
+				}
+				if pr.State == "D" {
+					if ps, err := p.NewStatus(); err == nil {
+						pr.Switches = ps.TotalCtxtSwitches()
+					}
+				}
 			}
 		}
 		out = append(out, pr)
 	}
-	if len(out) == 0 {
-		if firstErr != nil {
-			return nil, firstErr
-		}
-		return nil, fmt.Errorf("no processes under %s", s.root)
-	}
 	return out, nil
-}
-
-func processesGone(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
 }
 
 // cmdline reads /proc/<pid>/cmdline, arguments joined by spaces. It blocks

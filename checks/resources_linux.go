@@ -3,79 +3,29 @@ package checks
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
 
 	"github.com/shirou/gopsutil/v3/common"
-	"golang.org/x/sys/unix"
 )
 
-// procs lists the processes from /proc/<pid>/stat alone, one small read
-// each, and leaves kernel threads out. gopsutil's process package would
-// read several files per process; this check runs every 30 s on small
-// guests.
+// procs lists the processes from /proc/<pid>/stat alone and leaves kernel
+// threads out. gopsutil's process package would read several files per
+// process; this check runs every 30 s on small guests.
 func (s psutilSource) procs(ctx context.Context) ([]resProc, error) {
-	root := resHostRoot(ctx, common.HostProcEnvKey, "/proc")
-	d, err := os.Open(root)
+	stats, err := readProcStats(ctx, resHostRoot(ctx, common.HostProcEnvKey, "/proc"))
 	if err != nil {
 		return nil, err
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, err
-	}
-	page := uint64(os.Getpagesize())
-	buf := make([]byte, 4096)
-	out := make([]resProc, 0, len(names))
-	for i, name := range names {
-		if name[0] < '1' || name[0] > '9' {
-			continue
-		}
-		if i%64 == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		b, err := resReadSmall(root+"/"+name+"/stat", buf)
-		if err != nil {
-			continue // gone since the listing
-		}
-		p, err := parseResProcStat(b, page)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s/stat: %w", root, name, err)
-		}
+	out := make([]resProc, 0, len(stats))
+	for _, p := range stats {
 		if !p.Kernel {
-			out = append(out, p)
+			out = append(out, p.resProc())
 		}
 	}
 	return out, nil
-}
-
-// resReadSmall reads a file of at most len(buf) bytes with three system
-// calls and no allocation beyond the path.
-func resReadSmall(path string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	n := 0
-	for n < len(buf) {
-		m, err := unix.Read(fd, buf[n:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m == 0 {
-			return buf[:n], nil
-		}
-		n += m
-	}
-	return nil, fmt.Errorf("%s: longer than %d bytes", path, len(buf))
 }
 
 // procUser returns the name of the process's effective user, or its uid

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -43,6 +42,10 @@ type resProc struct {
 	Kernel bool
 }
 
+func (p procStat) resProc() resProc {
+	return resProc{PID: p.PID, Start: p.Start, Name: p.Name, CPU: p.CPU, RSS: p.RSS, Kernel: p.Kernel}
+}
+
 type resProcKey struct {
 	PID   int
 	Start uint64
@@ -52,90 +55,6 @@ type resProcKey struct {
 type resProcSample struct {
 	at    time.Time
 	procs []resProc
-}
-
-// resUserTicks is the unit of the CPU times in /proc/<pid>/stat. USER_HZ is
-// 100 on every architecture Linux exports to user space, whatever the
-// kernel's own HZ.
-const resUserTicks = time.Second / 100
-
-// resPFKthread is PF_KTHREAD in the flags field of /proc/<pid>/stat.
-const resPFKthread = 0x00200000
-
-var errResProcStat = errors.New("malformed /proc/<pid>/stat")
-
-// parseResProcStat reads /proc/<pid>/stat. The name between the
-// parentheses may itself hold spaces and parentheses, so it ends at the
-// last ')'. pageSize converts the rss field, which counts pages.
-func parseResProcStat(b []byte, pageSize uint64) (resProc, error) {
-	open := bytes.IndexByte(b, '(')
-	shut := bytes.LastIndexByte(b, ')')
-	if open < 1 || shut < open {
-		return resProc{}, errResProcStat
-	}
-	pid, ok := resAtou(bytes.TrimSpace(b[:open]))
-	if !ok {
-		return resProc{}, errResProcStat
-	}
-	// Fields after the name, counted from 0 (state); man 5 proc numbers them
-	// from 3.
-	const (
-		fPPID  = 1
-		fFlags = 6
-		fUtime = 11
-		fStime = 12
-		fStart = 19
-		fRSS   = 21
-	)
-	var vals [fRSS + 1]uint64
-	rest := b[shut+1:]
-	for i := 0; i <= fRSS; i++ {
-		rest = bytes.TrimLeft(rest, " ")
-		end := bytes.IndexAny(rest, " \n")
-		if end < 0 {
-			end = len(rest)
-		}
-		field := rest[:end]
-		rest = rest[end:]
-		if len(field) == 0 {
-			return resProc{}, fmt.Errorf("%w: %d fields after the name, want %d", errResProcStat, i, fRSS+1)
-		}
-		switch i {
-		case fPPID, fFlags, fUtime, fStime, fStart, fRSS:
-		default:
-			continue // the state letter, and numbers that may be negative
-		}
-		if vals[i], ok = resAtou(field); !ok {
-			return resProc{}, fmt.Errorf("%w: field %d is %q", errResProcStat, i+3, field)
-		}
-	}
-	return resProc{
-		PID:    int(pid),
-		Start:  vals[fStart],
-		Name:   string(b[open+1 : shut]),
-		CPU:    time.Duration(vals[fUtime]+vals[fStime]) * resUserTicks,
-		RSS:    vals[fRSS] * pageSize,
-		Kernel: vals[fFlags]&resPFKthread != 0 || pid == 2 || vals[fPPID] == 2,
-	}, nil
-}
-
-// resAtou parses a decimal without allocating.
-func resAtou(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
 }
 
 // parseResStatusUID returns the effective uid from /proc/<pid>/status, the
@@ -150,7 +69,7 @@ func parseResStatusUID(b []byte) (string, bool) {
 		if len(f) < 2 {
 			return "", false
 		}
-		if _, ok := resAtou(f[1]); !ok {
+		if _, ok := procAtou(f[1]); !ok {
 			return "", false
 		}
 		return string(f[1]), true
@@ -171,7 +90,7 @@ func parseResPasswd(b []byte) map[string]string {
 		if len(f) < 4 || len(f[0]) == 0 {
 			continue
 		}
-		if _, ok := resAtou(f[2]); !ok {
+		if _, ok := procAtou(f[2]); !ok {
 			continue
 		}
 		uid := string(f[2])

@@ -44,12 +44,12 @@ func TestParseResProcStat(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseResProcStat(readFixture(t, "proc", tt.pid, "stat"), page)
+			st, err := parseProcStat(readFixture(t, "proc", tt.pid, "stat"), page)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
-				t.Errorf("parseResProcStat = %+v, want %+v", got, tt.want)
+			if got := st.resProc(); got != tt.want {
+				t.Errorf("parseProcStat = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -68,8 +68,8 @@ func TestParseResProcStatRejectsDamage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if p, err := parseResProcStat([]byte(tt.in), 4096); !errors.Is(err, errResProcStat) {
-				t.Errorf("parseResProcStat(%q) = %+v, %v; want errResProcStat", tt.in, p, err)
+			if p, err := parseProcStat([]byte(tt.in), 4096); !errors.Is(err, errProcStat) {
+				t.Errorf("parseProcStat(%q) = %+v, %v; want errProcStat", tt.in, p, err)
 			}
 		})
 	}

@@ -1,0 +1,74 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// readProcStats parses /proc/<pid>/stat of every process under root, one
+// small read each. A process that exits while being read is left out; a
+// stat that does not parse is an error that names it.
+func readProcStats(ctx context.Context, root string) ([]procStat, error) {
+	d, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, err
+	}
+	page := uint64(os.Getpagesize())
+	buf := make([]byte, 4096)
+	out := make([]procStat, 0, len(names))
+	for i, name := range names {
+		if name[0] < '1' || name[0] > '9' {
+			continue
+		}
+		if i%64 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		b, err := readSmall(root+"/"+name+"/stat", buf)
+		if err != nil {
+			continue // gone since the listing
+		}
+		p, err := parseProcStat(b, page)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s/stat: %w", root, name, err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no readable processes under %s", root)
+	}
+	return out, nil
+}
+
+// readSmall reads a file of at most len(buf) bytes with three system calls
+// and no allocation beyond the path.
+func readSmall(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			return buf[:n], nil
+		}
+		n += m
+	}
+	return nil, fmt.Errorf("%s: longer than %d bytes", path, len(buf))
+}
