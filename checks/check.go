@@ -68,7 +68,7 @@ func StatusOf(findings []protocol.Finding) protocol.Status {
 
 // Unknown is the result of a run that could not gather its data.
 func Unknown(format string, args ...any) Result {
-	return Result{Status: protocol.StatusUnknown, Summary: clip(sprintf(format, args...), protocol.MaxSummaryLen)}
+	return Result{Status: protocol.StatusUnknown, Summary: protocol.Clip(sprintf(format, args...), protocol.MaxSummaryLen)}
 }
 
 // Env is what the agent gives every check it builds.

@@ -219,7 +219,7 @@ func (f *Firewall) Run(ctx context.Context) Result {
 		// What could not be read may be what protects the guest.
 		return Result{
 			Status:  protocol.StatusUnknown,
-			Summary: clip("no firewall found in what could be read, and could not read "+strings.Join(g.errs, "; "), protocol.MaxSummaryLen),
+			Summary: protocol.Clip("no firewall found in what could be read, and could not read "+strings.Join(g.errs, "; "), protocol.MaxSummaryLen),
 			Data:    data,
 		}
 	}
@@ -229,7 +229,7 @@ func (f *Firewall) Run(ctx context.Context) Result {
 		findings = append(findings, protocol.Finding{
 			Code:     CodeFirewallDisabled,
 			Severity: f.disabledSeverity(),
-			Message:  clip("firewall is off: "+strings.Join(reasons, "; "), protocol.MaxMessageLen),
+			Message:  protocol.Clip("firewall is off: "+strings.Join(reasons, "; "), protocol.MaxMessageLen),
 		})
 	}
 
@@ -257,7 +257,7 @@ func (f *Firewall) Run(ctx context.Context) Result {
 	} else {
 		res.Summary = "firewall is on: " + strings.Join(reasons, "; ")
 	}
-	res.Summary = clip(res.Summary, protocol.MaxSummaryLen)
+	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 
@@ -552,8 +552,8 @@ func (ch fwChanges) findings() []protocol.Finding {
 		out = append(out, protocol.Finding{
 			Code:     CodeFirewallChanged,
 			Severity: protocol.SeverityWarn,
-			Message:  clip(d.message(), protocol.MaxMessageLen),
-			Source:   clip(d.table, protocol.MaxSourceLen),
+			Message:  protocol.Clip(d.message(), protocol.MaxMessageLen),
+			Source:   protocol.Clip(d.table, protocol.MaxSourceLen),
 		})
 	}
 	return out

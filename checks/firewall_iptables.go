@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // fwErrNotLegacy says that an iptables-save printed the nf_tables backend's
@@ -40,11 +42,11 @@ func fwParseIptablesSave(out []byte, family string) ([]fwChain, error) {
 		case line == "COMMIT":
 			table = ""
 		case table == "":
-			return nil, fmt.Errorf("line %d: %q outside a table", n, clip(line, 80))
+			return nil, fmt.Errorf("line %d: %q outside a table", n, protocol.Clip(line, 80))
 		case strings.HasPrefix(line, ":"):
 			f := strings.Fields(line[1:])
 			if len(f) < 2 {
-				return nil, fmt.Errorf("line %d: chain line %q: want name and policy", n, clip(line, 80))
+				return nil, fmt.Errorf("line %d: chain line %q: want name and policy", n, protocol.Clip(line, 80))
 			}
 			c := fwChain{Table: "legacy " + family + " " + table, Family: family, Name: f[0]}
 			if f[1] != "-" {
@@ -65,7 +67,7 @@ func fwParseIptablesSave(out []byte, family string) ([]fwChain, error) {
 			}
 			f := strings.SplitN(rule, " ", 3)
 			if len(f) < 2 || f[0] != "-A" {
-				return nil, fmt.Errorf("line %d: %q: want -A <chain> <rule>", n, clip(line, 80))
+				return nil, fmt.Errorf("line %d: %q: want -A <chain> <rule>", n, protocol.Clip(line, 80))
 			}
 			i, ok := index[f[1]]
 			if !ok {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/google/nftables"
+	"github.com/guestdiag/guestdiag/protocol"
 	"golang.org/x/sys/unix"
 )
 
@@ -241,7 +242,7 @@ func (s *fwLinux) legacy(ctx context.Context, family string, tools []string) ([]
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			return nil, fmt.Errorf("%s: %w: %s", filepath.Base(path), err, clip(strings.TrimSpace(string(ee.Stderr)), 200))
+			return nil, fmt.Errorf("%s: %w: %s", filepath.Base(path), err, protocol.Clip(strings.TrimSpace(string(ee.Stderr)), 200))
 		}
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}

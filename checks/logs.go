@@ -415,7 +415,7 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 			sd.Position = &p
 		}
 		if s.err != nil {
-			sd.Error = clip(s.err.Error(), 512)
+			sd.Error = protocol.Clip(s.err.Error(), 512)
 		}
 		data.Sources = append(data.Sources, sd)
 	}
@@ -486,7 +486,7 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 		res.Status = protocol.StatusUnknown
 		parts = append([]string{"could not read " + strings.Join(errs, "; ")}, parts...)
 	}
-	res.Summary = clip(strings.Join(parts, "; "), protocol.MaxSummaryLen)
+	res.Summary = protocol.Clip(strings.Join(parts, "; "), protocol.MaxSummaryLen)
 	return res
 }
 
@@ -508,7 +508,7 @@ func logsFirstMessages(fs []protocol.Finding, n int) string {
 		} else if f.Provider != "" {
 			b.WriteString(f.Provider + ": ")
 		}
-		b.WriteString(clip(f.Message, 160))
+		b.WriteString(protocol.Clip(f.Message, 160))
 		if f.Count > 1 {
 			fmt.Fprintf(&b, " (×%d)", f.Count)
 		}
@@ -547,7 +547,7 @@ func (g *logsGroup) finding(maxLen int) protocol.Finding {
 	return protocol.Finding{
 		Code:     code,
 		Severity: sev,
-		Message:  clip(msg, maxLen),
+		Message:  protocol.Clip(msg, maxLen),
 		Source:   logsLabel(g.entry.Source),
 		Provider: logsLabel(g.entry.Provider),
 		EventID:  g.entry.EventID,
@@ -582,7 +582,7 @@ func logsLabel(s string) string {
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
-	return clip(s, protocol.MaxSourceLen)
+	return protocol.Clip(s, protocol.MaxSourceLen)
 }
 
 // logsOneLine trims a message and makes it valid UTF-8; a multi-line
@@ -804,7 +804,7 @@ func (s *logsSourceStats) evict(now time.Time, window time.Duration) {
 
 func (a *logsAggregator) remember(e logsEntry) {
 	d := LogsEntryData{Time: e.Time.UTC(), Source: logsLabel(e.Source), Priority: e.Priority, Unit: logsLabel(e.Unit), PID: e.PID,
-		Provider: logsLabel(e.Provider), EventID: e.EventID, RecordID: e.RecordID, Message: clip(logsOneLine(e.Message), 512)}
+		Provider: logsLabel(e.Provider), EventID: e.EventID, RecordID: e.RecordID, Message: protocol.Clip(logsOneLine(e.Message), 512)}
 	if len(a.recent) < a.cfg.MaxEntries {
 		a.recent = append(a.recent, d)
 		return

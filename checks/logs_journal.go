@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // logsJournal reads the systemd journal through journalctl's JSON output,
@@ -78,7 +80,7 @@ func (r *logsJournal) read(ctx context.Context, follow bool, sink logsSink) erro
 			// and start over from the end.
 			sink.push(logsJournalSource, LogsPosition{}, 0, nil)
 		}
-		return fmt.Errorf("%s: %w: %s", r.command, werr, clip(msg, 512))
+		return fmt.Errorf("%s: %w: %s", r.command, werr, protocol.Clip(msg, 512))
 	case follow:
 		return errors.New("journalctl --follow ended")
 	}

@@ -307,7 +307,7 @@ func (n *Network) Run(ctx context.Context) Result {
 			Code:     CodeNetLinkDown,
 			Severity: protocol.SeverityCrit,
 			Message:  fmt.Sprintf("%s, which holds the default route via %s, is down: %s", link.Name, data.Gateway, link.State),
-			Source:   clip(link.Name, protocol.MaxSourceLen),
+			Source:   protocol.Clip(link.Name, protocol.MaxSourceLen),
 		}
 		// The gateway cannot answer over a dead link, and alerts about a
 		// complete network failure key on gateway_unreachable whatever the
@@ -316,7 +316,7 @@ func (n *Network) Run(ctx context.Context) Result {
 			Code:     CodeNetGatewayUnreachable,
 			Severity: protocol.SeverityCrit,
 			Message:  fmt.Sprintf("gateway %s cannot be reached: %s has no link: complete network failure", data.Gateway, link.Name),
-			Source:   clip(data.Gateway, protocol.MaxSourceLen),
+			Source:   protocol.Clip(data.Gateway, protocol.MaxSourceLen),
 		}
 		return networkResult(data, []protocol.Finding{f, g}, "")
 	}
@@ -345,7 +345,7 @@ func (n *Network) Run(ctx context.Context) Result {
 			Code:     CodeNetGatewayUnreachable,
 			Severity: protocol.SeverityCrit,
 			Message:  fmt.Sprintf("gateway %s on %s did not answer %s: complete network failure", data.Gateway, link.Name, networkPingsSent(gwPing, n.cfg)),
-			Source:   clip(data.Gateway, protocol.MaxSourceLen),
+			Source:   protocol.Clip(data.Gateway, protocol.MaxSourceLen),
 		}
 		return networkResult(data, []protocol.Finding{f}, "")
 	}
@@ -371,8 +371,8 @@ func (n *Network) Run(ctx context.Context) Result {
 		findings = append(findings, protocol.Finding{
 			Code:     CodeNetDNSFailure,
 			Severity: protocol.SeverityWarn,
-			Message:  clip(fmt.Sprintf("cannot resolve %s: %s", dns.Name, dns.Error), protocol.MaxMessageLen),
-			Source:   clip(dns.Name, protocol.MaxSourceLen),
+			Message:  protocol.Clip(fmt.Sprintf("cannot resolve %s: %s", dns.Name, dns.Error), protocol.MaxMessageLen),
+			Source:   protocol.Clip(dns.Name, protocol.MaxSourceLen),
 		})
 	}
 	return networkResult(data, findings, networkOKSummary(data))
@@ -392,7 +392,7 @@ func (n *Network) noRoute(ctx context.Context, data NetworkData) Result {
 				Code:     CodeNetLinkDown,
 				Severity: protocol.SeverityCrit,
 				Message:  fmt.Sprintf("%s is down (%s) and no default route is left; it held the default route before", l.Name, l.State),
-				Source:   clip(l.Name, protocol.MaxSourceLen),
+				Source:   protocol.Clip(l.Name, protocol.MaxSourceLen),
 			}
 			return networkResult(data, []protocol.Finding{f}, "")
 		}
@@ -463,7 +463,7 @@ func networkResult(data NetworkData, findings []protocol.Finding, okSummary stri
 	if len(findings) > 0 {
 		res.Summary = joinMessages(findings)
 	}
-	res.Summary = clip(res.Summary, protocol.MaxSummaryLen)
+	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 

@@ -376,7 +376,7 @@ func (p *Processes) Run(ctx context.Context) Result {
 	default:
 		res.Summary = processesOKSummary(data)
 	}
-	res.Summary = clip(res.Summary, protocol.MaxSummaryLen)
+	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 
@@ -456,7 +456,7 @@ func (p *Processes) readCmdlines(ctx context.Context) {
 			}
 			s.CmdlineRead = true
 			if a.err == nil {
-				s.Cmdline = clip(a.cmd, processesCmdlineLen)
+				s.Cmdline = protocol.Clip(a.cmd, processesCmdlineLen)
 			}
 			p.seen[a.k] = s
 		case <-t.C:
@@ -612,7 +612,7 @@ func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total in
 			Severity: protocol.SeverityWarn,
 			Message: fmt.Sprintf("parent pid %d %s has not reaped %d zombie children for over %s (oldest pid %d %s, %s)",
 				pa.pid, pname, pa.n, cfg.ZombieAge, pa.oldest.PID, pa.oldest.Name, processesAge(now, first)),
-			Source: clip(fmt.Sprintf("%s[%d]", pname, pa.pid), protocol.MaxSourceLen),
+			Source: protocol.Clip(fmt.Sprintf("%s[%d]", pname, pa.pid), protocol.MaxSourceLen),
 			Count:  uint64(pa.n),
 			First:  &first,
 			Last:   &last,
@@ -646,8 +646,8 @@ func processesProcFinding(code string, sev protocol.Severity, msg string, f Proc
 	return protocol.Finding{
 		Code:     code,
 		Severity: sev,
-		Message:  clip(msg, protocol.MaxMessageLen),
-		Source:   clip(fmt.Sprintf("%s[%d]", strings.Trim(f.Name, "[]"), f.PID), protocol.MaxSourceLen),
+		Message:  protocol.Clip(msg, protocol.MaxMessageLen),
+		Source:   protocol.Clip(fmt.Sprintf("%s[%d]", strings.Trim(f.Name, "[]"), f.PID), protocol.MaxSourceLen),
 		First:    &first,
 		Last:     &last,
 	}
@@ -708,7 +708,7 @@ func processesUnitFindings(units []ProcessesUnit, now time.Time, stuckAfter time
 		if u.Since != nil {
 			age = now.Sub(*u.Since)
 		}
-		f := protocol.Finding{Code: CodeProcessesServiceFailed, Source: clip(u.Name, protocol.MaxSourceLen)}
+		f := protocol.Finding{Code: CodeProcessesServiceFailed, Source: protocol.Clip(u.Name, protocol.MaxSourceLen)}
 		if u.Since != nil {
 			first, last := *u.Since, now
 			f.First, f.Last = &first, &last
@@ -881,7 +881,7 @@ func (p *Processes) probe(ctx context.Context, pr ProcessesProbe) ProcessesProbe
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 			err = fmt.Errorf("no answer within %s: %w", pr.Timeout, err)
 		}
-		res.Error = clip(err.Error(), 512)
+		res.Error = protocol.Clip(err.Error(), 512)
 		return res
 	}
 	res.Alive = true
@@ -914,12 +914,12 @@ func processesParseStatusLine(line []byte) (int, error) {
 	s := strings.TrimRight(string(line), "\r\n")
 	proto, rest, _ := strings.Cut(s, " ")
 	if !strings.HasPrefix(proto, "HTTP/1.") {
-		return 0, fmt.Errorf("not an http status line: %q", clip(s, 64))
+		return 0, fmt.Errorf("not an http status line: %q", protocol.Clip(s, 64))
 	}
 	codeText, _, _ := strings.Cut(rest, " ")
 	code, err := strconv.Atoi(codeText)
 	if err != nil || len(codeText) != 3 {
-		return 0, fmt.Errorf("bad http status code in %q", clip(s, 64))
+		return 0, fmt.Errorf("bad http status code in %q", protocol.Clip(s, 64))
 	}
 	return code, nil
 }
@@ -935,8 +935,8 @@ func processesProbeFindings(results []ProcessesProbeResult) []protocol.Finding {
 		return protocol.Finding{
 			Code:     CodeProcessesAppNotResponds,
 			Severity: protocol.SeverityWarn,
-			Message:  clip(fmt.Sprintf("probe %s (%s) not responding: %s", r.Name, r.Target, r.Error), protocol.MaxMessageLen),
-			Source:   clip(r.Name, protocol.MaxSourceLen),
+			Message:  protocol.Clip(fmt.Sprintf("probe %s (%s) not responding: %s", r.Name, r.Target, r.Error), protocol.MaxMessageLen),
+			Source:   protocol.Clip(r.Name, protocol.MaxSourceLen),
 		}
 	}, func(n int) protocol.Finding {
 		return protocol.Finding{Code: CodeProcessesAppNotResponds, Severity: protocol.SeverityWarn, Count: uint64(n),

@@ -369,7 +369,7 @@ func (r *Resources) Run(ctx context.Context) Result {
 	default:
 		res.Summary = okSummary(data)
 	}
-	res.Summary = clip(res.Summary, protocol.MaxSummaryLen)
+	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 
@@ -515,7 +515,7 @@ func (r *Resources) inodeFindings(d DiskData) []protocol.Finding {
 		Code:     CodeInodesFull,
 		Severity: sev,
 		Message:  fmt.Sprintf("%s has %.1f%% of its inodes used (threshold %.0f%%), %d free", d.Mountpoint, d.Inodes.UsedPct, limit, d.Inodes.Free),
-		Source:   clip(d.Mountpoint, protocol.MaxSourceLen),
+		Source:   protocol.Clip(d.Mountpoint, protocol.MaxSourceLen),
 	}}
 }
 
@@ -528,7 +528,7 @@ func (r *Resources) diskFindings(d DiskData) []protocol.Finding {
 		Code:     CodeDiskFull,
 		Severity: sev,
 		Message:  fmt.Sprintf("%s %.1f%% full (threshold %.0f%%), %s free", d.Mountpoint, d.UsedPct, limit, bytesIEC(d.FreeBytes)),
-		Source:   clip(d.Mountpoint, protocol.MaxSourceLen),
+		Source:   protocol.Clip(d.Mountpoint, protocol.MaxSourceLen),
 	}}
 }
 

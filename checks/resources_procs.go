@@ -331,6 +331,6 @@ func resNameTop(fs []protocol.Finding, byCPU, byMem []ResourcesProc) {
 			p := byMem[0]
 			f.Message += fmt.Sprintf("; top: %q (pid %d) %s resident", p.Name, p.PID, bytesIEC(p.RSSBytes))
 		}
-		f.Message = clip(f.Message, protocol.MaxMessageLen)
+		f.Message = protocol.Clip(f.Message, protocol.MaxMessageLen)
 	}
 }

@@ -271,7 +271,7 @@ func (s *Software) Run(ctx context.Context) Result {
 		data.Baseline = true
 		return Result{
 			Status:  protocol.StatusOK,
-			Summary: clip(fmt.Sprintf("baseline recorded: %d packages (%s)", data.Total, softwareCounts(data.Packages)), protocol.MaxSummaryLen),
+			Summary: protocol.Clip(fmt.Sprintf("baseline recorded: %d packages (%s)", data.Total, softwareCounts(data.Packages)), protocol.MaxSummaryLen),
 			Data:    data,
 		}
 	}
@@ -326,7 +326,7 @@ func (s *Software) Run(ctx context.Context) Result {
 	}
 	return Result{
 		Status:   StatusOf(findings),
-		Summary:  clip(summary, protocol.MaxSummaryLen),
+		Summary:  protocol.Clip(summary, protocol.MaxSummaryLen),
 		Findings: findings,
 		Data:     data,
 	}
@@ -425,8 +425,8 @@ func softwareFindings(changes []SoftwareChange) []protocol.Finding {
 			findings = append(findings, protocol.Finding{
 				Code:     code,
 				Severity: protocol.SeverityInfo,
-				Message:  clip(softwareMessage(c), protocol.MaxMessageLen),
-				Source:   clip(c.Source+":"+c.Name, protocol.MaxSourceLen),
+				Message:  protocol.Clip(softwareMessage(c), protocol.MaxMessageLen),
+				Source:   protocol.Clip(c.Source+":"+c.Name, protocol.MaxSourceLen),
 			})
 		}
 		if rest > 0 {
@@ -526,7 +526,7 @@ func parseSoftwareDpkgStatus(b []byte) ([]softwarePackage, error) {
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(name) == 0 {
-			return &softwareParseError{n, fmt.Sprintf("want Field: value, got %q", clip(string(line), 80))}
+			return &softwareParseError{n, fmt.Sprintf("want Field: value, got %q", protocol.Clip(string(line), 80))}
 		}
 		if start == 0 {
 			start = n
@@ -574,7 +574,7 @@ func parseSoftwareAPKInstalled(b []byte) ([]softwarePackage, error) {
 			return flush()
 		}
 		if len(line) < 2 || line[1] != ':' {
-			return &softwareParseError{n, fmt.Sprintf("want X:value, got %q", clip(string(line), 80))}
+			return &softwareParseError{n, fmt.Sprintf("want X:value, got %q", protocol.Clip(string(line), 80))}
 		}
 		if start == 0 {
 			start = n
@@ -610,7 +610,7 @@ func parseSoftwareRPMQuery(b []byte) ([]softwarePackage, error) {
 		}
 		f := strings.Split(string(line), "\t")
 		if len(f) != 3 || f[0] == "" || f[1] == "" {
-			return &softwareParseError{n, fmt.Sprintf("want name<TAB>version<TAB>arch, got %q", clip(string(line), 80))}
+			return &softwareParseError{n, fmt.Sprintf("want name<TAB>version<TAB>arch, got %q", protocol.Clip(string(line), 80))}
 		}
 		arch := f[2]
 		if arch == "(none)" {
@@ -641,7 +641,7 @@ func softwareUninstallPackages(entries []softwareRegEntry, arch string) []softwa
 			continue
 		}
 		// Registry text is free-form; keep one entry's share of a result small.
-		out = append(out, softwarePackage{Name: clip(name, 256), Version: clip(strings.TrimSpace(e.Values["displayversion"]), 128), Arch: arch})
+		out = append(out, softwarePackage{Name: protocol.Clip(name, 256), Version: protocol.Clip(strings.TrimSpace(e.Values["displayversion"]), 128), Arch: arch})
 	}
 	return out
 }
@@ -764,7 +764,7 @@ func softwareRegValue(l string) (name, value string, err error) {
 		name, rest = "", rest[1:]
 	} else {
 		if !strings.HasPrefix(rest, `"`) {
-			return "", "", fmt.Errorf("want \"name\"=value, got %q", clip(l, 80))
+			return "", "", fmt.Errorf("want \"name\"=value, got %q", protocol.Clip(l, 80))
 		}
 		name, rest, err = softwareRegString(rest)
 		if err != nil {
@@ -818,7 +818,7 @@ func softwareRegValue(l string) (name, value string, err error) {
 		}
 		return name, hex, nil
 	}
-	return "", "", fmt.Errorf("value %q: unknown type in %q", name, clip(rest, 40))
+	return "", "", fmt.Errorf("value %q: unknown type in %q", name, protocol.Clip(rest, 40))
 }
 
 // softwareRegString reads a quoted .reg string, in which \\ and \" are the

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/guestdiag/guestdiag/protocol"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,7 +98,7 @@ func softwareRPMQuery(ctx context.Context, dir string) ([]softwarePackage, error
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("rpm -qa --dbpath %s: %w: %s", dir, err, clip(strings.TrimSpace(stderr.String()), 300))
+		return nil, fmt.Errorf("rpm -qa --dbpath %s: %w: %s", dir, err, protocol.Clip(strings.TrimSpace(stderr.String()), 300))
 	}
 	pkgs, err := parseSoftwareRPMQuery(out)
 	if err != nil {

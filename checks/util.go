@@ -45,15 +45,3 @@ func joinMessages(fs []protocol.Finding) string {
 	}
 	return strings.Join(msgs, "; ")
 }
-
-// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("…")
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i] + "…"
-}

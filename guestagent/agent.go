@@ -184,7 +184,7 @@ func (a *agent) report(name string, res checks.Result) bool {
 		Kind:     protocol.KindResult,
 		Check:    name,
 		Status:   res.Status,
-		Summary:  clipString(res.Summary, protocol.MaxSummaryLen),
+		Summary:  protocol.Clip(res.Summary, protocol.MaxSummaryLen),
 		Findings: res.Findings,
 	}
 	if res.Data != nil {
@@ -201,7 +201,7 @@ func (a *agent) report(name string, res checks.Result) bool {
 		n := len(env.Data)
 		a.logger.Warn("result_data_dropped", "check", name, "data_bytes", n, "err", err)
 		env.Data = nil
-		env.Summary = clipString(fmt.Sprintf("%s [data of %d bytes left out: over the %d-byte line limit]", env.Summary, n, protocol.MaxLineLen), protocol.MaxSummaryLen)
+		env.Summary = protocol.Clip(fmt.Sprintf("%s [data of %d bytes left out: over the %d-byte line limit]", env.Summary, n, protocol.MaxLineLen), protocol.MaxSummaryLen)
 		err = a.emit(env)
 	}
 	if errors.Is(err, protocol.ErrInvalid) || errors.Is(err, protocol.ErrLineTooLong) {
@@ -209,7 +209,7 @@ func (a *agent) report(name string, res checks.Result) bool {
 			Kind:    protocol.KindResult,
 			Check:   name,
 			Status:  protocol.StatusUnknown,
-			Summary: clipString("check produced an invalid result: "+err.Error(), protocol.MaxSummaryLen),
+			Summary: protocol.Clip("check produced an invalid result: "+err.Error(), protocol.MaxSummaryLen),
 		})
 	}
 	return err == nil
@@ -265,24 +265,24 @@ func (a *agent) gatherHello(ctx context.Context) protocol.Hello {
 	h := protocol.Hello{
 		OS:           runtime.GOOS,
 		Arch:         runtime.GOARCH,
-		AgentVersion: clipString(version.Version, protocol.MaxSourceLen),
+		AgentVersion: protocol.Clip(version.Version, protocol.MaxSourceLen),
 		Checks:       []string{},
 	}
 	for _, sc := range a.checks {
 		h.Checks = append(h.Checks, sc.Check.Name())
 	}
 	if name, err := os.Hostname(); err == nil {
-		h.Hostname = clipString(name, protocol.MaxHostnameLen)
+		h.Hostname = protocol.Clip(name, protocol.MaxHostnameLen)
 	}
 	// Everything below is best effort: a busybox guest has no os-release.
 	if platform, _, version, err := host.PlatformInformationWithContext(ctx); err == nil {
-		h.Platform = clipString(strings.TrimSpace(platform+" "+version), protocol.MaxSourceLen)
+		h.Platform = protocol.Clip(strings.TrimSpace(platform+" "+version), protocol.MaxSourceLen)
 	}
 	if k, err := host.KernelVersionWithContext(ctx); err == nil {
-		h.Kernel = clipString(k, protocol.MaxSourceLen)
+		h.Kernel = protocol.Clip(k, protocol.MaxSourceLen)
 	}
 	if arch, err := host.KernelArch(); err == nil && arch != "" {
-		h.Arch = clipString(arch, protocol.MaxSourceLen)
+		h.Arch = protocol.Clip(arch, protocol.MaxSourceLen)
 	}
 	if bt, err := host.BootTimeWithContext(ctx); err == nil {
 		h.BootTime = int64(bt)
@@ -295,17 +295,4 @@ func newRunID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// clipString shortens s to at most n bytes without splitting a UTF-8
-// sequence.
-func clipString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && s[i]&0xC0 == 0x80 {
-		i--
-	}
-	return s[:i]
 }

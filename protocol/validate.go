@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 )
 
 // Limits on guest-supplied fields. A line is already bounded by MaxLineLen;
@@ -263,17 +262,7 @@ func versionErr(v int) error {
 }
 
 // clip shortens guest text quoted in an error so errors stay small.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+func clip(s string) string { return Clip(s, 64+len("…")) }
 
 func strictUnmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -52,9 +52,8 @@ type seenFinding struct {
 func watchReports(t *testing.T, nc *nats.Conn, vm string) *reportWatch {
 	t.Helper()
 	w := &reportWatch{added: make(chan struct{}, 1), results: map[string]protocol.Status{}}
-	// ReportSubject escapes a "*" check name; the wildcard goes on after.
-	prefix := strings.TrimSuffix(protocol.ReportSubject(labHost, vm, "x"), "x")
-	sub, err := nc.Subscribe(prefix+"*", func(m *nats.Msg) {
+	subject := protocol.SubjectPrefix + ".report." + protocol.EscapeToken(labHost) + "." + protocol.EscapeToken(vm) + ".*"
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		at := time.Now()
 		var rep protocol.Report
 		if json.Unmarshal(m.Data, &rep) != nil || rep.Guest == nil {
