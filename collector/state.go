@@ -53,6 +53,10 @@ type Hello struct {
 	AgentVersion    string   `json:"agent_version"`
 	Checks          []string `json:"checks"`
 	BootTime        int64    `json:"boot_time,omitempty"`
+	// HeartbeatS and Intervals are the agent's heartbeat and check
+	// intervals in seconds, zero or absent when an older agent did not say.
+	HeartbeatS uint32            `json:"heartbeat_s,omitempty"`
+	Intervals  map[string]uint32 `json:"intervals,omitempty"`
 	Origin
 }
 
@@ -194,7 +198,8 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		}
 		v.Hello = &Hello{
 			ClaimedHostname: h.Hostname, OS: h.OS, Platform: h.Platform, Kernel: h.Kernel, Arch: h.Arch,
-			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime, Origin: o,
+			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime,
+			HeartbeatS: h.HeartbeatS, Intervals: h.Intervals, Origin: o,
 		}
 	case protocol.KindHeartbeat:
 		if v.Heartbeat != nil && !v.Heartbeat.supersededBy(o) {

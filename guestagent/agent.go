@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -267,9 +268,12 @@ func (a *agent) gatherHello(ctx context.Context) protocol.Hello {
 		Arch:         runtime.GOARCH,
 		AgentVersion: protocol.Clip(version.Version, protocol.MaxSourceLen),
 		Checks:       []string{},
+		HeartbeatS:   seconds(a.cfg.HeartbeatInterval),
+		Intervals:    make(map[string]uint32, len(a.checks)),
 	}
 	for _, sc := range a.checks {
 		h.Checks = append(h.Checks, sc.Check.Name())
+		h.Intervals[sc.Check.Name()] = seconds(sc.Interval)
 	}
 	if name, err := os.Hostname(); err == nil {
 		h.Hostname = protocol.Clip(name, protocol.MaxHostnameLen)
@@ -295,4 +299,10 @@ func newRunID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// seconds rounds d up to whole seconds, so that a sub-second interval does
+// not read as none.
+func seconds(d time.Duration) uint32 {
+	return uint32(min((d+time.Second-1)/time.Second, math.MaxUint32))
 }

@@ -93,6 +93,11 @@ type Hello struct {
 	AgentVersion string   `json:"agent_version"`
 	Checks       []string `json:"checks"`
 	BootTime     int64    `json:"boot_time,omitempty"`
+	// HeartbeatS is the agent's heartbeat interval and Intervals each
+	// check's interval, in seconds, so that the host can tell a silent
+	// agent or a stuck check from one that is merely slow.
+	HeartbeatS uint32            `json:"heartbeat_s,omitempty"`
+	Intervals  map[string]uint32 `json:"intervals,omitempty"`
 }
 
 // Heartbeat is the data of a heartbeat envelope.

@@ -144,6 +144,14 @@ func (h *Hello) validate() error {
 			return err
 		}
 	}
+	if len(h.Intervals) > MaxChecks {
+		return fieldErr("data.intervals", "%d entries, limit %d", len(h.Intervals), MaxChecks)
+	}
+	for c := range h.Intervals {
+		if err := checkToken("data.intervals", c, MaxCheckLen, isNameByte); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
