@@ -96,3 +96,11 @@ type TimelineEvent struct {
 	To    string    `json:"to,omitempty"`
 	Text  string    `json:"text"`
 }
+
+// Change tells a subscriber (the dashboard's live updates) that something
+// about one VM changed: its record, or one of its alerts.
+type Change struct {
+	Host string `json:"host"`
+	VM   string `json:"vm"`
+	What string `json:"what"` // vm or alert
+}

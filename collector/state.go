@@ -77,6 +77,10 @@ type Check struct {
 	// FindingsTotal is how many findings the guest sent; Findings holds at
 	// most maxStoredFindings of them, or none if the record grew too large.
 	FindingsTotal int `json:"findings_total,omitempty"`
+	// Data is the check's latest data as the guest sent it (docs/checks.md),
+	// or {"truncated":true,"bytes":N} when it was larger than a record
+	// keeps.
+	Data json.RawMessage `json:"data,omitempty"`
 	Origin
 }
 
