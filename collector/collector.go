@@ -31,6 +31,10 @@ const (
 	// retryDelay is how long a message whose state update failed waits
 	// before JetStream redelivers it.
 	retryDelay = time.Second
+	// deferDelay is how long a message of a protocol version this
+	// collector cannot read waits before JetStream offers it again: during
+	// a rolling upgrade a newer collector takes it meanwhile.
+	deferDelay = time.Minute
 	// pullBatch is how many messages a collector buffers ahead.
 	pullBatch = 64
 	// setupBackoffMin and setupBackoffMax bound the wait between attempts
@@ -49,6 +53,7 @@ type Stats struct {
 	Stale     uint64 // already applied or older than the record (redelivery, duplicates)
 	Rejected  uint64 // valid but refused to keep a record bounded
 	Poison    uint64 // could not be decoded; terminated so they never come back
+	Deferred  uint64 // of a newer protocol version; handed back for a newer collector
 	Failed    uint64 // state update failed; handed back for redelivery
 	Conflicts uint64 // compare-and-set conflicts with another collector, retried
 }
@@ -63,11 +68,11 @@ type Collector struct {
 	ready bool          // the KV watcher has delivered every record
 	vms   map[string]VM // by KV key, fed by the KV watcher
 
-	applied, stale, rejected, poison, failed, conflicts atomic.Uint64
+	applied, stale, rejected, poison, deferred, failed, conflicts atomic.Uint64
 
 	// One limiter per warning that a guest (or a bad publisher) can cause
 	// once per message, so one flood does not silence the others.
-	poisonLog, tooLargeLog, rejectedLog *warnLimiter
+	poisonLog, tooLargeLog, rejectedLog, deferLog *warnLimiter
 }
 
 // New returns a Collector that uses nc, which stays the caller's to close.
@@ -75,7 +80,7 @@ type Collector struct {
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	return &Collector{
 		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM),
-		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(),
+		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 }
 
@@ -258,6 +263,12 @@ func (c *Collector) handle(ctx context.Context, kv jetstream.KeyValue, msg jetst
 		streamSeq = md.Sequence.Stream
 	}
 	u, err := decodeMessage(msg.Subject(), msg.Data())
+	if errors.Is(err, protocol.ErrUnsupportedVersion) {
+		c.deferred.Add(1)
+		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
+		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
+		return
+	}
 	if err != nil {
 		c.poison.Add(1)
 		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
@@ -463,6 +474,7 @@ func (c *Collector) Stats() Stats {
 		Stale:     c.stale.Load(),
 		Rejected:  c.rejected.Load(),
 		Poison:    c.poison.Load(),
+		Deferred:  c.deferred.Load(),
 		Failed:    c.failed.Load(),
 		Conflicts: c.conflicts.Load(),
 	}

@@ -89,6 +89,9 @@ type Check struct {
 const (
 	maxChecksPerVM    = protocol.MaxChecks
 	maxStoredFindings = 32
+	// maxCheckData bounds one check's stored data; larger data is replaced
+	// by a marker saying how large it was.
+	maxCheckData = 32 << 10
 	// maxRecordBytes stays well under the 1 MiB default NATS max payload.
 	maxRecordBytes = 512 << 10
 )
@@ -226,6 +229,7 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		}
 		c := &Check{Kind: e.Kind, Status: e.Status, Summary: e.Summary, FindingsTotal: len(e.Findings), Origin: o}
 		c.Findings = e.Findings[:min(len(e.Findings), maxStoredFindings)]
+		c.Data = boundData(e.Data)
 		if v.Checks == nil {
 			v.Checks = make(map[string]*Check)
 		}
@@ -259,8 +263,25 @@ func applyChannel(v *VM, ev *protocol.ChannelEvent) outcome {
 	return applied
 }
 
-// encodeRecord marshals v for the KV, dropping stored findings (their count
-// stays) if the record would be too large for one NATS message.
+// boundData returns data as the record keeps it: as sent when it fits
+// maxCheckData, else a marker with its size, so that an operator sees that
+// there was data and how much.
+func boundData(data json.RawMessage) json.RawMessage {
+	if len(data) <= maxCheckData {
+		return data
+	}
+	return truncatedData(len(data))
+}
+
+func truncatedData(n int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"truncated":true,"bytes":%d}`, n))
+}
+
+// encodeRecord marshals v for the KV. If the record would be too large for
+// one NATS message it drops the checks' data first (each replaced by its
+// size marker), then the stored findings (their count stays). The checks
+// of v are copied before they are trimmed, since v may share them with the
+// collector's cached view.
 func encodeRecord(v *VM) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -269,10 +290,25 @@ func encodeRecord(v *VM) ([]byte, error) {
 	if len(b) <= maxRecordBytes {
 		return b, nil
 	}
-	for _, c := range v.Checks {
+	trimmed := *v
+	trimmed.Checks = make(map[string]*Check, len(v.Checks))
+	for name, c := range v.Checks {
+		cp := *c
+		if len(cp.Data) > 0 {
+			cp.Data = truncatedData(len(cp.Data))
+		}
+		trimmed.Checks[name] = &cp
+	}
+	if b, err = json.Marshal(&trimmed); err != nil {
+		return nil, err
+	}
+	if len(b) <= maxRecordBytes {
+		return b, nil
+	}
+	for _, c := range trimmed.Checks {
 		c.Findings = nil
 	}
-	if b, err = json.Marshal(v); err != nil {
+	if b, err = json.Marshal(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) > maxRecordBytes {
