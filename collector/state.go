@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -137,6 +138,24 @@ func (o *Origin) supersededBy(next Origin) bool {
 type update struct {
 	host, vm string
 	apply    func(*VM) outcome
+	// check names the check of a result or event; heartbeat is set for a
+	// heartbeat, which the collector coalesces in memory.
+	check     string
+	heartbeat *beat
+}
+
+// beat is one heartbeat waiting for the next flush.
+type beat struct {
+	report   protocol.Report
+	envelope protocol.Envelope
+}
+
+// clone copies v so that applying a message to the copy leaves v as it
+// was: applyReport replaces checks, hello and heartbeat, never edits them.
+func (v *VM) clone() VM {
+	c := *v
+	c.Checks = maps.Clone(v.Checks)
+	return c
 }
 
 // decodeMessage turns a stream message into an update. Any error means the
@@ -171,7 +190,15 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		if err != nil {
 			return update{}, fmt.Errorf("report: guest envelope: %w", err)
 		}
-		return update{host: r.Host, vm: r.VM, apply: func(v *VM) outcome { return applyReport(v, &r, &e) }}, nil
+		u := update{host: r.Host, vm: r.VM, apply: func(v *VM) outcome { return applyReport(v, &r, &e) }}
+		switch e.Kind {
+		case protocol.KindResult, protocol.KindEvent:
+			u.check = e.Check
+		case protocol.KindHeartbeat:
+			r.Guest = nil
+			u.heartbeat = &beat{report: r, envelope: e}
+		}
+		return u, nil
 	}
 	return update{}, errors.New("subject is not a report, heartbeat or channel subject")
 }
