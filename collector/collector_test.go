@@ -110,6 +110,11 @@ type running struct {
 
 func (e *env) startCollector(t *testing.T) *running {
 	t.Helper()
+	return e.startCollectorWith(t, collector.Config{})
+}
+
+func (e *env) startCollectorWith(t *testing.T, cfg collector.Config) *running {
+	t.Helper()
 	nc, err := nats.Connect(e.url)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +123,7 @@ func (e *env) startCollector(t *testing.T) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := collector.New(collector.Config{}, nc, slog.New(slog.DiscardHandler))
+	c := collector.New(cfg, nc, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Serve(ctx, ln) }()

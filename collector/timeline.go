@@ -148,11 +148,6 @@ func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u upd
 	var items []item
 	vmID := protocol.EscapeToken(cur.Host) + "/" + protocol.EscapeToken(cur.Name)
 	if u.check != "" {
-		for _, o := range c.resultObservations(old, cur, u.check) {
-			if err := c.observe(ctx, b, o.key, o, now); err != nil {
-				return err
-			}
-		}
 		oc, nc := old.Checks[u.check], cur.Checks[u.check]
 		id := vmID + "/" + nc.Run + "/" + strconv.FormatUint(nc.Seq, 10) + "/"
 		if oc == nil || oc.Status != nc.Status {
@@ -193,6 +188,13 @@ func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u upd
 	for _, it := range items {
 		if err := c.appendTimeline(ctx, b, cur.Host, cur.Name, it.ev, it.id); err != nil {
 			return err
+		}
+	}
+	if u.check != "" {
+		for _, o := range c.resultObservations(old, cur, u.check) {
+			if err := c.observe(ctx, b, o.key, o, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
