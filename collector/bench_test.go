@@ -77,6 +77,10 @@ func fill(b *testing.B, e *env, msgs, vms int) {
 		if _, err := e.js.PublishAsync(subject, rep, jetstream.WithMsgID(protocol.MsgID(vm, "r1", seq[v]))); err != nil {
 			b.Fatal(err)
 		}
+		if i%2000 == 1999 {
+			// Stay under the client's bound on unacknowledged publishes.
+			<-e.js.PublishAsyncComplete()
+		}
 	}
 	select {
 	case <-e.js.PublishAsyncComplete():
