@@ -20,7 +20,7 @@ import (
 
 var alertsCmd = cli.Command{
 	Name: "alerts", Args: "[flags]",
-	Summary: "list alerts, firing first, worst first, newest first",
+	Summary: "list alerts, firing and worst first",
 }
 
 func (a app) alerts(ctx context.Context, args []string, stdout, stderr io.Writer) int {

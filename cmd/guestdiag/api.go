@@ -37,13 +37,14 @@ type apiFlags struct {
 func addAPIFlags(fs *flag.FlagSet) *apiFlags {
 	f := &apiFlags{}
 	fs.StringVar(&f.url, "api", cmp.Or(os.Getenv("GUESTDIAG_API"), defaultAPI), "collector API base `url` (env GUESTDIAG_API)")
-	fs.StringVar(&f.token, "token", os.Getenv("GUESTDIAG_TOKEN"), "bearer `token` for the API (env GUESTDIAG_TOKEN, which other users cannot see in ps)")
+	// The token's default is read after parsing, so that -h never prints it.
+	fs.StringVar(&f.token, "token", "", "bearer `token` for the API (default: env GUESTDIAG_TOKEN, which, unlike the flag, other users cannot see in ps)")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "time limit of the requests")
 	return f
 }
 
 func (f *apiFlags) client() *client {
-	return &client{base: strings.TrimRight(f.url, "/"), token: f.token}
+	return &client{base: strings.TrimRight(f.url, "/"), token: cmp.Or(f.token, os.Getenv("GUESTDIAG_TOKEN"))}
 }
 
 // client asks the collector's JSON API.

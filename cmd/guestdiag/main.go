@@ -33,6 +33,8 @@ func (a app) commands() []cli.Command {
 		with(statusCmd, a.status),
 		with(alertsCmd, a.alerts),
 		with(vmCmd, a.vm),
+		with(kbSearchCmd, a.kbSearch),
+		with(kbLintCmd, a.kbLint),
 		with(versionCmd, version1),
 	}
 }

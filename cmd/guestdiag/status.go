@@ -18,7 +18,7 @@ import (
 
 var statusCmd = cli.Command{
 	Name: "status", Args: "[flags]",
-	Summary: "print the fleet table: every VM, its channel, agent, firing alerts and checks",
+	Summary: "print the fleet table with each VM's firing alerts and checks",
 }
 
 func (a app) status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -131,8 +131,11 @@ func writeStatus(w io.Writer, vms []collector.VM, alerts alertCounts, now time.T
 }
 
 func plural(n int, noun string) string {
-	if n == 1 {
+	switch {
+	case n == 1:
 		return "1 " + noun
+	case strings.HasSuffix(noun, "y"):
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

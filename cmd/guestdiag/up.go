@@ -35,7 +35,7 @@ type upConfig struct {
 
 var upCmd = cli.Command{
 	Name: "up", Args: "[flags]",
-	Summary: "run an embedded NATS server, the collector and a relay for this host in one process until interrupted",
+	Summary: "run NATS, the collector and a relay for this host in one process",
 }
 
 func (a app) up(ctx context.Context, args []string, stdout, stderr io.Writer) int {

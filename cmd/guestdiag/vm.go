@@ -17,7 +17,7 @@ import (
 
 var vmCmd = cli.Command{
 	Name: "vm", Args: "[flags] NAME",
-	Summary: "show one VM: identity, channel, agent, checks and findings, firing alerts with their resolution, recent timeline",
+	Summary: "show one VM: checks, findings, alerts with their fix, timeline",
 }
 
 // timelineShown is how many of the newest timeline events vm prints.
