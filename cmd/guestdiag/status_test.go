@@ -287,43 +287,6 @@ func onlyPrintable(t *testing.T, out string) {
 	}
 }
 
-func TestCell(t *testing.T) {
-	tests := []struct {
-		name  string
-		in    string
-		limit int
-		want  string
-	}{
-		{"plain text is kept", "web-01.example", 48, "web-01.example"},
-		{"letters of any script are kept", "wébserveur-東京", 48, "wébserveur-東京"},
-		{"an escape sequence is shown escaped", "\x1b[2J", 48, `\x1b[2J`},
-		{"a newline cannot start a row", "a\nb", 48, `a\nb`},
-		{"a carriage return cannot overwrite the line", "a\rb", 48, `a\rb`},
-		{"a tab cannot shift a column", "a\tb", 48, `a\tb`},
-		{"DEL is escaped", "\x7f", 48, `\x7f`},
-		{"the C1 control CSI is escaped", "\u009b31m", 48, `\u009b31m`},
-		{"a bidi override is escaped", "abc\u202edef", 48, `abc\u202edef`},
-		{"a zero-width space is escaped", "a\u200bb", 48, `a\u200bb`},
-		{"invalid UTF-8 is escaped byte by byte", "a\xffb\xc3", 48, `a\xffb\xc3`},
-		{"a backslash is doubled, so an escape is never ambiguous", `1\x1b`, 48, `1\\x1b`},
-		{"a string at the limit is kept", strings.Repeat("x", 10), 10, strings.Repeat("x", 10)},
-		{"a longer string is cut and marked", strings.Repeat("x", 60), 10, strings.Repeat("x", 9) + "…"},
-		{"an escape is cut whole", "abcdefg\x1bh", 10, "abcdefg…"},
-		{"an empty string stays empty", "", 10, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := cell(tt.in, tt.limit)
-			if got != tt.want {
-				t.Errorf("cell(%q, %d): got %q, want %q", tt.in, tt.limit, got, tt.want)
-			}
-			if n := utf8.RuneCountInString(got); n > tt.limit {
-				t.Errorf("cell(%q, %d): got %d runes, want at most %d", tt.in, tt.limit, n, tt.limit)
-			}
-		})
-	}
-}
-
 func TestChecksColumnCountsTheNamesThatDoNotFit(t *testing.T) {
 	checks := map[string]*collector.Check{}
 	for i := range 20 {

@@ -255,10 +255,10 @@ func writeFiring(p *page, r vmReport, now time.Time) {
 			continue
 		}
 		kb := a.KB[0]
-		p.line(4, 4, "kb "+cell(kb.ID, maxCellRunes)+": "+text(kb.Title))
+		p.line(4, 4, "kb "+cell(kb.ID, maxCellRunes)+": "+prose(kb.Title))
 		for i, step := range kb.Resolution {
 			num := fmt.Sprintf("%d. ", i+1)
-			p.line(6, len(num), num+text(step))
+			p.line(6, len(num), num+prose(step))
 		}
 		if more := len(a.KB) - 1; more > 0 {
 			p.line(4, 0, fmt.Sprintf("%d more matching entries: guestdiag alerts -json -vm %s", more, text(a.Key.VM)))
