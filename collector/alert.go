@@ -73,6 +73,23 @@ type Alert struct {
 	Labels      map[string]string `json:"labels"`
 	KB          []KBMatch         `json:"kb,omitempty"`
 	Evidence    Evidence          `json:"evidence"`
+
+	// Seq counts the notifications of this alert; with the fingerprint it
+	// is the Nats-Msg-Id of each publication, so a republished one is
+	// recognised.
+	Seq uint64 `json:"seq"`
+	// Toggles are the times the condition appeared or cleared within the
+	// flap window; ClearSince is when a flapping alert's condition last
+	// cleared (zero while it holds).
+	Toggles    []time.Time `json:"toggles,omitempty"`
+	ClearSince time.Time   `json:"clear_since,omitzero"`
+	// Origin is the guest message of the last observation applied, so that
+	// an older result handled late by another collector changes nothing.
+	Origin Origin `json:"origin,omitzero"`
+	// Pending is set by the write that decided a notification and cleared
+	// once it was published, so that a collector dying in between leaves
+	// it for the sweep of any collector to publish.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // AlertFilter selects alerts for the API, the dashboard and the CLI. Zero

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+
+	"github.com/guestdiag/guestdiag/kb"
 )
 
 // Handler returns the JSON API:
@@ -13,15 +16,36 @@ import (
 //	GET /api/vms               every VM, sorted by host then name
 //	GET /api/vms/{name}?host=  one VM; host is needed only when the name
 //	                           exists on several hosts (409 otherwise)
+//	GET /api/vms/{name}/timeline?host=
+//	                           the VM's timeline, newest first
+//	GET /api/alerts?state=&severity=&host=&vm=&code=
+//	                           alerts, firing first, then by severity and age
+//	GET /api/alerts/{fingerprint}
+//	                           one alert
+//	GET /api/kb?q=&limit=      knowledge-base search (limit defaults to 20)
 //	GET /healthz               200 once the state is loaded, 503 before
 //
-// Errors are {"error":"..."}. Answers come from the collector's watched copy
-// of the KV bucket.
+// Errors are {"error":"..."}. Answers come from the collector's watched
+// copies of the KV buckets. Config.Auth wraps /api/; Config.UI serves every
+// other path.
 func (c *Collector) Handler() http.Handler {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/vms", c.listVMs)
+	api.HandleFunc("GET /api/vms/{name}", c.getVM)
+	api.HandleFunc("GET /api/vms/{name}/timeline", c.getTimeline)
+	api.HandleFunc("GET /api/alerts", c.listAlerts)
+	api.HandleFunc("GET /api/alerts/{fingerprint}", c.getAlert)
+	api.HandleFunc("GET /api/kb", c.searchKB)
+	var apiH http.Handler = api
+	if c.cfg.Auth != nil {
+		apiH = c.cfg.Auth(api)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/vms", c.listVMs)
-	mux.HandleFunc("GET /api/vms/{name}", c.getVM)
+	mux.Handle("/api/", apiH)
 	mux.HandleFunc("GET /healthz", c.healthz)
+	if c.cfg.UI != nil {
+		mux.Handle("/", c.cfg.UI)
+	}
 	return mux
 }
 
@@ -42,10 +66,66 @@ func (c *Collector) listVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Collector) getVM(w http.ResponseWriter, r *http.Request) {
+	if v, ok := c.findVM(w, r); ok {
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func (c *Collector) getTimeline(w http.ResponseWriter, r *http.Request) {
+	if v, ok := c.findVM(w, r); ok {
+		evs := c.Timeline(v.Host, v.Name)
+		if evs == nil {
+			evs = []TimelineEvent{}
+		}
+		writeJSON(w, http.StatusOK, evs)
+	}
+}
+
+func (c *Collector) listAlerts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := AlertFilter{State: AlertState(q.Get("state")), Severity: q.Get("severity"), Host: q.Get("host"), VM: q.Get("vm"), Code: q.Get("code")}
+	if f.State != "" && f.State != AlertFiring && f.State != AlertResolved {
+		writeJSON(w, http.StatusBadRequest, APIError{Error: fmt.Sprintf("state %q: want firing or resolved", f.State)})
+		return
+	}
+	writeJSON(w, http.StatusOK, c.Alerts(f))
+}
+
+func (c *Collector) getAlert(w http.ResponseWriter, r *http.Request) {
+	fp := r.PathValue("fingerprint")
+	a, ok := c.alert(fp)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, APIError{Error: fmt.Sprintf("no alert with fingerprint %q", fp)})
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (c *Collector) searchKB(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeJSON(w, http.StatusBadRequest, APIError{Error: fmt.Sprintf("limit %q: want a number from 1 to 1000", s)})
+			return
+		}
+		limit = n
+	}
+	out := []kb.Entry{}
+	if k := c.KB(); k != nil {
+		for _, e := range k.Search(r.URL.Query().Get("q"), limit) {
+			out = append(out, *e)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// findVM finds the VM a request names, or writes the error.
+func (c *Collector) findVM(w http.ResponseWriter, r *http.Request) (VM, bool) {
 	vms, ok := c.snapshot()
 	if !ok {
 		writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "state not loaded yet"})
-		return
+		return VM{}, false
 	}
 	name, host := r.PathValue("name"), r.URL.Query().Get("host")
 	var found []VM
@@ -62,7 +142,7 @@ func (c *Collector) getVM(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusNotFound, APIError{Error: msg})
 	case 1:
-		writeJSON(w, http.StatusOK, found[0])
+		return found[0], true
 	default:
 		hosts := make([]string, len(found))
 		for i, v := range found {
@@ -73,6 +153,7 @@ func (c *Collector) getVM(w http.ResponseWriter, r *http.Request) {
 			Candidates: hosts,
 		})
 	}
+	return VM{}, false
 }
 
 func (c *Collector) healthz(w http.ResponseWriter, r *http.Request) {
@@ -86,8 +167,10 @@ func (c *Collector) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "vms": n})
 }
 
-// snapshot returns every VM sorted by host then name, and whether the
-// watcher has loaded the bucket yet.
+// VMs returns every VM sorted by host then name, and whether the watcher
+// has loaded the bucket yet.
+func (c *Collector) VMs() ([]VM, bool) { return c.snapshot() }
+
 func (c *Collector) snapshot() ([]VM, bool) {
 	c.mu.RLock()
 	vms := make([]VM, 0, len(c.vms))

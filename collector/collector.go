@@ -31,6 +31,10 @@ const (
 	// retryDelay is how long a message whose state update failed waits
 	// before JetStream redelivers it.
 	retryDelay = time.Second
+	// deferDelay is how long a message of a protocol version this
+	// collector cannot read waits before JetStream offers it again: during
+	// a rolling upgrade a newer collector takes it meanwhile.
+	deferDelay = time.Minute
 	// pullBatch is how many messages a collector buffers ahead.
 	pullBatch = 64
 	// setupBackoffMin and setupBackoffMax bound the wait between attempts
@@ -49,8 +53,10 @@ type Stats struct {
 	Stale     uint64 // already applied or older than the record (redelivery, duplicates)
 	Rejected  uint64 // valid but refused to keep a record bounded
 	Poison    uint64 // could not be decoded; terminated so they never come back
+	Deferred  uint64 // of a newer protocol version; handed back for a newer collector
 	Failed    uint64 // state update failed; handed back for redelivery
 	Conflicts uint64 // compare-and-set conflicts with another collector, retried
+	Published uint64 // alert transitions published on NATS
 }
 
 // Collector consumes relay messages into per-VM state and serves it.
@@ -59,24 +65,44 @@ type Collector struct {
 	nc  *nats.Conn
 	log *slog.Logger
 
-	mu    sync.RWMutex
-	ready bool          // the KV watcher has delivered every record
-	vms   map[string]VM // by KV key, fed by the KV watcher
+	mu          sync.RWMutex
+	ready       bool                   // the KV watcher has delivered every record
+	vms         map[string]VM          // by KV key, fed by the KV watcher
+	alertsReady bool                   // the alert watcher has delivered every record
+	alerts      map[string]alertRecord // by KV key, fed by the alert watcher and own writes
 
-	applied, stale, rejected, poison, failed, conflicts atomic.Uint64
+	kb       kbHolder
+	subs     subscribers
+	beats    heartbeats
+	timeline atomic.Pointer[jetstream.Stream]
+
+	applied, stale, rejected, poison, deferred, failed, conflicts, published atomic.Uint64
 
 	// One limiter per warning that a guest (or a bad publisher) can cause
 	// once per message, so one flood does not silence the others.
-	poisonLog, tooLargeLog, rejectedLog *warnLimiter
+	poisonLog, tooLargeLog, rejectedLog, deferLog *warnLimiter
 }
 
 // New returns a Collector that uses nc, which stays the caller's to close.
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
-	return &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM),
-		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(),
+	c := &Collector{
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), alerts: make(map[string]alertRecord),
+		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
+	c.subs.init()
+	c.ReloadKB()
+	return c
+}
+
+// backend is what JetStream setup hands to the consumer, the watchers and
+// the sweep.
+type backend struct {
+	js       jetstream.JetStream
+	vms      jetstream.KeyValue
+	alerts   jetstream.KeyValue
+	timeline jetstream.Stream
+	cons     jetstream.Consumer
 }
 
 // Run dials cfg.NATSURL and runs a Collector on that connection until ctx
@@ -128,20 +154,26 @@ func (c *Collector) pipeline(ctx context.Context) {
 	defer wg.Wait()
 	setups := 0
 	c.retry(ctx, "consumer_failed", func(ctx context.Context) error {
-		kv, cons, err := c.trySetup(ctx)
+		b, err := c.trySetup(ctx)
 		if err != nil {
 			return err
 		}
 		setups++
 		if setups == 1 {
-			c.log.Info("collector_started", "durable", c.cfg.Durable, "bucket", c.cfg.Bucket)
+			c.log.Info("collector_started", "durable", c.cfg.Durable, "bucket", c.cfg.Bucket, "alert_bucket", c.cfg.AlertBucket)
+			c.timeline.Store(&b.timeline)
 			wg.Go(func() {
-				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watch(ctx, kv) })
+				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watch(ctx, b.vms) })
 			})
+			wg.Go(func() {
+				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watchAlerts(ctx, b.alerts) })
+			})
+			wg.Go(func() { c.sweepLoop(ctx, b) })
+			wg.Go(func() { c.flushLoop(ctx, b) })
 		} else {
 			c.log.Info("consumer_recreated", "durable", c.cfg.Durable, "setups", setups)
 		}
-		return c.consume(ctx, cons, kv)
+		return c.consume(ctx, b)
 	})
 }
 
@@ -169,16 +201,23 @@ func (c *Collector) retry(ctx context.Context, msg string, f func(context.Contex
 	}
 }
 
-func (c *Collector) trySetup(ctx context.Context) (jetstream.KeyValue, jetstream.Consumer, error) {
+func (c *Collector) trySetup(ctx context.Context) (*backend, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	stream, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig{Replicas: c.cfg.Replicas})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	b := &backend{js: js}
+	if b.alerts, err = c.alertBucket(ctx, js); err != nil {
+		return nil, err
+	}
+	if b.timeline, err = c.timelineStream(ctx, js); err != nil {
+		return nil, err
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       c.cfg.Bucket,
@@ -189,9 +228,10 @@ func (c *Collector) trySetup(ctx context.Context) (jetstream.KeyValue, jetstream
 		Replicas:     c.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("kv bucket %s: %w", c.cfg.Bucket, err)
+		return nil, fmt.Errorf("kv bucket %s: %w", c.cfg.Bucket, err)
 	}
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	b.vms = kv
+	b.cons, err = stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:     c.cfg.Durable,
 		Description: "guestdiag collectors: reports, heartbeats and channel events into per-VM state",
 		FilterSubjects: []string{
@@ -205,18 +245,18 @@ func (c *Collector) trySetup(ctx context.Context) (jetstream.KeyValue, jetstream
 		MaxAckPending: 1000,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+		return nil, fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
 	}
-	return kv, cons, nil
+	return b, nil
 }
 
 // consume applies messages one at a time. Parallelism comes from running
 // more collectors on the same durable, not from goroutines here.
-func (c *Collector) consume(ctx context.Context, cons jetstream.Consumer, kv jetstream.KeyValue) error {
+func (c *Collector) consume(ctx context.Context, b *backend) error {
 	// Missing heartbeats are an error so that a consumer deleted while this
 	// collector was disconnected, which no status message announces, is
 	// noticed and recreated.
-	it, err := cons.Messages(jetstream.PullMaxMessages(pullBatch), jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	it, err := b.cons.Messages(jetstream.PullMaxMessages(pullBatch), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -233,7 +273,7 @@ func (c *Collector) consume(ctx context.Context, cons jetstream.Consumer, kv jet
 			}
 			return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
 		}
-		c.handle(ctx, kv, msg)
+		c.handle(ctx, b, msg)
 	}
 }
 
@@ -252,19 +292,34 @@ func (c *Collector) handBack(it jetstream.MessagesContext) {
 	}
 }
 
-func (c *Collector) handle(ctx context.Context, kv jetstream.KeyValue, msg jetstream.Msg) {
+func (c *Collector) handle(ctx context.Context, b *backend, msg jetstream.Msg) {
 	var streamSeq uint64
 	if md, err := msg.Metadata(); err == nil {
 		streamSeq = md.Sequence.Stream
 	}
 	u, err := decodeMessage(msg.Subject(), msg.Data())
+	if errors.Is(err, protocol.ErrUnsupportedVersion) {
+		c.deferred.Add(1)
+		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
+		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
+		return
+	}
 	if err != nil {
 		c.poison.Add(1)
 		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
 		c.settle(msg.Term(), msg, streamSeq)
 		return
 	}
-	out, err := c.store(ctx, kv, u)
+	if u.heartbeat != nil {
+		// Heartbeats only move last_seen: they wait in memory for the
+		// next flush, so a fleet's heartbeats cost one write per VM per
+		// flush interval rather than one per message.
+		c.coalesce(u)
+		c.applied.Add(1)
+		c.settle(msg.Ack(), msg, streamSeq)
+		return
+	}
+	out, err := c.store(ctx, b, u)
 	switch {
 	case err == nil:
 	case errors.Is(err, errRecordTooLarge):
@@ -301,10 +356,10 @@ func (c *Collector) settle(err error, msg jetstream.Msg, streamSeq uint64) {
 
 // store applies u to its VM's record with compare-and-set on the record's
 // revision, re-reading and retrying when another collector got there first.
-func (c *Collector) store(ctx context.Context, kv jetstream.KeyValue, u update) (outcome, error) {
+func (c *Collector) store(ctx context.Context, b *backend, u update) (outcome, error) {
 	key := Key(u.host, u.vm)
 	for attempt := 1; ; attempt++ {
-		out, err := c.tryStore(ctx, kv, key, u)
+		out, err := c.tryStore(ctx, b, key, u)
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return out, err
 		}
@@ -330,12 +385,12 @@ func casDelay(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Collector) tryStore(ctx context.Context, kv jetstream.KeyValue, key string, u update) (outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u update) (outcome, error) {
+	opCtx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	v := VM{Name: u.vm, Host: u.host}
 	var rev uint64
-	entry, err := kv.Get(ctx, key)
+	entry, err := b.vms.Get(opCtx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
@@ -349,18 +404,26 @@ func (c *Collector) tryStore(ctx context.Context, kv jetstream.KeyValue, key str
 			v = VM{Name: u.vm, Host: u.host}
 		}
 	}
+	old := v.clone()
 	out := u.apply(&v)
 	if out != applied {
 		return out, nil
 	}
-	b, err := encodeRecord(&v)
+	val, err := encodeRecord(&v)
 	if err != nil {
 		return 0, err
 	}
+	// Alerts and the timeline go first: if the collector dies before the
+	// record is written, the message comes back and finds the record
+	// unchanged, so nothing it caused is lost; what was already written
+	// is recognised by its origin and message ids.
+	if err := c.effects(ctx, b, &old, &v, u); err != nil {
+		return 0, err
+	}
 	if rev == 0 {
-		_, err = kv.Create(ctx, key, b)
+		_, err = b.vms.Create(opCtx, key, val)
 	} else {
-		_, err = kv.Update(ctx, key, b, rev)
+		_, err = b.vms.Update(opCtx, key, val, rev)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", key, err)
@@ -430,6 +493,9 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 			delete(c.vms, e.Key())
 		}
 		c.mu.Unlock()
+		if put {
+			c.changed(Change{Host: v.Host, VM: v.Name, What: "vm"})
+		}
 	}
 }
 
@@ -463,8 +529,10 @@ func (c *Collector) Stats() Stats {
 		Stale:     c.stale.Load(),
 		Rejected:  c.rejected.Load(),
 		Poison:    c.poison.Load(),
+		Deferred:  c.deferred.Load(),
 		Failed:    c.failed.Load(),
 		Conflicts: c.conflicts.Load(),
+		Published: c.published.Load(),
 	}
 }
 

@@ -110,6 +110,11 @@ type running struct {
 
 func (e *env) startCollector(t *testing.T) *running {
 	t.Helper()
+	return e.startCollectorWith(t, collector.Config{})
+}
+
+func (e *env) startCollectorWith(t *testing.T, cfg collector.Config) *running {
+	t.Helper()
 	nc, err := nats.Connect(e.url)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +123,7 @@ func (e *env) startCollector(t *testing.T) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := collector.New(collector.Config{}, nc, slog.New(slog.DiscardHandler))
+	c := collector.New(cfg, nc, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Serve(ctx, ln) }()
@@ -314,7 +319,7 @@ func TestCollectorSkipsPoisonMessages(t *testing.T) {
 
 	h1.publish(protocol.ReportSubject("h1", "web1", "resources"), []byte("this is not json"))
 	h1.publish(protocol.HeartbeatSubject("h1", "web1"), protocol.Report{V: 1, Host: "h1", VM: "web1", Received: t0, Guest: json.RawMessage(`{"v":1,"kind":"bogus"}`)})
-	h1.publish(protocol.ChannelSubject("h1", "web1"), []byte(`{"v":7}`))
+	h1.publish(protocol.ChannelSubject("h1", "web1"), []byte(`{"v":1,"host":"h1"}`))
 	h1.guest("web1", "u1", result("run1", 1, "resources", protocol.StatusOK, t0), t0)
 
 	col.waitFor(t, "the good result after the poison", func(vms map[string]collector.VM) bool {
@@ -325,6 +330,36 @@ func TestCollectorSkipsPoisonMessages(t *testing.T) {
 	}
 	if info := e.waitConsumerIdle(t); info.NumRedelivered != 0 {
 		t.Errorf("redelivered: got %d, want 0 (poison is terminated, not retried)", info.NumRedelivered)
+	}
+}
+
+func TestCollectorDefersMessagesOfANewerVersion(t *testing.T) {
+	e := newEnv(t)
+	col := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+
+	h1.publish(protocol.ChannelSubject("h1", "web1"), []byte(`{"v":2,"host":"h1","vm":"web1","state":"connected"}`))
+	h1.publish(protocol.HeartbeatSubject("h1", "web1"), protocol.Report{V: 1, Host: "h1", VM: "web1", Received: t0, Guest: json.RawMessage(`{"v":2,"kind":"heartbeat","run":"r","seq":1,"ts":"2026-11-21T10:00:00Z","new_field":1}`)})
+	h1.guest("web1", "u1", result("run1", 1, "resources", protocol.StatusOK, t0), t0)
+
+	col.waitFor(t, "the good result after the newer ones", func(vms map[string]collector.VM) bool {
+		return checkSeq(vms, "h1/web1", "resources") == 1
+	})
+	if st := col.c.Stats(); st.Deferred != 2 || st.Poison != 0 {
+		t.Errorf("stats: got %+v, want 2 deferred and no poison", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := e.js.Consumer(ctx, "GUESTDIAG", collector.DefaultDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 2 {
+		t.Errorf("messages still held by the consumer: got %d, want the 2 deferred ones (not terminated)", info.NumAckPending)
 	}
 }
 
@@ -352,8 +387,8 @@ func TestRestartedCollectorContinuesWhereItLeftOff(t *testing.T) {
 	if got := checkSeq(vms, "h1/web1", "resources"); got != 5 {
 		t.Errorf("resources seq after restart: got %d, want 5", got)
 	}
-	if got, want := second.c.Stats(), (collector.Stats{Applied: 3}); got != want {
-		t.Errorf("second collector's stats: got %+v, want %+v (it must not see the first batch again)", got, want)
+	if got := second.c.Stats(); got.Applied != 3 || got.Stale != 0 {
+		t.Errorf("second collector's stats: got %+v, want 3 applied and none stale (it must not see the first batch again)", got)
 	}
 }
 

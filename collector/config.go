@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"context"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,7 +16,19 @@ const (
 	DefaultDurable = "guestdiag-collector"
 	DefaultBucket  = "guestdiag_vms"
 	DefaultAckWait = 30 * time.Second
+	// DefaultAlertBucket holds one record per alert, firing or resolved.
+	DefaultAlertBucket = "guestdiag_alerts"
+	// DefaultChannelGrace is how long a channel may stay down before
+	// vm.channel_down fires: long enough for a reboot or a migration.
+	DefaultChannelGrace = 60 * time.Second
 )
+
+// Notifier is told of every alert transition this collector published:
+// firing, resolved, a severity change, a re-notification. The Alertmanager
+// client implements it.
+type Notifier interface {
+	Notify(ctx context.Context, alerts ...Alert) error
+}
 
 // Config configures a Collector. The zero value of every field means its
 // default.
@@ -33,6 +47,28 @@ type Config struct {
 	// AckWait is how long JetStream waits for a collector's ack before it
 	// redelivers, to this or another collector.
 	AckWait time.Duration
+
+	// AlertBucket names the KV bucket holding the alerts.
+	AlertBucket string
+	// Policy holds flap damping, re-notification and retention.
+	Policy Policy
+	// ChannelGrace is how long a disconnected channel waits before
+	// vm.channel_down fires.
+	ChannelGrace time.Duration
+	// Notifiers are called with every transition this collector publishes.
+	Notifiers []Notifier
+	// KBDirs are operator knowledge-base directories, loaded after the
+	// shipped entries at start and by ReloadKB.
+	KBDirs []string
+	// Matcher, when set, replaces the knowledge base for matching findings
+	// (tests).
+	Matcher Matcher
+
+	// UI serves everything outside /api/ and /healthz (the dashboard).
+	UI http.Handler
+	// Auth, when set, wraps /api/, so that the dashboard's login protects
+	// the API too; UI does its own.
+	Auth func(http.Handler) http.Handler
 }
 
 func (c Config) withDefaults() Config {
@@ -54,5 +90,12 @@ func (c Config) withDefaults() Config {
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
 	}
+	if c.AlertBucket == "" {
+		c.AlertBucket = DefaultAlertBucket
+	}
+	if c.ChannelGrace <= 0 {
+		c.ChannelGrace = DefaultChannelGrace
+	}
+	c.Policy = c.Policy.withDefaults()
 	return c
 }

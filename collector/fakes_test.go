@@ -146,3 +146,13 @@ func resultMsg(t *testing.T, check string, seq uint64) *fakeMsg {
 	}
 	return &fakeMsg{subject: protocol.ReportSubject("h1", "web1", check), data: b, seq: seq}
 }
+
+// fakeJS takes the timeline entries and alerts a collector publishes and
+// forgets them; a test on fakeKV looks at the VM records only.
+type fakeJS struct{ jetstream.JetStream }
+
+func (fakeJS) Publish(ctx context.Context, subject string, data []byte, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return &jetstream.PubAck{Stream: "FAKE"}, nil
+}
+
+func fakeBackend(kv *fakeKV) *backend { return &backend{vms: kv, js: fakeJS{}} }

@@ -58,7 +58,7 @@ func TestStorePausesBetweenConflictingWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		_, err = c.store(t.Context(), kv, u)
+		_, err = c.store(t.Context(), fakeBackend(kv), u)
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			t.Errorf("store with every write conflicting: got %v, want ErrKeyExists", err)
 		}
@@ -102,7 +102,7 @@ func TestStoreStopsPausingWhenCancelled(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		_, err = c.store(ctx, kv, u)
+		_, err = c.store(ctx, fakeBackend(kv), u)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("store cancelled while pausing: got %v, want context.Canceled", err)
 		}
@@ -272,7 +272,7 @@ func TestRefusedMessagesAreLoggedAtAMeasuredRate(t *testing.T) {
 		const flood = 50
 		for i := range flood {
 			m := resultMsg(t, fmt.Sprintf("invented_%d", i), uint64(2+i))
-			c.handle(t.Context(), kv, m)
+			c.handle(t.Context(), fakeBackend(kv), m)
 			if m.settled != "ack" {
 				t.Fatalf("rejected message %d: settled %q, want ack", i, m.settled)
 			}
@@ -285,14 +285,14 @@ func TestRefusedMessagesAreLoggedAtAMeasuredRate(t *testing.T) {
 		}
 
 		poison := &fakeMsg{subject: protocol.ReportSubject("h1", "web1", "resources"), data: []byte("not json")}
-		c.handle(t.Context(), kv, poison)
+		c.handle(t.Context(), fakeBackend(kv), poison)
 		if got := len(lines("poison_message")); got != 1 {
 			t.Errorf("poison_message lines during a flood of rejections: got %d, want 1", got)
 		}
 
 		time.Sleep(warnEvery) // let the limiter refill, on the bubble's clock
-		c.handle(t.Context(), kv, resultMsg(t, "invented_late", 100))
-		c.handle(t.Context(), kv, resultMsg(t, "invented_later", 101))
+		c.handle(t.Context(), fakeBackend(kv), resultMsg(t, "invented_late", 100))
+		c.handle(t.Context(), fakeBackend(kv), resultMsg(t, "invented_later", 101))
 		got := lines("message_rejected")
 		if len(got) != warnBurst+1 {
 			t.Fatalf("message_rejected lines a second later: got %d, want %d", len(got), warnBurst+1)

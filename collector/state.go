@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -89,6 +90,9 @@ type Check struct {
 const (
 	maxChecksPerVM    = protocol.MaxChecks
 	maxStoredFindings = 32
+	// maxCheckData bounds one check's stored data; larger data is replaced
+	// by a marker saying how large it was.
+	maxCheckData = 32 << 10
 	// maxRecordBytes stays well under the 1 MiB default NATS max payload.
 	maxRecordBytes = 512 << 10
 )
@@ -134,6 +138,24 @@ func (o *Origin) supersededBy(next Origin) bool {
 type update struct {
 	host, vm string
 	apply    func(*VM) outcome
+	// check names the check of a result or event; heartbeat is set for a
+	// heartbeat, which the collector coalesces in memory.
+	check     string
+	heartbeat *beat
+}
+
+// beat is one heartbeat waiting for the next flush.
+type beat struct {
+	report   protocol.Report
+	envelope protocol.Envelope
+}
+
+// clone copies v so that applying a message to the copy leaves v as it
+// was: applyReport replaces checks, hello and heartbeat, never edits them.
+func (v *VM) clone() VM {
+	c := *v
+	c.Checks = maps.Clone(v.Checks)
+	return c
 }
 
 // decodeMessage turns a stream message into an update. Any error means the
@@ -168,7 +190,15 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		if err != nil {
 			return update{}, fmt.Errorf("report: guest envelope: %w", err)
 		}
-		return update{host: r.Host, vm: r.VM, apply: func(v *VM) outcome { return applyReport(v, &r, &e) }}, nil
+		u := update{host: r.Host, vm: r.VM, apply: func(v *VM) outcome { return applyReport(v, &r, &e) }}
+		switch e.Kind {
+		case protocol.KindResult, protocol.KindEvent:
+			u.check = e.Check
+		case protocol.KindHeartbeat:
+			r.Guest = nil
+			u.heartbeat = &beat{report: r, envelope: e}
+		}
+		return u, nil
 	}
 	return update{}, errors.New("subject is not a report, heartbeat or channel subject")
 }
@@ -226,6 +256,7 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		}
 		c := &Check{Kind: e.Kind, Status: e.Status, Summary: e.Summary, FindingsTotal: len(e.Findings), Origin: o}
 		c.Findings = e.Findings[:min(len(e.Findings), maxStoredFindings)]
+		c.Data = boundData(e.Data)
 		if v.Checks == nil {
 			v.Checks = make(map[string]*Check)
 		}
@@ -259,8 +290,25 @@ func applyChannel(v *VM, ev *protocol.ChannelEvent) outcome {
 	return applied
 }
 
-// encodeRecord marshals v for the KV, dropping stored findings (their count
-// stays) if the record would be too large for one NATS message.
+// boundData returns data as the record keeps it: as sent when it fits
+// maxCheckData, else a marker with its size, so that an operator sees that
+// there was data and how much.
+func boundData(data json.RawMessage) json.RawMessage {
+	if len(data) <= maxCheckData {
+		return data
+	}
+	return truncatedData(len(data))
+}
+
+func truncatedData(n int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"truncated":true,"bytes":%d}`, n))
+}
+
+// encodeRecord marshals v for the KV. If the record would be too large for
+// one NATS message it drops the checks' data first (each replaced by its
+// size marker), then the stored findings (their count stays). The checks
+// of v are copied before they are trimmed, since v may share them with the
+// collector's cached view.
 func encodeRecord(v *VM) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -269,10 +317,25 @@ func encodeRecord(v *VM) ([]byte, error) {
 	if len(b) <= maxRecordBytes {
 		return b, nil
 	}
-	for _, c := range v.Checks {
+	trimmed := *v
+	trimmed.Checks = make(map[string]*Check, len(v.Checks))
+	for name, c := range v.Checks {
+		cp := *c
+		if len(cp.Data) > 0 {
+			cp.Data = truncatedData(len(cp.Data))
+		}
+		trimmed.Checks[name] = &cp
+	}
+	if b, err = json.Marshal(&trimmed); err != nil {
+		return nil, err
+	}
+	if len(b) <= maxRecordBytes {
+		return b, nil
+	}
+	for _, c := range trimmed.Checks {
 		c.Findings = nil
 	}
-	if b, err = json.Marshal(v); err != nil {
+	if b, err = json.Marshal(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) > maxRecordBytes {

@@ -238,6 +238,10 @@ func TestHelloKeepsEveryFieldOfProtocolHello(t *testing.T) {
 			fv.SetBool(true)
 		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
 			fv.Set(reflect.ValueOf([]string{"value of " + f.Name}).Convert(fv.Type()))
+		case fv.Kind() == reflect.Map && fv.Type().Key().Kind() == reflect.String && fv.Type().Elem().Kind() == reflect.Uint32:
+			m := reflect.MakeMap(fv.Type())
+			m.SetMapIndex(reflect.ValueOf("key of "+f.Name), reflect.ValueOf(uint64(100+i)).Convert(fv.Type().Elem()))
+			fv.Set(m)
 		default:
 			t.Fatalf("protocol.Hello.%s is a %s; teach this test to fill it", f.Name, f.Type)
 		}
@@ -279,5 +283,64 @@ func TestHelloKeepsEveryFieldOfProtocolHello(t *testing.T) {
 		if len(g.Index) == 1 && !mirrored[g.Name] {
 			t.Errorf("collector.Hello.%s mirrors no field of protocol.Hello", g.Name)
 		}
+	}
+}
+
+func TestCheckDataIsBounded(t *testing.T) {
+	small := json.RawMessage(`{"top":[{"pid":1,"name":"init"}]}`)
+	big := json.RawMessage(`"` + strings.Repeat("x", maxCheckData) + `"`)
+	tests := []struct {
+		name string
+		data json.RawMessage
+		want string
+	}{
+		{"data within the bound is kept as sent", small, string(small)},
+		{"larger data becomes a marker with its size", big, fmt.Sprintf(`{"truncated":true,"bytes":%d}`, len(big))},
+		{"no data stays empty", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := VM{Name: "web1", Host: "h1"}
+			r, e := result("runA", 1, protocol.StatusOK, t0)
+			e.Data = tt.data
+			if got := applyReport(&v, r, e); got != applied {
+				t.Fatalf("result: got %v, want applied", got)
+			}
+			if got := string(v.Checks["resources"].Data); got != tt.want {
+				t.Errorf("stored data: got %.80s, want %.80s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEncodeRecordDropsDataBeforeFindings(t *testing.T) {
+	v := VM{Name: "web1", Host: "h1", Checks: map[string]*Check{}}
+	data := json.RawMessage(`"` + strings.Repeat("d", maxCheckData-2) + `"`)
+	for i := range 20 {
+		v.Checks[fmt.Sprintf("check_%d", i)] = &Check{
+			Status: protocol.StatusWarn, Data: data, FindingsTotal: 1,
+			Findings: []protocol.Finding{{Code: "res.x", Severity: protocol.SeverityWarn, Message: "kept"}},
+		}
+	}
+	b, err := encodeRecord(&v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxRecordBytes {
+		t.Errorf("encoded record: got %d bytes, want at most %d", len(b), maxRecordBytes)
+	}
+	var back VM
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	got := back.Checks["check_3"]
+	if want := fmt.Sprintf(`{"truncated":true,"bytes":%d}`, len(data)); string(got.Data) != want {
+		t.Errorf("data of a trimmed check: got %.80s, want %s", got.Data, want)
+	}
+	if len(got.Findings) != 1 {
+		t.Errorf("findings of a trimmed check: got %d, want 1 (data goes first)", len(got.Findings))
+	}
+	if len(v.Checks["check_3"].Data) != len(data) {
+		t.Errorf("encodeRecord changed the record it was given")
 	}
 }

@@ -1,0 +1,194 @@
+package collector
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/guestdiag/guestdiag/kb"
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// Matcher finds the knowledge-base entries for a finding; *kb.KB is one.
+type Matcher interface {
+	Match(kb.Finding) []*kb.Entry
+}
+
+// Codes the collector raises itself.
+const (
+	CodeAgentSilent = "vm.agent_silent"
+	CodeChannelDown = "vm.channel_down"
+	CodeCheckStale  = "check.stale"
+	// CodeCheckStatus is raised when a check reports warn or crit without
+	// a warn or crit finding to say why: the alert then carries the
+	// status as its severity, so warn to crit is one alert growing worse.
+	CodeCheckStatus = "check.status"
+)
+
+const (
+	// maxKBMatches is how many entries an alert carries.
+	maxKBMatches = 5
+	// maxEvidenceLines is how many log lines an alert carries.
+	maxEvidenceLines = 10
+)
+
+// alertable reports whether a finding raises an alert: info findings
+// only inform.
+func alertable(f *protocol.Finding) bool {
+	return f.Severity == protocol.SeverityWarn || f.Severity == protocol.SeverityCrit
+}
+
+// findingSource is the part of an alert's key that tells two findings of
+// one code apart: the source, provider, event id and unit it names, so
+// two full filesystems, two failing units or two event ids are two alerts.
+func findingSource(f *protocol.Finding) string {
+	var parts []string
+	for _, p := range []string{f.Source, f.Provider, eventID(f.EventID), f.Unit} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+func eventID(id uint32) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(id), 10)
+}
+
+// checkKeys returns the alert keys the check's stored result raises, with
+// the observation of each; status-only alerts use CodeCheckStatus.
+func (c *Collector) checkObservations(v *VM, name string) map[AlertKey]*observation {
+	ch := v.Checks[name]
+	out := make(map[AlertKey]*observation)
+	if ch == nil {
+		return out
+	}
+	for i := range ch.Findings {
+		f := &ch.Findings[i]
+		if !alertable(f) {
+			continue
+		}
+		key := AlertKey{Host: v.Host, VM: v.Name, Check: name, Code: f.Code, Source: findingSource(f)}
+		if prev, ok := out[key]; ok && severityRank(prev.severity) >= severityRank(string(f.Severity)) {
+			continue
+		}
+		out[key] = c.findingObservation(v, key, f, ch)
+	}
+	if len(out) == 0 && (ch.Status == protocol.StatusWarn || ch.Status == protocol.StatusCrit) {
+		key := AlertKey{Host: v.Host, VM: v.Name, Check: name, Code: CodeCheckStatus}
+		f := protocol.Finding{Code: CodeCheckStatus, Severity: protocol.Severity(ch.Status), Message: name + " reports " + string(ch.Status) + ": " + ch.Summary}
+		out[key] = c.findingObservation(v, key, &f, ch)
+	}
+	return out
+}
+
+// resultObservations compares a check's result before and after one
+// message: every alertable condition now present is observed present;
+// every one present before, or firing in the watched alerts, and gone now
+// is observed clear, unless the check could not look (status unknown).
+func (c *Collector) resultObservations(old, cur *VM, name string) []*observation {
+	now := c.checkObservations(cur, name)
+	ch := cur.Checks[name]
+	out := make([]*observation, 0, len(now))
+	for _, o := range now {
+		out = append(out, o)
+	}
+	if ch == nil || ch.Status == protocol.StatusUnknown {
+		return out
+	}
+	clear := func(k AlertKey) {
+		if _, ok := now[k]; !ok {
+			now[k] = &observation{key: k, origin: ch.Origin}
+			out = append(out, now[k])
+		}
+	}
+	for k := range c.checkObservations(old, name) {
+		clear(k)
+	}
+	prefix := Key(cur.Host, cur.Name) + "."
+	c.mu.RLock()
+	var firing []AlertKey
+	for kvKey, r := range c.alerts {
+		if strings.HasPrefix(kvKey, prefix) && r.a.State == AlertFiring && r.a.Key.Check == name && r.a.Key.Code != CodeCheckStale {
+			firing = append(firing, r.a.Key)
+		}
+	}
+	c.mu.RUnlock()
+	for _, k := range firing {
+		clear(k)
+	}
+	return out
+}
+
+// findingObservation describes a present condition: its KB matches,
+// summary, labels and evidence.
+func (c *Collector) findingObservation(v *VM, key AlertKey, f *protocol.Finding, ch *Check) *observation {
+	o := &observation{key: key, present: true, severity: string(f.Severity), evidence: Evidence{Finding: *f}}
+	if ch != nil {
+		o.origin = ch.Origin
+		o.evidence.Data = ch.Data
+		o.evidence.Lines = logLines(ch.Data, f)
+	}
+	var osName string
+	if v.Hello != nil {
+		osName = v.Hello.OS
+	}
+	q := kb.Finding{Code: f.Code, OS: osName, Provider: f.Provider, EventID: f.EventID, Unit: f.Unit, Message: f.Message}
+	if osName == "windows" {
+		q.Channel = f.Source
+	}
+	if m := c.matcher(); m != nil {
+		for _, e := range m.Match(q) {
+			if len(o.kb) == maxKBMatches {
+				break
+			}
+			o.kb = append(o.kb, KBMatch{ID: e.ID, Title: e.Title, Severity: e.Severity, Cause: e.Cause, Resolution: e.Resolution, References: e.References})
+		}
+	}
+	what := f.Message
+	if len(o.kb) > 0 {
+		what = o.kb[0].Title
+	}
+	o.summary = what + " on " + v.Name + " (" + v.Host + ")"
+	o.labels = map[string]string{"alertname": key.Code, "host": key.Host, "vm": key.VM, "severity": o.severity}
+	for k, val := range map[string]string{"check": key.Check, "source": key.Source} {
+		if val != "" {
+			o.labels[k] = val
+		}
+	}
+	if len(o.kb) > 0 {
+		o.labels["kb_id"] = o.kb[0].ID
+	}
+	return o
+}
+
+// logLines picks the raw entries of the logs check's data that belong to
+// finding f (docs/checks.md: data.entries), newest last, as the alert's
+// source lines.
+func logLines(data json.RawMessage, f *protocol.Finding) []string {
+	if len(data) == 0 || !strings.HasPrefix(f.Code, "log.") {
+		return nil
+	}
+	var d struct {
+		Entries []struct {
+			Source   string `json:"source"`
+			Unit     string `json:"unit"`
+			Provider string `json:"provider"`
+			EventID  uint32 `json:"event_id"`
+			Message  string `json:"message"`
+		} `json:"entries"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	var lines []string
+	for _, e := range d.Entries {
+		if e.Source == f.Source && e.Unit == f.Unit && e.Provider == f.Provider && e.EventID == f.EventID {
+			lines = append(lines, e.Message)
+		}
+	}
+	return lines[max(0, len(lines)-maxEvidenceLines):]
+}
