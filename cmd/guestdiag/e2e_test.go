@@ -87,11 +87,11 @@ func TestAgainstARealCollector(t *testing.T) {
 	api, js := liveCollector(t)
 	ts := time.Now().UTC()
 	hello := func(run string) protocol.Envelope {
-		data, _ := json.Marshal(protocol.Hello{Hostname: "web1\u202eevil", OS: "linux", Platform: "debian 12", AgentVersion: "0.1.0", Checks: []string{"filesystems"}})
+		data, _ := json.Marshal(protocol.Hello{Hostname: "web1\u202eevil", OS: "linux", Platform: "debian 12", AgentVersion: "0.1.0", Checks: []string{"resources"}})
 		return protocol.Envelope{V: 1, Kind: protocol.KindHello, Run: run, Seq: 1, TS: ts, Data: data}
 	}
-	full := protocol.Envelope{V: 1, Kind: protocol.KindResult, Run: "r1", Seq: 2, TS: ts, Check: "filesystems", Status: protocol.StatusCrit,
-		Summary: "/var 99% full", Findings: []protocol.Finding{{Code: "fs.full", Severity: protocol.SeverityCrit, Source: "/var", Message: "/var is 99% full\x1b[2J"}}}
+	full := protocol.Envelope{V: 1, Kind: protocol.KindResult, Run: "r1", Seq: 2, TS: ts, Check: "resources", Status: protocol.StatusCrit,
+		Summary: "/var 99% full", Findings: []protocol.Finding{{Code: "res.disk_full", Severity: protocol.SeverityCrit, Source: "/var", Message: "/var is 99% full\x1b[2J"}}}
 	publishGuest(t, js, "h1", "web1", hello("r1"))
 	publishGuest(t, js, "h1", "web1", full)
 	publishGuest(t, js, "h1", "db1", hello("r2"))
@@ -106,7 +106,7 @@ func TestAgainstARealCollector(t *testing.T) {
 	poll(t, "status to list the three VMs with web1's crit check", func() bool {
 		code, stdout, stderr := runCLI(t, 0, "status", "--api", api)
 		out = stdout + stderr
-		return code == cli.ExitOK && strings.Count(stdout, "\n") == 5 && strings.Contains(stdout, "filesystems=crit")
+		return code == cli.ExitOK && strings.Count(stdout, "\n") == 5 && strings.Contains(stdout, "resources=crit")
 	})
 	if !strings.Contains(out, "3 VMs on 2 hosts") {
 		t.Errorf("status:\n%s\nwant the totals line", out)
@@ -119,7 +119,7 @@ func TestAgainstARealCollector(t *testing.T) {
 			t.Fatalf("exit code: got %d, want 0; stderr: %s", code, stderr)
 		}
 		for _, want := range []string{"web1 on host h1\n", "hello       agent 0.1.0 on linux (debian 12)\n", `hostname    web1\u202eevil (the guest's claim)`,
-			"  filesystems  crit  /var 99% full", `    crit  fs.full  [/var]  /var is 99% full\x1b[2J`} {
+			"  resources  crit  /var 99% full", `    crit  res.disk_full  [/var]  /var is 99% full\x1b[2J`} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("vm web1:\n%s\nwant it to contain %q", stdout, want)
 			}
@@ -158,21 +158,33 @@ func TestAgainstARealCollector(t *testing.T) {
 		if resp.StatusCode == http.StatusNotFound {
 			t.Skip("this collector does not serve /api/alerts yet (the alerts branch is not merged)")
 		}
-		poll(t, "alerts to show web1's fs.full firing", func() bool {
+		poll(t, "alerts to show web1's res.disk_full firing", func() bool {
 			code, stdout, _ := runCLI(t, 0, "alerts", "--api", api, "--state", "firing")
 			out = stdout
-			return code == cli.ExitOK && strings.Contains(stdout, "fs.full")
+			return code == cli.ExitOK && strings.Contains(stdout, "res.disk_full")
 		})
-		if !regexpMatch(`(?m)^crit +firing +h1 +web1 +fs\.full +\S+ +/var 99% full`, out) {
-			t.Errorf("alerts:\n%s\nwant a crit firing row for web1's fs.full", out)
+		// The collector matched the finding against the shipped knowledge
+		// base: the row names the entry, and vm shows its resolution.
+		if !regexpMatch(`(?m)^crit +firing +h1 +web1 +res\.disk_full +\S+ +\S.* +guestdiag\.res\.disk_full$`, out) {
+			t.Errorf("alerts:\n%s\nwant a crit firing row for web1's res.disk_full with its KB entry", out)
 		}
 		code, stdout, _ := runCLI(t, 0, "status", "--api", api)
 		if code != cli.ExitOK || !strings.Contains(stdout, "1 alert firing: 1 crit") {
 			t.Errorf("status:\n%s\nwant the firing alert counted", stdout)
 		}
 		code, stdout, _ = runCLI(t, 0, "vm", "web1", "--api", api)
-		if code != cli.ExitOK || !strings.Contains(stdout, "firing alerts\n  crit  fs.full") {
-			t.Errorf("vm web1:\n%s\nwant the firing alert", stdout)
+		if code != cli.ExitOK || !strings.Contains(stdout, "firing alerts\n  crit  res.disk_full  resources  [/var]  for ") ||
+			!strings.Contains(stdout, "    kb guestdiag.res.disk_full: ") || !strings.Contains(stdout, "\n      1. ") {
+			t.Errorf("vm web1:\n%s\nwant the firing alert with its KB entry's resolution steps", stdout)
+		}
+		code, stdout, _ = runCLI(t, 0, "alerts", "--api", api, "-json", "--vm", "web1")
+		var alerts []collector.Alert
+		if err := json.Unmarshal([]byte(stdout), &alerts); code != cli.ExitOK || err != nil || len(alerts) != 1 || alerts[0].Key.Code != "res.disk_full" {
+			t.Errorf("alerts -json --vm web1: exit %d, %v, got:\n%s\nwant the one alert as JSON", code, err, stdout)
+		}
+		code, stdout, _ = runCLI(t, 0, "alerts", "--api", api, "--vm", "db1")
+		if code != cli.ExitOK || stdout != "no alerts match\n" {
+			t.Errorf("alerts --vm db1: exit %d, got %q, want no alerts", code, stdout)
 		}
 	})
 }

@@ -22,18 +22,18 @@ func testVM() collector.VM {
 			AgentVersion: "0.1.0", Origin: seen},
 		Heartbeat: &collector.Heartbeat{UptimeSec: 3*3600 + 120, Spooled: 4, Origin: seen},
 		Checks: map[string]*collector.Check{
-			"filesystems": {Kind: protocol.KindResult, Status: protocol.StatusCrit, Summary: "/var 99% full", Origin: seen,
-				Findings: []protocol.Finding{{Code: "fs.full", Severity: protocol.SeverityCrit, Source: "/var", Message: "/var is 99% full (1.2 GiB free)"}}},
+			"resources": {Kind: protocol.KindResult, Status: protocol.StatusCrit, Summary: "/var 99% full", Origin: seen,
+				Findings: []protocol.Finding{{Code: "res.disk_full", Severity: protocol.SeverityCrit, Source: "/var", Message: "/var is 99% full (1.2 GiB free)"}}},
 			"network": {Kind: protocol.KindResult, Status: protocol.StatusOK, Summary: "gateway and DNS answer", Origin: seen},
 		},
 	}
 }
 
 func testAlertWithKB() collector.Alert {
-	a := alert("h1", "db1", "fs.full", "crit", collector.AlertFiring, 2*time.Hour+5*time.Minute)
-	a.Key.Check, a.Key.Source = "filesystems", "/var"
+	a := alert("h1", "db1", "res.disk_full", "crit", collector.AlertFiring, 2*time.Hour+5*time.Minute)
+	a.Key.Check, a.Key.Source = "resources", "/var"
 	a.Summary = "/var 99% full"
-	a.KB = []collector.KBMatch{{ID: "guestdiag.fs.full", Title: "A filesystem is nearly full", Resolution: []string{
+	a.KB = []collector.KBMatch{{ID: "guestdiag.res.disk_full", Title: "A filesystem is nearly full", Resolution: []string{
 		"Find what grew with `du -xh --max-depth=2 /var | sort -h | tail`.",
 		"Free space: rotate or remove old logs, then `journalctl --vacuum-size=500M`.",
 	}}}
@@ -47,7 +47,7 @@ func TestWriteVM(t *testing.T) {
 		AlertsServed: true, TimelineServed: true,
 	}
 	for i := range 12 {
-		r.Timeline = append(r.Timeline, collector.TimelineEvent{TS: now.Add(-time.Duration(i+1) * time.Minute), Kind: "status", Check: "filesystems", From: "warn", To: "crit", Text: fmt.Sprintf("event %d", i)})
+		r.Timeline = append(r.Timeline, collector.TimelineEvent{TS: now.Add(-time.Duration(i+1) * time.Minute), Kind: "status", Check: "resources", From: "warn", To: "crit", Text: fmt.Sprintf("event %d", i)})
 	}
 	var b bytes.Buffer
 	if err := writeVM(&b, r, now, 0); err != nil {
@@ -62,23 +62,23 @@ func TestWriteVM(t *testing.T) {
   heartbeat   12s ago, uptime 3h2m, 4 spooled, 0 dropped
 
 checks
-  filesystems  crit  /var 99% full  (12s ago)
-    crit  fs.full  [/var]  /var is 99% full (1.2 GiB free)
+  resources  crit  /var 99% full  (12s ago)
+    crit  res.disk_full  [/var]  /var is 99% full (1.2 GiB free)
   network  ok  gateway and DNS answer  (12s ago)
 
 firing alerts
-  crit  fs.full  filesystems  [/var]  for 2h5m  /var 99% full
-    kb guestdiag.fs.full: A filesystem is nearly full
+  crit  res.disk_full  resources  [/var]  for 2h5m  /var 99% full
+    kb guestdiag.res.disk_full: A filesystem is nearly full
       1. Find what grew with ` + "`du -xh --max-depth=2 /var | sort -h | tail`" + `.
       2. Free space: rotate or remove old logs, then ` + "`journalctl --vacuum-size=500M`" + `.
 
 timeline, newest 10 of 12
-  1m ago   status filesystems  warn → crit  event 0
+  1m ago   status resources  warn → crit  event 0
 `
 	if got := b.String(); !strings.HasPrefix(got, want) {
 		t.Errorf("page:\ngot:\n%s\nwant it to start with:\n%s", got, want)
 	}
-	if got := strings.Count(b.String(), "status filesystems"); got != timelineShown {
+	if got := strings.Count(b.String(), "status resources"); got != timelineShown {
 		t.Errorf("timeline events shown: got %d, want %d", got, timelineShown)
 	}
 }
@@ -87,8 +87,8 @@ func TestWriteVMEscapesGuestText(t *testing.T) {
 	v := testVM()
 	v.Hello.ClaimedHostname = "\x1b]0;pwned\x07"
 	v.Hello.Platform = "\u202eevil"
-	v.Checks["filesystems"].Summary = "\x1b[2J"
-	v.Checks["filesystems"].Findings[0].Message = "a\nh1  forged line\xff"
+	v.Checks["resources"].Summary = "\x1b[2J"
+	v.Checks["resources"].Findings[0].Message = "a\nh1  forged line\xff"
 	v.Checks["x\x1b[31m"] = &collector.Check{Status: "crit\x07"}
 	a := testAlertWithKB()
 	a.KB[0].Resolution = []string{"step\x1b[8mhidden"}
