@@ -25,7 +25,7 @@ type Command struct {
 
 // Usage is the first lines of a command's -h: its synopsis and summary.
 func (c Command) Usage(binary string) string {
-	return fmt.Sprintf("usage: %s %s %s\n\n%s.\n", binary, c.Name, c.Args, c.Summary)
+	return fmt.Sprintf("usage: %s\n\n%s.\n", strings.TrimSpace(binary+" "+c.Name+" "+c.Args), c.Summary)
 }
 
 // Commands returns the run function of a binary made of cmds, for Main.
