@@ -129,6 +129,7 @@ func (a *automaton) scan(msg string, m *matcher, hits **scratch) {
 	if len(a.delta) == 0 {
 		return
 	}
+	delta, class := a.delta, &a.class
 	base := int32(0)
 	for i := 0; i < len(msg); i++ {
 		b := msg[i]
@@ -138,7 +139,7 @@ func (a *automaton) scan(msg string, m *matcher, hits **scratch) {
 			i += size - 1
 			continue
 		}
-		base = a.delta[base+int32(a.class[b])]
+		base = delta[base+int32(class[b])]
 		if base < 0 {
 			base = ^base
 			a.mark(base, m, hits)
