@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // allSamples returns every sample of every entry.
@@ -154,17 +155,23 @@ func BenchmarkMatch(b *testing.B) {
 		bytes += int64(len(f.Message))
 	}
 	b.SetBytes(bytes / int64(len(corpus)))
-	b.ResetTimer()
-	matched := 0
 	i := 0
+	var cpu0 time.Duration
 	for b.Loop() {
-		matched += len(k.Match(corpus[i]))
+		if cpu0 == 0 {
+			cpu0 = cpuTime()
+		}
+		k.Match(corpus[i])
 		i++
 		if i == len(corpus) {
 			i = 0
 		}
 	}
+	// lines/s is per wall second, as benchmarks go; lines/cpu-s counts
+	// only the CPU this process got, which on a shared machine is the
+	// per-core figure.
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "lines/cpu-s")
 	b.ReportMetric(float64(k.Len()), "entries")
 }
 
