@@ -1,5 +1,6 @@
-// Package kb will hold the knowledge base of known problems: the entry format,
-// the shipped entries, loading, validation and the matcher that maps findings
-// to causes and resolutions. It is empty until the knowledge-base issue is
-// taken; the collector does not match findings yet.
+// Package kb is the knowledge base of known problems: the YAML entry format
+// (docs/kb.md), the entries shipped embedded in every binary, loading of
+// operator directories, the validation behind `guestdiag kb lint`, and the
+// matcher that maps a finding to the entries that explain it and say how to
+// fix it.
 package kb

@@ -1,5 +1,7 @@
 package kb
 
+import "regexp"
+
 // Entry is one known problem: what it matches, what it means and how to fix
 // it. File and Line say where it was loaded from, for lint errors and for
 // operators reading an alert.
@@ -15,15 +17,19 @@ type Entry struct {
 
 	File string `yaml:"-" json:"file"`
 	Line int    `yaml:"-" json:"line"`
+
+	re      *regexp.Regexp // compiled Match.Pattern
+	generic bool           // matches by code alone: ranked after specific entries
 }
 
 // Match says which findings an entry applies to. Every field that is set
-// must hold; see docs/kb.md.
+// must hold; see docs/kb.md. Provider and EventIDs are written in YAML as one
+// value or a list; a finding matches when it has any one of them.
 type Match struct {
 	Code     string   `yaml:"code" json:"code,omitempty"`
 	OS       string   `yaml:"os" json:"os,omitempty"`
 	Channel  string   `yaml:"channel" json:"channel,omitempty"`
-	Provider string   `yaml:"provider" json:"provider,omitempty"`
+	Provider []string `yaml:"provider" json:"provider,omitempty"`
 	EventIDs []uint32 `yaml:"event_id" json:"event_id,omitempty"`
 	Unit     string   `yaml:"unit" json:"unit,omitempty"`
 	Pattern  string   `yaml:"pattern" json:"pattern,omitempty"`
