@@ -132,6 +132,8 @@ func TestKBSearch(t *testing.T) {
 			[]string{"ops.myapp.pool_exhausted  warn  myapp ran out of database connections\n", "  cause: The pool is sized for 20 workers.\n", "    1. Restart myapp with `systemctl restart myapp`.\n"}, ""},
 		{"a folded cause reads as one paragraph", []string{"-v", "-kb-dir", dir, "billing"}, cli.ExitOK,
 			[]string{"  cause: The billing service crashes when its license server is away.\n", "    2. Restart the service"}, ""},
+		{"a shipped entry by its event id", []string{"7000"}, cli.ExitOK, []string{"win.scm.7000  warn  A service failed to start\n  match: os windows, channel System, provider Service Control Manager, event id 7000\n"}, ""},
+		{"a shipped entry by words", []string{"oom", "killer"}, cli.ExitOK, []string{"linux.memory.oom_kill  crit"}, ""},
 		{"a shipped entry by its finding code", []string{"net.dns_failure"}, cli.ExitOK, []string{"guestdiag.net.dns_failure  warn"}, ""},
 		{"a broken operator file is skipped and said", []string{"-kb-dir", broken, "billing"}, cli.ExitOK,
 			[]string{"ops.win.billing_crash"}, "guestdiag kb search: skipped: " + filepath.Join(broken, "broken.yaml") + ":6"},
