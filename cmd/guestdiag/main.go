@@ -1,70 +1,62 @@
-// Command guestdiag is the operator's CLI.
-//
-//	guestdiag up [flags]        run NATS, the collector and a relay for this host in one process
-//	guestdiag status [--api URL] print the fleet table
-//	guestdiag version           print the version
+// Command guestdiag is the operator's CLI: it runs a one-host control plane
+// (up), reads the collector's API (status, alerts, vm) and works on
+// knowledge-base files locally (kb search, kb lint). "guestdiag help" lists
+// the commands; docs/configuration.md has every flag.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/version"
 )
 
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 64
-)
+func main() { cli.Main(app{now: time.Now, width: terminalWidth}.run) }
 
-const usage = `usage: guestdiag <command> [flags]
-
-commands:
-  up       run an embedded NATS server, the collector and a relay for this host
-  status   print the fleet table from the collector API
-  version  print the version
-
-Run "guestdiag <command> -h" for a command's flags.
-`
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	c := &cli{stdout: os.Stdout, stderr: os.Stderr, now: time.Now}
-	code := c.run(ctx, os.Args[1:])
-	stop()
-	os.Exit(code)
+// app carries the clock the commands read and how they learn the width of
+// the terminal, so tests can fix both.
+type app struct {
+	now   func() time.Time
+	width func(io.Writer) int
 }
 
-// cli carries what the commands write to and the clock they read, so tests
-// can swap both.
-type cli struct {
-	stdout, stderr io.Writer
-	now            func() time.Time
+func (a app) run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.Commands("guestdiag", a.commands())(ctx, args, stdout, stderr)
 }
 
-func (c *cli) run(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(c.stderr, usage)
-		return exitUsage
+func (a app) commands() []cli.Command {
+	return []cli.Command{
+		with(upCmd, a.up),
+		with(statusCmd, a.status),
+		with(alertsCmd, a.alerts),
+		with(vmCmd, a.vm),
+		with(kbSearchCmd, a.kbSearch),
+		with(kbLintCmd, a.kbLint),
+		with(versionCmd, version1),
 	}
-	switch args[0] {
-	case "up":
-		return c.up(ctx, args[1:])
-	case "status":
-		return c.status(ctx, args[1:])
-	case "version":
-		fmt.Fprintln(c.stdout, version.Version)
-		return exitOK
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(c.stdout, usage)
-		return exitOK
+}
+
+func with(c cli.Command, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int) cli.Command {
+	c.Run = run
+	return c
+}
+
+var versionCmd = cli.Command{Name: "version", Summary: "print the version"}
+
+func version1(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("guestdiag version", versionCmd.Usage("guestdiag"), stderr)
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.UsageExit(stderr, "guestdiag version", err)
 	}
-	fmt.Fprintf(c.stderr, "guestdiag: unknown command %q\n\n%s", args[0], usage)
-	return exitUsage
+	fmt.Fprintln(stdout, version.Version)
+	return cli.ExitOK
+}
+
+// failed reports an error of running a command and returns ExitFailed.
+func failed(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "guestdiag %s: %v\n", cmd, err)
+	return cli.ExitFailed
 }

@@ -3,149 +3,141 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-const defaultAPI = "http://" + collector.DefaultListen
+var statusCmd = cli.Command{
+	Name: "status", Args: "[flags]",
+	Summary: "print the fleet table with each VM's firing alerts and checks",
+}
 
-// Caps, in runes after escaping, on what the API may put on the screen.
-const (
-	maxCellRunes   = 48  // one cell of the table, or one check name
-	maxChecksRunes = 120 // the names of the checks that are not ok
-	maxErrorRunes  = 300 // an error message of the API
-)
-
-func (c *cli) status(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("guestdiag status", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	api := fs.String("api", defaultAPI, "collector API base `url`")
-	timeout := fs.Duration("timeout", 10*time.Second, "time limit of the request")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+func (a app) status(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("guestdiag status", statusCmd.Usage("guestdiag"), stderr)
+	api := addAPIFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.UsageExit(stderr, "guestdiag status", err)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "guestdiag status: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, api.timeout)
 	defer cancel()
-	vms, err := fetchVMs(ctx, *api)
+	c := api.client()
+	vms, err := c.vms(ctx)
 	if err != nil {
-		fmt.Fprintf(c.stderr, "guestdiag status: %v\n", err)
-		return exitFailed
+		return failed(stderr, "status", err)
 	}
-	if err := writeTable(c.stdout, vms, c.now()); err != nil {
-		fmt.Fprintf(c.stderr, "guestdiag status: %v\n", err)
-		return exitFailed
+	// A collector from before alerts answers 404: the fleet table still
+	// stands, with the counts marked unknown.
+	alerts, err := c.alerts(ctx, collector.AlertFilter{State: collector.AlertFiring})
+	if err != nil && statusOf(err) != http.StatusNotFound {
+		return failed(stderr, "status", err)
 	}
-	return exitOK
+	counts := countAlerts(alerts, err == nil)
+	if err := writeStatus(stdout, vms, counts, a.now(), a.width(stdout)); err != nil {
+		return failed(stderr, "status", err)
+	}
+	return cli.ExitOK
 }
 
-func fetchVMs(ctx context.Context, api string) ([]collector.VM, error) {
-	url := strings.TrimRight(api, "/") + "/api/vms"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("bad --api: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the collector API at %s (is `guestdiag up` or guestdiag-collector running?): %w", api, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e collector.APIError
-		status := cell(resp.Status, maxCellRunes)
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s: %s: %s", url, status, cell(e.Error, maxErrorRunes))
+// alertCounts are the firing alerts by VM and by severity; known is false
+// when the collector does not serve alerts.
+type alertCounts struct {
+	known bool
+	byVM  map[[2]string]map[string]int // host, vm → severity → count
+	total map[string]int
+	n     int
+}
+
+func countAlerts(alerts []collector.Alert, known bool) alertCounts {
+	c := alertCounts{known: known, byVM: map[[2]string]map[string]int{}, total: map[string]int{}}
+	for _, a := range alerts {
+		if a.State != collector.AlertFiring {
+			continue
 		}
-		return nil, fmt.Errorf("%s: %s", url, status)
+		k := [2]string{a.Key.Host, a.Key.VM}
+		if c.byVM[k] == nil {
+			c.byVM[k] = map[string]int{}
+		}
+		c.byVM[k][a.Severity]++
+		c.total[a.Severity]++
+		c.n++
 	}
-	var vms []collector.VM
-	if err := json.Unmarshal(body, &vms); err != nil {
-		return nil, fmt.Errorf("%s: not a VM list: %w", url, err)
-	}
-	return vms, nil
+	return c
 }
 
-// writeTable prints one line per VM in the order given (the API sorts by
-// host, then name). Every string from the API goes through cell.
-func writeTable(w io.Writer, vms []collector.VM, now time.Time) error {
+// bySeverity reads counts worst first, joined by sep: "2 crit 1 warn".
+func bySeverity(counts map[string]int, sep string) string {
+	sevs := make([]string, 0, len(counts))
+	for s := range counts {
+		sevs = append(sevs, s)
+	}
+	slices.SortFunc(sevs, func(a, b string) int {
+		return cmp.Or(cmp.Compare(severityRank(a), severityRank(b)), cmp.Compare(a, b))
+	})
+	parts := make([]string, len(sevs))
+	for i, s := range sevs {
+		parts[i] = fmt.Sprintf("%d %s", counts[s], cell(s, maxCellRunes))
+	}
+	return strings.Join(parts, sep)
+}
+
+// writeStatus prints one line per VM in the order given (the API sorts by
+// host, then name) and a line of totals. Every string from the API goes
+// through cell.
+func writeStatus(w io.Writer, vms []collector.VM, alerts alertCounts, now time.Time, width int) error {
 	if len(vms) == 0 {
 		_, err := fmt.Fprintln(w, "no VMs reported yet")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tVM\tCHANNEL\tLAST-SEEN\tAGENT\tCHECKS")
+	t := &table{flex: 6}
+	t.add("HOST", "VM", "CHANNEL", "LAST-SEEN", "AGENT", "ALERTS", "CHECKS")
+	hosts := map[string]bool{}
 	for _, v := range vms {
+		hosts[v.Host] = true
 		channel := cmp.Or(string(v.Channel.State), "-")
 		agent := "-"
 		if v.Hello != nil {
 			agent = v.Hello.AgentVersion
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
-			cell(v.Host, maxCellRunes), cell(v.Name, maxCellRunes), cell(channel, maxCellRunes),
-			age(now, v.LastSeen), cell(agent, maxCellRunes), checksColumn(v.Checks))
+		firing := "?"
+		if alerts.known {
+			firing = cmp.Or(bySeverity(alerts.byVM[[2]string{v.Host, v.Name}], " "), "-")
+		}
+		t.add(cell(v.Host, maxCellRunes), cell(v.Name, maxCellRunes), cell(channel, maxCellRunes),
+			age(now, v.LastSeen), cell(agent, maxCellRunes), firing, checksColumn(v.Checks))
 	}
-	return tw.Flush()
+	if err := t.render(w, width); err != nil {
+		return err
+	}
+	total := fmt.Sprintf("%s on %s", plural(len(vms), "VM"), plural(len(hosts), "host"))
+	switch {
+	case !alerts.known:
+		total += "; this collector does not serve alerts"
+	case alerts.n == 0:
+		total += "; no firing alerts"
+	default:
+		total += fmt.Sprintf("; %s firing: %s", plural(alerts.n, "alert"), bySeverity(alerts.total, ", "))
+	}
+	_, err := fmt.Fprintln(w, total)
+	return err
 }
 
-// cell makes s safe to print as one table cell, at most limit runes wide.
-// What the API returns comes from hosts and guests: a newline in it could
-// forge a row, a tab shift the columns, an escape sequence drive the
-// terminal, a bidi override reorder the line. So every character that is
-// not printable, every byte of invalid UTF-8 and the backslash itself are
-// written as Go escapes (\x1b, \n, \u202e, \\), and a longer result is cut
-// at a whole escape and ends in "…".
-func cell(s string, limit int) string {
-	var b strings.Builder
-	width, cut := 0, 0
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		var piece string
-		switch {
-		case r == utf8.RuneError && size == 1:
-			piece = fmt.Sprintf(`\x%02x`, s[i])
-		case r == '\\':
-			piece = `\\`
-		case unicode.IsPrint(r):
-			piece = s[i : i+size]
-		default:
-			q := strconv.QuoteRune(r)
-			piece = q[1 : len(q)-1]
-		}
-		i += size
-		width += utf8.RuneCountInString(piece)
-		if width > limit {
-			return b.String()[:cut] + "…"
-		}
-		b.WriteString(piece)
-		if width < limit {
-			cut = b.Len()
-		}
+func plural(n int, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "y"):
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
 	}
-	return b.String()
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // checksColumn names the checks that are not ok, worst first, and counts
@@ -190,6 +182,19 @@ func checksColumn(checks map[string]*collector.Check) string {
 		parts = append(parts, fmt.Sprintf("%d ok", ok))
 	}
 	return strings.Join(parts, " ")
+}
+
+// severityRank orders alert severities worst first; unknown ones last.
+func severityRank(s string) int {
+	switch s {
+	case "crit":
+		return 0
+	case "warn":
+		return 1
+	case "info":
+		return 2
+	}
+	return 3
 }
 
 func rank(s protocol.Status) int {

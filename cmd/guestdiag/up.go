@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/hostrelay"
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/version"
 )
@@ -33,53 +33,44 @@ type upConfig struct {
 	Relay      hostrelay.Config
 }
 
-func (c *cli) up(ctx context.Context, args []string) int {
-	cfg, level, err := parseUpFlags(args, c.stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
+var upCmd = cli.Command{
+	Name: "up", Args: "[flags]",
+	Summary: "run NATS, the collector and a relay for this host in one process",
+}
+
+func (a app) up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, level, err := parseUpFlags(args, stderr)
 	if err != nil {
-		fmt.Fprintln(c.stderr, "guestdiag up:", err)
-		return exitUsage
+		return cli.UsageExit(stderr, "guestdiag up", err)
 	}
-	logger := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
-	if err := runUp(ctx, cfg, c.stdout, logger); err != nil {
+	logger := cli.Logger(stderr, level)
+	if err := runUp(ctx, cfg, stdout, logger); err != nil {
 		logger.Error("up_failed", "err", err)
-		return exitFailed
+		return cli.ExitFailed
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 func parseUpFlags(args []string, stderr io.Writer) (upConfig, slog.Level, error) {
 	cfg := upConfig{}
-	fs := flag.NewFlagSet("guestdiag up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs, level := cli.FlagSet("guestdiag up", upCmd.Usage("guestdiag"), stderr)
 	fs.StringVar(&cfg.StoreDir, "store", defaultStoreDir(), "`dir`ectory for JetStream's files; created if missing")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server; port 0 picks a free one")
 	fs.StringVar(&cfg.HTTPListen, "http", collector.DefaultListen, "`address` of the collector API")
 	fs.StringVar(&cfg.Relay.Host, "host", "", "`name` of this host in subjects and state (default: the host name)")
 	fs.Var(hostrelay.GlobsFlag(&cfg.Relay.Globs), "glob", "channel socket `pattern`; repeat for several; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Relay.Static), "channel", "static channel `NAME=PATH[,uuid=UUID]` of one VM; repeat for several")
-	level := slog.LevelInfo
-	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: guestdiag up [flags]\n\nRuns an embedded NATS server with JetStream, the collector and a relay for\nthis host in one process until interrupted.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return cfg, level, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, level, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, *level, err
 	}
 	if cfg.Relay.Host == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return cfg, level, fmt.Errorf("host name: %w; set --host", err)
+			return cfg, *level, cli.ArgErrorf("host name: %v; set --host", err)
 		}
 		cfg.Relay.Host = h
 	}
-	return cfg, level, nil
+	return cfg, *level, nil
 }
 
 // defaultStoreDir follows the XDG base directory spec for state on Unix and
@@ -183,12 +174,12 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 		colErr = <-colDone
 	}
 	fmt.Fprintln(out, "guestdiag up: stopped")
-	return errors.Join(wrap("relay", relayErr), wrap("collector", colErr))
+	return errors.Join(labelled("relay", relayErr), labelled("collector", colErr))
 }
 
 var errStoppedEarly = errors.New("stopped before shutdown was asked for")
 
-func wrap(what string, err error) error {
+func labelled(what string, err error) error {
 	if err == nil {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -103,12 +104,12 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 	)
 
 	var stdout, stderr syncBuffer
-	c := &cli{stdout: &stdout, stderr: &stderr, now: time.Now}
+	a := app{now: time.Now, width: func(io.Writer) int { return 0 }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
 	go func() {
-		done <- c.run(ctx, []string{"up",
+		done <- a.run(ctx, []string{"up",
 			"--store", store,
 			"--nats-listen", "127.0.0.1:0",
 			"--http", "127.0.0.1:0",
@@ -116,7 +117,7 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 			"--glob", filepath.Join(dir, "nothing-*", "org.guestdiag.agent.0"),
 			"--channel", "web1=" + sock,
 			"--log-level", "warn",
-		})
+		}, &stdout, &stderr)
 	}()
 
 	apiLine := regexp.MustCompile(`api: +(http://\S+)/api/vms`)
@@ -174,8 +175,7 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
-	sc := &cli{stdout: &out, stderr: &errOut, now: time.Now}
-	if code := sc.run(context.Background(), []string{"status", "--api", api}); code != exitOK {
+	if code := a.run(context.Background(), []string{"status", "--api", api}, &out, &errOut); code != cli.ExitOK {
 		t.Errorf("status against up: exit %d, stderr %s", code, errOut.String())
 	}
 	if !strings.Contains(out.String(), "resources=warn") {
@@ -185,7 +185,7 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != exitOK {
+		if code != cli.ExitOK {
 			t.Errorf("up exit code after cancel: got %d, want 0; stderr:\n%s", code, stderr.String())
 		}
 	case <-time.After(15 * time.Second):

@@ -1,6 +1,6 @@
 // Package cli is what every guestdiag main shares: exit codes, the signal
 // handling, the log-level flag and strict flag parsing, so the four mains
-// stay thin and behave alike.
+// stay thin and behave alike; and the command table of the guestdiag CLI.
 package cli
 
 import (
@@ -37,14 +37,9 @@ func Main(run func(ctx context.Context, args []string, stdout, stderr io.Writer)
 // (the synopsis lines) before the flags, and has the --log-level flag every
 // daemon takes; the level is read after Parse.
 func FlagSet(name, usage string, stderr io.Writer) (*flag.FlagSet, *slog.Level) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := NewFlagSet(name, usage, stderr)
 	level := new(slog.Level)
 	fs.TextVar(level, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s\nflags:\n", usage)
-		fs.PrintDefaults()
-	}
 	return fs, level
 }
 
@@ -55,7 +50,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return ArgErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }
