@@ -180,3 +180,22 @@ func TestPost(t *testing.T) {
 		})
 	}
 }
+
+func TestRunConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		urls []string
+	}{
+		{"run without a URL fails", nil},
+		{"run with a URL that is not http fails", []string{"ftp://am:9093"}},
+		{"run with a URL without a host fails", []string{"http:///api"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t, Config{URLs: tt.urls})
+			if err := c.Run(t.Context(), nil); err == nil {
+				t.Errorf("run with URLs %q returned nil, want an error", tt.urls)
+			}
+		})
+	}
+}
