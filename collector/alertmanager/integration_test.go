@@ -141,8 +141,8 @@ type gettableAlert struct {
 	} `json:"status"`
 }
 
-// activeAlerts lists the active alerts of the Alertmanager at base, by vm
-// and alertname.
+// activeAlerts lists the alerts the Alertmanager at base has not resolved
+// (active, or not yet processed), by vm, alertname and severity.
 func activeAlerts(t *testing.T, base string) map[string]gettableAlert {
 	t.Helper()
 	resp, err := http.Get(base + "/api/v2/alerts?active=true")
@@ -156,9 +156,7 @@ func activeAlerts(t *testing.T, base string) map[string]gettableAlert {
 	}
 	got := make(map[string]gettableAlert)
 	for _, a := range list {
-		if a.Status.State == "active" {
-			got[a.Labels["vm"]+"/"+a.Labels["alertname"]+"/"+a.Labels["severity"]] = a
-		}
+		got[a.Labels["vm"]+"/"+a.Labels["alertname"]+"/"+a.Labels["severity"]] = a
 	}
 	return got
 }
@@ -179,17 +177,12 @@ func TestIntegrationFiringThenResolved(t *testing.T) {
 	am1 := startAlertmanager(t, freeAddr(t))
 	am2 := startAlertmanager(t, freeAddr(t))
 	firing := testAlert("vm1", "disk.full")
-	// The lifecycle's view of what fires lags behind the resolve below: its
-	// resends must not bring the alert back.
-	var resends atomic.Int64
+	// A resend interval long enough that only our resolve can end the alert
+	// within the test.
 	c, _ := runClient(t, Config{
-		URLs:           []string{am1, am2},
-		ResendInterval: 200 * time.Millisecond,
-		ExternalURL:    "https://dash.example/",
-	}, func() []collector.Alert {
-		resends.Add(1)
-		return []collector.Alert{firing}
-	})
+		URLs:        []string{am1, am2},
+		ExternalURL: "https://dash.example/",
+	}, nil)
 
 	if err := c.Notify(t.Context(), firing); err != nil {
 		t.Fatalf("notify: %v", err)
@@ -203,7 +196,7 @@ func TestIntegrationFiringThenResolved(t *testing.T) {
 		waitFor(t, "the alert active in "+am, func() bool {
 			var ok bool
 			got, ok = activeAlerts(t, am)["vm1/disk.full/crit"]
-			return ok
+			return ok && got.Status.State == "active"
 		})
 		if !maps.Equal(got.Labels, wantLabels) {
 			t.Errorf("labels in %s:\n got %v\nwant %v", am, got.Labels, wantLabels)
@@ -233,9 +226,29 @@ func TestIntegrationFiringThenResolved(t *testing.T) {
 	for _, am := range []string{am1, am2} {
 		waitFor(t, "the alert resolved in "+am, func() bool { return len(activeAlerts(t, am)) == 0 })
 	}
+}
+
+func TestIntegrationStaleResendDoesNotReviveResolved(t *testing.T) {
+	am := startAlertmanager(t, freeAddr(t))
+	firing := testAlert("vm1", "disk.full")
+	// The lifecycle's view of what fires lags behind the resolve below.
+	var resends atomic.Int64
+	c, _ := runClient(t, Config{URLs: []string{am}, ResendInterval: 200 * time.Millisecond},
+		func() []collector.Alert {
+			resends.Add(1)
+			return []collector.Alert{firing}
+		})
+	if err := c.Notify(t.Context(), firing); err != nil {
+		t.Fatalf("notify: %v", err)
+	}
+	waitFor(t, "the alert active", func() bool { return len(activeAlerts(t, am)) == 1 })
+	if err := c.Notify(t.Context(), resolvedAlert(firing)); err != nil {
+		t.Fatalf("notify: %v", err)
+	}
+	waitFor(t, "the alert resolved", func() bool { return len(activeAlerts(t, am)) == 0 })
 	after := resends.Load()
 	waitFor(t, "two more resends", func() bool { return resends.Load() >= after+2 })
-	if got := activeAlerts(t, am1); len(got) != 0 {
+	if got := activeAlerts(t, am); len(got) != 0 {
 		t.Errorf("after resends of the stale firing state, active alerts %v, want none", sortedKeys(got))
 	}
 }
