@@ -141,9 +141,14 @@ func (c *Client) Run(ctx context.Context, firing func() []collector.Alert) error
 	if len(c.cfg.URLs) == 0 {
 		return errors.New("alertmanager: no URL configured")
 	}
-	for _, u := range c.cfg.URLs {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("alertmanager: URL %q: want http(s)://host[:port][/prefix]", u)
+	for i, u := range c.cfg.URLs {
+		// Neither error quotes u whole: it may hold a password.
+		p, err := url.Parse(u)
+		if err != nil {
+			return fmt.Errorf("alertmanager: URL %d does not parse", i+1)
+		}
+		if (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("alertmanager: URL %s: want http(s)://host[:port][/prefix]", p.Redacted())
 		}
 	}
 	resend := func() {
@@ -337,6 +342,9 @@ func (c *Client) postAll(ctx context.Context, chunk []postableAlert) (accepted, 
 		wg.Go(func() { errs[i] = c.post(ctx, u, body) })
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		return false, true
+	}
 	for _, err := range errs {
 		if err == nil {
 			accepted = true
@@ -345,9 +353,7 @@ func (c *Client) postAll(ctx context.Context, chunk []postableAlert) (accepted, 
 		c.mu.Lock()
 		c.stats.Failed++
 		c.mu.Unlock()
-		if ctx.Err() == nil {
-			c.log.Warn("alertmanager_post_failed", "alerts", len(chunk), "err", err)
-		}
+		c.log.Warn("alertmanager_post_failed", "alerts", len(chunk), "err", err)
 		var se *statusError
 		if !errors.As(err, &se) || se.retryable() {
 			retry = true

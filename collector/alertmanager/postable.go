@@ -94,18 +94,13 @@ func setLabel(l map[string]string, name, value string) {
 // which Alertmanager 0.25 and later require, by replacing every other
 // character with an underscore.
 func labelName(s string) string {
-	if s == "" {
-		return ""
-	}
 	var b strings.Builder
 	for i, r := range s {
 		switch {
-		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', i > 0 && '0' <= r && r <= '9':
 			b.WriteRune(r)
-		case '0' <= r && r <= '9':
-			if i == 0 {
-				b.WriteByte('_')
-			}
+		case i == 0 && '0' <= r && r <= '9':
+			b.WriteByte('_')
 			b.WriteRune(r)
 		default:
 			b.WriteByte('_')

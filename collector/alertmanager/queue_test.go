@@ -187,14 +187,19 @@ func TestRunConfig(t *testing.T) {
 		urls []string
 	}{
 		{"run without a URL fails", nil},
-		{"run with a URL that is not http fails", []string{"ftp://am:9093"}},
+		{"run with a URL that is not http fails", []string{"ftp://am:secret@am:9093"}},
+		{"run with a URL that does not parse fails", []string{"http://am:secret@am:9093/%zz"}},
 		{"run with a URL without a host fails", []string{"http:///api"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newTestClient(t, Config{URLs: tt.urls})
-			if err := c.Run(t.Context(), nil); err == nil {
-				t.Errorf("run with URLs %q returned nil, want an error", tt.urls)
+			err := c.Run(t.Context(), nil)
+			if err == nil {
+				t.Fatalf("run with URLs %q returned nil, want an error", tt.urls)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error %q shows the password", err)
 			}
 		})
 	}
