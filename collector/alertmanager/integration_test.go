@@ -382,7 +382,19 @@ func TestIntegrationRetries(t *testing.T) {
 		am := startAlertmanager(t, addr)
 		waitFor(t, "the alert active", func() bool { return len(activeAlerts(t, am)) == 1 })
 	})
-	t.Run("an alert Alertmanager refuses is counted, not retried", func(t *testing.T) {
+	t.Run("a dead Alertmanager of a pair does not hold up the live one", func(t *testing.T) {
+		am := startAlertmanager(t, freeAddr(t))
+		c, _ := runClient(t, Config{URLs: []string{"http://" + freeAddr(t), am}}, nil)
+		if err := c.Notify(t.Context(), testAlert("vm1", "disk.full")); err != nil {
+			t.Fatalf("notify: %v", err)
+		}
+		waitFor(t, "the alert active in the live one", func() bool { return len(activeAlerts(t, am)) == 1 })
+		waitFor(t, "the client to count it sent", func() bool { return c.Stats().Sent == 1 })
+		if s := c.Stats(); s.Failed != 1 || s.Queued != 0 {
+			t.Errorf("stats %+v, want the one POST to the dead one failed and nothing queued for retry", s)
+		}
+	})
+	t.Run("a refusal of invalid alerts names the URL, quotes the complaint and is final", func(t *testing.T) {
 		am := startAlertmanager(t, freeAddr(t))
 		c := newTestClient(t, Config{URLs: []string{am}})
 		err := c.post(t.Context(), am, []byte(`[{"labels":{"bad-name":"x"}}]`))
