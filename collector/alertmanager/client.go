@@ -84,7 +84,12 @@ type Client struct {
 	// sentLabels are the labels each firing alert was last pushed with,
 	// owned by Run: when they change (severity, KB entry) the old label
 	// set is another alert to Alertmanager and must be resolved.
-	sentLabels map[string]map[string]string
+	sentLabels map[string]sentLabels
+}
+
+type sentLabels struct {
+	labels map[string]string
+	at     time.Time
 }
 
 // New returns a Client; it sends nothing until Run is called.
@@ -107,7 +112,7 @@ func New(cfg Config, logger *slog.Logger) *Client {
 		wake:       make(chan struct{}, 1),
 		pending:    make(map[string]collector.Alert),
 		resolved:   make(map[string]time.Time),
-		sentLabels: make(map[string]map[string]string),
+		sentLabels: make(map[string]sentLabels),
 	}
 }
 
@@ -152,7 +157,11 @@ func (c *Client) Run(ctx context.Context, firing func() []collector.Alert) error
 		}
 	}
 	resend := func() {
-		c.pruneResolved(time.Now().Add(-lifetimes * c.cfg.ResendInterval))
+		// Past this, Alertmanager has expired what the entries are about
+		// (and another collector may have resolved it).
+		cutoff := time.Now().Add(-lifetimes * c.cfg.ResendInterval)
+		c.pruneResolved(cutoff)
+		maps.DeleteFunc(c.sentLabels, func(_ string, s sentLabels) bool { return s.at.Before(cutoff) })
 		if firing != nil {
 			c.enqueue(firing())
 		}
@@ -297,8 +306,8 @@ func (c *Client) send(ctx context.Context, batch []collector.Alert) bool {
 	for i, a := range batch {
 		p := postable(a, now, lifetime, c.cfg.ExternalURL)
 		sent[i] = p.Labels
-		if old, ok := c.sentLabels[fingerprint(a)]; ok && !maps.Equal(old, p.Labels) {
-			posts = append(posts, postableAlert{Labels: old, Annotations: p.Annotations, StartsAt: p.StartsAt, EndsAt: now})
+		if old, ok := c.sentLabels[fingerprint(a)]; ok && !maps.Equal(old.labels, p.Labels) {
+			posts = append(posts, postableAlert{Labels: old.labels, Annotations: p.Annotations, StartsAt: p.StartsAt, EndsAt: now})
 		}
 		posts = append(posts, p)
 	}
@@ -321,7 +330,7 @@ func (c *Client) send(ctx context.Context, batch []collector.Alert) bool {
 		if a.State == collector.AlertResolved {
 			delete(c.sentLabels, fp)
 		} else {
-			c.sentLabels[fp] = sent[i]
+			c.sentLabels[fp] = sentLabels{labels: sent[i], at: now}
 		}
 	}
 	return true
