@@ -60,14 +60,17 @@ var shipped = sync.OnceValues(func() ([]*Entry, error) {
 })
 
 // Shipped returns the entries embedded in the binary. They are tested, so
-// an error here is a build bug, not an operator's.
-func Shipped() (*KB, error) {
+// an error here is a build bug, not an operator's. Every call returns the
+// same KB.
+func Shipped() (*KB, error) { return loadShipped() }
+
+var loadShipped = sync.OnceValues(func() (*KB, error) {
 	entries, err := shipped()
 	if err != nil {
 		return nil, err
 	}
 	return newKB(entries), nil
-}
+})
 
 // Load returns the shipped entries plus those in every *.yaml and *.yml
 // file of the operator directories, read in order, files by name. A file
