@@ -22,6 +22,7 @@ var shippedFS embed.FS
 type KB struct {
 	entries []*Entry // in Match's result order
 	byID    map[string]*Entry
+	text    []searchText // for Search, by index in entries
 	m       *matcher
 }
 
@@ -31,6 +32,7 @@ func newKB(entries []*Entry) *KB {
 	k := &KB{entries: entries, byID: make(map[string]*Entry, len(entries))}
 	for _, e := range entries {
 		k.byID[e.ID] = e
+		k.text = append(k.text, newSearchText(e))
 	}
 	k.m = newMatcher(entries)
 	return k
@@ -60,14 +62,17 @@ var shipped = sync.OnceValues(func() ([]*Entry, error) {
 })
 
 // Shipped returns the entries embedded in the binary. They are tested, so
-// an error here is a build bug, not an operator's.
-func Shipped() (*KB, error) {
+// an error here is a build bug, not an operator's. Every call returns the
+// same KB.
+func Shipped() (*KB, error) { return loadShipped() }
+
+var loadShipped = sync.OnceValues(func() (*KB, error) {
 	entries, err := shipped()
 	if err != nil {
 		return nil, err
 	}
 	return newKB(entries), nil
-}
+})
 
 // Load returns the shipped entries plus those in every *.yaml and *.yml
 // file of the operator directories, read in order, files by name. A file
