@@ -30,6 +30,9 @@ type automaton struct {
 // newAutomaton builds the machine; lits[i] are the folded literals of
 // entry ids[i].
 func newAutomaton(lits [][]string, ids []int32) *automaton {
+	if len(lits) == 0 {
+		return nil // scans nothing
+	}
 	a := &automaton{}
 	// Classes: one per byte value that occurs in a literal.
 	used := [256]bool{}
@@ -128,7 +131,7 @@ func newAutomaton(lits [][]string, ids []int32) *automaton {
 // every literal found in hits, which it gets from get on the first find so
 // that a message with none costs no scratch space.
 func (a *automaton) scan(msg string, m *matcher, hits **scratch) {
-	if len(a.delta) == 0 {
+	if a == nil {
 		return
 	}
 	delta, class := a.delta, &a.class

@@ -1,7 +1,9 @@
 package kb
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -81,6 +83,10 @@ func decodeFile(file string, data []byte) ([]*Entry, []error) {
 			entries = append(entries, e)
 		}
 	}
+	// In file order, as someone fixing them reads the file.
+	slices.SortStableFunc(d.errs, func(a, b error) int {
+		return cmp.Compare(a.(*Error).Line, b.(*Error).Line)
+	})
 	return entries, d.errs
 }
 

@@ -22,6 +22,7 @@ var shippedFS embed.FS
 type KB struct {
 	entries []*Entry // in Match's result order
 	byID    map[string]*Entry
+	text    []searchText // for Search, by index in entries
 	m       *matcher
 }
 
@@ -31,6 +32,7 @@ func newKB(entries []*Entry) *KB {
 	k := &KB{entries: entries, byID: make(map[string]*Entry, len(entries))}
 	for _, e := range entries {
 		k.byID[e.ID] = e
+		k.text = append(k.text, newSearchText(e))
 	}
 	k.m = newMatcher(entries)
 	return k

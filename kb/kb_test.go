@@ -108,8 +108,10 @@ func TestLintNamesFileLineAndField(t *testing.T) {
 		{"a YAML syntax error gives the line yaml reports", "syntax.yaml",
 			[]string{`syntax.yaml:2: yaml: did not find expected ',' or '}'`}},
 		{"an unknown key is an error", "unknown_key.yaml",
-			[]string{`unknown_key.yaml:7: entry "bad.unknown_key": resolutions: unknown field`,
-				`unknown_key.yaml:1: entry "bad.unknown_key": resolution: missing: give at least one step`}},
+			[]string{`unknown_key.yaml:1: entry "bad.unknown_key": resolution: missing: give at least one step`,
+				`unknown_key.yaml:7: entry "bad.unknown_key": resolutions: unknown field`,
+				`unknown_key.yaml:15: entry "bad.unknown_nested": match.port: unknown field`,
+				`unknown_key.yaml:21: entry "bad.unknown_nested": samples[0].messge: unknown field`}},
 		{"a pattern that does not compile names match.pattern", "pattern.yaml",
 			[]string{`pattern.yaml:5: entry "bad.pattern": match.pattern: error parsing regexp: missing closing ): ` + "`" + `Out of memory: Killed process (\d+` + "`"}},
 		{"a sample that does not match names the sample", "sample_mismatch.yaml",
@@ -193,6 +195,29 @@ func TestLoadSkipsABadOperatorFileAndKeepsTheRest(t *testing.T) {
 	crash := k.Match(Finding{OS: "windows", Channel: "application", Provider: "windows error reporting", EventID: 1001, Code: "log.error", Message: "P1: billing.exe"})
 	if got, want := ids(crash), []string{"ops.win.app_crash", "guestdiag.log.error"}; !slices.Equal(got, want) {
 		t.Errorf("Match gave %q, want %q", got, want)
+	}
+}
+
+func TestLoadSkipsTheLaterFileOfADuplicateOperatorID(t *testing.T) {
+	good, err := os.ReadFile("testdata/good/ops.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(first, "a.yaml"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The same entries again, with one changed title to tell them apart.
+	again := strings.Replace(string(good), "myapp ran out of database connections", "second copy", 1)
+	if err := os.WriteFile(filepath.Join(second, "b.yml"), []byte(again), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, errs := Load(slog.New(slog.NewTextHandler(io.Discard, nil)), first, second)
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "already defined in "+filepath.Join(first, "a.yaml")) {
+		t.Errorf("Load gave errors %v, want the later file's ids named as already defined", errs)
+	}
+	if got := k.Get("ops.myapp.pool_exhausted").Title; got != "myapp ran out of database connections" {
+		t.Errorf("title %q: the later, duplicate file was applied", got)
 	}
 }
 

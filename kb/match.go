@@ -12,14 +12,48 @@ import (
 // literals in the message (Aho-Corasick), and pattern entries without a
 // literal by their unit. Every candidate is then checked in full by check,
 // so the lookups may over-approximate, never miss.
+//
+// The pattern entries are split over several automata so that a message is
+// scanned only for literals of entries it could match: those bound to the
+// finding's unit, and those bound to no unit and to the finding's OS or
+// none. Most shipped pattern entries are Linux kernel lines; a Windows
+// event is then not scanned at all, an sshd line only for the few entries
+// of no unit.
 type matcher struct {
 	entries []*Entry // in result order; candidates are indexes into it
 	byEvent map[uint32][]int32
 	byCode  map[string][]int32
-	byUnit  map[string][]int32 // by folded unit
+	byUnit  map[string][]int32 // by folded unit: patterns without a literal
 	always  []int32            // no literal and no restriction; lint rejects these
-	ac      *automaton
+	noUnit  [4]*automaton      // by osIndex of the finding
+	unitAC  map[string]*automaton
 	pool    sync.Pool // *scratch
+}
+
+// osIndex says which no-unit automaton serves a finding of this OS: a
+// finding with no OS matches entries of every OS, one of another OS only
+// entries bound to none.
+func osIndex(os string) int {
+	switch os {
+	case "":
+		return 0
+	case "linux":
+		return 1
+	case "windows":
+		return 2
+	}
+	return 3
+}
+
+// literalGroup collects the literals of the entries one automaton serves.
+type literalGroup struct {
+	lits [][]string
+	ids  []int32
+}
+
+func (g *literalGroup) add(set []string, id int32) {
+	g.lits = append(g.lits, set)
+	g.ids = append(g.ids, id)
 }
 
 // scratch is a candidate set, one bit per entry.
@@ -36,8 +70,8 @@ func newMatcher(entries []*Entry) *matcher {
 	}
 	words := (len(entries) + 63) / 64
 	m.pool.New = func() any { return &scratch{words: make([]uint64, words)} }
-	var lits [][]string
-	var litIDs []int32
+	var noUnit [4]literalGroup
+	unitGroups := map[string]*literalGroup{}
 	for i, e := range entries {
 		id := int32(i)
 		mt := &e.Match
@@ -49,18 +83,35 @@ func newMatcher(entries []*Entry) *matcher {
 		case mt.Code != "":
 			m.byCode[mt.Code] = append(m.byCode[mt.Code], id)
 		default:
-			if set := entryLiterals(e); set != nil {
-				lits = append(lits, set)
-				litIDs = append(litIDs, id)
-			} else if mt.Unit != "" {
+			set := entryLiterals(e)
+			switch {
+			case set != nil && mt.Unit != "":
+				u := foldString(mt.Unit)
+				if unitGroups[u] == nil {
+					unitGroups[u] = &literalGroup{}
+				}
+				unitGroups[u].add(set, id)
+			case set != nil:
+				for os := range noUnit {
+					if os == 0 || mt.OS == "" || os == osIndex(mt.OS) {
+						noUnit[os].add(set, id)
+					}
+				}
+			case mt.Unit != "":
 				u := foldString(mt.Unit)
 				m.byUnit[u] = append(m.byUnit[u], id)
-			} else {
+			default:
 				m.always = append(m.always, id)
 			}
 		}
 	}
-	m.ac = newAutomaton(lits, litIDs)
+	for os, g := range noUnit {
+		m.noUnit[os] = newAutomaton(g.lits, g.ids)
+	}
+	m.unitAC = make(map[string]*automaton, len(unitGroups))
+	for u, g := range unitGroups {
+		m.unitAC[u] = newAutomaton(g.lits, g.ids)
+	}
 	return m
 }
 
@@ -91,7 +142,9 @@ func (m *matcher) get() *scratch { return m.pool.Get().(*scratch) }
 
 func (m *matcher) match(f *Finding) []*Entry {
 	var hits *scratch
-	for _, list := range [...][]int32{m.byEvent[f.EventID], m.byCode[f.Code], m.unitEntries(f.Unit), m.always} {
+	var buf [64]byte
+	unit := foldUnit(buf[:0], f.Unit)
+	for _, list := range [...][]int32{m.byEvent[f.EventID], m.byCode[f.Code], m.byUnit[string(unit)], m.always} {
 		for _, id := range list {
 			if hits == nil {
 				hits = m.get()
@@ -99,7 +152,10 @@ func (m *matcher) match(f *Finding) []*Entry {
 			hits.set(id)
 		}
 	}
-	m.ac.scan(f.Message, m, &hits)
+	m.noUnit[osIndex(f.OS)].scan(f.Message, m, &hits)
+	if len(unit) > 0 {
+		m.unitAC[string(unit)].scan(f.Message, m, &hits)
+	}
 	if hits == nil {
 		return nil
 	}
@@ -121,22 +177,16 @@ func (m *matcher) match(f *Finding) []*Entry {
 	return out
 }
 
-// unitEntries looks up the entries restricted to f's unit, folding it the
-// way the keys were folded without allocating for the usual ASCII name.
-func (m *matcher) unitEntries(unit string) []int32 {
-	if len(m.byUnit) == 0 || unit == "" {
-		return nil
-	}
-	var buf [64]byte
-	if len(unit) > len(buf) {
-		return m.byUnit[foldString(unit)]
-	}
+// foldUnit folds unit into buf the way the unit keys were folded; for the
+// usual short ASCII name that costs no allocation, and neither do the map
+// lookups by string(key).
+func foldUnit(buf []byte, unit string) []byte {
 	for i := 0; i < len(unit); i++ {
 		b := unit[i]
 		if b >= utf8.RuneSelf {
-			return m.byUnit[foldString(unit)]
+			return append(buf[:0], foldString(unit)...)
 		}
-		buf[i] = lowerASCII[b]
+		buf = append(buf, lowerASCII[b])
 	}
-	return m.byUnit[string(buf[:len(unit)])]
+	return buf
 }

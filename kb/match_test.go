@@ -129,19 +129,30 @@ func FuzzMatch(f *testing.F) {
 }
 
 // mixedCorpus is a deterministic stand-in for what a collector matches: the
-// benign lines, shuffled and repeated, with about 2 % of lines taken from
-// the entries' samples.
+// benign lines drawn at random, half Linux and half Windows whatever the
+// sizes of the corpora, with about 2 % of lines taken from the entries'
+// samples.
 func mixedCorpus(t testing.TB, k *KB, n int) []Finding {
 	t.Helper()
-	benign := readBenign(t)
+	var linux, windows []Finding
+	for _, l := range readBenign(t) {
+		if l.f.OS == "windows" {
+			windows = append(windows, l.f)
+		} else {
+			linux = append(linux, l.f)
+		}
+	}
 	samples := allSamples(k)
 	rng := rand.New(rand.NewPCG(7, 11))
 	out := make([]Finding, n)
 	for i := range out {
-		if rng.IntN(50) == 0 {
+		switch {
+		case rng.IntN(50) == 0:
 			out[i] = samples[rng.IntN(len(samples))]
-		} else {
-			out[i] = benign[rng.IntN(len(benign))].f
+		case rng.IntN(2) == 0 && len(windows) > 0:
+			out[i] = windows[rng.IntN(len(windows))]
+		default:
+			out[i] = linux[rng.IntN(len(linux))]
 		}
 	}
 	return out

@@ -21,10 +21,8 @@ func (k *KB) Search(query string, limit int) []*Entry {
 		title int
 	}
 	var hits []hit
-	for _, e := range k.entries {
-		head := strings.ToLower(e.ID + "\n" + e.Title)
-		body := strings.ToLower(strings.Join(slices.Concat(
-			[]string{e.Cause, e.Match.Code}, e.Resolution, e.References, e.Match.Provider), "\n"))
+	for i, e := range k.entries {
+		head, body := k.text[i].head, k.text[i].body
 		title := 0
 		all := true
 		for _, t := range terms {
@@ -62,4 +60,15 @@ func (k *KB) Search(query string, limit int) []*Entry {
 func isEventID(e *Entry, term string) bool {
 	id, err := strconv.ParseUint(term, 10, 32)
 	return err == nil && slices.Contains(e.Match.EventIDs, uint32(id))
+}
+
+// searchText is an entry's text as Search looks at it, lowered once.
+type searchText struct{ head, body string }
+
+func newSearchText(e *Entry) searchText {
+	return searchText{
+		head: strings.ToLower(e.ID + "\n" + e.Title),
+		body: strings.ToLower(strings.Join(slices.Concat(
+			[]string{e.Cause, e.Match.Code}, e.Resolution, e.References, e.Match.Provider), "\n")),
+	}
 }

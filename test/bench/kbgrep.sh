@@ -3,8 +3,9 @@
 # same patterns and the same corpus.
 #
 # The corpus is what BenchmarkMatch uses: the benign lines of
-# kb/testdata/benign/*.jsonl, drawn at random with a fixed seed, with about
-# 2 % of lines taken from the entries' samples; only the messages are
+# kb/testdata/benign/*.jsonl, drawn at random with a fixed seed, half Linux
+# and half Windows, with about 2 % of lines taken from the entries'
+# samples; only the messages are
 # written, one per line. The grep patterns are the entries' RE2 patterns
 # rewritten as POSIX EREs from their parse trees (\d -> [0-9], \s and \w ->
 # bracket expressions, (?:...) -> (...)); the case-insensitive ones go to a
