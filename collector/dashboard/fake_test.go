@@ -140,7 +140,9 @@ var longName = func() string {
 	return s[:200]
 }()
 
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+// t0 is the fixture's "now": the real time, so that the browser test's pages,
+// which run on the real clock, read as fresh.
+var t0 = time.Now().UTC().Truncate(time.Second)
 
 func raw(v any) json.RawMessage {
 	b, err := json.Marshal(v)
