@@ -241,7 +241,7 @@ func TestHostileGuestTextIsShownAsText(t *testing.T) {
 				t.Fatalf("GET %s = %d, want 200", p, res.StatusCode)
 			}
 			checkSafeHTML(t, body)
-			for _, bad := range []string{scriptName, pwnedScript, "<img", "\xff"} {
+			for _, bad := range []string{scriptName, pwnedScript, "<img", "\xff", "\x1b"} {
 				if strings.Contains(body, bad) {
 					t.Errorf("page has %q unescaped", bad)
 				}

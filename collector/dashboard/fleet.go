@@ -57,6 +57,8 @@ type hostView struct {
 	Href  string
 	Count hostCount
 	Rows  []vmRow
+	// Table is all of Rows' HTML, joined once the rows are sorted.
+	Table template.HTML
 	rank  int
 }
 
@@ -216,10 +218,21 @@ func buildFleet(vms []collector.VM, loaded bool, firing []collector.Alert, f fle
 	}
 	v.Hosts = slices.DeleteFunc(v.Hosts, func(h *hostView) bool { return f.Host != "" && h.Count.VMs == 0 })
 	slices.SortStableFunc(v.Hosts, func(a, b *hostView) int { return cmp.Compare(a.rank, b.rank) })
+	var table strings.Builder
 	for _, h := range v.Hosts {
 		slices.SortStableFunc(h.Rows, func(a, b vmRow) int {
 			return cmp.Or(cmp.Compare(a.rank[0], b.rank[0]), cmp.Compare(a.rank[1], b.rank[1]))
 		})
+		table.Reset()
+		n := 0
+		for _, r := range h.Rows {
+			n += len(r.HTML)
+		}
+		table.Grow(n)
+		for _, r := range h.Rows {
+			table.WriteString(string(r.HTML))
+		}
+		h.Table = template.HTML(table.String())
 	}
 	return v
 }

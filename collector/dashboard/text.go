@@ -41,20 +41,25 @@ func clean(s string) string {
 	return b.String()
 }
 
-// plain reports whether s needs no cleaning: printable ASCII, tabs and
-// newlines, or valid UTF-8 without controls. It is the fast path for the
-// fleet page's tens of thousands of strings.
+// plain reports whether s needs no cleaning: valid UTF-8 without control
+// characters (tab and newline allowed) or bidirectional controls. ASCII is
+// checked a byte at a time, the fast path for the fleet page's tens of
+// thousands of strings.
 func plain(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		if c >= 0x80 {
-			return utf8.ValidString(s[i:]) && !strings.ContainsFunc(s[i:], func(r rune) bool {
-				return r >= 0x80 && r < 0xa0 || bidiControl(r)
-			})
+		if c < utf8.RuneSelf {
+			if c < 0x20 && c != '\t' && c != '\n' || c == 0x7f {
+				return false
+			}
+			i++
+			continue
 		}
-		if c < 0x20 && c != '\t' && c != '\n' || c == 0x7f {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || r < 0xa0 || bidiControl(r) {
 			return false
 		}
+		i += n
 	}
 	return true
 }
