@@ -44,7 +44,7 @@ func (c *Collector) Handler() http.Handler {
 	mux.Handle("/api/", apiH)
 	mux.HandleFunc("GET /healthz", c.healthz)
 	if c.cfg.UI != nil {
-		mux.Handle("/", c.cfg.UI)
+		mux.Handle("/", c.cfg.UI(c))
 	}
 	return mux
 }

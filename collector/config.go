@@ -64,8 +64,9 @@ type Config struct {
 	// (tests).
 	Matcher Matcher
 
-	// UI serves everything outside /api/ and /healthz (the dashboard).
-	UI http.Handler
+	// UI, when set, returns the handler for everything outside /api/ and
+	// /healthz (the dashboard), given the collector it reads from.
+	UI func(*Collector) http.Handler
 	// Auth, when set, wraps /api/, so that the dashboard's login protects
 	// the API too; UI does its own.
 	Auth func(http.Handler) http.Handler

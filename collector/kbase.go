@@ -32,3 +32,8 @@ func (c *Collector) matcher() Matcher {
 	}
 	return nil
 }
+
+// SearchKB searches the current knowledge base, for the dashboard.
+func (c *Collector) SearchKB(query string, limit int) []*kb.Entry {
+	return c.KB().Search(query, limit)
+}

@@ -1,5 +1,6 @@
 // Command guestdiag-collector consumes what relays publish to JetStream, keeps
-// per-VM state in a KV bucket and serves it as a JSON API. Run several on the
+// per-VM state in a KV bucket, raises alerts with their knowledge-base
+// resolutions, and serves the dashboard and the JSON API. Run several on the
 // same durable to scale out.
 //
 //	guestdiag-collector [flags]
@@ -9,37 +10,53 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/internal/cli"
+	"github.com/guestdiag/guestdiag/internal/collectord"
+	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/version"
 )
 
 func main() { cli.Main(run) }
 
-var run = cli.Daemon("guestdiag-collector", parseFlags, func(ctx context.Context, cfg collector.Config, logger *slog.Logger) error {
-	logger.Info("collector_starting", "version", version.Version, "nats", cfg.NATSURL, "listen", cfg.Listen)
-	return collector.Run(ctx, cfg, logger)
+var run = cli.Daemon("guestdiag-collector", parseFlags, func(ctx context.Context, cfg collectord.Config, logger *slog.Logger) error {
+	logger.Info("collector_starting", "version", version.Version, "nats", cfg.Collector.NATSURL, "listen", cfg.Collector.Listen)
+	nc, err := natsutil.Connect(cfg.Collector.NATSURL, "guestdiag-collector", logger)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Collector.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return collectord.Run(ctx, nc, ln, cfg, logger)
 })
 
-func parseFlags(args []string, stderr io.Writer) (collector.Config, slog.Level, error) {
-	cfg := collector.Config{}
+func parseFlags(args []string, stderr io.Writer) (collectord.Config, slog.Level, error) {
+	var cfg collectord.Config
+	c := &cfg.Collector
 	fs, level := cli.FlagSet("guestdiag-collector", "usage: guestdiag-collector [flags]\n       guestdiag-collector version\n", stderr)
-	fs.StringVar(&cfg.NATSURL, "nats", nats.DefaultURL, "NATS server `url`s, comma separated")
-	fs.StringVar(&cfg.Listen, "listen", collector.DefaultListen, "`address` of the JSON API")
-	fs.StringVar(&cfg.Durable, "durable", collector.DefaultDurable, "durable consumer `name` shared by all collectors")
-	fs.StringVar(&cfg.Bucket, "bucket", collector.DefaultBucket, "KV `bucket` of per-VM state")
-	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the stream and the KV bucket (3 on a NATS cluster)")
-	fs.DurationVar(&cfg.AckWait, "ack-wait", collector.DefaultAckWait, "time before an unacknowledged message is redelivered")
+	fs.StringVar(&c.NATSURL, "nats", nats.DefaultURL, "NATS server `url`s, comma separated")
+	fs.StringVar(&c.Listen, "listen", collector.DefaultListen, "`address` of the dashboard and the JSON API")
+	fs.StringVar(&c.Durable, "durable", collector.DefaultDurable, "durable consumer `name` shared by all collectors")
+	fs.StringVar(&c.Bucket, "bucket", collector.DefaultBucket, "KV `bucket` of per-VM state")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the stream and the KV buckets (3 on a NATS cluster)")
+	fs.DurationVar(&c.AckWait, "ack-wait", collector.DefaultAckWait, "time before an unacknowledged message is redelivered")
+	pending := collectord.Flags(fs, &cfg)
 	if err := cli.Parse(fs, args); err != nil {
 		return cfg, *level, err
 	}
-	if cfg.Replicas < 1 || cfg.AckWait <= 0 {
+	if c.Replicas < 1 || c.AckWait <= 0 {
 		return cfg, *level, errors.New("--replicas must be at least 1 and --ack-wait positive")
 	}
-	return cfg, *level, nil
+	return cfg, *level, pending.Finish()
 }

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,33 +16,59 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/collector/alertmanager"
+	"github.com/guestdiag/guestdiag/internal/collectord"
 	"github.com/guestdiag/guestdiag/internal/natstest"
+	"github.com/guestdiag/guestdiag/internal/webauth"
 )
 
 func TestParseFlags(t *testing.T) {
+	t.Setenv("GUESTDIAG_TOKEN", "")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defaults := collector.Config{
+		NATSURL: nats.DefaultURL, Listen: collector.DefaultListen, Durable: collector.DefaultDurable,
+		Bucket: collector.DefaultBucket, Replicas: 1, AckWait: collector.DefaultAckWait, ChannelGrace: collector.DefaultChannelGrace,
+	}
 	tests := []struct {
 		name    string
 		args    []string
-		want    collector.Config
-		wantErr bool
+		want    collectord.Config
+		wantErr string
 	}{
-		{"defaults", nil, collector.Config{
-			NATSURL: nats.DefaultURL, Listen: collector.DefaultListen, Durable: collector.DefaultDurable,
-			Bucket: collector.DefaultBucket, Replicas: 1, AckWait: collector.DefaultAckWait,
-		}, false},
-		{"every flag", []string{"--nats", "nats://n1:4222,nats://n2:4222", "--listen", ":9000", "--durable", "d", "--bucket", "b", "--replicas", "3", "--ack-wait", "1m"}, collector.Config{
-			NATSURL: "nats://n1:4222,nats://n2:4222", Listen: ":9000", Durable: "d", Bucket: "b", Replicas: 3, AckWait: time.Minute,
-		}, false},
-		{"zero replicas", []string{"--replicas", "0"}, collector.Config{}, true},
-		{"a stray argument", []string{"extra"}, collector.Config{}, true},
+		{"defaults", nil, collectord.Config{Collector: defaults}, ""},
+		{"every flag", []string{"--nats", "nats://n1:4222,nats://n2:4222", "--listen", ":9000", "--durable", "d", "--bucket", "b", "--replicas", "3", "--ack-wait", "1m",
+			"--kb-dir", "/etc/guestdiag/kb", "--kb-dir", "/srv/kb", "--users", "/etc/guestdiag/users", "--token-file", tokenFile, "--secure-cookies",
+			"--alertmanager", "http://am1:9093", "--alertmanager", "https://am2:9093", "--external-url", "https://guestdiag.example", "--channel-grace", "2m"},
+			collectord.Config{
+				Collector: collector.Config{
+					NATSURL: "nats://n1:4222,nats://n2:4222", Listen: ":9000", Durable: "d", Bucket: "b", Replicas: 3, AckWait: time.Minute,
+					KBDirs: []string{"/etc/guestdiag/kb", "/srv/kb"}, ChannelGrace: 2 * time.Minute,
+				},
+				Auth:         webauth.Config{UsersFile: "/etc/guestdiag/users", Token: "s3cret", Secure: true},
+				Alertmanager: alertmanager.Config{URLs: []string{"http://am1:9093", "https://am2:9093"}, ExternalURL: "https://guestdiag.example"},
+			}, ""},
+		{"zero replicas", []string{"--replicas", "0"}, collectord.Config{}, "--replicas"},
+		{"a stray argument", []string{"extra"}, collectord.Config{}, "extra"},
+		{"an Alertmanager that is not a URL", []string{"--alertmanager", "am1:9093"}, collectord.Config{}, "not an http or https URL"},
+		{"a missing token file", []string{"--token-file", filepath.Join(dir, "nope")}, collectord.Config{}, "--token-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, _, err := parseFlags(tt.args, &bytes.Buffer{})
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("error: got %v, want error %v", err, tt.wantErr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error: got %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
 			}
-			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("config:\ngot  %+v\nwant %+v", got, tt.want)
 			}
 		})

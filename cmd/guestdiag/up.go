@@ -18,6 +18,7 @@ import (
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/hostrelay"
 	"github.com/guestdiag/guestdiag/internal/cli"
+	"github.com/guestdiag/guestdiag/internal/collectord"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/version"
 )
@@ -31,6 +32,9 @@ type upConfig struct {
 	// HTTPListen is the collector API's address.
 	HTTPListen string
 	Relay      hostrelay.Config
+	// Collector holds the collector's own settings: knowledge-base
+	// directories, authentication, Alertmanager.
+	Collector collectord.Config
 }
 
 var upCmd = cli.Command{
@@ -56,12 +60,16 @@ func parseUpFlags(args []string, stderr io.Writer) (upConfig, slog.Level, error)
 	fs, level := cli.FlagSet("guestdiag up", upCmd.Usage("guestdiag"), stderr)
 	fs.StringVar(&cfg.StoreDir, "store", defaultStoreDir(), "`dir`ectory for JetStream's files; created if missing")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server; port 0 picks a free one")
-	fs.StringVar(&cfg.HTTPListen, "http", collector.DefaultListen, "`address` of the collector API")
+	fs.StringVar(&cfg.HTTPListen, "http", collector.DefaultListen, "`address` of the dashboard and the collector API")
 	fs.StringVar(&cfg.Relay.Host, "host", "", "`name` of this host in subjects and state (default: the host name)")
 	fs.Var(hostrelay.GlobsFlag(&cfg.Relay.Globs), "glob", "channel socket `pattern`; repeat for several; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Relay.Static), "channel", "static channel `NAME=PATH[,uuid=UUID]` of one VM; repeat for several")
+	pending := collectord.Flags(fs, &cfg.Collector)
 	if err := cli.Parse(fs, args); err != nil {
 		return cfg, *level, err
+	}
+	if err := pending.Finish(); err != nil {
+		return cfg, *level, cli.ArgErrorf("%v", err)
 	}
 	if cfg.Relay.Host == "" {
 		h, err := os.Hostname()
@@ -130,7 +138,6 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("--http: %w", err)
 	}
-	col := collector.New(collector.Config{}, nc, logger.With("component", "collector"))
 	relay, err := hostrelay.New(cfg.Relay, nc, logger.With("component", "relay"))
 	if err != nil {
 		ln.Close()
@@ -139,6 +146,7 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 
 	api := "http://" + ln.Addr().String()
 	fmt.Fprintf(out, "guestdiag %s up for host %s\n", version.Version, cfg.Relay.Host)
+	fmt.Fprintf(out, "  dashboard: %s/\n", api)
 	fmt.Fprintf(out, "  api:    %s/api/vms\n", api)
 	fmt.Fprintf(out, "  nats:   %s\n", srv.ClientURL())
 	fmt.Fprintf(out, "  store:  %s\n", cfg.StoreDir)
@@ -152,7 +160,7 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 	defer stopCol()
 	relayDone, colDone := make(chan error, 1), make(chan error, 1)
 	go func() { relayDone <- relay.Run(relayCtx) }()
-	go func() { colDone <- col.Serve(colCtx, ln) }()
+	go func() { colDone <- collectord.Run(colCtx, nc, ln, cfg.Collector, logger) }()
 
 	var relayErr, colErr error
 	relayOut, colOut := false, false

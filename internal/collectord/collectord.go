@@ -1,0 +1,162 @@
+// Package collectord runs the collector the way both of its mains do
+// (guestdiag-collector and guestdiag up): the collector with its dashboard,
+// one login in front of the dashboard and the JSON API, the Alertmanager
+// client when configured, and knowledge-base reloads on SIGHUP.
+package collectord
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/collector/alertmanager"
+	"github.com/guestdiag/guestdiag/collector/dashboard"
+	"github.com/guestdiag/guestdiag/internal/webauth"
+)
+
+// Config is the collector's and everything around it.
+type Config struct {
+	Collector collector.Config
+	// Auth guards the dashboard and /api/; with neither a token nor a
+	// users file both are open (the listener is loopback by default).
+	Auth webauth.Config
+	// Alertmanager is used when it names at least one URL.
+	Alertmanager alertmanager.Config
+}
+
+// Run serves the collector, its dashboard and API on ln and runs the
+// Alertmanager client until ctx is cancelled, when it returns nil. It
+// closes ln.
+func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger *slog.Logger) error {
+	auth, err := webauth.New(cfg.Auth, logger.With("component", "webauth"))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("dashboard authentication: %w", err)
+	}
+	cc := cfg.Collector
+	cc.Auth = auth.Wrap
+	cc.UI = func(c *collector.Collector) http.Handler {
+		return dashboard.New(c, dashboard.Config{Auth: auth}, logger.With("component", "dashboard"))
+	}
+	var am *alertmanager.Client
+	if len(cfg.Alertmanager.URLs) > 0 {
+		am = alertmanager.New(cfg.Alertmanager, logger.With("component", "alertmanager"))
+		cc.Notifiers = append(cc.Notifiers, am)
+	}
+	c := collector.New(cc, nc, logger.With("component", "collector"))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if am != nil {
+		wg.Go(func() {
+			firing := func() []collector.Alert { return c.Alerts(collector.AlertFilter{State: collector.AlertFiring}) }
+			if err := am.Run(ctx, firing); err != nil {
+				logger.Error("alertmanager_failed", "err", err)
+			}
+		})
+	}
+	wg.Go(func() { reloadOnHangup(ctx, c, logger) })
+	return c.Serve(ctx, ln)
+}
+
+// reloadOnHangup reloads the knowledge base on every SIGHUP. A bad
+// operator file is logged and skipped; the rest of the reload stands.
+func reloadOnHangup(ctx context.Context, c *collector.Collector, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			errs := c.ReloadKB()
+			for _, err := range errs {
+				logger.Warn("kb_file_skipped", "err", err)
+			}
+			logger.Info("kb_reloaded", "entries", c.KB().Len(), "errors", len(errs))
+		}
+	}
+}
+
+// Flags registers the flags both mains share: knowledge-base directories,
+// authentication, Alertmanager and the channel grace. Call Finish after
+// parsing.
+func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
+	p := &Pending{cfg: cfg}
+	fs.Var(stringsFlag{&cfg.Collector.KBDirs}, "kb-dir", "operator knowledge-base `dir`ectory, loaded after the shipped entries and on SIGHUP; repeat for several")
+	fs.StringVar(&cfg.Auth.UsersFile, "users", "", "`file` of dashboard and API users, name:bcrypt-hash lines (htpasswd -B)")
+	fs.StringVar(&p.tokenFile, "token-file", "", "`file` holding a shared token for the dashboard and API (or set GUESTDIAG_TOKEN)")
+	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")
+	fs.Var(stringsFlag{&cfg.Alertmanager.URLs}, "alertmanager", "Alertmanager base `url` to push alerts to; repeat for an HA pair")
+	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
+	fs.DurationVar(&cfg.Collector.ChannelGrace, "channel-grace", collector.DefaultChannelGrace, "how long a channel may stay disconnected before vm.channel_down fires")
+	return p
+}
+
+// Pending holds what Flags cannot set until the flags are parsed.
+type Pending struct {
+	cfg       *Config
+	tokenFile string
+}
+
+// Finish reads the token and checks the URLs.
+func (p *Pending) Finish() error {
+	if p.tokenFile != "" {
+		b, err := os.ReadFile(p.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		p.cfg.Auth.Token = strings.TrimSpace(string(b))
+		if p.cfg.Auth.Token == "" {
+			return fmt.Errorf("--token-file: %s is empty", p.tokenFile)
+		}
+	} else if t := os.Getenv("GUESTDIAG_TOKEN"); t != "" {
+		p.cfg.Auth.Token = t
+	}
+	for _, u := range append(append([]string(nil), p.cfg.Alertmanager.URLs...), p.cfg.Alertmanager.ExternalURL) {
+		if u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("%q is not an http or https URL", u)
+		}
+	}
+	if p.cfg.Collector.ChannelGrace <= 0 {
+		return errors.New("--channel-grace must be positive")
+	}
+	return nil
+}
+
+type stringsFlag struct{ p *[]string }
+
+func (f stringsFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return strings.Join(*f.p, ",")
+}
+
+func (f stringsFlag) Set(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	*f.p = append(*f.p, s)
+	return nil
+}
