@@ -33,8 +33,10 @@ lint:
 	GOOS=linux   GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
+# The real Alertmanager and Chromium that scripts/deps.sh installs must be
+# there: their tests fail instead of skipping.
 test-unit:
-	$(GO) test -race -count=1 ./...
+	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 ./...
 
 test-vmlab:
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
@@ -45,6 +47,10 @@ bench:
 	$(GO) test ./hostrelay -run XXX -bench RelayLatency1000 -benchtime 10000x -count 3 -cpu 1
 	$(GO) test ./checks -run XXX -bench 'LogsFilePipeline|ResourcesRun' -benchmem -count 3 -cpu 1
 	test/bench/cycle.sh -test.count 3 -test.cpu 1 -test.benchtime 10x
+	$(GO) test ./kb -run XXX -bench 'Match$$' -benchmem -count 3 -cpu 1 -benchtime 2s
+	test/bench/kbgrep.sh
+	$(GO) test ./collector/dashboard -run XXX -bench FleetPage10k -benchmem -count 3
+	$(GO) test ./collector -run XXX -bench CollectorThroughput -benchtime 3x -count 3 -cpu 1,2
 
 fuzz:
 	$(GO) test ./protocol -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30s

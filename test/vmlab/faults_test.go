@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
@@ -138,20 +136,8 @@ func exec1(t *testing.T, ctx context.Context, vm *vmlab.VM, cmd string) string {
 // that each one reaches NATS, through virtio-serial and the relay, as the
 // finding an administrator would look for.
 func TestIntegrationFaults(t *testing.T) {
-	l := agentLab(t)
 	ctx := t.Context()
-	helper := filepath.Join(t.TempDir(), "vmlab-guest")
-	if err := vmlab.BuildHelper(ctx, helper); err != nil {
-		t.Fatal(err)
-	}
-	l.Helper = helper
-
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	l, srv, nc := faultLab(t)
 	reports := watchReports(t, nc, "gamma")
 
 	vm := bootAgent(t, ctx, l, vmlab.AgentGuest{
@@ -159,11 +145,7 @@ func TestIntegrationFaults(t *testing.T) {
 		AgentConfig: faultsAgentConfig,
 		Files:       []vmlab.File{{HostPath: "testdata/guest/dpkg-status", GuestPath: "/var/lib/dpkg/status", Mode: 0o644}, {HostPath: "testdata/guest/dpkg-install-nginx.sh", GuestPath: "/etc/vmlab/dpkg-install-nginx.sh", Mode: 0o644}},
 	})
-	relayBin := filepath.Join(t.TempDir(), "guestdiag-relay")
-	if err := vmlab.Build(ctx, relayBin, "./cmd/guestdiag-relay"); err != nil {
-		t.Fatal(err)
-	}
-	startRelayProcess(t, relayBin, srv.ClientURL(), l.ChannelGlob())
+	startRelayProcess(t, buildRelay(t), srv.ClientURL(), l.ChannelGlob())
 	api := startCollector(t, nc)
 
 	// Every check has reported once, so baselines (packages, ruleset) and

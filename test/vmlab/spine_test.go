@@ -19,10 +19,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/internal/collectord"
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -42,6 +45,35 @@ func agentLab(t *testing.T) *vmlab.AgentLab {
 		t.Fatal(err)
 	}
 	return &vmlab.AgentLab{Kernel: l.kernel, Agent: agent, ChannelRoot: shortTempDir(t), WorkDir: t.TempDir()}
+}
+
+// faultLab is an agent lab whose guests run vmlab-guest, so tests can
+// inject faults, with a real NATS server and a connection to it.
+func faultLab(t *testing.T) (*vmlab.AgentLab, *server.Server, *nats.Conn) {
+	t.Helper()
+	l := agentLab(t)
+	helper := filepath.Join(t.TempDir(), "vmlab-guest")
+	if err := vmlab.BuildHelper(t.Context(), helper); err != nil {
+		t.Fatal(err)
+	}
+	l.Helper = helper
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return l, srv, nc
+}
+
+// buildRelay builds guestdiag-relay for startRelayProcess.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "guestdiag-relay")
+	if err := vmlab.Build(t.Context(), bin, "./cmd/guestdiag-relay"); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 func bootAgent(t *testing.T, ctx context.Context, l *vmlab.AgentLab, g vmlab.AgentGuest) *vmlab.VM {
@@ -106,6 +138,47 @@ func startCollector(t *testing.T, nc *nats.Conn) (api string) {
 	return "http://" + ln.Addr().String()
 }
 
+// The lab's dashboard and API user.
+const (
+	labUser     = "admin"
+	labPassword = "lab-password"
+)
+
+// labUsersFile writes a users file holding labUser with a bcrypt hash of
+// labPassword.
+func labUsersFile(t *testing.T) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(labPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(p, []byte(labUser+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startControlPlane runs the collector as its main does, with the
+// dashboard, authentication and KB reloads, and returns its base URL.
+func startControlPlane(t *testing.T, nc *nats.Conn, cfg collectord.Config) (base string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- collectord.Run(ctx, nc, ln, cfg, testLogger(t, "collector")) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("collector: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
 func testLogger(t *testing.T, component string) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", component)
@@ -114,9 +187,17 @@ func testLogger(t *testing.T, component string) *slog.Logger {
 }
 
 func fetchVMs(ctx context.Context, api string) ([]collector.VM, error) {
+	return fetchVMsAs(ctx, api, "", "")
+}
+
+// fetchVMsAs is fetchVMs with basic auth, when user is set.
+func fetchVMsAs(ctx context.Context, api, user, password string) ([]collector.VM, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/api/vms", nil)
 	if err != nil {
 		return nil, err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -212,10 +293,7 @@ func TestIntegrationSpine(t *testing.T) {
 	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "alpha", ID: 1, AgentArgs: agentArgs, AgentConfig: agentConfig})
 	bootAgent(t, ctx, l, vmlab.AgentGuest{Name: "beta", ID: 2, Hostname: "alpha", AgentArgs: agentArgs, AgentConfig: agentConfig})
 
-	relayBin := filepath.Join(t.TempDir(), "guestdiag-relay")
-	if err := vmlab.Build(ctx, relayBin, "./cmd/guestdiag-relay"); err != nil {
-		t.Fatal(err)
-	}
+	relayBin := buildRelay(t)
 	relay := startRelayProcess(t, relayBin, srv.ClientURL(), l.ChannelGlob())
 	api := startCollector(t, nc)
 
