@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/collector"
@@ -24,16 +23,7 @@ import (
 // returns its API's URL and a JetStream handle to publish what relays do.
 func liveCollector(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
-	s := natstest.Start(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js := natstest.JetStream(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

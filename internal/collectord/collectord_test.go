@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/collector/alertmanager"
@@ -25,12 +24,7 @@ import (
 // relies on: without the token neither the API nor the dashboard answers;
 // with it both do.
 func TestRunGuardsDashboardAndAPIWithOneToken(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Connect(t, natstest.Start(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

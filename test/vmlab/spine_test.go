@@ -58,12 +58,7 @@ func faultLab(t *testing.T) (*vmlab.AgentLab, *server.Server, *nats.Conn) {
 	}
 	l.Helper = helper
 	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return l, srv, nc
+	return l, srv, natstest.Connect(t, srv)
 }
 
 // buildRelay builds guestdiag-relay for startRelayProcess.
@@ -276,16 +271,7 @@ func TestIntegrationSpine(t *testing.T) {
 	l := agentLab(t)
 	ctx := t.Context()
 
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, nc, js := natstest.JetStream(t)
 
 	agentArgs := []string{"--heartbeat", "2s"}
 	// beta claims to be alpha: its identity must still come from its channel.
