@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,6 +71,7 @@ type Collector struct {
 	ready       bool                   // the KV watcher has delivered every record
 	vms         map[string]VM          // by KV key, fed by the KV watcher and own writes
 	revs        map[string]uint64      // the KV revision of each record in vms
+	writing     map[string]ownWrite    // by KV key: the record this collector is writing
 	alertsReady bool                   // the alert watcher has delivered every record
 	alerts      map[string]alertRecord // by KV key, fed by the alert watcher and own writes
 
@@ -89,7 +91,7 @@ type Collector struct {
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	c := &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), alerts: make(map[string]alertRecord),
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord),
 		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 	c.subs.init()
@@ -428,6 +430,28 @@ func (c *Collector) remember(key string, v VM, rev uint64) {
 	c.mu.Unlock()
 }
 
+// ownWrite is a record on its way to the bucket, kept so that the watcher
+// recognises it by its bytes and takes it as it is rather than decoding it.
+type ownWrite struct {
+	val []byte
+	v   VM
+}
+
+// writeStarted and writeFailed keep c.writing; the watcher empties it.
+func (c *Collector) writeStarted(key string, val []byte, v VM) {
+	c.mu.Lock()
+	c.writing[key] = ownWrite{val: val, v: v}
+	c.mu.Unlock()
+}
+
+func (c *Collector) writeFailed(key string, val []byte) {
+	c.mu.Lock()
+	if w, ok := c.writing[key]; ok && &w.val[0] == &val[0] {
+		delete(c.writing, key)
+	}
+	c.mu.Unlock()
+}
+
 // read fetches the record of key from the bucket: zero revision when there
 // is none.
 func (c *Collector) read(ctx context.Context, b *backend, key string, u update) (VM, uint64, error) {
@@ -492,10 +516,14 @@ func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u upda
 		if err := c.effects(ctx, b, fx); err != nil {
 			return 0, err
 		}
+		c.writeStarted(key, val, v)
 		if rev == 0 {
 			rev, err = b.vms.Create(opCtx, key, val)
 		} else {
 			rev, err = b.vms.Update(opCtx, key, val, rev)
+		}
+		if err != nil {
+			c.writeFailed(key, val)
 		}
 		if fromCache && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
 			// The watched copy was behind: read the record and try
@@ -554,18 +582,24 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 		}
 		var v VM
 		put := e.Operation() == jetstream.KeyValuePut
+		decoded := false
 		if put && initial == nil {
-			c.mu.RLock()
+			c.mu.Lock()
 			known, mine := c.revs[e.Key()], c.vms[e.Key()]
-			c.mu.RUnlock()
+			w, ok := c.writing[e.Key()]
+			if ok && bytes.Equal(w.val, e.Value()) {
+				// This collector wrote it: take what it encoded.
+				delete(c.writing, e.Key())
+				v, decoded = w.v, true
+			}
+			c.mu.Unlock()
 			if known != 0 && known >= e.Revision() {
-				// This collector wrote it and remembered it already;
-				// decoding it again would only cost.
+				// This collector wrote it and remembered it already.
 				c.changed(Change{Host: mine.Host, VM: mine.Name, What: "vm"})
 				continue
 			}
 		}
-		if put {
+		if put && !decoded {
 			if err := json.Unmarshal(e.Value(), &v); err != nil {
 				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
 				continue
