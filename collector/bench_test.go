@@ -28,7 +28,7 @@ import (
 // a warn finding), the rest heartbeats.
 const (
 	benchVMs   = 5000
-	benchPerVM = 10
+	benchPerVM = 40
 )
 
 var benchChecks = []string{"resources", "disk", "network", "services", "logs", "firewall"}
