@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,7 +69,9 @@ type Collector struct {
 
 	mu          sync.RWMutex
 	ready       bool                   // the KV watcher has delivered every record
-	vms         map[string]VM          // by KV key, fed by the KV watcher
+	vms         map[string]VM          // by KV key, fed by the KV watcher and own writes
+	revs        map[string]uint64      // the KV revision of each record in vms
+	writing     map[string]ownWrite    // by KV key: the record this collector is writing
 	alertsReady bool                   // the alert watcher has delivered every record
 	alerts      map[string]alertRecord // by KV key, fed by the alert watcher and own writes
 
@@ -88,7 +91,7 @@ type Collector struct {
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	c := &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), alerts: make(map[string]alertRecord),
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord),
 		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 	c.subs.init()
@@ -373,10 +376,12 @@ func (c *Collector) settle(err error, msg jetstream.Msg, streamSeq uint64) {
 
 // store applies u to its VM's record with compare-and-set on the record's
 // revision, re-reading and retrying when another collector got there first.
+// The first attempt starts from the watched copy of the record, which saves
+// a round trip whenever no other collector wrote the record since.
 func (c *Collector) store(ctx context.Context, b *backend, u update) (outcome, error) {
 	key := Key(u.host, u.vm)
 	for attempt := 1; ; attempt++ {
-		out, err := c.tryStore(ctx, b, key, u)
+		out, err := c.tryStore(ctx, b, key, u, attempt == 1)
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return out, err
 		}
@@ -402,50 +407,137 @@ func casDelay(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u update) (outcome, error) {
-	opCtx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
+// cached returns the watched copy of the record of key and its revision,
+// or false when there is none to start from.
+func (c *Collector) cached(key string) (VM, uint64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rev := c.revs[key]
+	if rev == 0 {
+		return VM{}, 0, false
+	}
+	return c.vms[key], rev, true
+}
+
+// remember puts a record this collector wrote into the watched copy at
+// once, so the VM's next message starts from it without waiting for the
+// watcher; the watcher's own delivery of it is then skipped.
+func (c *Collector) remember(key string, v VM, rev uint64) {
+	c.mu.Lock()
+	if rev > c.revs[key] {
+		c.vms[key], c.revs[key] = v, rev
+	}
+	c.mu.Unlock()
+}
+
+// ownWrite is a record on its way to the bucket, kept so that the watcher
+// recognises it by its bytes and takes it as it is rather than decoding it.
+type ownWrite struct {
+	val []byte
+	v   VM
+}
+
+// writeStarted and writeFailed keep c.writing; the watcher empties it.
+func (c *Collector) writeStarted(key string, val []byte, v VM) {
+	c.mu.Lock()
+	c.writing[key] = ownWrite{val: val, v: v}
+	c.mu.Unlock()
+}
+
+func (c *Collector) writeFailed(key string, val []byte) {
+	c.mu.Lock()
+	if w, ok := c.writing[key]; ok && &w.val[0] == &val[0] {
+		delete(c.writing, key)
+	}
+	c.mu.Unlock()
+}
+
+// read fetches the record of key from the bucket: zero revision when there
+// is none.
+func (c *Collector) read(ctx context.Context, b *backend, key string, u update) (VM, uint64, error) {
 	v := VM{Name: u.vm, Host: u.host}
-	var rev uint64
-	entry, err := b.vms.Get(opCtx, key)
+	entry, err := b.vms.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return v, 0, nil
 	case err != nil:
-		return 0, fmt.Errorf("read %s: %w", key, err)
-	default:
-		rev = entry.Revision()
-		if err := json.Unmarshal(entry.Value(), &v); err != nil {
-			// Only collectors write the bucket; a record that does not
-			// decode would block its VM forever, so start it afresh.
-			c.log.Error("corrupt_state_record", "key", key, "revision", rev, "err", err)
-			v = VM{Name: u.vm, Host: u.host}
+		return v, 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(entry.Value(), &v); err != nil {
+		// Only collectors write the bucket; a record that does not
+		// decode would block its VM forever, so start it afresh.
+		c.log.Error("corrupt_state_record", "key", key, "revision", entry.Revision(), "err", err)
+		v = VM{Name: u.vm, Host: u.host}
+	}
+	return v, entry.Revision(), nil
+}
+
+func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u update, useCache bool) (outcome, error) {
+	opCtx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	var old VM
+	var rev uint64
+	fromCache := false
+	if useCache {
+		old, rev, fromCache = c.cached(key)
+	}
+	for {
+		if !fromCache {
+			var err error
+			if old, rev, err = c.read(opCtx, b, key, u); err != nil {
+				return 0, err
+			}
 		}
+		// The record stays as it is: the watched copy is shared with the
+		// API's readers.
+		v := old.clone()
+		out := u.apply(&v)
+		if out != applied {
+			// A copy is never newer than the record, and a message older
+			// than the copy is older than the record too.
+			return out, nil
+		}
+		fx := c.plan(&old, &v, u)
+		if fromCache && !fx.empty() {
+			// What the change causes is judged against the record itself,
+			// so a copy that is behind adds no timeline entry that the
+			// record would not.
+			fromCache = false
+			continue
+		}
+		val, err := encodeRecord(&v)
+		if err != nil {
+			return 0, err
+		}
+		// Alerts and the timeline go first: if the collector dies before
+		// the record is written, the message comes back and finds the
+		// record unchanged, so nothing it caused is lost; what was already
+		// written is recognised by its origin and message ids.
+		if err := c.effects(ctx, b, fx); err != nil {
+			return 0, err
+		}
+		c.writeStarted(key, val, v)
+		if rev == 0 {
+			rev, err = b.vms.Create(opCtx, key, val)
+		} else {
+			rev, err = b.vms.Update(opCtx, key, val, rev)
+		}
+		if err != nil {
+			c.writeFailed(key, val)
+		}
+		if fromCache && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) {
+			// The watched copy was behind: read the record and try
+			// again at once, since no write collided with this one.
+			c.conflicts.Add(1)
+			fromCache = false
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("write %s: %w", key, err)
+		}
+		c.remember(key, v, rev)
+		return applied, nil
 	}
-	old := v.clone()
-	out := u.apply(&v)
-	if out != applied {
-		return out, nil
-	}
-	val, err := encodeRecord(&v)
-	if err != nil {
-		return 0, err
-	}
-	// Alerts and the timeline go first: if the collector dies before the
-	// record is written, the message comes back and finds the record
-	// unchanged, so nothing it caused is lost; what was already written
-	// is recognised by its origin and message ids.
-	if err := c.effects(ctx, b, &old, &v, u); err != nil {
-		return 0, err
-	}
-	if rev == 0 {
-		_, err = b.vms.Create(opCtx, key, val)
-	} else {
-		_, err = b.vms.Update(opCtx, key, val, rev)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write %s: %w", key, err)
-	}
-	return applied, nil
 }
 
 // watch keeps c.vms equal to the bucket, whoever writes it, so the API
@@ -464,6 +556,7 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 	defer w.Stop()
 	initial := make(map[string]VM)
+	initialRevs := make(map[string]uint64)
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -481,15 +574,32 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 		if e == nil {
 			if initial != nil {
 				c.mu.Lock()
-				c.vms, c.ready = initial, true
+				c.vms, c.revs, c.ready = initial, initialRevs, true
 				c.mu.Unlock()
-				initial = nil
+				initial, initialRevs = nil, nil
 			}
 			continue
 		}
 		var v VM
 		put := e.Operation() == jetstream.KeyValuePut
-		if put {
+		decoded := false
+		if put && initial == nil {
+			c.mu.Lock()
+			known, mine := c.revs[e.Key()], c.vms[e.Key()]
+			w, ok := c.writing[e.Key()]
+			if ok && bytes.Equal(w.val, e.Value()) {
+				// This collector wrote it: take what it encoded.
+				delete(c.writing, e.Key())
+				v, decoded = w.v, true
+			}
+			c.mu.Unlock()
+			if known != 0 && known >= e.Revision() {
+				// This collector wrote it and remembered it already.
+				c.changed(Change{Host: mine.Host, VM: mine.Name, What: "vm"})
+				continue
+			}
+		}
+		if put && !decoded {
 			if err := json.Unmarshal(e.Value(), &v); err != nil {
 				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
 				continue
@@ -497,17 +607,20 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 		}
 		if initial != nil {
 			if put {
-				initial[e.Key()] = v
+				initial[e.Key()], initialRevs[e.Key()] = v, e.Revision()
 			} else {
 				delete(initial, e.Key())
+				delete(initialRevs, e.Key())
 			}
 			continue
 		}
 		c.mu.Lock()
-		if put {
-			c.vms[e.Key()] = v
-		} else {
+		switch {
+		case !put:
 			delete(c.vms, e.Key())
+			delete(c.revs, e.Key())
+		case c.revs[e.Key()] == 0 || e.Revision() > c.revs[e.Key()]:
+			c.vms[e.Key()], c.revs[e.Key()] = v, e.Revision()
 		}
 		c.mu.Unlock()
 		if put {

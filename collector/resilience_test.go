@@ -305,3 +305,100 @@ func TestRefusedMessagesAreLoggedAtAMeasuredRate(t *testing.T) {
 		}
 	})
 }
+
+func TestStoreFromAWatchedCopyThatIsBehindReadsTheRecord(t *testing.T) {
+	c := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	kv := newFakeKV()
+	key := Key("h1", "web1")
+	behind := VM{Name: "web1", Host: "h1"}
+	kv.put(t, key, behind)
+	c.vms[key], c.revs[key] = behind, 1
+	// Another collector applied seq 5 since; the watcher has not said so.
+	kv.put(t, key, VM{Name: "web1", Host: "h1", Checks: map[string]*Check{
+		"resources": {Kind: protocol.KindResult, Status: protocol.StatusOK, Origin: Origin{Run: "run1", Seq: 5, Received: t0}},
+	}})
+	m := resultMsg(t, "resources", 3)
+	u, err := decodeMessage(m.subject, m.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := c.store(t.Context(), fakeBackend(kv), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != stale {
+		t.Errorf("seq 3 after seq 5: got outcome %d, want stale (%d)", out, stale)
+	}
+	e, _ := kv.Get(t.Context(), key)
+	var got VM
+	if err := json.Unmarshal(e.Value(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if seq := got.Checks["resources"].Seq; seq != 5 || e.Revision() != 2 {
+		t.Errorf("record: got seq %d at revision %d, want seq 5 at revision 2", seq, e.Revision())
+	}
+	// The copy made the result look like a status change, which is judged
+	// on the record itself: it was read before anything was written.
+	if got := len(kv.writes); got != 0 {
+		t.Errorf("writes: got %d, want 0", got)
+	}
+}
+
+func TestStoreFromACurrentWatchedCopyWritesOnceAndRemembers(t *testing.T) {
+	c := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	kv := newFakeKV()
+	key := Key("h1", "web1")
+	cur := VM{Name: "web1", Host: "h1"}
+	kv.put(t, key, cur)
+	c.vms[key], c.revs[key] = cur, 1
+	m := resultMsg(t, "resources", 3)
+	u, err := decodeMessage(m.subject, m.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := c.store(t.Context(), fakeBackend(kv), u); err != nil || out != applied {
+		t.Fatalf("store: got %d, %v, want applied", out, err)
+	}
+	if got := len(kv.writes); got != 1 {
+		t.Errorf("writes: got %d, want 1", got)
+	}
+	v, rev, ok := c.cached(key)
+	if !ok || rev != 2 || v.Checks["resources"] == nil || v.Checks["resources"].Seq != 3 {
+		t.Errorf("watched copy after the write: got rev %d, ok %v, checks %v; want rev 2 holding seq 3", rev, ok, v.Checks)
+	}
+	if cur.Checks != nil {
+		t.Errorf("the copy the write started from was changed: %v", cur.Checks)
+	}
+}
+
+func TestStoreFromAWatchedCopyThatIsBehindRetriesOnTheRecord(t *testing.T) {
+	c := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	kv := newFakeKV()
+	key := Key("h1", "web1")
+	at := func(seq uint64) VM {
+		return VM{Name: "web1", Host: "h1", Checks: map[string]*Check{
+			"resources": {Kind: protocol.KindResult, Status: protocol.StatusOK, Origin: Origin{Run: "run1", Seq: seq, Received: t0}},
+		}}
+	}
+	kv.put(t, key, at(1))
+	c.vms[key], c.revs[key] = at(1), 1
+	kv.put(t, key, at(2))
+	m := resultMsg(t, "resources", 3)
+	u, err := decodeMessage(m.subject, m.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := c.store(t.Context(), fakeBackend(kv), u); err != nil || out != applied {
+		t.Fatalf("store: got %d, %v, want applied", out, err)
+	}
+	e, _ := kv.Get(t.Context(), key)
+	if got := e.Revision(); got != 3 {
+		t.Errorf("record revision: got %d, want 3 (the write on revision 1 refused, the one on 2 taken)", got)
+	}
+	if got := c.Stats().Conflicts; got != 1 {
+		t.Errorf("conflicts counted: got %d, want 1", got)
+	}
+}

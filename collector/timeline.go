@@ -136,16 +136,25 @@ func readTimeline(ctx context.Context, s jetstream.Stream, subject string) ([]Ti
 	}
 }
 
-// effects does, before a message's record is written, what the change
-// from old to cur causes: alerts of a check's result, and entries on the
-// VM's timeline.
-func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u update) error {
-	now := time.Now().UTC()
-	type item struct {
-		ev TimelineEvent
-		id string
-	}
-	var items []item
+// effectsPlan is what one change of a record causes: entries on the VM's
+// timeline and observations of alert conditions.
+type effectsPlan struct {
+	host, vm string
+	items    []timelineItem
+	obs      []*observation
+}
+
+type timelineItem struct {
+	ev TimelineEvent
+	id string
+}
+
+func (p *effectsPlan) empty() bool { return len(p.items) == 0 && len(p.obs) == 0 }
+
+// plan works out what the change from old to cur causes: alerts of a
+// check's result, and entries on the VM's timeline.
+func (c *Collector) plan(old, cur *VM, u update) effectsPlan {
+	p := effectsPlan{host: cur.Host, vm: cur.Name}
 	vmID := protocol.EscapeToken(cur.Host) + "/" + protocol.EscapeToken(cur.Name)
 	if u.check != "" {
 		oc, nc := old.Checks[u.check], cur.Checks[u.check]
@@ -155,7 +164,7 @@ func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u upd
 			if oc != nil {
 				ev.From = string(oc.Status)
 			}
-			items = append(items, item{ev, id + "status"})
+			p.items = append(p.items, timelineItem{ev, id + "status"})
 		}
 		for i, f := range nc.Findings {
 			kind := ""
@@ -170,12 +179,12 @@ func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u upd
 			}) {
 				continue
 			}
-			items = append(items, item{TimelineEvent{TS: nc.Received, Kind: kind, Check: u.check, Text: f.Message}, id + kind + "/" + strconv.Itoa(i)})
+			p.items = append(p.items, timelineItem{TimelineEvent{TS: nc.Received, Kind: kind, Check: u.check, Text: f.Message}, id + kind + "/" + strconv.Itoa(i)})
 		}
 	}
 	if h := cur.Hello; h != nil && (old.Hello == nil || old.Hello.Run != h.Run) {
 		text := fmt.Sprintf("agent %s started on %s %s", h.AgentVersion, h.OS, h.Kernel)
-		items = append(items, item{TimelineEvent{TS: h.Received, Kind: "hello", To: h.Run, Text: text}, vmID + "/" + h.Run + "/hello"})
+		p.items = append(p.items, timelineItem{TimelineEvent{TS: h.Received, Kind: "hello", To: h.Run, Text: text}, vmID + "/" + h.Run + "/hello"})
 	}
 	if oc, nc := old.Channel, cur.Channel; nc.State != oc.State {
 		text := "channel " + string(nc.State)
@@ -183,18 +192,26 @@ func (c *Collector) effects(ctx context.Context, b *backend, old, cur *VM, u upd
 			text += ": " + nc.Reason
 		}
 		id := vmID + "/channel/" + strconv.FormatInt(nc.Since.UnixNano(), 10) + "/" + string(nc.State)
-		items = append(items, item{TimelineEvent{TS: nc.Since, Kind: "channel", From: string(oc.State), To: string(nc.State), Text: text}, id})
+		p.items = append(p.items, timelineItem{TimelineEvent{TS: nc.Since, Kind: "channel", From: string(oc.State), To: string(nc.State), Text: text}, id})
 	}
-	for _, it := range items {
-		if err := c.appendTimeline(ctx, b, cur.Host, cur.Name, it.ev, it.id); err != nil {
+	if u.check != "" {
+		p.obs = c.resultObservations(old, cur, u.check)
+	}
+	return p
+}
+
+// effects does, before a message's record is written, what plan found the
+// change causes.
+func (c *Collector) effects(ctx context.Context, b *backend, p effectsPlan) error {
+	now := time.Now().UTC()
+	for _, it := range p.items {
+		if err := c.appendTimeline(ctx, b, p.host, p.vm, it.ev, it.id); err != nil {
 			return err
 		}
 	}
-	if u.check != "" {
-		for _, o := range c.resultObservations(old, cur, u.check) {
-			if err := c.observe(ctx, b, o.key, o, now); err != nil {
-				return err
-			}
+	for _, o := range p.obs {
+		if err := c.observe(ctx, b, o.key, o, now); err != nil {
+			return err
 		}
 	}
 	return nil
