@@ -103,10 +103,15 @@ func (c *Collector) tryObserve(ctx context.Context, b *backend, kvKey string, ob
 	if err != nil {
 		return fmt.Errorf("encode alert %s: %w", kvKey, err)
 	}
+	// A write cut short by this collector being stopped may still land on
+	// the server, leaving a transition for the sweep to publish 20 s later;
+	// letting it finish keeps an orderly stop from delaying any alert.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer wcancel()
 	if rev == 0 {
-		rev, err = b.alerts.Create(opCtx, kvKey, val)
+		rev, err = b.alerts.Create(wctx, kvKey, val)
 	} else {
-		rev, err = b.alerts.Update(opCtx, kvKey, val, rev)
+		rev, err = b.alerts.Update(wctx, kvKey, val, rev)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", kvKey, err)

@@ -72,7 +72,7 @@ func (s *alertSub) waitN(t *testing.T, code string, n int, within time.Duration)
 			return of
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d %s alerts; got %d: %+v", n, code, len(of), of)
+			t.Fatalf("timed out waiting for %d %s alerts; got %d: %s", n, code, len(of), states(of))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
