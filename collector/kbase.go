@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/guestdiag/guestdiag/kb"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // kbHolder holds the current knowledge base; ReloadKB swaps it whole, so
@@ -36,4 +37,14 @@ func (c *Collector) matcher() Matcher {
 // SearchKB searches the current knowledge base, for the dashboard.
 func (c *Collector) SearchKB(query string, limit int) []*kb.Entry {
 	return c.KB().Search(query, limit)
+}
+
+// MatchKB returns the knowledge-base entries for finding f of v, the ones
+// an alert raised by it carries, for findings that raise none (info) or
+// whose alert is not loaded yet.
+func (c *Collector) MatchKB(v *VM, f *protocol.Finding) []*kb.Entry {
+	if m := c.matcher(); m != nil {
+		return m.Match(kbFinding(v, f))
+	}
+	return nil
 }

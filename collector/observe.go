@@ -38,6 +38,11 @@ func alertable(f *protocol.Finding) bool {
 	return f.Severity == protocol.SeverityWarn || f.Severity == protocol.SeverityCrit
 }
 
+// FindingKey is the key of the alert that finding f of check raises on v.
+func FindingKey(v *VM, check string, f *protocol.Finding) AlertKey {
+	return AlertKey{Host: v.Host, VM: v.Name, Check: check, Code: f.Code, Source: findingSource(f)}
+}
+
 // findingSource is the part of an alert's key that tells two findings of
 // one code apart: the source, provider, event id and unit it names, so
 // two full filesystems, two failing units or two event ids are two alerts.
@@ -71,7 +76,7 @@ func (c *Collector) checkObservations(v *VM, name string) map[AlertKey]*observat
 		if !alertable(f) {
 			continue
 		}
-		key := AlertKey{Host: v.Host, VM: v.Name, Check: name, Code: f.Code, Source: findingSource(f)}
+		key := FindingKey(v, name, f)
 		if prev, ok := out[key]; ok && severityRank(prev.severity) >= severityRank(string(f.Severity)) {
 			continue
 		}
@@ -123,6 +128,19 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	return out
 }
 
+// kbFinding is what the knowledge base is asked about finding f of v: for
+// a Windows event the finding's source is the event log channel.
+func kbFinding(v *VM, f *protocol.Finding) kb.Finding {
+	q := kb.Finding{Code: f.Code, Provider: f.Provider, EventID: f.EventID, Unit: f.Unit, Message: f.Message}
+	if v.Hello != nil {
+		q.OS = v.Hello.OS
+	}
+	if q.OS == "windows" {
+		q.Channel = f.Source
+	}
+	return q
+}
+
 // findingObservation describes a present condition: its KB matches,
 // summary, labels and evidence.
 func (c *Collector) findingObservation(v *VM, key AlertKey, f *protocol.Finding, ch *Check) *observation {
@@ -132,16 +150,8 @@ func (c *Collector) findingObservation(v *VM, key AlertKey, f *protocol.Finding,
 		o.evidence.Data = ch.Data
 		o.evidence.Lines = logLines(ch.Data, f)
 	}
-	var osName string
-	if v.Hello != nil {
-		osName = v.Hello.OS
-	}
-	q := kb.Finding{Code: f.Code, OS: osName, Provider: f.Provider, EventID: f.EventID, Unit: f.Unit, Message: f.Message}
-	if osName == "windows" {
-		q.Channel = f.Source
-	}
 	if m := c.matcher(); m != nil {
-		for _, e := range m.Match(q) {
+		for _, e := range m.Match(kbFinding(v, f)) {
 			if len(o.kb) == maxKBMatches {
 				break
 			}

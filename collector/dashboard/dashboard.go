@@ -16,6 +16,7 @@ import (
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/internal/webauth"
 	"github.com/guestdiag/guestdiag/kb"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // Source is what the dashboard reads: the collector's state, alerts,
@@ -33,6 +34,9 @@ type Source interface {
 	Subscribe(ctx context.Context) <-chan collector.Change
 	// SearchKB returns up to limit knowledge-base entries for a query.
 	SearchKB(query string, limit int) []*kb.Entry
+	// MatchKB returns the knowledge-base entries for a finding of vm, best
+	// first, as the collector's alerts carry them.
+	MatchKB(vm *collector.VM, f *protocol.Finding) []*kb.Entry
 }
 
 // Config configures the dashboard's authentication; see webauth.Config.

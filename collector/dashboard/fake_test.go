@@ -100,6 +100,20 @@ func (f *fakeSource) fire(c collector.Change) {
 	}
 }
 
+// MatchKB stands in for the collector's matcher with the simplest rule
+// the fake's entries need: the same code.
+func (f *fakeSource) MatchKB(_ *collector.VM, fd *protocol.Finding) []*kb.Entry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*kb.Entry
+	for _, e := range f.entries {
+		if e.Match.Code == fd.Code {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 func (f *fakeSource) SearchKB(q string, limit int) []*kb.Entry {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -16,6 +16,8 @@ import (
 const (
 	maxTimeline = 200
 	maxHistory  = 50
+	// maxFindingKB bounds the entries shown under one finding.
+	maxFindingKB = 2
 )
 
 type vmView struct {
@@ -117,18 +119,17 @@ func (s *server) buildVM(vm *collector.VM, firing, resolved []collector.Alert, t
 	}
 
 	// A finding's KB resolutions are those of the firing alert raised for
-	// it: the collector's matcher chose them. Findings without an alert
-	// (info, software changes) get the entries made for their code.
-	byKey := make(map[[3]string]*collector.Alert, len(firing))
+	// it; findings without one (info, software changes) are matched by the
+	// same matcher the alerts use.
+	byKey := make(map[collector.AlertKey]*collector.Alert, len(firing))
 	for i := range firing {
 		a := &firing[i]
-		byKey[[3]string{a.Key.Check, a.Key.Code, a.Key.Source}] = a
+		byKey[a.Key] = a
 		v.Firing = append(v.Firing, newAlertView(a, now))
 	}
 	for i := range resolved[:min(len(resolved), maxHistory)] {
 		v.History = append(v.History, newAlertRow(&resolved[i], now))
 	}
-	kbByCode := make(map[string][]kbView)
 
 	names := make([]string, 0, len(vm.Checks))
 	for n := range vm.Checks {
@@ -147,12 +148,15 @@ func (s *server) buildVM(vm *collector.VM, firing, resolved []collector.Alert, t
 		cv.Class = statusClass(cv.Status)
 		for _, f := range c.Findings {
 			fv := newFinding(&f)
-			if a := byKey[[3]string{n, f.Code, f.Source}]; a != nil {
+			if a := byKey[collector.FindingKey(vm, n, &f)]; a != nil {
 				for _, m := range a.KB {
 					fv.KB = append(fv.KB, kbFromMatch(m))
 				}
 			} else {
-				fv.KB = s.kbForCode(kbByCode, &f)
+				entries := s.src.MatchKB(vm, &f)
+				for _, e := range entries[:min(len(entries), maxFindingKB)] {
+					fv.KB = append(fv.KB, kbFromEntry(e))
+				}
 			}
 			cv.Findings = append(cv.Findings, fv)
 			switch {
@@ -213,28 +217,4 @@ func newFinding(f *protocol.Finding) findingView {
 		fv.Last = stamp(*f.Last)
 	}
 	return fv
-}
-
-// kbForCode finds the entries written for a finding's code whose provider
-// and event id, where they name one, agree with the finding. Entries that
-// need a log pattern are left to the collector's matcher.
-func (s *server) kbForCode(cache map[string][]kbView, f *protocol.Finding) []kbView {
-	key := f.Code + "\x00" + f.Provider + "\x00" + strconv.FormatUint(uint64(f.EventID), 10)
-	if v, ok := cache[key]; ok {
-		return v
-	}
-	var out []kbView
-	for _, e := range s.src.SearchKB(f.Code, 20) {
-		m := e.Match
-		if m.Code != f.Code || m.Pattern != "" || len(m.Provider) > 0 && !slices.ContainsFunc(m.Provider, func(p string) bool { return strings.EqualFold(p, f.Provider) }) ||
-			len(m.EventIDs) > 0 && !slices.Contains(m.EventIDs, f.EventID) {
-			continue
-		}
-		out = append(out, kbFromEntry(e))
-		if len(out) == 2 {
-			break
-		}
-	}
-	cache[key] = out
-	return out
 }
