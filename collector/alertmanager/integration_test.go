@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,94 +18,9 @@ import (
 	"time"
 
 	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/internal/amtest"
 )
 
-const amBinary = "prometheus-alertmanager"
-
-// alertmanagerBinary finds the real Alertmanager or skips the test.
-func alertmanagerBinary(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath(amBinary)
-	if err != nil {
-		if os.Getenv("GUESTDIAG_REQUIRE_ALERTMANAGER") != "" {
-			t.Fatalf("%s not installed and GUESTDIAG_REQUIRE_ALERTMANAGER is set; run scripts/deps.sh", amBinary)
-		}
-		t.Skipf("%s not installed; run scripts/deps.sh", amBinary)
-	}
-	return path
-}
-
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startAlertmanager runs the real Alertmanager on addr, routing everything
-// to a receiver that notifies no one, without clustering, until the test
-// ends. It returns its base URL once it is ready.
-func startAlertmanager(t *testing.T, addr string) string {
-	t.Helper()
-	bin := alertmanagerBinary(t)
-	dir := t.TempDir()
-	config := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(config, []byte("route: {receiver: 'null'}\nreceivers: [{name: 'null'}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "alertmanager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
-		"--config.file="+config,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=",
-	)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		select {
-		case <-exited:
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("alertmanager exited before it was ready:\n%s", out)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("alertmanager not ready on %s after 20 s:\n%s", addr, out)
-		}
-	}
-}
-
-// runClient runs a Client until the test ends or stop is called.
 func runClient(t *testing.T, cfg Config, firing func() []collector.Alert) (c *Client, stop func()) {
 	t.Helper()
 	c = newTestClient(t, cfg)
@@ -174,8 +85,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestIntegrationFiringThenResolved(t *testing.T) {
-	am1 := startAlertmanager(t, freeAddr(t))
-	am2 := startAlertmanager(t, freeAddr(t))
+	am1 := amtest.Start(t, amtest.FreeAddr(t))
+	am2 := amtest.Start(t, amtest.FreeAddr(t))
 	firing := testAlert("vm1", "disk.full")
 	// A resend interval long enough that only our resolve can end the alert
 	// within the test.
@@ -229,7 +140,7 @@ func TestIntegrationFiringThenResolved(t *testing.T) {
 }
 
 func TestIntegrationStaleResendDoesNotReviveResolved(t *testing.T) {
-	am := startAlertmanager(t, freeAddr(t))
+	am := amtest.Start(t, amtest.FreeAddr(t))
 	firing := testAlert("vm1", "disk.full")
 	// The lifecycle's view of what fires lags behind the resolve below.
 	var resends atomic.Int64
@@ -254,7 +165,7 @@ func TestIntegrationStaleResendDoesNotReviveResolved(t *testing.T) {
 }
 
 func TestIntegrationResendKeepsFiringAlive(t *testing.T) {
-	am := startAlertmanager(t, freeAddr(t))
+	am := amtest.Start(t, amtest.FreeAddr(t))
 	a := testAlert("vm1", "disk.full")
 	c, stop := runClient(t, Config{URLs: []string{am}, ResendInterval: 300 * time.Millisecond},
 		func() []collector.Alert { return []collector.Alert{a} })
@@ -280,7 +191,7 @@ func TestIntegrationResendKeepsFiringAlive(t *testing.T) {
 }
 
 func TestIntegrationHostileText(t *testing.T) {
-	am := startAlertmanager(t, freeAddr(t))
+	am := amtest.Start(t, amtest.FreeAddr(t))
 	c, _ := runClient(t, Config{URLs: []string{am}}, nil)
 	a := testAlert("vm1", "log.match")
 	a.Key.Source = "line1\nline2 <script>alert(1)</script> \xff\xfe end"
@@ -310,7 +221,7 @@ func TestIntegrationHostileText(t *testing.T) {
 }
 
 func TestIntegrationSeverityChangeResolvesTheOldLabels(t *testing.T) {
-	am := startAlertmanager(t, freeAddr(t))
+	am := amtest.Start(t, amtest.FreeAddr(t))
 	c, _ := runClient(t, Config{URLs: []string{am}}, nil)
 	warn := testAlert("vm1", "disk.full")
 	warn.Severity = "warn"
@@ -336,7 +247,7 @@ func TestIntegrationSeverityChangeResolvesTheOldLabels(t *testing.T) {
 
 func TestIntegrationRetries(t *testing.T) {
 	t.Run("an Alertmanager that hangs then answers 500 holds up no Notify and is retried", func(t *testing.T) {
-		am := startAlertmanager(t, freeAddr(t))
+		am := amtest.Start(t, amtest.FreeAddr(t))
 		target, _ := url.Parse(am)
 		proxy := httputil.NewSingleHostReverseProxy(target)
 		var calls atomic.Int64
@@ -373,18 +284,18 @@ func TestIntegrationRetries(t *testing.T) {
 		}
 	})
 	t.Run("an Alertmanager that is down is retried until it is up", func(t *testing.T) {
-		addr := freeAddr(t)
+		addr := amtest.FreeAddr(t)
 		c, _ := runClient(t, Config{URLs: []string{"http://" + addr}}, nil)
 		if err := c.Notify(t.Context(), testAlert("vm1", "disk.full")); err != nil {
 			t.Fatalf("notify: %v", err)
 		}
 		waitFor(t, "a failed POST", func() bool { return c.Stats().Failed > 0 })
-		am := startAlertmanager(t, addr)
+		am := amtest.Start(t, addr)
 		waitFor(t, "the alert active", func() bool { return len(activeAlerts(t, am)) == 1 })
 	})
 	t.Run("a dead Alertmanager of a pair does not hold up the live one", func(t *testing.T) {
-		am := startAlertmanager(t, freeAddr(t))
-		c, _ := runClient(t, Config{URLs: []string{"http://" + freeAddr(t), am}}, nil)
+		am := amtest.Start(t, amtest.FreeAddr(t))
+		c, _ := runClient(t, Config{URLs: []string{"http://" + amtest.FreeAddr(t), am}}, nil)
 		if err := c.Notify(t.Context(), testAlert("vm1", "disk.full")); err != nil {
 			t.Fatalf("notify: %v", err)
 		}
@@ -395,7 +306,7 @@ func TestIntegrationRetries(t *testing.T) {
 		}
 	})
 	t.Run("a refusal of invalid alerts names the URL, quotes the complaint and is final", func(t *testing.T) {
-		am := startAlertmanager(t, freeAddr(t))
+		am := amtest.Start(t, amtest.FreeAddr(t))
 		c := newTestClient(t, Config{URLs: []string{am}})
 		err := c.post(t.Context(), am, []byte(`[{"labels":{"bad-name":"x"}}]`))
 		var se *statusError
@@ -407,7 +318,7 @@ func TestIntegrationRetries(t *testing.T) {
 }
 
 func TestIntegrationQueueBound(t *testing.T) {
-	am := startAlertmanager(t, freeAddr(t))
+	am := amtest.Start(t, amtest.FreeAddr(t))
 	cfg := Config{URLs: []string{am}, QueueSize: 3}
 	c := newTestClient(t, cfg)
 	for i := range 5 {
