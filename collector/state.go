@@ -20,8 +20,12 @@ type VM struct {
 	UUID    string  `json:"uuid,omitempty"`
 	Channel Channel `json:"channel"`
 	// LastSeen is the relay's receive time of the newest guest message.
-	LastSeen  time.Time         `json:"last_seen,omitzero"`
-	Hello     *Hello            `json:"hello,omitempty"`
+	// The record holds that of the newest hello, result or event; the API
+	// shows the later of it and the liveness record's.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Hello    *Hello    `json:"hello,omitempty"`
+	// Heartbeat is the newest heartbeat, kept in the liveness bucket
+	// rather than the record, and shown by the API.
 	Heartbeat *Heartbeat        `json:"heartbeat,omitempty"`
 	Checks    map[string]*Check `json:"checks,omitempty"`
 }
@@ -139,15 +143,9 @@ type update struct {
 	host, vm string
 	apply    func(*VM) outcome
 	// check names the check of a result or event; heartbeat is set for a
-	// heartbeat, which the collector coalesces in memory.
+	// heartbeat, which goes to the liveness table instead of the record.
 	check     string
-	heartbeat *beat
-}
-
-// beat is one heartbeat waiting for the next flush.
-type beat struct {
-	report   protocol.Report
-	envelope protocol.Envelope
+	heartbeat *Heartbeat
 }
 
 // clone copies v so that applying a message to the copy leaves v as it
@@ -195,8 +193,15 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		case protocol.KindResult, protocol.KindEvent:
 			u.check = e.Check
 		case protocol.KindHeartbeat:
-			r.Guest = nil
-			u.heartbeat = &beat{report: r, envelope: e}
+			var hb protocol.Heartbeat
+			if len(e.Data) > 0 {
+				if err := json.Unmarshal(e.Data, &hb); err != nil {
+					return update{}, fmt.Errorf("report: heartbeat data: %w", err)
+				}
+			}
+			u.heartbeat = &Heartbeat{UptimeSec: hb.UptimeSec, Spooled: hb.Spooled, Dropped: hb.Dropped,
+				Origin: Origin{Run: e.Run, Seq: e.Seq, TS: e.TS, Received: r.Received}}
+			u.apply = nil
 		}
 		return u, nil
 	}
@@ -215,7 +220,8 @@ func checkIdentity(v int, host, vm string) error {
 	return nil
 }
 
-// applyReport folds a relay report carrying guest envelope e into v. A
+// applyReport folds a relay report carrying guest envelope e into v:
+// hellos, results and events; heartbeats go to the liveness table. A
 // message that is not newer than what v holds for the same kind (and check)
 // changes nothing at all.
 func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
@@ -235,17 +241,6 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime,
 			HeartbeatS: h.HeartbeatS, Intervals: h.Intervals, Origin: o,
 		}
-	case protocol.KindHeartbeat:
-		if v.Heartbeat != nil && !v.Heartbeat.supersededBy(o) {
-			return stale
-		}
-		var hb protocol.Heartbeat
-		if len(e.Data) > 0 {
-			if err := json.Unmarshal(e.Data, &hb); err != nil {
-				return rejected
-			}
-		}
-		v.Heartbeat = &Heartbeat{UptimeSec: hb.UptimeSec, Spooled: hb.Spooled, Dropped: hb.Dropped, Origin: o}
 	case protocol.KindResult, protocol.KindEvent:
 		cur, ok := v.Checks[e.Check]
 		if ok && !cur.supersededBy(o) {
