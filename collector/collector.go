@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -473,7 +472,8 @@ func (c *Collector) read(ctx context.Context, b *backend, key string, u update) 
 	case err != nil:
 		return v, 0, fmt.Errorf("read %s: %w", key, err)
 	}
-	if err := json.Unmarshal(entry.Value(), &v); err != nil {
+	v, err = decodeRecord(entry.Value())
+	if err != nil {
 		// Only collectors write the bucket; a record that does not
 		// decode would block its VM forever, so start it afresh.
 		c.log.Error("corrupt_state_record", "key", key, "revision", entry.Revision(), "err", err)
@@ -610,7 +610,8 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 			}
 		}
 		if put && !decoded {
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
+			var err error
+			if v, err = decodeRecord(e.Value()); err != nil {
 				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
 				continue
 			}

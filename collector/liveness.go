@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,10 @@ type live struct {
 	dirty bool
 	// loaded marks a record delivered by the current watch's initial load.
 	loaded bool
+	// sending is the value this collector is writing, by which the
+	// watcher knows its delivery as this collector's own and skips
+	// decoding it.
+	sending []byte
 }
 
 // liveness is the table of every VM's newest heartbeat, fed by this
@@ -189,7 +194,7 @@ func (c *Collector) flush(ctx context.Context, b *backend) {
 }
 
 func (c *Collector) flushWindow(ctx context.Context, b *backend, batch []liveWrite) {
-	futures := make([]jetstream.PubAckFuture, len(batch))
+	vals := make([][]byte, len(batch))
 	for i, w := range batch {
 		val, err := json.Marshal(&w.rec)
 		if err == nil && len(val) > maxLivenessBytes {
@@ -200,8 +205,21 @@ func (c *Collector) flushWindow(ctx context.Context, b *backend, batch []liveWri
 			c.rejectedLog.warn(c.log, "liveness_record_rejected", "host", w.rec.Host, "vm", w.rec.VM, "err", err)
 			continue
 		}
+		vals[i] = val
+	}
+	c.live.mu.Lock()
+	for i, w := range batch {
+		c.live.m[w.key].sending = vals[i]
+	}
+	c.live.mu.Unlock()
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	for i, w := range batch {
+		if vals[i] == nil {
+			continue
+		}
+		var err error
 		subject := "$KV." + c.cfg.LivenessBucket + "." + w.key
-		futures[i], err = b.js.PublishAsync(subject, val, jetstream.WithExpectLastSequencePerSubject(w.rev))
+		futures[i], err = b.js.PublishAsync(subject, vals[i], jetstream.WithExpectLastSequencePerSubject(w.rev))
 		if err != nil {
 			c.flushed(w, 0, err)
 		}
@@ -227,6 +245,7 @@ func (c *Collector) flushWindow(ctx context.Context, b *backend, batch []liveWri
 func (c *Collector) flushed(w liveWrite, rev uint64, err error) {
 	c.live.mu.Lock()
 	l := c.live.m[w.key]
+	l.sending = nil
 	switch {
 	case err != nil && l.rev == w.rev:
 		c.live.markDirty(w.key, l)
@@ -307,7 +326,13 @@ func (c *Collector) watchedLive(e jetstream.KeyValueEntry, initial bool) (host, 
 	if l != nil {
 		l.loaded = l.loaded || initial
 		if e.Revision() <= l.rev {
-			// Known already: most often this collector's own write.
+			// Known already: this collector's own write, acked first.
+			c.live.mu.Unlock()
+			return "", "", false
+		}
+		if l.sending != nil && bytes.Equal(l.sending, e.Value()) {
+			// This collector's own write, delivered before its ack.
+			l.rev = e.Revision()
 			c.live.mu.Unlock()
 			return "", "", false
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,10 @@ type Check struct {
 	// keeps.
 	Data json.RawMessage `json:"data,omitempty"`
 	Origin
+	// enc is the check's JSON, made once when the check is made or
+	// decoded, so that writing a record does not encode, and validate,
+	// every check's data again whenever one of them changes.
+	enc []byte
 }
 
 // Limits that keep one guest from growing its record without bound. A guest
@@ -252,6 +257,11 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		c := &Check{Kind: e.Kind, Status: e.Status, Summary: e.Summary, FindingsTotal: len(e.Findings), Origin: o}
 		c.Findings = e.Findings[:min(len(e.Findings), maxStoredFindings)]
 		c.Data = boundData(e.Data)
+		var err error
+		if c.enc, err = json.Marshal(c); err != nil {
+			// Decode validated the data already.
+			return rejected
+		}
 		if v.Checks == nil {
 			v.Checks = make(map[string]*Check)
 		}
@@ -305,7 +315,7 @@ func truncatedData(n int) json.RawMessage {
 // of v are copied before they are trimmed, since v may share them with the
 // collector's cached view.
 func encodeRecord(v *VM) ([]byte, error) {
-	b, err := json.Marshal(v)
+	b, err := marshalRecord(v)
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +326,13 @@ func encodeRecord(v *VM) ([]byte, error) {
 	trimmed.Checks = make(map[string]*Check, len(v.Checks))
 	for name, c := range v.Checks {
 		cp := *c
+		cp.enc = nil
 		if len(cp.Data) > 0 {
 			cp.Data = truncatedData(len(cp.Data))
 		}
 		trimmed.Checks[name] = &cp
 	}
-	if b, err = json.Marshal(&trimmed); err != nil {
+	if b, err = marshalRecord(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) <= maxRecordBytes {
@@ -330,11 +341,70 @@ func encodeRecord(v *VM) ([]byte, error) {
 	for _, c := range trimmed.Checks {
 		c.Findings = nil
 	}
-	if b, err = json.Marshal(&trimmed); err != nil {
+	if b, err = marshalRecord(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) > maxRecordBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errRecordTooLarge, len(b), maxRecordBytes)
 	}
 	return b, nil
+}
+
+// marshalRecord is json.Marshal of v with each check's JSON spliced in
+// from enc where the check has it: the same bytes, since enc is the
+// check's json.Marshal or what decodeRecord read from such a record.
+func marshalRecord(v *VM) ([]byte, error) {
+	head := *v
+	head.Checks = nil
+	b, err := json.Marshal(&head)
+	if err != nil || len(v.Checks) == 0 {
+		return b, err
+	}
+	b = append(b[:len(b)-1], `,"checks":{`...)
+	for i, name := range slices.Sorted(maps.Keys(v.Checks)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		q, err := json.Marshal(name)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, q...), ':')
+		c := v.Checks[name]
+		enc := c.enc
+		if enc == nil {
+			if enc, err = json.Marshal(c); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, enc...)
+	}
+	return append(b, '}', '}'), nil
+}
+
+// decodeRecord is json.Unmarshal of a VM record that keeps each check's
+// JSON as its enc.
+func decodeRecord(b []byte) (VM, error) {
+	var r struct {
+		VM
+		Checks map[string]json.RawMessage `json:"checks"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return VM{}, err
+	}
+	v := r.VM
+	if len(r.Checks) > 0 {
+		v.Checks = make(map[string]*Check, len(r.Checks))
+	}
+	for name, raw := range r.Checks {
+		c := new(Check)
+		if err := json.Unmarshal(raw, c); err != nil {
+			return VM{}, fmt.Errorf("check %q: %w", name, err)
+		}
+		if len(raw) > 0 && raw[0] == '{' {
+			c.enc = raw
+		}
+		v.Checks[name] = c
+	}
+	return v, nil
 }
