@@ -325,3 +325,53 @@ func TestStaleCheckFiresWhileHeartbeatsArrive(t *testing.T) {
 		}
 	}
 }
+
+func TestHeartbeatsTakenByAnotherCollectorKeepAnAgentFromGoingSilent(t *testing.T) {
+	e := newEnv(t)
+	sub := e.subscribeAlerts(t)
+	viewer := e.startCollectorWith(t, collector.Config{Durable: "viewer"})
+	h1 := e.relay(t, "h1")
+
+	now := time.Now().UTC()
+	h1.channel("web1", "u1", protocol.ChannelConnected, now)
+	h1.guest("web1", "u1", liveHello("r1", 1, now), now)
+	h1.guest("web1", "u1", result("r1", 2, "network", protocol.StatusOK, now), now)
+	viewer.waitFor(t, "the viewer to hold web1's result", func(vms map[string]collector.VM) bool {
+		return checkSeq(vms, "h1/web1", "network") == 2
+	})
+	// From here on only the other collector reads the stream: whatever the
+	// viewer knows of web1's heartbeats it learns from the liveness bucket.
+	if _, err := e.js.PauseConsumer(t.Context(), "GUESTDIAG", "viewer", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.startCollectorWith(t, collector.Config{Durable: "taker"})
+
+	seq := uint64(2)
+	var worst time.Duration
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		seq++
+		sent := time.Now().UTC()
+		h1.guest("web1", "u1", heartbeat("r1", seq, sent), sent)
+		time.Sleep(300 * time.Millisecond) // the agent's pace, not a wait for state
+		for _, v := range viewer.vms(t) {
+			if v.Name == "web1" && v.Heartbeat != nil {
+				worst = max(worst, time.Since(v.LastSeen))
+			}
+		}
+	}
+	if worst == 0 || worst > 2*time.Second {
+		t.Errorf("last_seen in the viewer's API: at worst %v behind the newest heartbeat, want at most 2s", worst)
+	}
+	for _, p := range sub.all() {
+		if p.alert.Key.Code == collector.CodeAgentSilent {
+			t.Errorf("agent_silent %s (seq %d) while another collector took the heartbeats", p.alert.State, p.alert.Seq)
+		}
+	}
+	if got := viewer.c.Stats().Applied; got != 3 {
+		t.Fatalf("the viewer applied %d messages, want 3 (channel, hello, result): it read heartbeats itself, so this test proves nothing", got)
+	}
+	fired := sub.waitN(t, collector.CodeAgentSilent, 1, 8*time.Second)[0].alert
+	if fired.State != collector.AlertFiring {
+		t.Errorf("once the heartbeats stopped: got %s, want agent_silent firing", fired.State)
+	}
+}

@@ -158,7 +158,9 @@ func (c *Collector) findVM(w http.ResponseWriter, r *http.Request) (VM, bool) {
 
 func (c *Collector) healthz(w http.ResponseWriter, r *http.Request) {
 	c.mu.RLock()
-	ready, n := c.ready, len(c.vms)
+	n := 0
+	c.mergedVMs(func(string, VM) { n++ })
+	ready := c.ready && c.liveReady()
 	c.mu.RUnlock()
 	if !ready {
 		writeJSON(w, http.StatusServiceUnavailable, APIError{Error: "state not loaded yet"})
@@ -167,17 +169,15 @@ func (c *Collector) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "vms": n})
 }
 
-// VMs returns every VM sorted by host then name, and whether the watcher
-// has loaded the bucket yet.
+// VMs returns every VM sorted by host then name, and whether the watchers
+// have loaded the VM and liveness buckets yet.
 func (c *Collector) VMs() ([]VM, bool) { return c.snapshot() }
 
 func (c *Collector) snapshot() ([]VM, bool) {
 	c.mu.RLock()
 	vms := make([]VM, 0, len(c.vms))
-	for _, v := range c.vms {
-		vms = append(vms, v)
-	}
-	ready := c.ready
+	c.mergedVMs(func(_ string, v VM) { vms = append(vms, v) })
+	ready := c.ready && c.liveReady()
 	c.mu.RUnlock()
 	slices.SortFunc(vms, func(a, b VM) int {
 		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Name, b.Name))

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestAPI(t *testing.T) {
@@ -21,7 +22,7 @@ func TestAPI(t *testing.T) {
 	} {
 		c.vms[Key(v.Host, v.Name)] = v
 	}
-	c.ready = true
+	c.ready, c.live.ready = true, true
 	srv := httptest.NewServer(c.Handler())
 	defer srv.Close()
 
@@ -102,7 +103,55 @@ func TestAPIBeforeStateIsLoaded(t *testing.T) {
 	c.ready = true
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("GET /healthz with the VM records loaded but not the liveness records: got %d, want 503", rec.Code)
+	}
+	c.live.ready = true
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("GET /healthz once loaded: got %d, want 200", rec.Code)
+	}
+}
+
+func TestAPIShowsHeartbeatsFromTheLivenessTable(t *testing.T) {
+	c := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	c.ready, c.live.ready = true, true
+	// web1's newest result is later than its newest heartbeat; db1's is
+	// earlier; new1 has sent nothing but a heartbeat yet.
+	c.vms[Key("h1", "web1")] = VM{Name: "web1", Host: "h1", LastSeen: t0.Add(5 * time.Second)}
+	c.vms[Key("h1", "db1")] = VM{Name: "db1", Host: "h1", LastSeen: t0}
+	for _, b := range []struct {
+		vm string
+		at time.Duration
+	}{{"web1", 3 * time.Second}, {"db1", 4 * time.Second}, {"new1", 6 * time.Second}} {
+		c.beat("h1", b.vm, &Heartbeat{UptimeSec: 60, Origin: Origin{Run: "r1", Seq: 2, Received: t0.Add(b.at)}})
+	}
+	rec := httptest.NewRecorder()
+	c.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/vms", nil))
+	var vms []VM
+	if err := json.Unmarshal(rec.Body.Bytes(), &vms); err != nil {
+		t.Fatalf("GET /api/vms: %v; body %s", err, rec.Body)
+	}
+	got := make(map[string]string)
+	for _, v := range vms {
+		hb := "no heartbeat"
+		if v.Heartbeat != nil {
+			hb = "heartbeat " + v.Heartbeat.Received.Sub(t0).String()
+		}
+		got[v.Name] = "last seen " + v.LastSeen.Sub(t0).String() + ", " + hb
+	}
+	tests := []struct{ vm, want string }{
+		{"web1", "last seen 5s, heartbeat 3s"},
+		{"db1", "last seen 4s, heartbeat 4s"},
+		{"new1", "last seen 6s, heartbeat 6s"},
+	}
+	for _, tt := range tests {
+		if got[tt.vm] != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.vm, got[tt.vm], tt.want)
+		}
+	}
+	if len(vms) != 3 {
+		t.Errorf("VMs listed: got %d, want 3", len(vms))
 	}
 }

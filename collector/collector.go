@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,7 +76,7 @@ type Collector struct {
 
 	kb       kbHolder
 	subs     subscribers
-	beats    heartbeats
+	live     liveness
 	timeline atomic.Pointer[jetstream.Stream]
 
 	applied, stale, rejected, poison, deferred, failed, conflicts, published atomic.Uint64
@@ -91,7 +90,7 @@ type Collector struct {
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	c := &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord),
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord), live: liveness{m: make(map[string]*live)},
 		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 	c.subs.init()
@@ -104,6 +103,7 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 type backend struct {
 	js       jetstream.JetStream
 	vms      jetstream.KeyValue
+	live     jetstream.KeyValue
 	alerts   jetstream.KeyValue
 	timeline jetstream.Stream
 	cons     jetstream.Consumer
@@ -172,6 +172,9 @@ func (c *Collector) pipeline(ctx context.Context) {
 			wg.Go(func() {
 				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watchAlerts(ctx, b.alerts) })
 			})
+			wg.Go(func() {
+				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watchLiveness(ctx, b.live) })
+			})
 			wg.Go(func() { c.sweepLoop(ctx, b) })
 			wg.Go(func() { c.flushLoop(ctx, b) })
 		} else {
@@ -221,6 +224,9 @@ func (c *Collector) trySetup(ctx context.Context) (*backend, error) {
 		return nil, err
 	}
 	if b.timeline, err = c.timelineStream(ctx, js); err != nil {
+		return nil, err
+	}
+	if b.live, err = c.livenessBucket(ctx, js); err != nil {
 		return nil, err
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -320,11 +326,14 @@ func (c *Collector) handle(ctx context.Context, b *backend, msg jetstream.Msg) {
 		return
 	}
 	if u.heartbeat != nil {
-		// Heartbeats only move last_seen: they wait in memory for the
-		// next flush, so a fleet's heartbeats cost one write per VM per
-		// flush interval rather than one per message.
-		c.coalesce(u)
-		c.applied.Add(1)
+		// Heartbeats go to the liveness table, which the flusher writes
+		// to its own bucket in batches, so that the fleet's most frequent
+		// message never costs a write of the VM's whole record.
+		if c.beat(u.host, u.vm, u.heartbeat) == applied {
+			c.applied.Add(1)
+		} else {
+			c.stale.Add(1)
+		}
 		c.settle(msg.Ack(), msg, streamSeq)
 		return
 	}
@@ -463,7 +472,8 @@ func (c *Collector) read(ctx context.Context, b *backend, key string, u update) 
 	case err != nil:
 		return v, 0, fmt.Errorf("read %s: %w", key, err)
 	}
-	if err := json.Unmarshal(entry.Value(), &v); err != nil {
+	v, err = decodeRecord(entry.Value())
+	if err != nil {
 		// Only collectors write the bucket; a record that does not
 		// decode would block its VM forever, so start it afresh.
 		c.log.Error("corrupt_state_record", "key", key, "revision", entry.Revision(), "err", err)
@@ -600,7 +610,8 @@ func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
 			}
 		}
 		if put && !decoded {
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
+			var err error
+			if v, err = decodeRecord(e.Value()); err != nil {
 				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
 				continue
 			}

@@ -18,6 +18,9 @@ const (
 	DefaultAckWait = 30 * time.Second
 	// DefaultAlertBucket holds one record per alert, firing or resolved.
 	DefaultAlertBucket = "guestdiag_alerts"
+	// DefaultLivenessBucket holds one small record per VM: its newest
+	// heartbeat and last_seen.
+	DefaultLivenessBucket = "guestdiag_liveness"
 	// DefaultChannelGrace is how long a channel may stay down before
 	// vm.channel_down fires: long enough for a reboot or a migration.
 	DefaultChannelGrace = 60 * time.Second
@@ -50,6 +53,9 @@ type Config struct {
 
 	// AlertBucket names the KV bucket holding the alerts.
 	AlertBucket string
+	// LivenessBucket names the KV bucket holding each VM's newest
+	// heartbeat.
+	LivenessBucket string
 	// Policy holds flap damping, re-notification and retention.
 	Policy Policy
 	// ChannelGrace is how long a disconnected channel waits before
@@ -93,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AlertBucket == "" {
 		c.AlertBucket = DefaultAlertBucket
+	}
+	if c.LivenessBucket == "" {
+		c.LivenessBucket = DefaultLivenessBucket
 	}
 	if c.ChannelGrace <= 0 {
 		c.ChannelGrace = DefaultChannelGrace

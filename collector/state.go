@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +21,12 @@ type VM struct {
 	UUID    string  `json:"uuid,omitempty"`
 	Channel Channel `json:"channel"`
 	// LastSeen is the relay's receive time of the newest guest message.
-	LastSeen  time.Time         `json:"last_seen,omitzero"`
-	Hello     *Hello            `json:"hello,omitempty"`
+	// The record holds that of the newest hello, result or event; the API
+	// shows the later of it and the liveness record's.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Hello    *Hello    `json:"hello,omitempty"`
+	// Heartbeat is the newest heartbeat, kept in the liveness bucket
+	// rather than the record, and shown by the API.
 	Heartbeat *Heartbeat        `json:"heartbeat,omitempty"`
 	Checks    map[string]*Check `json:"checks,omitempty"`
 }
@@ -83,6 +88,10 @@ type Check struct {
 	// keeps.
 	Data json.RawMessage `json:"data,omitempty"`
 	Origin
+	// enc is the check's JSON, made once when the check is made or
+	// decoded, so that writing a record does not encode, and validate,
+	// every check's data again whenever one of them changes.
+	enc []byte
 }
 
 // Limits that keep one guest from growing its record without bound. A guest
@@ -139,15 +148,9 @@ type update struct {
 	host, vm string
 	apply    func(*VM) outcome
 	// check names the check of a result or event; heartbeat is set for a
-	// heartbeat, which the collector coalesces in memory.
+	// heartbeat, which goes to the liveness table instead of the record.
 	check     string
-	heartbeat *beat
-}
-
-// beat is one heartbeat waiting for the next flush.
-type beat struct {
-	report   protocol.Report
-	envelope protocol.Envelope
+	heartbeat *Heartbeat
 }
 
 // clone copies v so that applying a message to the copy leaves v as it
@@ -195,8 +198,15 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		case protocol.KindResult, protocol.KindEvent:
 			u.check = e.Check
 		case protocol.KindHeartbeat:
-			r.Guest = nil
-			u.heartbeat = &beat{report: r, envelope: e}
+			var hb protocol.Heartbeat
+			if len(e.Data) > 0 {
+				if err := json.Unmarshal(e.Data, &hb); err != nil {
+					return update{}, fmt.Errorf("report: heartbeat data: %w", err)
+				}
+			}
+			u.heartbeat = &Heartbeat{UptimeSec: hb.UptimeSec, Spooled: hb.Spooled, Dropped: hb.Dropped,
+				Origin: Origin{Run: e.Run, Seq: e.Seq, TS: e.TS, Received: r.Received}}
+			u.apply = nil
 		}
 		return u, nil
 	}
@@ -215,7 +225,8 @@ func checkIdentity(v int, host, vm string) error {
 	return nil
 }
 
-// applyReport folds a relay report carrying guest envelope e into v. A
+// applyReport folds a relay report carrying guest envelope e into v:
+// hellos, results and events; heartbeats go to the liveness table. A
 // message that is not newer than what v holds for the same kind (and check)
 // changes nothing at all.
 func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
@@ -235,17 +246,6 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime,
 			HeartbeatS: h.HeartbeatS, Intervals: h.Intervals, Origin: o,
 		}
-	case protocol.KindHeartbeat:
-		if v.Heartbeat != nil && !v.Heartbeat.supersededBy(o) {
-			return stale
-		}
-		var hb protocol.Heartbeat
-		if len(e.Data) > 0 {
-			if err := json.Unmarshal(e.Data, &hb); err != nil {
-				return rejected
-			}
-		}
-		v.Heartbeat = &Heartbeat{UptimeSec: hb.UptimeSec, Spooled: hb.Spooled, Dropped: hb.Dropped, Origin: o}
 	case protocol.KindResult, protocol.KindEvent:
 		cur, ok := v.Checks[e.Check]
 		if ok && !cur.supersededBy(o) {
@@ -257,6 +257,11 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		c := &Check{Kind: e.Kind, Status: e.Status, Summary: e.Summary, FindingsTotal: len(e.Findings), Origin: o}
 		c.Findings = e.Findings[:min(len(e.Findings), maxStoredFindings)]
 		c.Data = boundData(e.Data)
+		var err error
+		if c.enc, err = json.Marshal(c); err != nil {
+			// Decode validated the data already.
+			return rejected
+		}
 		if v.Checks == nil {
 			v.Checks = make(map[string]*Check)
 		}
@@ -310,7 +315,7 @@ func truncatedData(n int) json.RawMessage {
 // of v are copied before they are trimmed, since v may share them with the
 // collector's cached view.
 func encodeRecord(v *VM) ([]byte, error) {
-	b, err := json.Marshal(v)
+	b, err := marshalRecord(v)
 	if err != nil {
 		return nil, err
 	}
@@ -321,12 +326,13 @@ func encodeRecord(v *VM) ([]byte, error) {
 	trimmed.Checks = make(map[string]*Check, len(v.Checks))
 	for name, c := range v.Checks {
 		cp := *c
+		cp.enc = nil
 		if len(cp.Data) > 0 {
 			cp.Data = truncatedData(len(cp.Data))
 		}
 		trimmed.Checks[name] = &cp
 	}
-	if b, err = json.Marshal(&trimmed); err != nil {
+	if b, err = marshalRecord(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) <= maxRecordBytes {
@@ -335,11 +341,70 @@ func encodeRecord(v *VM) ([]byte, error) {
 	for _, c := range trimmed.Checks {
 		c.Findings = nil
 	}
-	if b, err = json.Marshal(&trimmed); err != nil {
+	if b, err = marshalRecord(&trimmed); err != nil {
 		return nil, err
 	}
 	if len(b) > maxRecordBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", errRecordTooLarge, len(b), maxRecordBytes)
 	}
 	return b, nil
+}
+
+// marshalRecord is json.Marshal of v with each check's JSON spliced in
+// from enc where the check has it: the same bytes, since enc is the
+// check's json.Marshal or what decodeRecord read from such a record.
+func marshalRecord(v *VM) ([]byte, error) {
+	head := *v
+	head.Checks = nil
+	b, err := json.Marshal(&head)
+	if err != nil || len(v.Checks) == 0 {
+		return b, err
+	}
+	b = append(b[:len(b)-1], `,"checks":{`...)
+	for i, name := range slices.Sorted(maps.Keys(v.Checks)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		q, err := json.Marshal(name)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, q...), ':')
+		c := v.Checks[name]
+		enc := c.enc
+		if enc == nil {
+			if enc, err = json.Marshal(c); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, enc...)
+	}
+	return append(b, '}', '}'), nil
+}
+
+// decodeRecord is json.Unmarshal of a VM record that keeps each check's
+// JSON as its enc.
+func decodeRecord(b []byte) (VM, error) {
+	var r struct {
+		VM
+		Checks map[string]json.RawMessage `json:"checks"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return VM{}, err
+	}
+	v := r.VM
+	if len(r.Checks) > 0 {
+		v.Checks = make(map[string]*Check, len(r.Checks))
+	}
+	for name, raw := range r.Checks {
+		c := new(Check)
+		if err := json.Unmarshal(raw, c); err != nil {
+			return VM{}, fmt.Errorf("check %q: %w", name, err)
+		}
+		if len(raw) > 0 && raw[0] == '{' {
+			c.enc = raw
+		}
+		v.Checks[name] = c
+	}
+	return v, nil
 }

@@ -102,8 +102,9 @@ func TestApplyReportBoundsTheRecord(t *testing.T) {
 		many[i] = protocol.Finding{Code: "res.x", Severity: protocol.SeverityWarn, Message: strings.Repeat("m", protocol.MaxMessageLen)}
 	}
 	for name, c := range v.Checks {
-		c.Findings, c.FindingsTotal = many[:maxStoredFindings], len(many)
-		v.Checks[name] = c
+		// A check is replaced, never edited, so it is made again here.
+		grown := Check{Kind: c.Kind, Status: c.Status, Findings: many[:maxStoredFindings], FindingsTotal: len(many), Data: c.Data, Origin: c.Origin}
+		v.Checks[name] = &grown
 	}
 	b, err := encodeRecord(&v)
 	if err != nil {
@@ -343,4 +344,51 @@ func TestEncodeRecordDropsDataBeforeFindings(t *testing.T) {
 	if len(v.Checks["check_3"].Data) != len(data) {
 		t.Errorf("encodeRecord changed the record it was given")
 	}
+}
+
+func TestRecordEncodingSplicesEachChecksJSON(t *testing.T) {
+	v := VM{Name: "web1", Host: "h1", UUID: "u1"}
+	for i, name := range []string{"resources", "disk", "logs <&>"} {
+		r, e := result("runA", uint64(i+1), protocol.StatusWarn, t0)
+		e.Check, e.Summary = name, "summary of "+name
+		e.Findings = []protocol.Finding{{Code: "res.mem_high", Severity: protocol.SeverityWarn, Message: "memory 93% used"}}
+		e.Data = json.RawMessage(`{"top":[{"pid":1,"name":"<script>"}],"n":1.50}`)
+		if got := applyReport(&v, r, e); got != applied {
+			t.Fatalf("result of %s: got %v, want applied", name, got)
+		}
+	}
+	want, err := json.Marshal(&v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("a record of fresh checks encodes as json.Marshal does", func(t *testing.T) {
+		got, err := encodeRecord(&v)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("encodeRecord: got %s (%v), want %s", got, err, want)
+		}
+	})
+	t.Run("a decoded record encodes to the same bytes", func(t *testing.T) {
+		d, err := decodeRecord(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Checks["disk"].enc == nil {
+			t.Error("decodeRecord kept no JSON of check disk")
+		}
+		got, err := encodeRecord(&d)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("encodeRecord of the decoded record: got %s (%v), want %s", got, err, want)
+		}
+	})
+	t.Run("a changed check is encoded anew", func(t *testing.T) {
+		d, _ := decodeRecord(want)
+		r, e := result("runA", 9, protocol.StatusOK, t0)
+		e.Check = "disk"
+		applyReport(&d, r, e)
+		got, _ := encodeRecord(&d)
+		back, err := decodeRecord(got)
+		if err != nil || back.Checks["disk"].Status != protocol.StatusOK || back.Checks["resources"].Status != protocol.StatusWarn {
+			t.Errorf("after a new disk result: got %s (%v), want disk ok and resources warn", got, err)
+		}
+	})
 }

@@ -57,7 +57,7 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 	var repub []alertRecord
 	var repubKeys []string
 	c.mu.RLock()
-	if !c.ready || !c.alertsReady {
+	if !c.ready || !c.alertsReady || !c.liveReady() {
 		c.mu.RUnlock()
 		return
 	}
@@ -77,7 +77,7 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 			repub, repubKeys = append(repub, r), append(repubKeys, kvKey)
 		}
 	}
-	for vk, v := range c.vms {
+	c.mergedVMs(func(vk string, v VM) {
 		for _, o := range c.vmObservations(&v, own[vk], now) {
 			var prev *Alert
 			if r, ok := c.alerts[AlertKV(o.key)]; ok {
@@ -87,7 +87,7 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 				work = append(work, sweepItem{key: o.key, obs: o})
 			}
 		}
-	}
+	})
 	c.mu.RUnlock()
 	for _, w := range work {
 		if err := c.observe(ctx, b, w.key, w.obs, now); err != nil && ctx.Err() == nil {
