@@ -102,37 +102,17 @@ func watchAlerts(t *testing.T, nc *nats.Conn, vm string) *alertWatch {
 // that satisfies match, waiting up to within.
 func (w *alertWatch) await(t *testing.T, ctx context.Context, state collector.AlertState, code string, since time.Time, within time.Duration, match func(collector.Alert) bool) seenAlert {
 	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	for {
-		w.mu.Lock()
-		i := slices.IndexFunc(w.alerts, func(s seenAlert) bool {
-			return s.at.After(since) && s.alert.State == state && s.alert.Key.Code == code && (match == nil || match(s.alert))
-		})
-		var got seenAlert
-		if i >= 0 {
-			got = w.alerts[i]
-		}
-		w.mu.Unlock()
-		if i >= 0 {
-			return got
-		}
-		select {
-		case <-w.added:
-		case <-deadline.C:
-			w.mu.Lock()
-			var seen []string
-			for _, s := range w.alerts {
-				if s.at.After(since) {
-					seen = append(seen, fmt.Sprintf("%s %s", s.alert.State, s.alert.Key.Code))
-				}
+	return awaitFirst(t, ctx, &w.mu, &w.alerts, w.added, within, func(s seenAlert) bool {
+		return s.at.After(since) && s.alert.State == state && s.alert.Key.Code == code && (match == nil || match(s.alert))
+	}, func(alerts []seenAlert) string {
+		var seen []string
+		for _, s := range alerts {
+			if s.at.After(since) {
+				seen = append(seen, fmt.Sprintf("%s %s", s.alert.State, s.alert.Key.Code))
 			}
-			w.mu.Unlock()
-			t.Fatalf("no %s alert %s within %v; alerts since: %v", state, code, within, seen)
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
 		}
-	}
+		return fmt.Sprintf("no %s alert %s within %v; alerts since: %v", state, code, within, seen)
+	})
 }
 
 // findingAt is when the finding with code first reached NATS after since,

@@ -85,33 +85,44 @@ func watchReports(t *testing.T, nc *nats.Conn, vm string) *reportWatch {
 // satisfies match, waiting up to within.
 func (w *reportWatch) await(t *testing.T, ctx context.Context, code string, since time.Time, within time.Duration, match func(seenFinding) bool) seenFinding {
 	t.Helper()
+	return awaitFirst(t, ctx, &w.mu, &w.seen, w.added, within, func(s seenFinding) bool {
+		return s.finding.Code == code && s.at.After(since) && (match == nil || match(s))
+	}, func(seen []seenFinding) string {
+		var codes []string
+		for _, s := range seen {
+			if s.at.After(since) {
+				codes = append(codes, s.check+":"+s.finding.Code)
+			}
+		}
+		return fmt.Sprintf("no %s within %v of the injection; findings since: %v", code, within, codes)
+	})
+}
+
+// awaitFirst returns the first item of *items (guarded by mu) that match
+// accepts, waking on added, and fails the test with what describe says of
+// the items when within passes first.
+func awaitFirst[T any](t *testing.T, ctx context.Context, mu *sync.Mutex, items *[]T, added <-chan struct{}, within time.Duration, match func(T) bool, describe func([]T) string) T {
+	t.Helper()
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
 	for {
-		w.mu.Lock()
-		i := slices.IndexFunc(w.seen, func(s seenFinding) bool {
-			return s.finding.Code == code && s.at.After(since) && (match == nil || match(s))
-		})
-		var got seenFinding
+		mu.Lock()
+		i := slices.IndexFunc(*items, match)
+		var got T
 		if i >= 0 {
-			got = w.seen[i]
+			got = (*items)[i]
 		}
-		w.mu.Unlock()
+		mu.Unlock()
 		if i >= 0 {
 			return got
 		}
 		select {
-		case <-w.added:
+		case <-added:
 		case <-deadline.C:
-			w.mu.Lock()
-			var codes []string
-			for _, s := range w.seen {
-				if s.at.After(since) {
-					codes = append(codes, s.check+":"+s.finding.Code)
-				}
-			}
-			w.mu.Unlock()
-			t.Fatalf("no %s within %v of the injection; findings since: %v", code, within, codes)
+			mu.Lock()
+			msg := describe(*items)
+			mu.Unlock()
+			t.Fatal(msg)
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
