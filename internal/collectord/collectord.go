@@ -102,6 +102,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	fs.Var(stringsFlag{&cfg.Collector.KBDirs}, "kb-dir", "operator knowledge-base `dir`ectory, loaded after the shipped entries and on SIGHUP; repeat for several")
 	fs.StringVar(&cfg.Auth.UsersFile, "users", "", "`file` of dashboard and API users, name:bcrypt-hash lines (htpasswd -B)")
 	fs.StringVar(&p.tokenFile, "token-file", "", "`file` holding a shared token for the dashboard and API (or set GUESTDIAG_TOKEN)")
+	fs.StringVar(&p.sessionKeyFile, "session-key-file", "", "`file` holding the key that signs login sessions; give every collector behind one address the same file (default: a random key per process)")
 	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")
 	fs.Var(stringsFlag{&cfg.Alertmanager.URLs}, "alertmanager", "Alertmanager base `url` to push alerts to; repeat for an HA pair")
 	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
@@ -111,8 +112,9 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 
 // Pending holds what Flags cannot set until the flags are parsed.
 type Pending struct {
-	cfg       *Config
-	tokenFile string
+	cfg            *Config
+	tokenFile      string
+	sessionKeyFile string
 }
 
 // Finish reads the token and checks the URLs.
@@ -128,6 +130,16 @@ func (p *Pending) Finish() error {
 		}
 	} else if t := os.Getenv("GUESTDIAG_TOKEN"); t != "" {
 		p.cfg.Auth.Token = t
+	}
+	if p.sessionKeyFile != "" {
+		b, err := os.ReadFile(p.sessionKeyFile)
+		if err != nil {
+			return fmt.Errorf("--session-key-file: %w", err)
+		}
+		if len(b) < 32 {
+			return fmt.Errorf("--session-key-file: %s holds %d bytes; give at least 32 random bytes (head -c 32 /dev/urandom > FILE)", p.sessionKeyFile, len(b))
+		}
+		p.cfg.Auth.SessionKey = b
 	}
 	for _, u := range append(append([]string(nil), p.cfg.Alertmanager.URLs...), p.cfg.Alertmanager.ExternalURL) {
 		if u == "" {

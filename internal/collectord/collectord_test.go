@@ -103,22 +103,28 @@ func TestFinishReadsTheTokenAndChecksURLs(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	shortKey := filepath.Join(dir, "short-key")
+	if err := os.WriteFile(shortKey, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name      string
-		cfg       Config
-		tokenFile string
-		wantToken string
-		wantErr   string
+		name       string
+		cfg        Config
+		tokenFile  string
+		sessionKey string
+		wantToken  string
+		wantErr    string
 	}{
-		{"the environment gives the token", Config{Collector: withGrace()}, "", "from-env", ""},
-		{"a token file wins over the environment", Config{Collector: withGrace()}, tokenFile, "from-file", ""},
-		{"an empty token file is refused", Config{Collector: withGrace()}, empty, "", "is empty"},
-		{"an Alertmanager URL without a scheme is refused", Config{Collector: withGrace(), Alertmanager: amURLs("am:9093")}, "", "", "not an http or https URL"},
+		{"the environment gives the token", Config{Collector: withGrace()}, "", "", "from-env", ""},
+		{"a token file wins over the environment", Config{Collector: withGrace()}, tokenFile, "", "from-file", ""},
+		{"an empty token file is refused", Config{Collector: withGrace()}, empty, "", "", "is empty"},
+		{"a session key shorter than 32 bytes is refused", Config{Collector: withGrace()}, "", shortKey, "", "at least 32 random bytes"},
+		{"an Alertmanager URL without a scheme is refused", Config{Collector: withGrace(), Alertmanager: amURLs("am:9093")}, "", "", "", "not an http or https URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			err := (&Pending{cfg: &cfg, tokenFile: tt.tokenFile}).Finish()
+			err := (&Pending{cfg: &cfg, tokenFile: tt.tokenFile, sessionKeyFile: tt.sessionKey}).Finish()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got %v, want an error mentioning %q", err, tt.wantErr)
