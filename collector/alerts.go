@@ -197,65 +197,43 @@ func (c *Collector) forgetAlert(kvKey string) {
 // watchAlerts keeps c.alerts equal to the alert bucket, as watch does for
 // the VMs.
 func (c *Collector) watchAlerts(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch %s: %w", c.cfg.AlertBucket, err)
-	}
-	defer w.Stop()
 	initial := make(map[string]alertRecord)
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-w.Updates():
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("watch %s: watcher closed", c.cfg.AlertBucket)
-		}
-		if e == nil {
-			if initial != nil {
-				c.mu.Lock()
-				c.alerts, c.alertsReady = initial, true
-				c.mu.Unlock()
-				initial = nil
-			}
-			continue
-		}
-		var a Alert
-		put := e.Operation() == jetstream.KeyValuePut
-		if put {
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
-				c.log.Error("corrupt_alert_record", "key", e.Key(), "revision", e.Revision(), "err", err)
-				continue
-			}
-		}
-		if initial != nil {
+	return watchBucket(ctx, kv, c.cfg.AlertBucket, bucketHandler{
+		entry: func(e jetstream.KeyValueEntry, loading bool) {
+			var a Alert
+			put := e.Operation() == jetstream.KeyValuePut
 			if put {
-				initial[e.Key()] = alertRecord{a: a, rev: e.Revision()}
-			} else {
-				delete(initial, e.Key())
+				if err := json.Unmarshal(e.Value(), &a); err != nil {
+					c.log.Error("corrupt_alert_record", "key", e.Key(), "revision", e.Revision(), "err", err)
+					return
+				}
 			}
-			continue
-		}
-		c.mu.Lock()
-		cur, had := c.alerts[e.Key()]
-		switch {
-		case !put:
-			delete(c.alerts, e.Key())
-		case !had || cur.rev < e.Revision():
-			c.alerts[e.Key()] = alertRecord{a: a, rev: e.Revision()}
-		}
-		c.mu.Unlock()
-		c.changed(Change{Host: a.Key.Host, VM: a.Key.VM, What: "alert"})
-	}
+			if loading {
+				if put {
+					initial[e.Key()] = alertRecord{a: a, rev: e.Revision()}
+				} else {
+					delete(initial, e.Key())
+				}
+				return
+			}
+			c.mu.Lock()
+			cur, had := c.alerts[e.Key()]
+			switch {
+			case !put:
+				delete(c.alerts, e.Key())
+			case !had || cur.rev < e.Revision():
+				c.alerts[e.Key()] = alertRecord{a: a, rev: e.Revision()}
+			}
+			c.mu.Unlock()
+			c.changed(Change{Host: a.Key.Host, VM: a.Key.VM, What: "alert"})
+		},
+		loaded: func() {
+			c.mu.Lock()
+			c.alerts, c.alertsReady = initial, true
+			c.mu.Unlock()
+			initial = nil
+		},
+	})
 }
 
 // Alerts returns the alerts f selects from the watched copy of the alert
