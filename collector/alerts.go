@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,14 +185,62 @@ func (c *Collector) cacheAlert(kvKey string, a Alert, rev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur, ok := c.alerts[kvKey]; !ok || cur.rev < rev {
-		c.alerts[kvKey] = alertRecord{a: a, rev: rev}
+		c.putAlert(kvKey, alertRecord{a: a, rev: rev})
 	}
 }
 
 func (c *Collector) forgetAlert(kvKey string) {
 	c.mu.Lock()
-	delete(c.alerts, kvKey)
+	c.deleteAlert(kvKey)
 	c.mu.Unlock()
+}
+
+// alertVMKey is the VM key of an alert's KV key: the fingerprint after
+// the last dot is hex.
+func alertVMKey(kvKey string) string {
+	if i := strings.LastIndexByte(kvKey, '.'); i >= 0 {
+		return kvKey[:i]
+	}
+	return kvKey
+}
+
+// putAlert and deleteAlert change c.alerts and its index by VM, which
+// lets a result look at its own VM's alerts only. The caller holds c.mu.
+func (c *Collector) putAlert(kvKey string, r alertRecord) {
+	if _, ok := c.alerts[kvKey]; !ok {
+		c.indexAlert(kvKey)
+	}
+	c.alerts[kvKey] = r
+}
+
+func (c *Collector) indexAlert(kvKey string) {
+	vk := alertVMKey(kvKey)
+	if c.alertsByVM[vk] == nil {
+		c.alertsByVM[vk] = make(map[string]struct{})
+	}
+	c.alertsByVM[vk][kvKey] = struct{}{}
+}
+
+func (c *Collector) deleteAlert(kvKey string) {
+	if _, ok := c.alerts[kvKey]; !ok {
+		return
+	}
+	delete(c.alerts, kvKey)
+	vk := alertVMKey(kvKey)
+	delete(c.alertsByVM[vk], kvKey)
+	if len(c.alertsByVM[vk]) == 0 {
+		delete(c.alertsByVM, vk)
+	}
+}
+
+// replaceAlerts makes m the watched copy of the alert bucket. The caller
+// holds c.mu.
+func (c *Collector) replaceAlerts(m map[string]alertRecord) {
+	c.alerts = m
+	c.alertsByVM = make(map[string]map[string]struct{})
+	for kvKey := range m {
+		c.indexAlert(kvKey)
+	}
 }
 
 // watchAlerts keeps c.alerts equal to the alert bucket, as watch does for
@@ -220,16 +269,17 @@ func (c *Collector) watchAlerts(ctx context.Context, kv jetstream.KeyValue) erro
 			cur, had := c.alerts[e.Key()]
 			switch {
 			case !put:
-				delete(c.alerts, e.Key())
+				c.deleteAlert(e.Key())
 			case !had || cur.rev < e.Revision():
-				c.alerts[e.Key()] = alertRecord{a: a, rev: e.Revision()}
+				c.putAlert(e.Key(), alertRecord{a: a, rev: e.Revision()})
 			}
 			c.mu.Unlock()
 			c.changed(Change{Host: a.Key.Host, VM: a.Key.VM, What: "alert"})
 		},
 		loaded: func() {
 			c.mu.Lock()
-			c.alerts, c.alertsReady = initial, true
+			c.replaceAlerts(initial)
+			c.alertsReady = true
 			c.mu.Unlock()
 			initial = nil
 		},

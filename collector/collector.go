@@ -67,12 +67,13 @@ type Collector struct {
 	log *slog.Logger
 
 	mu          sync.RWMutex
-	ready       bool                   // the KV watcher has delivered every record
-	vms         map[string]VM          // by KV key, fed by the KV watcher and own writes
-	revs        map[string]uint64      // the KV revision of each record in vms
-	writing     map[string]ownWrite    // by KV key: the record this collector is writing
-	alertsReady bool                   // the alert watcher has delivered every record
-	alerts      map[string]alertRecord // by KV key, fed by the alert watcher and own writes
+	ready       bool                           // the KV watcher has delivered every record
+	vms         map[string]VM                  // by KV key, fed by the KV watcher and own writes
+	revs        map[string]uint64              // the KV revision of each record in vms
+	writing     map[string]ownWrite            // by KV key: the record this collector is writing
+	alertsReady bool                           // the alert watcher has delivered every record
+	alerts      map[string]alertRecord         // by KV key, fed by the alert watcher and own writes
+	alertsByVM  map[string]map[string]struct{} // KV keys of c.alerts by VM key
 
 	kb       kbHolder
 	subs     subscribers
@@ -90,7 +91,7 @@ type Collector struct {
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	c := &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord), live: liveness{m: make(map[string]*live)},
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord), alertsByVM: make(map[string]map[string]struct{}), live: liveness{m: make(map[string]*live)},
 		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 	c.subs.init()
