@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,78 +185,105 @@ func (c *Collector) cacheAlert(kvKey string, a Alert, rev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur, ok := c.alerts[kvKey]; !ok || cur.rev < rev {
-		c.alerts[kvKey] = alertRecord{a: a, rev: rev}
+		c.putAlert(kvKey, alertRecord{a: a, rev: rev})
 	}
 }
 
 func (c *Collector) forgetAlert(kvKey string) {
 	c.mu.Lock()
-	delete(c.alerts, kvKey)
+	c.deleteAlert(kvKey)
 	c.mu.Unlock()
+}
+
+// alertVMKey is the VM key of an alert's KV key: the fingerprint after
+// the last dot is hex.
+func alertVMKey(kvKey string) string {
+	if i := strings.LastIndexByte(kvKey, '.'); i >= 0 {
+		return kvKey[:i]
+	}
+	return kvKey
+}
+
+// putAlert and deleteAlert change c.alerts and its index by VM, which
+// lets a result look at its own VM's alerts only. The caller holds c.mu.
+func (c *Collector) putAlert(kvKey string, r alertRecord) {
+	if _, ok := c.alerts[kvKey]; !ok {
+		c.indexAlert(kvKey)
+	}
+	c.alerts[kvKey] = r
+}
+
+func (c *Collector) indexAlert(kvKey string) {
+	vk := alertVMKey(kvKey)
+	if c.alertsByVM[vk] == nil {
+		c.alertsByVM[vk] = make(map[string]struct{})
+	}
+	c.alertsByVM[vk][kvKey] = struct{}{}
+}
+
+func (c *Collector) deleteAlert(kvKey string) {
+	if _, ok := c.alerts[kvKey]; !ok {
+		return
+	}
+	delete(c.alerts, kvKey)
+	vk := alertVMKey(kvKey)
+	delete(c.alertsByVM[vk], kvKey)
+	if len(c.alertsByVM[vk]) == 0 {
+		delete(c.alertsByVM, vk)
+	}
+}
+
+// replaceAlerts makes m the watched copy of the alert bucket. The caller
+// holds c.mu.
+func (c *Collector) replaceAlerts(m map[string]alertRecord) {
+	c.alerts = m
+	c.alertsByVM = make(map[string]map[string]struct{})
+	for kvKey := range m {
+		c.indexAlert(kvKey)
+	}
 }
 
 // watchAlerts keeps c.alerts equal to the alert bucket, as watch does for
 // the VMs.
 func (c *Collector) watchAlerts(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch %s: %w", c.cfg.AlertBucket, err)
-	}
-	defer w.Stop()
 	initial := make(map[string]alertRecord)
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-w.Updates():
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("watch %s: watcher closed", c.cfg.AlertBucket)
-		}
-		if e == nil {
-			if initial != nil {
-				c.mu.Lock()
-				c.alerts, c.alertsReady = initial, true
-				c.mu.Unlock()
-				initial = nil
-			}
-			continue
-		}
-		var a Alert
-		put := e.Operation() == jetstream.KeyValuePut
-		if put {
-			if err := json.Unmarshal(e.Value(), &a); err != nil {
-				c.log.Error("corrupt_alert_record", "key", e.Key(), "revision", e.Revision(), "err", err)
-				continue
-			}
-		}
-		if initial != nil {
+	return watchBucket(ctx, kv, c.cfg.AlertBucket, bucketHandler{
+		entry: func(e jetstream.KeyValueEntry, loading bool) {
+			var a Alert
+			put := e.Operation() == jetstream.KeyValuePut
 			if put {
-				initial[e.Key()] = alertRecord{a: a, rev: e.Revision()}
-			} else {
-				delete(initial, e.Key())
+				if err := json.Unmarshal(e.Value(), &a); err != nil {
+					c.log.Error("corrupt_alert_record", "key", e.Key(), "revision", e.Revision(), "err", err)
+					return
+				}
 			}
-			continue
-		}
-		c.mu.Lock()
-		cur, had := c.alerts[e.Key()]
-		switch {
-		case !put:
-			delete(c.alerts, e.Key())
-		case !had || cur.rev < e.Revision():
-			c.alerts[e.Key()] = alertRecord{a: a, rev: e.Revision()}
-		}
-		c.mu.Unlock()
-		c.changed(Change{Host: a.Key.Host, VM: a.Key.VM, What: "alert"})
-	}
+			if loading {
+				if put {
+					initial[e.Key()] = alertRecord{a: a, rev: e.Revision()}
+				} else {
+					delete(initial, e.Key())
+				}
+				return
+			}
+			c.mu.Lock()
+			cur, had := c.alerts[e.Key()]
+			switch {
+			case !put:
+				c.deleteAlert(e.Key())
+			case !had || cur.rev < e.Revision():
+				c.putAlert(e.Key(), alertRecord{a: a, rev: e.Revision()})
+			}
+			c.mu.Unlock()
+			c.changed(Change{Host: a.Key.Host, VM: a.Key.VM, What: "alert"})
+		},
+		loaded: func() {
+			c.mu.Lock()
+			c.replaceAlerts(initial)
+			c.alertsReady = true
+			c.mu.Unlock()
+			initial = nil
+		},
+	})
 }
 
 // Alerts returns the alerts f selects from the watched copy of the alert

@@ -67,12 +67,13 @@ type Collector struct {
 	log *slog.Logger
 
 	mu          sync.RWMutex
-	ready       bool                   // the KV watcher has delivered every record
-	vms         map[string]VM          // by KV key, fed by the KV watcher and own writes
-	revs        map[string]uint64      // the KV revision of each record in vms
-	writing     map[string]ownWrite    // by KV key: the record this collector is writing
-	alertsReady bool                   // the alert watcher has delivered every record
-	alerts      map[string]alertRecord // by KV key, fed by the alert watcher and own writes
+	ready       bool                           // the KV watcher has delivered every record
+	vms         map[string]VM                  // by KV key, fed by the KV watcher and own writes
+	revs        map[string]uint64              // the KV revision of each record in vms
+	writing     map[string]ownWrite            // by KV key: the record this collector is writing
+	alertsReady bool                           // the alert watcher has delivered every record
+	alerts      map[string]alertRecord         // by KV key, fed by the alert watcher and own writes
+	alertsByVM  map[string]map[string]struct{} // KV keys of c.alerts by VM key
 
 	kb       kbHolder
 	subs     subscribers
@@ -90,7 +91,7 @@ type Collector struct {
 // Nothing touches the network before Run or Serve.
 func New(cfg Config, nc *nats.Conn, logger *slog.Logger) *Collector {
 	c := &Collector{
-		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord), live: liveness{m: make(map[string]*live)},
+		cfg: cfg.withDefaults(), nc: nc, log: logger, vms: make(map[string]VM), revs: make(map[string]uint64), writing: make(map[string]ownWrite), alerts: make(map[string]alertRecord), alertsByVM: make(map[string]map[string]struct{}), live: liveness{m: make(map[string]*live)},
 		poisonLog: newWarnLimiter(), tooLargeLog: newWarnLimiter(), rejectedLog: newWarnLimiter(), deferLog: newWarnLimiter(),
 	}
 	c.subs.init()
@@ -557,87 +558,74 @@ func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u upda
 // deleted meanwhile, and the API goes on answering from the old view until
 // then.
 func (c *Collector) watch(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch %s: %w", c.cfg.Bucket, err)
-	}
-	defer w.Stop()
 	initial := make(map[string]VM)
 	initialRevs := make(map[string]uint64)
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-w.Updates():
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
+	return watchBucket(ctx, kv, c.cfg.Bucket, bucketHandler{
+		entry: func(e jetstream.KeyValueEntry, loading bool) {
+			if !loading {
+				c.watchedVM(e)
+				return
 			}
-			return fmt.Errorf("watch %s: watcher closed", c.cfg.Bucket)
-		}
-		if e == nil {
-			if initial != nil {
-				c.mu.Lock()
-				c.vms, c.revs, c.ready = initial, initialRevs, true
-				c.mu.Unlock()
-				initial, initialRevs = nil, nil
-			}
-			continue
-		}
-		var v VM
-		put := e.Operation() == jetstream.KeyValuePut
-		decoded := false
-		if put && initial == nil {
-			c.mu.Lock()
-			known, mine := c.revs[e.Key()], c.vms[e.Key()]
-			w, ok := c.writing[e.Key()]
-			if ok && bytes.Equal(w.val, e.Value()) {
-				// This collector wrote it: take what it encoded.
-				delete(c.writing, e.Key())
-				v, decoded = w.v, true
-			}
-			c.mu.Unlock()
-			if known != 0 && known >= e.Revision() {
-				// This collector wrote it and remembered it already.
-				c.changed(Change{Host: mine.Host, VM: mine.Name, What: "vm"})
-				continue
-			}
-		}
-		if put && !decoded {
-			var err error
-			if v, err = decodeRecord(e.Value()); err != nil {
-				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
-				continue
-			}
-		}
-		if initial != nil {
-			if put {
-				initial[e.Key()], initialRevs[e.Key()] = v, e.Revision()
-			} else {
+			if e.Operation() != jetstream.KeyValuePut {
 				delete(initial, e.Key())
 				delete(initialRevs, e.Key())
+				return
 			}
-			continue
-		}
+			v, err := decodeRecord(e.Value())
+			if err != nil {
+				c.log.Error("corrupt_state_record", "key", e.Key(), "revision", e.Revision(), "err", err)
+				return
+			}
+			initial[e.Key()], initialRevs[e.Key()] = v, e.Revision()
+		},
+		loaded: func() {
+			c.mu.Lock()
+			c.vms, c.revs, c.ready = initial, initialRevs, true
+			c.mu.Unlock()
+			initial, initialRevs = nil, nil
+		},
+	})
+}
+
+// watchedVM applies one entry watched after the initial load to c.vms.
+func (c *Collector) watchedVM(e jetstream.KeyValueEntry) {
+	key := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
 		c.mu.Lock()
-		switch {
-		case !put:
-			delete(c.vms, e.Key())
-			delete(c.revs, e.Key())
-		case c.revs[e.Key()] == 0 || e.Revision() > c.revs[e.Key()]:
-			c.vms[e.Key()], c.revs[e.Key()] = v, e.Revision()
-		}
+		delete(c.vms, key)
+		delete(c.revs, key)
 		c.mu.Unlock()
-		if put {
-			c.changed(Change{Host: v.Host, VM: v.Name, What: "vm"})
+		return
+	}
+	var v VM
+	c.mu.Lock()
+	known, mine := c.revs[key], c.vms[key]
+	w, decoded := c.writing[key]
+	decoded = decoded && bytes.Equal(w.val, e.Value())
+	if decoded {
+		// This collector wrote it: take what it encoded.
+		delete(c.writing, key)
+		v = w.v
+	}
+	c.mu.Unlock()
+	if known != 0 && known >= e.Revision() {
+		// This collector wrote it and remembered it already.
+		c.changed(Change{Host: mine.Host, VM: mine.Name, What: "vm"})
+		return
+	}
+	if !decoded {
+		var err error
+		if v, err = decodeRecord(e.Value()); err != nil {
+			c.log.Error("corrupt_state_record", "key", key, "revision", e.Revision(), "err", err)
+			return
 		}
 	}
+	c.mu.Lock()
+	if c.revs[key] == 0 || e.Revision() > c.revs[key] {
+		c.vms[key], c.revs[key] = v, e.Revision()
+	}
+	c.mu.Unlock()
+	c.changed(Change{Host: v.Host, VM: v.Name, What: "vm"})
 }
 
 func (c *Collector) serveHTTP(ctx context.Context, ln net.Listener) error {

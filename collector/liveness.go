@@ -273,48 +273,24 @@ func (c *Collector) flushed(w liveWrite, rev uint64, err error) {
 // into the table; the entries it did not find (a bucket that was
 // recreated) lose the revision that their next write would expect.
 func (c *Collector) watchLiveness(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("watch %s: %w", c.cfg.LivenessBucket, err)
-	}
-	defer w.Stop()
-	initial := true
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok = <-w.Updates():
-		}
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
+	return watchBucket(ctx, kv, c.cfg.LivenessBucket, bucketHandler{
+		entry: func(e jetstream.KeyValueEntry, loading bool) {
+			if host, vm, ok := c.watchedLive(e, loading); ok {
+				c.changed(Change{Host: host, VM: vm, What: "vm"})
 			}
-			return fmt.Errorf("watch %s: watcher closed", c.cfg.LivenessBucket)
-		}
-		if e == nil {
-			if initial {
-				c.live.mu.Lock()
-				for _, l := range c.live.m {
-					if !l.loaded {
-						l.rev = 0
-					}
-					l.loaded = false
+		},
+		loaded: func() {
+			c.live.mu.Lock()
+			for _, l := range c.live.m {
+				if !l.loaded {
+					l.rev = 0
 				}
-				c.live.ready = true
-				c.live.mu.Unlock()
-				initial = false
+				l.loaded = false
 			}
-			continue
-		}
-		if host, vm, ok := c.watchedLive(e, initial); ok {
-			c.changed(Change{Host: host, VM: vm, What: "vm"})
-		}
-	}
+			c.live.ready = true
+			c.live.mu.Unlock()
+		},
+	})
 }
 
 // watchedLive merges one watched entry into the liveness table, reporting

@@ -113,11 +113,10 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	for k := range c.checkObservations(old, name) {
 		clear(k)
 	}
-	prefix := Key(cur.Host, cur.Name) + "."
 	c.mu.RLock()
 	var firing []AlertKey
-	for kvKey, r := range c.alerts {
-		if strings.HasPrefix(kvKey, prefix) && r.a.State == AlertFiring && r.a.Key.Check == name && r.a.Key.Code != CodeCheckStale {
+	for kvKey := range c.alertsByVM[Key(cur.Host, cur.Name)] {
+		if r := c.alerts[kvKey]; r.a.State == AlertFiring && r.a.Key.Check == name && r.a.Key.Code != CodeCheckStale {
 			firing = append(firing, r.a.Key)
 		}
 	}

@@ -179,8 +179,8 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		return update{host: ev.Host, vm: ev.VM, apply: func(v *VM) outcome { return applyChannel(v, &ev) }}, nil
 	case strings.HasPrefix(subject, protocol.SubjectPrefix+".report."),
 		strings.HasPrefix(subject, protocol.SubjectPrefix+".heartbeat."):
-		var r protocol.Report
-		if err := json.Unmarshal(data, &r); err != nil {
+		r, err := decodeReport(data)
+		if err != nil {
 			return update{}, fmt.Errorf("report: %w", err)
 		}
 		if err := checkIdentity(r.V, r.Host, r.VM); err != nil {
