@@ -248,23 +248,10 @@ func (d *decoder) str(n *yaml.Node, field string) string {
 
 // strs takes one string or a list of them.
 func (d *decoder) strs(n *yaml.Node, field string) []string {
-	if n.Kind == yaml.ScalarNode {
-		if n.Tag == "!!null" {
-			return nil
-		}
-		return []string{n.Value}
-	}
-	if n.Kind != yaml.SequenceNode {
-		d.fail(n, field, "want a string or a list of strings, got %s", kindName(n))
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
-	out := make([]string, 0, len(n.Content))
-	for i, v := range n.Content {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		d.lines[f] = v.Line
-		out = append(out, d.str(v, f))
-	}
-	return out
+	return oneOrMany(d, n, field, "a string or a list of strings", d.str)
 }
 
 func (d *decoder) eventID(n *yaml.Node, field string) uint32 {
@@ -281,18 +268,24 @@ func (d *decoder) eventID(n *yaml.Node, field string) uint32 {
 }
 
 func (d *decoder) eventIDs(n *yaml.Node, field string) []uint32 {
+	return oneOrMany(d, n, field, "an event id or a list of them", d.eventID)
+}
+
+// oneOrMany decodes a field that takes one value or a list of them, with
+// each list item's line kept for errors under field[i].
+func oneOrMany[T any](d *decoder, n *yaml.Node, field, want string, one func(*yaml.Node, string) T) []T {
 	if n.Kind == yaml.ScalarNode {
-		return []uint32{d.eventID(n, field)}
+		return []T{one(n, field)}
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.fail(n, field, "want an event id or a list of them, got %s", kindName(n))
+		d.fail(n, field, "want %s, got %s", want, kindName(n))
 		return nil
 	}
-	out := make([]uint32, 0, len(n.Content))
+	out := make([]T, 0, len(n.Content))
 	for i, v := range n.Content {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		d.lines[f] = v.Line
-		out = append(out, d.eventID(v, f))
+		out = append(out, one(v, f))
 	}
 	return out
 }
