@@ -50,7 +50,7 @@ bench:
 	$(GO) test ./kb -run XXX -bench 'Match$$' -benchmem -count 3 -cpu 1 -benchtime 2s
 	test/bench/kbgrep.sh
 	$(GO) test ./collector/dashboard -run XXX -bench FleetPage10k -benchmem -count 3
-	$(GO) test ./collector -run XXX -bench CollectorThroughput -benchtime 3x -count 3 -cpu 1,2
+	test/bench/collector.sh -benchtime 1x -count 3
 
 fuzz:
 	$(GO) test ./protocol -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30s
