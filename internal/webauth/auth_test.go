@@ -2,6 +2,7 @@ package webauth
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -241,5 +242,33 @@ func TestOpenWhenNothingConfigured(t *testing.T) {
 	}
 	if _, err := a.User(httptest.NewRequest("GET", "/", nil)); err != nil {
 		t.Errorf("User = %v on an open Auth", err)
+	}
+}
+
+// TestLimiterDoesNotForgetWhenFloodedWithAddresses: an attacker who owns
+// more addresses than the limiter tracks must not reset the count of an
+// address that is being limited.
+func TestLimiterDoesNotForgetWhenFloodedWithAddresses(t *testing.T) {
+	l := newLimiter()
+	for range limitBurst {
+		l.take("192.0.2.1")
+	}
+	if !l.exhausted("192.0.2.1") {
+		t.Fatal("the attacker's address is not limited after a whole burst")
+	}
+	for i := range maxTracked + 100 {
+		key := fmt.Sprintf("2001:db8:%x::/64", i)
+		for range limitBurst {
+			l.take(key)
+		}
+	}
+	if !l.exhausted("192.0.2.1") {
+		t.Error("flooding the limiter with new addresses reset a limited address")
+	}
+	if got := len(l.m); got > maxTracked {
+		t.Errorf("limiter tracks %d addresses, bound %d", got, maxTracked)
+	}
+	if !l.exhausted("2001:db8:ffff::/64") {
+		t.Error("a new address while the limiter is full is not limited by the shared overflow bucket")
 	}
 }

@@ -19,13 +19,19 @@ const (
 )
 
 // limiter keeps a token bucket per remote address. The map is bounded:
-// buckets that are full again are forgotten when it grows too large.
+// buckets that are full again are forgotten when it grows too large, and
+// while it is full of addresses still being limited, every new address
+// shares one overflow bucket. Clearing the map instead would let whoever
+// owns enough addresses reset everyone's count, their own included.
 type limiter struct {
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	mu       sync.Mutex
+	m        map[string]*rate.Limiter
+	overflow *rate.Limiter
 }
 
-func newLimiter() *limiter { return &limiter{m: make(map[string]*rate.Limiter)} }
+func newLimiter() *limiter {
+	return &limiter{m: make(map[string]*rate.Limiter), overflow: rate.NewLimiter(rate.Every(limitEvery), limitBurst)}
+}
 
 func (l *limiter) get(key string) *rate.Limiter {
 	l.mu.Lock()
@@ -39,7 +45,7 @@ func (l *limiter) get(key string) *rate.Limiter {
 				}
 			}
 			if len(l.m) >= maxTracked {
-				clear(l.m)
+				return l.overflow
 			}
 		}
 		lim = rate.NewLimiter(rate.Every(limitEvery), limitBurst)
