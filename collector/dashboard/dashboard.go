@@ -71,6 +71,8 @@ type server struct {
 	pages  map[string]*template.Template
 	now    func() time.Time
 	bufs   sync.Pool
+	// keepAlive is the constant keepAlive, shorter in tests.
+	keepAlive time.Duration
 }
 
 // New returns the dashboard's handler. A configuration that cannot be
@@ -92,7 +94,7 @@ func New(src Source, cfg Config, logger *slog.Logger) http.Handler {
 }
 
 func newServer(src Source, a *webauth.Auth, logger *slog.Logger) *server {
-	s := &server{src: src, auth: a, logger: logger, now: time.Now, pages: make(map[string]*template.Template)}
+	s := &server{src: src, auth: a, logger: logger, now: time.Now, pages: make(map[string]*template.Template), keepAlive: keepAlive}
 	for _, p := range []string{"fleet", "vm", "alerts", "kb", "login", "error"} {
 		s.pages[p] = template.Must(template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html"))
 	}

@@ -394,3 +394,52 @@ func TestEventsStreamChangesForThePage(t *testing.T) {
 		t.Errorf("event data has a raw '<': %s", data[0])
 	}
 }
+
+// TestEventsStreamEndsWhenTheSessionExpires: a stream opened with a session
+// cookie stops once the session is no longer valid, instead of feeding a
+// signed-out browser (or a stolen cookie) for as long as it stays open.
+func TestEventsStreamEndsWhenTheSessionExpires(t *testing.T) {
+	a, err := webauth.New(webauth.Config{Token: "s3cret", SessionTTL: 2 * time.Second}, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(fixture(), a, discard())
+	s.keepAlive = 50 * time.Millisecond
+	srv := httptest.NewServer(s.routes())
+	defer srv.Close()
+
+	// Log in with the form, as a browser would, to get a session cookie.
+	login := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/login", strings.NewReader("name=token&password=s3cret"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	s.routes().ServeHTTP(login, req)
+	var cookie *http.Cookie
+	for _, c := range login.Result().Cookies() {
+		if c.Name == webauth.CookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatalf("login gave no session cookie (status %d)", login.Code)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ev, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events", nil)
+	ev.AddCookie(cookie)
+	res, err := http.DefaultClient.Do(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("events with a fresh session: status %d", res.StatusCode)
+	}
+	body, err := io.ReadAll(res.Body)
+	if ctx.Err() != nil {
+		t.Fatalf("the stream was still open 10 s after a 2 s session: %v", err)
+	}
+	if !strings.Contains(string(body), "keep-alive") {
+		t.Errorf("the stream ended before its first keep-alive, while the session was valid: %q", body)
+	}
+}

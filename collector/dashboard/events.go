@@ -31,7 +31,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	changes := s.src.Subscribe(r.Context())
-	tick := time.NewTicker(keepAlive)
+	tick := time.NewTicker(s.keepAlive)
 	defer tick.Stop()
 	for {
 		var msg []byte
@@ -49,6 +49,12 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			}
 			msg = append(append([]byte("event: change\ndata: "), b...), "\n\n"...)
 		case <-tick.C:
+			// Credentials are checked when the stream opens and again
+			// here, so a session that expires (or a token or user that
+			// is no longer valid) stops receiving within keepAlive.
+			if _, err := s.auth.User(r); err != nil {
+				return
+			}
 			msg = []byte(": keep-alive\n\n")
 		}
 		if _, err := w.Write(msg); err != nil {
