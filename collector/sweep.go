@@ -64,7 +64,11 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 	// Collector-raised alerts that fire, by VM key: the only ones whose
 	// clearing the VM scan must look for.
 	own := make(map[string][]AlertKey)
+	retire := c.orphanAlerts(now)
 	for kvKey, r := range c.alerts {
+		if retire[kvKey] {
+			continue
+		}
 		a := &r.a
 		if a.State == AlertFiring && collectorCode(a.Key.Code) {
 			vk := Key(a.Key.Host, a.Key.VM)
@@ -92,6 +96,11 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 	for _, w := range work {
 		if err := c.observe(ctx, b, w.key, w.obs, now); err != nil && ctx.Err() == nil {
 			c.log.Warn("sweep_alert_failed", "host", w.key.Host, "vm", w.key.VM, "code", w.key.Code, "err", err)
+		}
+	}
+	for kvKey := range retire {
+		if err := c.retire(ctx, b, kvKey, now); err != nil && ctx.Err() == nil {
+			c.log.Warn("sweep_retire_failed", "key", kvKey, "err", err)
 		}
 	}
 	for i, r := range repub {
