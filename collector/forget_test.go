@@ -106,3 +106,45 @@ func TestDeletedVMIsForgottenWithItsAlerts(t *testing.T) {
 		})
 	}
 }
+
+func TestAlertsOfACheckDroppedFromTheHelloResolve(t *testing.T) {
+	e := newEnv(t)
+	sub := e.subscribeAlerts(t)
+	e.startCollector(t)
+	h1 := e.relay(t, "h1")
+
+	h1.guest("web1", "u1", hello("r1", 1, "web1", t0), t0)
+	h1.guest("web1", "u1", withFindings(result("r1", 2, "network", protocol.StatusCrit, t0), gatewayDown), t0.Add(time.Second))
+	if got := sub.waitN(t, "net.gateway_unreachable", 1, 5*time.Second)[0].alert; got.State != collector.AlertFiring {
+		t.Fatalf("before the new hello: got %s, want firing", got.State)
+	}
+	// The agent restarts with a configuration without the network check.
+	h := hello("r2", 1, "web1", t0.Add(time.Minute))
+	h.Data = []byte(`{"hostname":"web1","os":"linux","agent_version":"0.2.0","checks":["resources"]}`)
+	h1.guest("web1", "u1", h, t0.Add(time.Minute))
+	got := sub.waitN(t, "net.gateway_unreachable", 2, 5*time.Second)[1].alert
+	if got.State != collector.AlertResolved {
+		t.Errorf("after a hello without network: got %s, want resolved", got.State)
+	}
+}
+
+func TestAlertsOfACheckStillInTheHelloStayFiring(t *testing.T) {
+	e := newEnv(t)
+	sub := e.subscribeAlerts(t)
+	col := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+
+	h1.guest("web1", "u1", hello("r1", 1, "web1", t0), t0)
+	h1.guest("web1", "u1", withFindings(result("r1", 2, "network", protocol.StatusCrit, t0), gatewayDown), t0.Add(time.Second))
+	sub.waitN(t, "net.gateway_unreachable", 1, 5*time.Second)
+	h1.guest("web1", "u1", hello("r2", 1, "web1", t0.Add(time.Minute)), t0.Add(time.Minute))
+	col.waitFor(t, "the new hello", func(vms map[string]collector.VM) bool {
+		return vms["h1/web1"].Hello != nil && vms["h1/web1"].Hello.Run == "r2"
+	})
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond) // two sweeps must not resolve it
+	}
+	if got := firingOf(col.c, "net.gateway_unreachable"); len(got) != 1 {
+		t.Errorf("firing gateway alerts after a hello that lists network: got %d, want 1", len(got))
+	}
+}
