@@ -592,9 +592,11 @@ func (c *Collector) watchedVM(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	if e.Operation() != jetstream.KeyValuePut {
 		c.mu.Lock()
+		old := c.vms[key]
 		delete(c.vms, key)
 		delete(c.revs, key)
 		c.mu.Unlock()
+		c.forgetVM(key, old.Host, old.Name)
 		return
 	}
 	var v VM

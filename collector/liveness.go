@@ -50,6 +50,14 @@ type live struct {
 	// watcher knows its delivery as this collector's own and skips
 	// decoding it.
 	sending []byte
+	// forgotAt is when the VM was forgotten (its VM or liveness record
+	// deleted), zero while it is known; forgot is the origin of the
+	// heartbeat dropped then, which only a newer one may replace.
+	forgotAt time.Time
+	forgot   Origin
+	// unwrite marks a forgotten entry whose bucket record this collector
+	// must still delete.
+	unwrite bool
 }
 
 // liveness is the table of every VM's newest heartbeat, fed by this
@@ -60,6 +68,9 @@ type liveness struct {
 	ready bool // the liveness watcher has delivered every record
 	m     map[string]*live
 	queue []string // keys of the entries that turned dirty since the last flush
+	// unwrites are the keys of the forgotten entries whose bucket records
+	// the next flush deletes.
+	unwrites []string
 }
 
 // beat puts hb, of the VM named vm on host, into the liveness table unless
@@ -75,6 +86,13 @@ func (c *Collector) beat(host, vm string, hb *Heartbeat) outcome {
 	}
 	if l.rec.Heartbeat != nil && !l.rec.Heartbeat.supersededBy(hb.Origin) {
 		return stale
+	}
+	if !l.forgotAt.IsZero() {
+		if l.forgot.Run != "" && !l.forgot.supersededBy(hb.Origin) {
+			// A late heartbeat of a VM the operator removed.
+			return stale
+		}
+		l.forgotAt, l.forgot, l.unwrite = time.Time{}, Origin{}, false
 	}
 	l.rec.Heartbeat = hb
 	if hb.Received.After(l.rec.LastSeen) {
@@ -100,7 +118,7 @@ func (t *liveness) markDirty(key string, l *live) {
 // merged returns v as the API shows it: with the heartbeat and last_seen
 // of its liveness entry, if it has one.
 func (l *live) merged(v VM) VM {
-	if l == nil {
+	if l == nil || !l.forgotAt.IsZero() {
 		return v
 	}
 	if l.rec.Heartbeat != nil {
@@ -177,15 +195,17 @@ func (c *Collector) flush(ctx context.Context, b *backend) {
 	c.live.mu.Lock()
 	batch := make([]liveWrite, 0, len(c.live.queue))
 	for _, key := range c.live.queue {
-		if l := c.live.m[key]; l != nil && l.dirty {
+		if l := c.live.m[key]; l != nil && l.dirty && l.forgotAt.IsZero() {
 			l.dirty = false
 			batch = append(batch, liveWrite{key: key, rec: l.rec, rev: l.rev})
 		}
 	}
 	c.live.queue = nil
+	unwrites := c.live.takeUnwrites()
 	c.live.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	c.unwrite(ctx, b, unwrites)
 	for len(batch) > 0 {
 		n := min(len(batch), flushWindow)
 		c.flushWindow(ctx, b, batch[:n])
@@ -246,19 +266,23 @@ func (c *Collector) flushed(w liveWrite, rev uint64, err error) {
 	c.live.mu.Lock()
 	l := c.live.m[w.key]
 	l.sending = nil
+	forgotten := !l.forgotAt.IsZero()
 	switch {
-	case err != nil && l.rev == w.rev:
+	case err != nil && l.rev == w.rev && !forgotten:
 		c.live.markDirty(w.key, l)
 	case err == nil && rev > l.rev:
 		l.rev = rev
+	}
+	if err == nil && forgotten {
+		// The VM was removed while this write was on its way.
+		c.live.forget(l, l.forgotAt, true)
 	}
 	c.live.mu.Unlock()
 	if err == nil {
 		c.changed(Change{Host: w.rec.Host, VM: w.rec.VM, What: "vm"})
 		return
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+	if wrongSequence(err) {
 		c.conflicts.Add(1)
 		return
 	}
@@ -338,9 +362,23 @@ func (c *Collector) watchedLive(e jetstream.KeyValueEntry, initial bool) (host, 
 	if rec.LastSeen.After(l.rec.LastSeen) {
 		l.rec.LastSeen, changed = rec.LastSeen, true
 	}
+	if e.Operation() != jetstream.KeyValuePut {
+		// A deleted or purged record: the operator removed the VM, and
+		// no heartbeat this table holds may bring it back.
+		return l.rec.Host, l.rec.VM, c.live.forget(l, time.Now().UTC(), false)
+	}
+	if !l.forgotAt.IsZero() {
+		if rec.Heartbeat == nil || l.forgot.Run != "" && !l.forgot.supersededBy(rec.Heartbeat.Origin) {
+			// An older heartbeat written back after the VM was removed:
+			// the removal wins.
+			c.live.forget(l, l.forgotAt, true)
+			return "", "", false
+		}
+		l.forgotAt, l.forgot, l.unwrite = time.Time{}, Origin{}, false
+	}
 	switch cur := l.rec.Heartbeat; {
 	case rec.Heartbeat == nil:
-		// A deleted or unreadable record: write the table's again.
+		// An unreadable record: write the table's again.
 		if cur != nil {
 			c.live.markDirty(key, l)
 		}

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/guestdiag/guestdiag/protocol"
@@ -64,7 +65,11 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 	// Collector-raised alerts that fire, by VM key: the only ones whose
 	// clearing the VM scan must look for.
 	own := make(map[string][]AlertKey)
+	retire := c.orphanAlerts(now)
 	for kvKey, r := range c.alerts {
+		if retire[kvKey] {
+			continue
+		}
 		a := &r.a
 		if a.State == AlertFiring && collectorCode(a.Key.Code) {
 			vk := Key(a.Key.Host, a.Key.VM)
@@ -78,7 +83,9 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 		}
 	}
 	c.mergedVMs(func(vk string, v VM) {
-		for _, o := range c.vmObservations(&v, own[vk], now) {
+		obs := c.vmObservations(&v, own[vk], now)
+		obs = append(obs, c.droppedCheckObservations(&v, vk)...)
+		for _, o := range obs {
 			var prev *Alert
 			if r, ok := c.alerts[AlertKV(o.key)]; ok {
 				prev = &r.a
@@ -92,6 +99,11 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 	for _, w := range work {
 		if err := c.observe(ctx, b, w.key, w.obs, now); err != nil && ctx.Err() == nil {
 			c.log.Warn("sweep_alert_failed", "host", w.key.Host, "vm", w.key.VM, "code", w.key.Code, "err", err)
+		}
+	}
+	for kvKey := range retire {
+		if err := c.retire(ctx, b, kvKey, now); err != nil && ctx.Err() == nil {
+			c.log.Warn("sweep_retire_failed", "key", kvKey, "err", err)
 		}
 	}
 	for i, r := range repub {
@@ -174,5 +186,28 @@ func (c *Collector) vmObservations(v *VM, firing []AlertKey, now time.Time) []*o
 		}
 	}
 	clearAll(CodeCheckStale)
+	return out
+}
+
+// droppedCheckObservations clears the firing alerts that v's checks raised
+// and that no result can clear any more: those of a check the VM's latest
+// hello, newer than the alert's last observation, no longer lists (an
+// agent upgraded or reconfigured without it). The caller holds c.mu.
+func (c *Collector) droppedCheckObservations(v *VM, vk string) []*observation {
+	if v.Hello == nil {
+		return nil
+	}
+	var out []*observation
+	for kvKey := range c.alertsByVM[vk] {
+		r := c.alerts[kvKey]
+		k := r.a.Key
+		if r.a.State != AlertFiring || k.Check == "" || collectorCode(k.Code) || slices.Contains(v.Hello.Checks, k.Check) {
+			continue
+		}
+		if !r.a.Origin.supersededBy(v.Hello.Origin) {
+			continue
+		}
+		out = append(out, &observation{key: k, origin: v.Hello.Origin})
+	}
 	return out
 }
