@@ -93,7 +93,10 @@ func (c *Collector) checkObservations(v *VM, name string) map[AlertKey]*observat
 // resultObservations compares a check's result before and after one
 // message: every alertable condition now present is observed present;
 // every one present before, or firing in the watched alerts, and gone now
-// is observed clear, unless the check could not look (status unknown).
+// is observed clear, unless the check could not look (status unknown). A
+// result whose findings were cut to maxStoredFindings clears no finding's
+// alert: the finding may be among those dropped, and reordering between
+// runs would otherwise resolve and re-fire conditions that still hold.
 func (c *Collector) resultObservations(old, cur *VM, name string) []*observation {
 	now := c.checkObservations(cur, name)
 	ch := cur.Checks[name]
@@ -104,7 +107,11 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	if ch == nil || ch.Status == protocol.StatusUnknown {
 		return out
 	}
+	truncated := ch.FindingsTotal > len(ch.Findings)
 	clear := func(k AlertKey) {
+		if truncated && k.Code != CodeCheckStatus {
+			return
+		}
 		if _, ok := now[k]; !ok {
 			now[k] = &observation{key: k, origin: ch.Origin}
 			out = append(out, now[k])
