@@ -1,8 +1,11 @@
 package collector_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +67,133 @@ func TestTruncatedResultDoesNotResolveFindingsItDropped(t *testing.T) {
 	// A complete result without the findings does resolve them.
 	h1.guest("web1", "u1", result("r1", 4, "resources", protocol.StatusOK, t0), t0.Add(3*time.Second))
 	waitAlerts(t, col.c, collector.AlertFilter{Code: "fs.full", State: collector.AlertResolved}, 40, 5*time.Second)
+}
+
+// flood sends rounds results of each check from vm, every result with
+// 32 warn findings on sources no earlier result named, and returns the
+// next seq.
+func flood(r *relay, vm string, seq uint64, rounds int, checks ...string) uint64 {
+	for i := range rounds {
+		for _, check := range checks {
+			fs := fullFilesystems(fmt.Sprintf("/round%d/%s/", i, check), 32)
+			r.guest(vm, "u-"+vm, withFindings(result("r1", seq, check, protocol.StatusWarn, t0), fs...), time.Now())
+			seq++
+		}
+	}
+	return seq
+}
+
+// alertsOf returns the VM's alerts of the collector, split into the
+// vm.too_many_alerts alerts, the other firing ones and the resolved ones.
+func alertsOf(c *collector.Collector, vm string) (tooMany, firing, resolved []collector.Alert) {
+	for _, a := range c.Alerts(collector.AlertFilter{Host: "h1", VM: vm}) {
+		switch {
+		case a.Key.Code == collector.CodeTooManyAlerts:
+			tooMany = append(tooMany, a)
+		case a.State == collector.AlertFiring:
+			firing = append(firing, a)
+		default:
+			resolved = append(resolved, a)
+		}
+	}
+	return tooMany, firing, resolved
+}
+
+// suppressed reads how many conditions a vm.too_many_alerts alert counts.
+func suppressed(t *testing.T, a collector.Alert) int {
+	t.Helper()
+	var d struct {
+		Suppressed int `json:"suppressed"`
+	}
+	if err := json.Unmarshal(a.Evidence.Data, &d); err != nil {
+		t.Fatalf("vm.too_many_alerts evidence data %s: %v", a.Evidence.Data, err)
+	}
+	return d.Suppressed
+}
+
+func TestHostileVMFloodingFreshSourcesGetsOneAlertForTheRest(t *testing.T) {
+	e := newEnv(t)
+	sub := e.subscribeAlerts(t)
+	// A short flap window makes only the firing alerts count, so that the
+	// flood churns: every round resolves the last one's alerts.
+	col := e.startCollectorWith(t, collector.Config{Policy: collector.Policy{FlapWindow: time.Millisecond}})
+	h1 := e.relay(t, "h1")
+
+	h1.guest("evil", "u-evil", hello("r1", 1, "evil", t0), time.Now())
+	h1.guest("web2", "u-web2", hello("r1", 1, "web2", t0), time.Now())
+	// Per round: resources and logs fill the 64 places, services finds
+	// none left.
+	flood(h1, "evil", 2, 10, "resources", "logs", "services")
+	sent := time.Now()
+	h1.guest("web2", "u-web2", withFindings(result("r1", 2, "network", protocol.StatusCrit, t0), gatewayDown), time.Now())
+	fired := sub.waitN(t, "net.gateway_unreachable", 1, 10*time.Second)[0]
+	if took := time.Since(sent); took > 5*time.Second {
+		t.Errorf("web2's alert fired %v after its result, want within 5s", took)
+	}
+	if fired.alert.Key.VM != "web2" {
+		t.Errorf("gateway alert: got VM %q, want web2", fired.alert.Key.VM)
+	}
+	e.waitConsumerIdle(t)
+
+	tooMany, firing, resolved := alertsOf(col.c, "evil")
+	if len(firing) != 64 {
+		t.Errorf("evil's firing alerts: got %d, want the limit of 64", len(firing))
+	}
+	if len(tooMany) != 1 || tooMany[0].State != collector.AlertFiring || tooMany[0].Severity != "warn" {
+		t.Fatalf("vm.too_many_alerts: got %+v, want one firing warn alert", tooMany)
+	}
+	if got := suppressed(t, tooMany[0]); got != 10*32 {
+		t.Errorf("suppressed: got %d, want 320 (services' 32 findings in each of 10 rounds)", got)
+	}
+	if !strings.Contains(tooMany[0].Evidence.Finding.Message, "320 new conditions") {
+		t.Errorf("vm.too_many_alerts message: got %q, want it to say 320 new conditions", tooMany[0].Evidence.Finding.Message)
+	}
+	if len(resolved) != 64 {
+		t.Errorf("evil's resolved alerts: got %d, want the 64 newest kept", len(resolved))
+	}
+	for _, a := range resolved {
+		if len(a.Evidence.Data) != 0 || a.Evidence.Finding.Code != "fs.full" {
+			t.Errorf("resolved alert %s: got data %d bytes and finding %q, want the finding without data", a.Key.Source, len(a.Evidence.Data), a.Evidence.Finding.Code)
+			break
+		}
+		if !strings.HasPrefix(a.Key.Source, "/round8/") {
+			t.Errorf("resolved alert %s kept, want only round 8's (resolved last)", a.Key.Source)
+			break
+		}
+	}
+	kv, err := e.js.KeyValue(context.Background(), collector.DefaultAlertBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.ListKeysFiltered(context.Background(), collector.Key("h1", "evil")+".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	if n != 64+64+1 {
+		t.Errorf("evil's records in the alert bucket: got %d, want 64 firing, 64 resolved and vm.too_many_alerts", n)
+	}
+}
+
+func TestFreshSourcesInEveryResultAreLimitedByRecentStarts(t *testing.T) {
+	e := newEnv(t)
+	col := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+
+	h1.guest("evil", "u-evil", hello("r1", 1, "evil", t0), time.Now())
+	flood(h1, "evil", 2, 10, "resources")
+	e.waitConsumerIdle(t)
+
+	// Round 0 fires 32 alerts, round 1 resolves them and fires 32 more:
+	// 64 began within the flap window, so rounds 2 to 9 raise none.
+	tooMany, firing, resolved := alertsOf(col.c, "evil")
+	if len(firing)+len(resolved) != 64 || len(tooMany) != 1 {
+		t.Fatalf("evil's alerts: got %d firing, %d resolved, %d vm.too_many_alerts, want 64 in all and one vm.too_many_alerts", len(firing), len(resolved), len(tooMany))
+	}
+	if got := suppressed(t, tooMany[0]); got != 8*32 {
+		t.Errorf("suppressed: got %d, want 256 (rounds 2 to 9)", got)
+	}
 }
