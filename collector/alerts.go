@@ -122,8 +122,55 @@ func (c *Collector) tryObserve(ctx context.Context, b *backend, kvKey string, ob
 		// The write is what counts: once it is in, the publication must
 		// happen even if this collector is being stopped.
 		c.publish(context.WithoutCancel(ctx), b, kvKey, next, rev)
+		if next.State == AlertResolved {
+			c.evictResolved(context.WithoutCancel(ctx), b, alertVMKey(kvKey))
+		}
 	}
 	return nil
+}
+
+// evictResolved deletes the oldest resolved alerts of the VM of vmKey
+// beyond maxResolvedPerVM, so that a guest raising ever new conditions
+// cannot fill the bucket with history. One still pending publication is
+// left for the sweep to publish first.
+func (c *Collector) evictResolved(ctx context.Context, b *backend, vmKey string) {
+	c.mu.RLock()
+	var resolved []alertRecord
+	var keys []string
+	for kvKey := range c.alertsByVM[vmKey] {
+		if r := c.alerts[kvKey]; r.a.State == AlertResolved {
+			resolved = append(resolved, r)
+			keys = append(keys, kvKey)
+		}
+	}
+	c.mu.RUnlock()
+	if len(resolved) <= maxResolvedPerVM {
+		return
+	}
+	order := make([]int, len(resolved))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		return cmp.Or(resolved[i].a.EndsAt.Compare(resolved[j].a.EndsAt), cmp.Compare(keys[i], keys[j]))
+	})
+	for _, i := range order[:len(resolved)-maxResolvedPerVM] {
+		if resolved[i].a.Pending {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, opTimeout)
+		err := b.alerts.Purge(pctx, keys[i], jetstream.LastRevision(resolved[i].rev))
+		cancel()
+		switch {
+		case err == nil:
+			c.forgetAlert(keys[i])
+		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			// Another collector changed the record meanwhile: it fired
+			// again, or that collector evicts it.
+		default:
+			c.log.Warn("alert_evict_failed", "key", keys[i], "err", err)
+		}
+	}
 }
 
 // publish tells the world of a transition recorded in rev of the alert's

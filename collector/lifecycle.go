@@ -148,7 +148,11 @@ func step(prev *Alert, obs *observation, now time.Time, p Policy) (Alert, action
 		if len(a.Toggles) >= p.FlapCount {
 			a.Flapping, a.ClearSince = true, now
 		} else {
+			// History keeps the finding, not the check's data: kept for
+			// days, up to 32 KiB each would be the bulk of the bucket
+			// and of every collector's memory.
 			a.State, a.EndsAt = AlertResolved, now
+			a.Evidence.Data = nil
 		}
 		act = notify
 	}
@@ -181,6 +185,7 @@ func tick(a Alert, now time.Time, p Policy) (Alert, action) {
 		a = a.clone()
 		a.State, a.EndsAt, a.Updated = AlertResolved, now, now
 		a.Flapping, a.ClearSince, a.Toggles, a.Transitions = false, time.Time{}, nil, 0
+		a.Evidence.Data = nil
 		return a.notified(now), notify
 	case now.Sub(a.Notified) >= p.Renotify:
 		a = a.clone()

@@ -1,9 +1,13 @@
 package collector
 
 import (
+	"cmp"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/guestdiag/guestdiag/kb"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -23,6 +27,10 @@ const (
 	// a warn or crit finding to say why: the alert then carries the
 	// status as its severity, so warn to crit is one alert growing worse.
 	CodeCheckStatus = "check.status"
+	// CodeTooManyAlerts stands for the conditions a VM reported beyond
+	// maxAlertsPerVM: a guest naming fresh sources in every result would
+	// otherwise make alert records and publications without end.
+	CodeTooManyAlerts = "vm.too_many_alerts"
 )
 
 const (
@@ -30,6 +38,14 @@ const (
 	maxKBMatches = 5
 	// maxEvidenceLines is how many log lines an alert carries.
 	maxEvidenceLines = 10
+	// maxAlertsPerVM bounds a VM's alerts that are firing or began within
+	// the flap window; a new condition beyond it is counted in the VM's
+	// vm.too_many_alerts instead. Counting recent starts too bounds the
+	// rate of new alerts, not only how many fire at once.
+	maxAlertsPerVM = 64
+	// maxResolvedPerVM bounds a VM's resolved alerts kept as history; the
+	// oldest go first.
+	maxResolvedPerVM = 64
 )
 
 // alertable reports whether a finding raises an alert: info findings
@@ -93,7 +109,10 @@ func (c *Collector) checkObservations(v *VM, name string) map[AlertKey]*observat
 // resultObservations compares a check's result before and after one
 // message: every alertable condition now present is observed present;
 // every one present before, or firing in the watched alerts, and gone now
-// is observed clear, unless the check could not look (status unknown).
+// is observed clear, unless the check could not look (status unknown). A
+// result whose findings were cut to maxStoredFindings clears no finding's
+// alert: the finding may be among those dropped, and reordering between
+// runs would otherwise resolve and re-fire conditions that still hold.
 func (c *Collector) resultObservations(old, cur *VM, name string) []*observation {
 	now := c.checkObservations(cur, name)
 	ch := cur.Checks[name]
@@ -101,10 +120,17 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	for _, o := range now {
 		out = append(out, o)
 	}
-	if ch == nil || ch.Status == protocol.StatusUnknown {
+	if ch == nil {
 		return out
 	}
+	if ch.Status == protocol.StatusUnknown {
+		return c.capObservations(cur, out, ch.Origin, time.Now())
+	}
+	truncated := ch.FindingsTotal > len(ch.Findings)
 	clear := func(k AlertKey) {
+		if truncated && k.Code != CodeCheckStatus {
+			return
+		}
 		if _, ok := now[k]; !ok {
 			now[k] = &observation{key: k, origin: ch.Origin}
 			out = append(out, now[k])
@@ -124,7 +150,89 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	for _, k := range firing {
 		clear(k)
 	}
-	return out
+	return c.capObservations(cur, out, ch.Origin, time.Now())
+}
+
+// capObservations lets through the observations of out that keep cur
+// within maxAlertsPerVM and replaces the new conditions beyond it with one
+// observation of CodeTooManyAlerts counting them. With none beyond it and
+// the VM back under the limit, a firing vm.too_many_alerts is observed
+// clear.
+func (c *Collector) capObservations(cur *VM, out []*observation, origin Origin, now time.Time) []*observation {
+	tooMany := AlertKey{Host: cur.Host, VM: cur.Name, Code: CodeTooManyAlerts}
+	// What this message clears frees its place, unless it began within
+	// the window or flap damping keeps it firing.
+	cleared := make(map[AlertKey]bool)
+	for _, o := range out {
+		if !o.present {
+			cleared[o.key] = true
+		}
+	}
+	c.mu.RLock()
+	used := 0
+	for kvKey := range c.alertsByVM[Key(cur.Host, cur.Name)] {
+		a := c.alerts[kvKey].a
+		// A flapping alert stays firing when cleared.
+		firing := a.State == AlertFiring && (a.Flapping || !cleared[a.Key])
+		if a.Key.Code != CodeTooManyAlerts && (firing || now.Sub(a.StartsAt) < c.cfg.Policy.FlapWindow) {
+			used++
+		}
+	}
+	var prevTooMany *Alert
+	if r, ok := c.alerts[AlertKV(tooMany)]; ok && r.a.State == AlertFiring {
+		prevTooMany = &r.a
+	}
+	// Deterministic order, so that the same result lets the same
+	// conditions through on every collector.
+	slices.SortFunc(out, func(a, b *observation) int {
+		return cmp.Or(cmp.Compare(a.key.Check, b.key.Check), cmp.Compare(a.key.Code, b.key.Code), cmp.Compare(a.key.Source, b.key.Source))
+	})
+	kept := out[:0]
+	suppressed := 0
+	for _, o := range out {
+		if o.present {
+			if r, ok := c.alerts[AlertKV(o.key)]; !ok || r.a.State != AlertFiring {
+				if used >= maxAlertsPerVM {
+					suppressed++
+					continue
+				}
+				used++
+			}
+		}
+		kept = append(kept, o)
+	}
+	c.mu.RUnlock()
+	switch {
+	case suppressed > 0:
+		kept = append(kept, c.tooManyObservation(cur, tooMany, prevTooMany, suppressed, origin))
+	case prevTooMany != nil && used < maxAlertsPerVM:
+		kept = append(kept, &observation{key: tooMany, origin: origin})
+	}
+	return kept
+}
+
+// tooManyData is the evidence data of a vm.too_many_alerts alert.
+type tooManyData struct {
+	Suppressed int `json:"suppressed"`
+	Limit      int `json:"limit"`
+}
+
+// tooManyObservation observes vm.too_many_alerts with n more conditions
+// suppressed than prev (its firing alert, or nil) counted.
+func (c *Collector) tooManyObservation(v *VM, key AlertKey, prev *Alert, n int, origin Origin) *observation {
+	var d tooManyData
+	if prev != nil {
+		// A record that does not decode starts the count again.
+		_ = json.Unmarshal(prev.Evidence.Data, &d)
+	}
+	d.Suppressed += n
+	d.Limit = maxAlertsPerVM
+	msg := fmt.Sprintf("%d new conditions were not raised as alerts: the VM has %d alerts firing or begun within %s", d.Suppressed, maxAlertsPerVM, c.cfg.Policy.FlapWindow)
+	f := protocol.Finding{Code: CodeTooManyAlerts, Severity: protocol.SeverityWarn, Message: msg}
+	o := c.findingObservation(v, key, &f, nil)
+	o.origin = origin
+	o.evidence.Data, _ = json.Marshal(d)
+	return o
 }
 
 // kbFinding is what the knowledge base is asked about finding f of v: for
