@@ -206,7 +206,9 @@ func checkSeq(vms map[string]collector.VM, key, check string) uint64 {
 // waitConsumerIdle polls until the durable has nothing pending or unacked.
 func (e *env) waitConsumerIdle(t *testing.T) jetstream.ConsumerInfo {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: under -race on two shared cores the flood tests take
+	// several times longer than they do plain.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
