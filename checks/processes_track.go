@@ -1,0 +1,297 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/guestdiag/guestdiag/protocol"
+)
+
+// processesClass groups the states the check follows: D is uninterruptible
+// sleep, T stopped by a signal and t by a tracer, Z a zombie.
+func processesClass(state string) byte {
+	switch state {
+	case "D":
+		return 'D'
+	case "T", "t":
+		return 'T'
+	case "Z":
+		return 'Z'
+	}
+	return 0
+}
+
+// processesTrack returns what to remember after a sample taken at now:
+// every process in D, T or Z, since when it has been so. A process keeps
+// its Since while every sample sees it in the same class and, in D, with
+// the same count of context switches: like the kernel's hung-task detector,
+// a task that ran in between is not hung, however often it is caught in D.
+// Processes are keyed by PID and start time, so a reused PID starts afresh.
+func processesTrack(prev map[processesKey]processesSeen, procs []processesProc, now time.Time) map[processesKey]processesSeen {
+	next := make(map[processesKey]processesSeen, len(prev))
+	for _, pr := range procs {
+		c := processesClass(pr.State)
+		if c == 0 {
+			continue
+		}
+		k := processesKey{pr.PID, pr.Start}
+		s, ok := prev[k]
+		if !ok || s.Class != c || (c == 'D' && s.Switches != pr.Switches) {
+			s.Class, s.Since, s.Switches = c, now, pr.Switches
+		}
+		next[k] = s
+	}
+	return next
+}
+
+// readCmdlines reads the command line of every followed process that has
+// none yet. A read that does not answer within a second is abandoned, and
+// that process is not asked again until the read returns.
+func (p *Processes) readCmdlines(ctx context.Context) {
+	type answer struct {
+		k   processesKey
+		cmd string
+		err error
+	}
+	var want []processesKey
+	for k, s := range p.seen {
+		if !s.CmdlineRead && s.Class != 'Z' && len(want) < processesMaxListed {
+			want = append(want, k)
+		}
+	}
+	answers := make(chan answer, len(want))
+	n := 0
+	for _, k := range want {
+		if !p.startRead(k) {
+			continue
+		}
+		n++
+		go func() {
+			cmd, err := p.src.cmdline(k.PID)
+			p.endRead(k)
+			answers <- answer{k, cmd, err}
+		}()
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for ; n > 0; n-- {
+		select {
+		case a := <-answers:
+			s, ok := p.seen[a.k]
+			if !ok {
+				continue
+			}
+			s.CmdlineRead = true
+			if a.err == nil {
+				s.Cmdline = protocol.Clip(a.cmd, processesCmdlineLen)
+			}
+			p.seen[a.k] = s
+		case <-t.C:
+			p.logger.Warn("cmdline_read_abandoned", "pending", n)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (p *Processes) startRead(k processesKey) bool {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	if p.busy[k] {
+		return false
+	}
+	p.busy[k] = true
+	return true
+}
+
+func (p *Processes) endRead(k processesKey) {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	delete(p.busy, k)
+}
+
+// processesFindings judges one sample against the thresholds. It returns
+// the findings, the followed processes for the data (oldest first, at most
+// processesMaxListed) and how many were left out of that list.
+func processesFindings(cfg ProcessesConfig, procs []processesProc, seen map[processesKey]processesSeen, now time.Time) ([]protocol.Finding, []ProcessesProc, int) {
+	byPID := make(map[int]processesProc, len(procs))
+	var followed []ProcessesProc
+	for _, pr := range procs {
+		byPID[pr.PID] = pr
+		s, ok := seen[processesKey{pr.PID, pr.Start}]
+		if !ok {
+			continue
+		}
+		followed = append(followed, ProcessesProc{
+			PID: pr.PID, PPID: pr.PPID, Name: processesDisplayName(pr), Cmdline: s.Cmdline,
+			State: pr.State, Since: s.Since, ForSec: round1(now.Sub(s.Since).Seconds()),
+			Wchan: pr.Wchan, KernelThread: pr.Kernel,
+		})
+	}
+	slices.SortFunc(followed, func(a, b ProcessesProc) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return a.PID - b.PID
+	})
+
+	var hung, stopped, zombies []ProcessesProc
+	zombieCount := 0
+	for _, f := range followed {
+		age := now.Sub(f.Since)
+		switch processesClass(f.State) {
+		case 'D':
+			if age >= cfg.HungAfter.Duration {
+				hung = append(hung, f)
+			}
+		case 'T':
+			if age >= cfg.StoppedAfter.Duration {
+				stopped = append(stopped, f)
+			}
+		case 'Z':
+			zombieCount++
+			if age >= cfg.ZombieAge.Duration {
+				zombies = append(zombies, f)
+			}
+		}
+	}
+
+	var out []protocol.Finding
+	out = append(out, processesEach(hung, func(f ProcessesProc) protocol.Finding {
+		what := "pid"
+		if f.KernelThread {
+			what = "kernel thread"
+		}
+		msg := fmt.Sprintf("%s %d %s in uninterruptible sleep (D) without running for %s", what, f.PID, f.Name, processesAge(now, f.Since))
+		if f.Wchan != "" {
+			msg += ", waiting in " + f.Wchan
+		}
+		return processesProcFinding(CodeProcessesHung, protocol.SeverityCrit, msg, f, now)
+	}, func(n int) protocol.Finding {
+		return protocol.Finding{Code: CodeProcessesHung, Severity: protocol.SeverityCrit, Count: uint64(n),
+			Message: fmt.Sprintf("%d more processes in D state for over %s", n, cfg.HungAfter)}
+	})...)
+	out = append(out, processesEach(stopped, func(f ProcessesProc) protocol.Finding {
+		by := "by a signal"
+		if f.State == "t" {
+			by = "by a debugger or tracer"
+		}
+		msg := fmt.Sprintf("pid %d %s stopped (%s) %s for %s", f.PID, f.Name, f.State, by, processesAge(now, f.Since))
+		return processesProcFinding(CodeProcessesStopped, protocol.SeverityWarn, msg, f, now)
+	}, func(n int) protocol.Finding {
+		return protocol.Finding{Code: CodeProcessesStopped, Severity: protocol.SeverityWarn, Count: uint64(n),
+			Message: fmt.Sprintf("%d more processes stopped for over %s", n, cfg.StoppedAfter)}
+	})...)
+	out = append(out, processesZombieFindings(cfg, zombies, zombieCount, byPID, now)...)
+	listed, left := processesCap(followed)
+	return out, listed, left
+}
+
+func processesCap(l []ProcessesProc) ([]ProcessesProc, int) {
+	if l == nil {
+		return []ProcessesProc{}, 0
+	}
+	if len(l) > processesMaxListed {
+		return l[:processesMaxListed], len(l) - processesMaxListed
+	}
+	return l, 0
+}
+
+// processesZombieFindings reports zombies by parent, since the parent is
+// what fails to reap them, and the total when it is over ZombieCount.
+func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total int, byPID map[int]processesProc, now time.Time) []protocol.Finding {
+	type parent struct {
+		pid    int
+		oldest ProcessesProc
+		n      int
+	}
+	var parents []*parent
+	idx := map[int]*parent{}
+	for _, z := range aged { // oldest first, so a parent's first zombie is its oldest
+		pa, ok := idx[z.PPID]
+		if !ok {
+			pa = &parent{pid: z.PPID, oldest: z}
+			idx[z.PPID] = pa
+			parents = append(parents, pa)
+		}
+		pa.n++
+	}
+	var out []protocol.Finding
+	for i, pa := range parents {
+		if i == processesMaxPerCode {
+			rest := 0
+			for _, q := range parents[i:] {
+				rest += q.n
+			}
+			out = append(out, protocol.Finding{Code: CodeProcessesZombies, Severity: protocol.SeverityWarn, Count: uint64(rest),
+				Message: fmt.Sprintf("%d more zombies of %d more parents unreaped for over %s", rest, len(parents)-i, cfg.ZombieAge)})
+			break
+		}
+		pname := "?"
+		if pp, ok := byPID[pa.pid]; ok {
+			pname = processesDisplayName(pp)
+		}
+		first := pa.oldest.Since
+		last := now
+		out = append(out, protocol.Finding{
+			Code:     CodeProcessesZombies,
+			Severity: protocol.SeverityWarn,
+			Message: fmt.Sprintf("parent pid %d %s has not reaped %d zombie children for over %s (oldest pid %d %s, %s)",
+				pa.pid, pname, pa.n, cfg.ZombieAge, pa.oldest.PID, pa.oldest.Name, processesAge(now, first)),
+			Source: protocol.Clip(fmt.Sprintf("%s[%d]", pname, pa.pid), protocol.MaxSourceLen),
+			Count:  uint64(pa.n),
+			First:  &first,
+			Last:   &last,
+		})
+	}
+	if total > cfg.ZombieCount {
+		out = append(out, protocol.Finding{Code: CodeProcessesZombies, Severity: protocol.SeverityWarn, Count: uint64(total),
+			Message: fmt.Sprintf("%d zombie processes, more than %d", total, cfg.ZombieCount)})
+	}
+	return out
+}
+
+// processesEach makes one finding per entry up to processesMaxPerCode and
+// one that counts the rest.
+func processesEach[T any](l []T, one func(T) protocol.Finding, rest func(int) protocol.Finding) []protocol.Finding {
+	var out []protocol.Finding
+	for i, v := range l {
+		if i == processesMaxPerCode {
+			return append(out, rest(len(l)-i))
+		}
+		out = append(out, one(v))
+	}
+	return out
+}
+
+func processesProcFinding(code string, sev protocol.Severity, msg string, f ProcessesProc, now time.Time) protocol.Finding {
+	first, last := f.Since, now
+	if f.Cmdline != "" {
+		msg += ": " + f.Cmdline
+	}
+	return protocol.Finding{
+		Code:     code,
+		Severity: sev,
+		Message:  protocol.Clip(msg, protocol.MaxMessageLen),
+		Source:   protocol.Clip(fmt.Sprintf("%s[%d]", strings.Trim(f.Name, "[]"), f.PID), protocol.MaxSourceLen),
+		First:    &first,
+		Last:     &last,
+	}
+}
+
+// processesDisplayName is comm, in brackets for a kernel thread as ps
+// shows them.
+func processesDisplayName(pr processesProc) string {
+	if pr.Kernel {
+		return "[" + pr.Name + "]"
+	}
+	return pr.Name
+}
+
+func processesAge(now, since time.Time) string {
+	return now.Sub(since).Round(time.Second).String()
+}
