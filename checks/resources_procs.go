@@ -51,12 +51,6 @@ type resProcKey struct {
 	Start uint64
 }
 
-// resProcSample is one listing of the processes and when it was taken.
-type resProcSample struct {
-	at    time.Time
-	procs []resProc
-}
-
 // parseResStatusUID returns the effective uid from /proc/<pid>/status, the
 // one ps shows as the process's user.
 func parseResStatusUID(b []byte) (string, bool) {
