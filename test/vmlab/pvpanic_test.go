@@ -34,10 +34,15 @@ func relayQMP(dir, name string) (path string, args []string) {
 // the given QMP sockets.
 func startLabRelay(t *testing.T, nc *nats.Conn, host, glob string, qmp ...hostrelay.Channel) *hostrelay.Relay {
 	t.Helper()
-	cfg := hostrelay.Config{
+	return startLabRelayWith(t, nc, hostrelay.Config{
 		Host: host, Globs: []string{glob}, RescanInterval: 100 * time.Millisecond,
 		Lifecycle: hostrelay.LifecycleConfig{QMP: qmp, Virsh: hostrelay.VirshOff},
-	}
+	})
+}
+
+func startLabRelayWith(t *testing.T, nc *nats.Conn, cfg hostrelay.Config) *hostrelay.Relay {
+	t.Helper()
+	host := cfg.Host
 	r, err := hostrelay.New(cfg, nc, testLogger(t, "relay "+host))
 	if err != nil {
 		t.Fatal(err)
