@@ -19,7 +19,7 @@ import (
 const FirewallName = "firewall"
 
 func init() {
-	register(FirewallName, true, 5*time.Minute, 30*time.Second, DefaultFirewallConfig,
+	Register(FirewallName, true, 5*time.Minute, 30*time.Second, DefaultFirewallConfig,
 		func(cfg FirewallConfig, env Env) (Check, error) { return NewFirewall(cfg, env), nil })
 }
 
@@ -253,7 +253,7 @@ func (f *Firewall) Run(ctx context.Context) Result {
 
 	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
 	if len(findings) > 0 {
-		res.Summary = joinMessages(findings)
+		res.Summary = JoinMessages(findings)
 	} else {
 		res.Summary = "firewall is on: " + strings.Join(reasons, "; ")
 	}

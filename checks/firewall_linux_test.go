@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -250,7 +251,7 @@ func TestIntegrationFirewallWatch(t *testing.T) {
 	fwNft(t, ns, "-f", "testdata/firewall/policy-drop.nft")
 	fw := newFirewall(DefaultFirewallConfig(), fwTestSource(t, fd), Env{Logger: fwTestLogger(t)})
 
-	w := startWatch(t, fw)
+	w := checktest.StartWatch(t, fw)
 
 	// The monitor subscribes asynchronously: change the ruleset until it
 	// reports, then measure on a clean slate.
@@ -261,19 +262,12 @@ func TestIntegrationFirewallWatch(t *testing.T) {
 		}
 		fwNft(t, ns, "add", "table", "ip", "probe")
 		fwNft(t, ns, "delete", "table", "ip", "probe")
-		select {
-		case <-w.triggered:
-			ready = true
-		case err := <-w.done:
-			w.done <- err
-			t.Fatalf("Watch returned early: %v", err)
-		case <-time.After(200 * time.Millisecond):
-		}
+		ready = w.Poll(t, 200*time.Millisecond)
 	}
-	w.drain()
+	w.Drain()
 
 	fwNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
-	t.Logf("triggered %v after nft add rule returned", w.await(t, "nft add rule", 2*time.Second))
+	t.Logf("triggered %v after nft add rule returned", w.Await(t, "nft add rule", 2*time.Second))
 }
 
 func TestIntegrationFirewallNoNamespaceAccess(t *testing.T) {

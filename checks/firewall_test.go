@@ -1,7 +1,6 @@
 package checks
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,8 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"unicode/utf16"
 
+	"github.com/guestdiag/guestdiag/checks/internal/regfile"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -405,12 +404,12 @@ func fwReadIptables(t *testing.T, path string) []fwChain {
 	return chains
 }
 
-// fwRegExport is a `reg export` file: key path -> value name -> value.
-// Only REG_SZ (string) and REG_DWORD values are kept.
-type fwRegExport map[string]map[string]any
+// fwRegExport is a `reg export` file: key path -> value name -> value,
+// as regfile reads it (DWORDs in decimal).
+type fwRegExport map[string]map[string]string
 
 // fwReadRegExport reads a .reg file as reg export writes it: UTF-16LE with
-// a byte order mark and CRLF line ends, strings with \\ and \" escapes.
+// a byte order mark and CRLF line ends.
 func fwReadRegExport(t *testing.T, path string) fwRegExport {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -420,61 +419,41 @@ func fwReadRegExport(t *testing.T, path string) fwRegExport {
 	if len(b) < 2 || b[0] != 0xff || b[1] != 0xfe {
 		t.Fatalf("%s: no UTF-16LE byte order mark", path)
 	}
-	u := make([]uint16, (len(b)-2)/2)
-	for i := range u {
-		u[i] = uint16(b[2+2*i]) | uint16(b[3+2*i])<<8
+	text, err := regfile.Decode(b)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 	out := fwRegExport{}
 	var key string
-	sc := bufio.NewScanner(strings.NewReader(string(utf16.Decode(u))))
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\r\n")
 		switch {
 		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
 			key = line[1 : len(line)-1]
-			out[key] = map[string]any{}
+			out[key] = map[string]string{}
 		case strings.HasPrefix(line, `"`):
-			name, rest, ok := fwRegString(line)
-			if !ok || !strings.HasPrefix(rest, "=") {
-				t.Fatalf("%s: bad value line %q", path, line)
+			name, value, err := regfile.Value(line)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
 			}
-			rest = rest[1:]
-			switch {
-			case strings.HasPrefix(rest, "dword:"):
-				n, err := strconv.ParseUint(rest[len("dword:"):], 16, 32)
-				if err != nil {
-					t.Fatalf("%s: %q: %v", path, line, err)
-				}
-				out[key][name] = uint32(n)
-			case strings.HasPrefix(rest, `"`):
-				v, _, ok := fwRegString(rest)
-				if !ok {
-					t.Fatalf("%s: bad string in %q", path, line)
-				}
-				out[key][name] = v
-			}
+			out[key][name] = value
 		}
 	}
 	return out
 }
 
-// fwRegString reads one quoted .reg string from the start of s.
-func fwRegString(s string) (string, string, bool) {
-	var b strings.Builder
-	for i := 1; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			if i+1 < len(s) {
-				i++
-				b.WriteByte(s[i])
-			}
-		case '"':
-			return b.String(), s[i+1:], true
-		default:
-			b.WriteByte(s[i])
-		}
+// fwRegDWORD returns the named DWORD of vals, nil when absent.
+func fwRegDWORD(vals map[string]string, name string) *uint32 {
+	v, ok := vals[name]
+	if !ok {
+		return nil
 	}
-	return "", "", false
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return nil
+	}
+	u := uint32(n)
+	return &u
 }
 
 func (r fwRegExport) values(base string, sub func(fwWinProfile) string) []fwWinValues {
@@ -482,12 +461,8 @@ func (r fwRegExport) values(base string, sub func(fwWinProfile) string) []fwWinV
 	for _, p := range fwWinProfileKeys {
 		var v fwWinValues
 		vals := r[`HKEY_LOCAL_MACHINE\`+base+`\`+sub(p)]
-		if n, ok := vals["EnableFirewall"].(uint32); ok {
-			v.EnableFirewall = &n
-		}
-		if n, ok := vals["DefaultInboundAction"].(uint32); ok {
-			v.DefaultInboundAction = &n
-		}
+		v.EnableFirewall = fwRegDWORD(vals, "EnableFirewall")
+		v.DefaultInboundAction = fwRegDWORD(vals, "DefaultInboundAction")
 		out = append(out, v)
 	}
 	return out
@@ -496,9 +471,7 @@ func (r fwRegExport) values(base string, sub func(fwWinProfile) string) []fwWinV
 func (r fwRegExport) rules(key string) map[string]string {
 	out := map[string]string{}
 	for name, v := range r[`HKEY_LOCAL_MACHINE\`+key+`\FirewallRules`] {
-		if s, ok := v.(string); ok {
-			out[name] = s
-		}
+		out[name] = v
 	}
 	return out
 }

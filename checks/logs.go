@@ -17,7 +17,7 @@ import (
 const LogsName = "logs"
 
 func init() {
-	register(LogsName, true, time.Minute, 20*time.Second, DefaultLogsConfig,
+	Register(LogsName, true, time.Minute, 20*time.Second, DefaultLogsConfig,
 		func(cfg LogsConfig, env Env) (Check, error) { return NewLogs(cfg, env) })
 }
 

@@ -19,7 +19,7 @@ import (
 const NetworkName = "network"
 
 func init() {
-	register(NetworkName, true, time.Minute, 15*time.Second, DefaultNetworkConfig,
+	Register(NetworkName, true, time.Minute, 15*time.Second, DefaultNetworkConfig,
 		func(cfg NetworkConfig, env Env) (Check, error) { return NewNetwork(cfg, env) })
 }
 
@@ -455,7 +455,7 @@ func networkCancelled(ctx context.Context, data NetworkData) Result {
 func networkResult(data NetworkData, findings []protocol.Finding, okSummary string) Result {
 	res := Result{Status: StatusOf(findings), Findings: findings, Data: data, Summary: okSummary}
 	if len(findings) > 0 {
-		res.Summary = joinMessages(findings)
+		res.Summary = JoinMessages(findings)
 	}
 	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res

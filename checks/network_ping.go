@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
 	probing "github.com/prometheus-community/pro-bing"
 )
 
@@ -85,7 +86,7 @@ func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res 
 	res.Sent, res.Received = st.PacketsSent, st.PacketsRecv
 	res.LossPct = 100
 	if res.Sent > 0 {
-		res.LossPct = pct(float64(res.Sent-min(res.Received, res.Sent)), float64(res.Sent))
+		res.LossPct = num.Pct(float64(res.Sent-min(res.Received, res.Sent)), float64(res.Sent))
 	}
 	if res.Received > 0 {
 		res.RTTMinMs = networkMs(st.MinRtt)

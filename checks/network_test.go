@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -235,7 +236,7 @@ func (p *networkFakeProber) ping(_ context.Context, target string) (NetworkPing,
 		return NetworkPing{}, "", fmt.Errorf("%w: raw socket: operation not permitted", errNetworkNoICMP)
 	}
 	n := p.replies[target]
-	res := NetworkPing{Target: target, Sent: 3, Received: n, LossPct: pct(float64(3-n), 3)}
+	res := NetworkPing{Target: target, Sent: 3, Received: n, LossPct: num.Pct(float64(3-n), 3)}
 	if n > 0 {
 		res.RTTMinMs, res.RTTAvgMs, res.RTTMaxMs = 0.2, 0.3, 0.5
 	}

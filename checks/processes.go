@@ -17,7 +17,7 @@ import (
 const ProcessesName = "processes"
 
 func init() {
-	register(ProcessesName, true, 15*time.Second, 12*time.Second, DefaultProcessesConfig,
+	Register(ProcessesName, true, 15*time.Second, 12*time.Second, DefaultProcessesConfig,
 		func(cfg ProcessesConfig, env Env) (Check, error) { return NewProcesses(cfg, env.logger()) })
 }
 
@@ -364,10 +364,10 @@ func (p *Processes) Run(ctx context.Context) Result {
 		res.Status = protocol.StatusUnknown
 		res.Summary = "could not gather " + strings.Join(unknown, "; ")
 		if len(findings) > 0 {
-			res.Summary += "; " + joinMessages(findings)
+			res.Summary += "; " + JoinMessages(findings)
 		}
 	case len(findings) > 0:
-		res.Summary = joinMessages(findings)
+		res.Summary = JoinMessages(findings)
 	default:
 		res.Summary = processesOKSummary(data)
 	}

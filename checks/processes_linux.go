@@ -10,6 +10,7 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/prometheus/procfs"
 )
 
@@ -30,7 +31,7 @@ func newProcessesSource(cfg ProcessesConfig) processesSource {
 // being read is left out; any other failure to read one process is an error
 // only if no process at all could be read.
 func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error) {
-	stats, err := readProcStats(ctx, s.root)
+	stats, err := procstat.ReadAll(ctx, s.root)
 	if err != nil {
 		return nil, err
 	}

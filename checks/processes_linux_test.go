@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -77,7 +78,7 @@ func TestProcessesProcfsReadsFixtures(t *testing.T) {
 func TestProcessesRunOnFixtures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := processesProcfs{root: processesFixtureRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
-		c := newProcesses(ProcessesConfig{}, src, discard())
+		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
 		res := c.Run(t.Context())
 		if res.Status != protocol.StatusOK {
 			t.Fatalf("first run = %s %q %+v", res.Status, res.Summary, res.Findings)
@@ -114,7 +115,7 @@ func TestProcessesRunOnFixtures(t *testing.T) {
 func TestProcessesUnreadableProcIsUnknown(t *testing.T) {
 	for _, root := range []string{filepath.Join(t.TempDir(), "missing"), t.TempDir()} {
 		src := processesProcfs{root: root, systemdDir: filepath.Join(root, "absent")}
-		res := newProcesses(ProcessesConfig{}, src, discard()).Run(t.Context())
+		res := newProcesses(ProcessesConfig{}, src, checktest.Discard()).Run(t.Context())
 		if res.Status != protocol.StatusUnknown || !strings.Contains(res.Summary, root) {
 			t.Errorf("root %s: %s %q, want unknown naming the root", root, res.Status, res.Summary)
 		}
@@ -146,7 +147,7 @@ func TestIntegrationProcessesStoppedAndZombie(t *testing.T) {
 	}
 	t.Cleanup(func() { reaper.Process.Kill(); reaper.Wait() })
 
-	c, err := NewProcesses(ProcessesConfig{StoppedAfter: D(time.Second), ZombieAge: D(time.Millisecond)}, discard())
+	c, err := NewProcesses(ProcessesConfig{StoppedAfter: D(time.Second), ZombieAge: D(time.Millisecond)}, checktest.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

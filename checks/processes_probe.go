@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -76,7 +77,7 @@ func (p *Processes) probe(ctx context.Context, pr ProcessesProbe) ProcessesProbe
 		}
 		return nil
 	}()
-	res.LatencyMS = round1(float64(time.Since(start).Microseconds()) / 1000)
+	res.LatencyMS = num.Round1(float64(time.Since(start).Microseconds()) / 1000)
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {

@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -388,7 +389,7 @@ func TestProcessesConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultProcessesConfig()
 			cfg.Probes = tt.probes
-			_, err := NewProcesses(cfg, discard())
+			_, err := NewProcesses(cfg, checktest.Discard())
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Errorf("NewProcesses: %v", err)
@@ -409,7 +410,7 @@ func TestProcessesRunFollowsAStoppedProcess(t *testing.T) {
 		src := &processesFake{cmdlines: map[int]string{900: "sleep 600"}}
 		src.set(processesProc{PID: 1, Name: "init", State: "S"}, processesProc{PID: 900, PPID: 1, Start: 42, Name: "sleep", State: "T", Wchan: "do_signal_stop"})
 		src.unitErr = fmt.Errorf("systemd is not running: %w", errProcessesNoManager)
-		c := newProcesses(ProcessesConfig{}, src, discard())
+		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
 
 		res := c.Run(t.Context())
 		if res.Status != protocol.StatusOK || len(res.Findings) != 0 {
@@ -471,7 +472,7 @@ func TestProcessesRunIsUnknownWhenItCannotGather(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &processesFake{procErr: tt.procErr, unitErr: tt.unitErr}
 			src.set(processesProc{PID: 1, Name: "init", State: "S"})
-			c := newProcesses(ProcessesConfig{Units: tt.units, Services: append([]string{}, tt.units...)}, src, discard())
+			c := newProcesses(ProcessesConfig{Units: tt.units, Services: append([]string{}, tt.units...)}, src, checktest.Discard())
 			res := c.Run(t.Context())
 			if res.Status != tt.wantStatus || !strings.Contains(res.Summary, tt.wantSummary) {
 				t.Errorf("run = %s %q, want %s containing %q", res.Status, res.Summary, tt.wantStatus, tt.wantSummary)
@@ -488,7 +489,7 @@ func TestProcessesStuckCmdlineReadIsAbandoned(t *testing.T) {
 		src := &processesFake{block: make(chan struct{}), cmdlines: map[int]string{7: "stuck --hard"}}
 		src.set(processesProc{PID: 7, Start: 1, Name: "stuck", State: "D"})
 		src.unitErr = errProcessesNoManager
-		c := newProcesses(ProcessesConfig{}, src, discard())
+		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
 		start := time.Now()
 		res := c.Run(t.Context())
 		if took := time.Since(start); took != time.Second {
@@ -592,7 +593,7 @@ func TestProcessesProbes(t *testing.T) {
 	}
 	src := &processesFake{unitErr: errProcessesNoManager}
 	src.set(processesProc{PID: 1, Name: "init", State: "S"})
-	c, err := NewProcesses(ProcessesConfig{Probes: probes}, discard())
+	c, err := NewProcesses(ProcessesConfig{Probes: probes}, checktest.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -628,7 +629,7 @@ func TestProcessesResultIsAValidEnvelope(t *testing.T) {
 		for i := range 80 {
 			src.unitList = append(src.unitList, ProcessesUnit{Name: fmt.Sprintf("u%d.service", i), Manager: "systemd", State: "failed", SubState: "failed"})
 		}
-		c := newProcesses(ProcessesConfig{}, src, discard())
+		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
 		c.Run(t.Context())
 		time.Sleep(time.Hour)
 		res := c.Run(t.Context())

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -128,7 +129,7 @@ func processesFindings(cfg ProcessesConfig, procs []processesProc, seen map[proc
 		}
 		followed = append(followed, ProcessesProc{
 			PID: pr.PID, PPID: pr.PPID, Name: processesDisplayName(pr), Cmdline: s.Cmdline,
-			State: pr.State, Since: s.Since, ForSec: round1(now.Sub(s.Since).Seconds()),
+			State: pr.State, Since: s.Since, ForSec: num.Round1(now.Sub(s.Since).Seconds()),
 			Wchan: pr.Wchan, KernelThread: pr.Kernel,
 		})
 	}

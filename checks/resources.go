@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -20,7 +21,7 @@ import (
 const ResourcesName = "resources"
 
 func init() {
-	register(ResourcesName, true, 30*time.Second, 20*time.Second, DefaultResourcesConfig,
+	Register(ResourcesName, true, 30*time.Second, 20*time.Second, DefaultResourcesConfig,
 		func(cfg ResourcesConfig, env Env) (Check, error) { return NewResources(cfg, env.logger()), nil })
 }
 
@@ -319,14 +320,14 @@ func (r *Resources) Run(ctx context.Context) Result {
 		data.Memory = &MemoryData{
 			TotalBytes:     m.Total,
 			AvailableBytes: m.Available,
-			UsedPct:        pct(float64(m.Total)-float64(m.Available), float64(m.Total)),
+			UsedPct:        num.Pct(float64(m.Total)-float64(m.Available), float64(m.Total)),
 		}
 		findings = append(findings, r.memoryFindings(*data.Memory)...)
 	}
 	if s, err := r.src.swap(ctx); err != nil {
 		fail("swap", err)
 	} else {
-		data.Swap = &SwapData{TotalBytes: s.Total, UsedBytes: s.Used, UsedPct: pct(float64(s.Used), float64(s.Total))}
+		data.Swap = &SwapData{TotalBytes: s.Total, UsedBytes: s.Used, UsedPct: num.Pct(float64(s.Used), float64(s.Total))}
 		findings = append(findings, r.swapFindings(*data.Swap)...)
 	}
 	if l, err := r.src.load(ctx); err != nil {
@@ -355,10 +356,10 @@ func (r *Resources) Run(ctx context.Context) Result {
 		res.Status = protocol.StatusUnknown
 		res.Summary = "could not gather " + strings.Join(data.Errors, "; ")
 		if len(findings) > 0 {
-			res.Summary += "; " + joinMessages(findings)
+			res.Summary += "; " + JoinMessages(findings)
 		}
 	case len(findings) > 0:
-		res.Summary = joinMessages(findings)
+		res.Summary = JoinMessages(findings)
 	default:
 		res.Summary = okSummary(data)
 	}
@@ -406,9 +407,9 @@ func cpuPercent(prev, cur cpuTimes, window time.Duration) (CPUData, error) {
 	if total <= 0 {
 		return CPUData{}, errors.New("no cpu time elapsed between samples")
 	}
-	share := func(d float64) float64 { return round1(math.Max(0, d) / total * 100) }
+	share := func(d float64) float64 { return num.Round1(math.Max(0, d) / total * 100) }
 	c := CPUData{
-		WindowSec: round1(window.Seconds()),
+		WindowSec: num.Round1(window.Seconds()),
 		Count:     runtime.NumCPU(),
 		UserPct:   share(cur.User + cur.Nice - prev.User - prev.Nice),
 		SystemPct: share(cur.System + cur.Irq + cur.Softirq - prev.System - prev.Irq - prev.Softirq),
@@ -416,7 +417,7 @@ func cpuPercent(prev, cur cpuTimes, window time.Duration) (CPUData, error) {
 		StealPct:  share(cur.Steal - prev.Steal),
 		IdlePct:   share(cur.Idle - prev.Idle),
 	}
-	c.UsedPct = round1(math.Max(0, 100-c.IdlePct-c.IowaitPct))
+	c.UsedPct = num.Round1(math.Max(0, 100-c.IdlePct-c.IowaitPct))
 	return c, nil
 }
 
@@ -473,14 +474,14 @@ func (r *Resources) disks(ctx context.Context) ([]DiskData, []string) {
 				TotalBytes: a.u.Total,
 				UsedBytes:  a.u.Used,
 				FreeBytes:  a.u.Free,
-				UsedPct:    pct(float64(a.u.Used), float64(a.u.Used+a.u.Free)),
+				UsedPct:    num.Pct(float64(a.u.Used), float64(a.u.Used+a.u.Free)),
 			}
 			if a.u.InodesTotal > 0 {
 				got[a.i].Inodes = &ResourcesInodes{
 					Total:   a.u.InodesTotal,
 					Used:    a.u.InodesUsed,
 					Free:    a.u.InodesFree,
-					UsedPct: pct(float64(a.u.InodesUsed), float64(a.u.InodesTotal)),
+					UsedPct: num.Pct(float64(a.u.InodesUsed), float64(a.u.InodesTotal)),
 				}
 			}
 		case <-ctx.Done():

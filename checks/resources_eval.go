@@ -2,7 +2,6 @@ package checks
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/guestdiag/guestdiag/protocol"
@@ -164,15 +163,6 @@ func okSummary(d ResourcesData) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
-func pct(part, whole float64) float64 {
-	if whole <= 0 {
-		return 0
-	}
-	return round1(math.Min(100, math.Max(0, part/whole*100)))
-}
-
-func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
 func bytesIEC(n uint64) string {
 	const unit = 1024

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/shirou/gopsutil/v3/common"
 )
 
@@ -15,14 +16,14 @@ import (
 // threads out. gopsutil's process package would read several files per
 // process; this check runs every 30 s on small guests.
 func (s psutilSource) procs(ctx context.Context) ([]resProc, error) {
-	stats, err := readProcStats(ctx, resHostRoot(ctx, common.HostProcEnvKey, "/proc"))
+	stats, err := procstat.ReadAll(ctx, resHostRoot(ctx, common.HostProcEnvKey, "/proc"))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]resProc, 0, len(stats))
 	for _, p := range stats {
 		if !p.Kernel {
-			out = append(out, p.resProc())
+			out = append(out, resProcOf(p))
 		}
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/shirou/gopsutil/v3/common"
 )
 
@@ -67,7 +68,7 @@ func TestPsutilSourceReadsProcFixtures(t *testing.T) {
 // TestResourcesOnThisMachine gathers real data: every section must come
 // back on a Linux machine.
 func TestResourcesOnThisMachine(t *testing.T) {
-	res := NewResources(ResourcesConfig{}, discard()).Run(t.Context())
+	res := NewResources(ResourcesConfig{}, checktest.Discard()).Run(t.Context())
 	d := res.Data.(ResourcesData)
 	if d.CPU == nil || d.Memory == nil || d.Swap == nil || d.Load == nil {
 		t.Fatalf("missing sections: %+v (summary %q)", d, res.Summary)
@@ -156,7 +157,7 @@ func TestIntegrationResourcesNamesACPUHog(t *testing.T) {
 		CPU:         Threshold{Warn: 1, Crit: 100},
 		CPUSamples:  2,
 		FirstWindow: D(500 * time.Millisecond),
-	}, discard())
+	}, checktest.Discard())
 	r.Run(t.Context())
 	// The agent's interval, shortened: the second sample needs a window in
 	// which the hog can run.
@@ -190,7 +191,7 @@ func TestIntegrationResourcesNamesACPUHog(t *testing.T) {
 // top processes listed every time; cpu-ns/op is the CPU time the process
 // spent, which is the agent's budget (statfs goroutines included).
 func BenchmarkResourcesRun(b *testing.B) {
-	r := NewResources(ResourcesConfig{TopProcessesAlways: true, FirstWindow: D(100 * time.Millisecond)}, discard())
+	r := NewResources(ResourcesConfig{TopProcessesAlways: true, FirstWindow: D(100 * time.Millisecond)}, checktest.Discard())
 	r.Run(b.Context()) // the first run waits for its CPU window
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)

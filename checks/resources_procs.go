@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/num"
+	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/shirou/gopsutil/v3/common"
 )
@@ -42,7 +44,8 @@ type resProc struct {
 	Kernel bool
 }
 
-func (p procStat) resProc() resProc {
+// resProcOf keeps what the resources check reports of a process's stat.
+func resProcOf(p procstat.Stat) resProc {
 	return resProc{PID: p.PID, Start: p.Start, Name: p.Name, CPU: p.CPU, RSS: p.RSS, Kernel: p.Kernel}
 }
 
@@ -63,7 +66,7 @@ func parseResStatusUID(b []byte) (string, bool) {
 		if len(f) < 2 {
 			return "", false
 		}
-		if _, ok := procAtou(f[1]); !ok {
+		if _, ok := procstat.Atou(f[1]); !ok {
 			return "", false
 		}
 		return string(f[1]), true
@@ -84,7 +87,7 @@ func parseResPasswd(b []byte) map[string]string {
 		if len(f) < 4 || len(f[0]) == 0 {
 			continue
 		}
-		if _, ok := procAtou(f[2]); !ok {
+		if _, ok := procstat.Atou(f[2]); !ok {
 			continue
 		}
 		uid := string(f[2])
@@ -200,7 +203,7 @@ func resTopProcs(prev map[resProcKey]time.Duration, cur []resProc, window time.D
 		if prev != nil && window > 0 {
 			// A process seen for the first time after a gap in the listings
 			// may bring more CPU time than the window holds.
-			e.CPUPct = round1(min(float64(r.cpu)/float64(window)*100, float64(100*max(cpus, 1))))
+			e.CPUPct = num.Round1(min(float64(r.cpu)/float64(window)*100, float64(100*max(cpus, 1))))
 		}
 		return e
 	}

@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
+	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -44,11 +46,11 @@ func TestParseResProcStat(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := parseProcStat(readFixture(t, "proc", tt.pid, "stat"), page)
+			st, err := procstat.Parse(readFixture(t, "proc", tt.pid, "stat"), page)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := st.resProc(); got != tt.want {
+			if got := resProcOf(st); got != tt.want {
 				t.Errorf("parseProcStat = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -68,7 +70,7 @@ func TestParseResProcStatRejectsDamage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if p, err := parseProcStat([]byte(tt.in), 4096); !errors.Is(err, errProcStat) {
+			if p, err := procstat.Parse([]byte(tt.in), 4096); !errors.Is(err, procstat.ErrMalformed) {
 				t.Errorf("parseProcStat(%q) = %+v, %v; want errProcStat", tt.in, p, err)
 			}
 		})
@@ -273,7 +275,7 @@ func TestResourcesTopProcesses(t *testing.T) {
 				src := resHogSource()
 				src.setCPU(tt.cpu)
 				src.mem.Available = tt.avail
-				r := newResources(tt.cfg, src, discard())
+				r := newResources(tt.cfg, src, checktest.Discard())
 				res := r.Run(t.Context()) // the first run measures over the 1s first window
 				d := res.Data.(ResourcesData)
 				if !tt.wantTop {
@@ -307,7 +309,7 @@ func TestResourcesTopCPUIsOverTheRunWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := resHogSource()
 		src.setCPU(95)
-		r := newResources(ResourcesConfig{CPUSamples: 2}, src, discard())
+		r := newResources(ResourcesConfig{CPUSamples: 2}, src, checktest.Discard())
 		r.Run(t.Context())
 		time.Sleep(30 * time.Second) // the agent's interval, on the fake clock
 		res := r.Run(t.Context())
@@ -327,7 +329,7 @@ func TestResourcesTopProcessesFailing(t *testing.T) {
 		src := resHogSource()
 		src.setCPU(95)
 		src.procErr = errors.New("permission denied")
-		res := newResources(ResourcesConfig{CPUSamples: 1}, src, discard()).Run(t.Context())
+		res := newResources(ResourcesConfig{CPUSamples: 1}, src, checktest.Discard()).Run(t.Context())
 		d := res.Data.(ResourcesData)
 		if res.Status != protocol.StatusWarn {
 			t.Errorf("status = %q, want warn: missing top processes do not hide the finding", res.Status)
@@ -356,7 +358,7 @@ func TestResourcesStealHigh(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
-				r := newResources(tt.cfg, src, discard())
+				r := newResources(tt.cfg, src, checktest.Discard())
 				var res Result
 				for _, s := range tt.samples {
 					src.mu.Lock()
@@ -397,7 +399,7 @@ func TestResourcesSwapAndInodes(t *testing.T) {
 				u := tt.inodes
 				u.Total, u.Used, u.Free = 100, 40, 60
 				src.usages["/"] = u
-				res := newResources(ResourcesConfig{}, src, discard()).Run(t.Context())
+				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
 				if got := codes(res.Findings); got != tt.want {
 					t.Errorf("findings = %q, want %q (summary %q)", got, tt.want, res.Summary)
 				}
@@ -417,7 +419,7 @@ func TestResourcesSkipsInodesOfFilesystemsWithout(t *testing.T) {
 		src.mountList = append(src.mountList, mount{Device: "/dev/vdb1", Mountpoint: "/data", Fstype: "btrfs"})
 		src.usages["/"] = diskUsage{Total: 100, Used: 40, Free: 60, InodesTotal: 1000, InodesUsed: 250, InodesFree: 750}
 		src.usages["/data"] = diskUsage{Total: 100, Used: 10, Free: 90} // btrfs reports no inodes
-		res := newResources(ResourcesConfig{}, src, discard()).Run(t.Context())
+		res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
 		d := res.Data.(ResourcesData)
 		if len(d.Disks) != 2 {
 			t.Fatalf("disks = %+v, want two", d.Disks)

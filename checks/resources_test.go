@@ -3,8 +3,6 @@ package checks
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -117,8 +116,6 @@ func (f *fakeSource) procUser(_ context.Context, p resProc) string {
 
 func (f *fakeSource) psi(context.Context) *ResourcesPSI { return f.pressure }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func codes(fs []protocol.Finding) string {
 	var out []string
 	for _, f := range fs {
@@ -161,7 +158,7 @@ func TestResourcesCPUHigh(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
-				r := newResources(ResourcesConfig{}, src, discard())
+				r := newResources(ResourcesConfig{}, src, checktest.Discard())
 				var res Result
 				for _, s := range tt.samples {
 					src.setCPU(s)
@@ -186,7 +183,7 @@ func TestResourcesFirstRunMeasuresOverWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		src.setCPU(25)
-		r := newResources(ResourcesConfig{FirstWindow: D(2 * time.Second)}, src, discard())
+		r := newResources(ResourcesConfig{FirstWindow: D(2 * time.Second)}, src, checktest.Discard())
 		start := time.Now()
 		res := r.Run(t.Context())
 		if got := time.Since(start); got != 2*time.Second {
@@ -228,7 +225,7 @@ func TestResourcesThresholds(t *testing.T) {
 				src := newFakeSource()
 				src.mem.Available = tt.available
 				src.usages["/"] = diskUsage{Total: 100, Used: tt.rootUsed, Free: 100 - tt.rootUsed}
-				res := newResources(ResourcesConfig{}, src, discard()).Run(t.Context())
+				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
 				if got := codes(res.Findings); got != tt.wantCodes {
 					t.Errorf("findings = %q, want %q", got, tt.wantCodes)
 				}
@@ -260,7 +257,7 @@ func TestResourcesUnknownWhenAMetricFails(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
 				tt.fail(src)
-				res := newResources(ResourcesConfig{}, src, discard()).Run(t.Context())
+				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
 				if res.Status != protocol.StatusUnknown {
 					t.Errorf("status = %q, want unknown", res.Status)
 				}
@@ -279,7 +276,7 @@ func TestResourcesStuckStatfsIsAbandoned(t *testing.T) {
 		src.usages["/mnt/nfs"] = diskUsage{Total: 100, Used: 10, Free: 90}
 		release := make(chan struct{})
 		src.block["/mnt/nfs"] = release
-		r := newResources(ResourcesConfig{DiskTimeout: D(5 * time.Second)}, src, discard())
+		r := newResources(ResourcesConfig{DiskTimeout: D(5 * time.Second)}, src, checktest.Discard())
 
 		start := time.Now()
 		res := r.Run(t.Context())
@@ -364,7 +361,7 @@ func TestResourcesResultIsAValidEnvelope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		src.mem.Available = 10
-		res := newResources(ResourcesConfig{}, src, discard()).Run(t.Context())
+		res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
 		e := protocol.Envelope{V: protocol.Version, Kind: protocol.KindResult, Run: "r", Seq: 1, TS: time.Now(),
 			Check: ResourcesName, Status: res.Status, Summary: res.Summary, Findings: res.Findings}
 		if err := e.Validate(); err != nil {

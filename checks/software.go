@@ -19,7 +19,7 @@ import (
 const SoftwareName = "software"
 
 func init() {
-	register(SoftwareName, true, 15*time.Minute, time.Minute, DefaultSoftwareConfig,
+	Register(SoftwareName, true, 15*time.Minute, time.Minute, DefaultSoftwareConfig,
 		func(cfg SoftwareConfig, env Env) (Check, error) { return NewSoftware(cfg, env) })
 }
 

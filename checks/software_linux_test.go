@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,16 +125,11 @@ func TestSoftwareWatchSeesDpkgReplaceItsStatusFile(t *testing.T) {
 	s := newSoftwareUnder(t, root, nil)
 	ready := make(chan struct{})
 	s.watching = func() { close(ready) }
-	w := startWatch(t, s)
-	select {
-	case <-ready:
-	case err := <-w.done:
-		w.done <- err
-		t.Fatalf("watch ended before it was ready: %v", err)
-	}
+	w := checktest.StartWatch(t, s)
+	w.Until(t, ready)
 
 	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8"))
-	w.await(t, "the status file being replaced", 2*time.Second)
+	w.Await(t, "the status file being replaced", 2*time.Second)
 }
 
 func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {

@@ -1,10 +1,13 @@
-package checks
+package all_test
 
 import (
 	"encoding/json"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 )
 
 func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testing.T) {
@@ -12,20 +15,20 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		name     string
 		interval time.Duration
 	}{
-		{FirewallName, 5 * time.Minute},
-		{LogsName, time.Minute},
-		{NetworkName, time.Minute},
-		{ProcessesName, 15 * time.Second},
-		{ResourcesName, 30 * time.Second},
-		{SoftwareName, 15 * time.Minute},
+		{checks.FirewallName, 5 * time.Minute},
+		{checks.LogsName, time.Minute},
+		{checks.NetworkName, time.Minute},
+		{checks.ProcessesName, 15 * time.Second},
+		{checks.ResourcesName, 30 * time.Second},
+		{checks.SoftwareName, 15 * time.Minute},
 	}
 	var names []string
-	for _, r := range All() {
+	for _, r := range checks.All() {
 		names = append(names, r.Name)
 	}
 	for _, w := range want {
 		t.Run(w.name, func(t *testing.T) {
-			r, ok := Lookup(w.name)
+			r, ok := checks.Lookup(w.name)
 			if !ok {
 				t.Fatalf("%s is not registered (registered: %v)", w.name, names)
 			}
@@ -43,7 +46,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 			if err := json.Unmarshal(b, cfg); err != nil {
 				t.Fatalf("defaults %s do not read back: %v", b, err)
 			}
-			c, err := r.New(cfg, Env{Logger: discard(), State: NewState(t.TempDir(), w.name)})
+			c, err := r.New(cfg, checks.Env{Logger: checktest.Discard(), State: checks.NewState(t.TempDir(), w.name)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package checks
+package procstat
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readProcStats parses /proc/<pid>/stat of every process under root, one
+// ReadAll parses /proc/<pid>/stat of every process under root, one
 // small read each. A process that exits while being read is left out; a
 // stat that does not parse is an error that names it.
-func readProcStats(ctx context.Context, root string) ([]procStat, error) {
+func ReadAll(ctx context.Context, root string) ([]Stat, error) {
 	d, err := os.Open(root)
 	if err != nil {
 		return nil, err
@@ -24,7 +24,7 @@ func readProcStats(ctx context.Context, root string) ([]procStat, error) {
 	}
 	page := uint64(os.Getpagesize())
 	buf := make([]byte, 4096)
-	out := make([]procStat, 0, len(names))
+	out := make([]Stat, 0, len(names))
 	for i, name := range names {
 		if name[0] < '1' || name[0] > '9' {
 			continue
@@ -36,7 +36,7 @@ func readProcStats(ctx context.Context, root string) ([]procStat, error) {
 		if err != nil {
 			continue // gone since the listing
 		}
-		p, err := parseProcStat(b, page)
+		p, err := Parse(b, page)
 		if err != nil {
 			return nil, fmt.Errorf("%s/%s/stat: %w", root, name, err)
 		}

@@ -1,4 +1,4 @@
-package checks
+package procstat
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// procStat is what the processes and resources checks read from
+// Stat is what the processes and resources checks read from
 // /proc/<pid>/stat: one parser for both, since both walk every process.
-type procStat struct {
+type Stat struct {
 	PID, PPID int
 	State     string // the state letter: R, S, D, T, t, Z, I, ...
 	Start     uint64 // clock ticks after boot: with PID, names one process
@@ -21,29 +21,29 @@ type procStat struct {
 	Kernel bool
 }
 
-// procUserTicks is the unit of the CPU times in /proc/<pid>/stat. USER_HZ
+// userTick is the unit of the CPU times in /proc/<pid>/stat. USER_HZ
 // is 100 on every architecture Linux exports to user space, whatever the
 // kernel's own HZ.
-const procUserTicks = time.Second / 100
+const userTick = time.Second / 100
 
-// procPFKthread is PF_KTHREAD in the flags field of /proc/<pid>/stat.
-const procPFKthread = 0x00200000
+// pfKthread is PF_KTHREAD in the flags field of /proc/<pid>/stat.
+const pfKthread = 0x00200000
 
-var errProcStat = errors.New("malformed /proc/<pid>/stat")
+var ErrMalformed = errors.New("malformed /proc/<pid>/stat")
 
-// parseProcStat reads /proc/<pid>/stat without allocating beyond the name.
+// Parse reads /proc/<pid>/stat without allocating beyond the name.
 // The name between the parentheses may itself hold spaces and parentheses,
 // so it ends at the last ')'. pageSize converts the rss field, which counts
 // pages.
-func parseProcStat(b []byte, pageSize uint64) (procStat, error) {
+func Parse(b []byte, pageSize uint64) (Stat, error) {
 	open := bytes.IndexByte(b, '(')
 	shut := bytes.LastIndexByte(b, ')')
 	if open < 1 || shut < open {
-		return procStat{}, errProcStat
+		return Stat{}, ErrMalformed
 	}
-	pid, ok := procAtou(bytes.TrimSpace(b[:open]))
+	pid, ok := Atou(bytes.TrimSpace(b[:open]))
 	if !ok {
-		return procStat{}, errProcStat
+		return Stat{}, ErrMalformed
 	}
 	// Fields after the name, counted from 0 (state); man 5 proc numbers them
 	// from 3.
@@ -70,7 +70,7 @@ func parseProcStat(b []byte, pageSize uint64) (procStat, error) {
 		field := rest[:end]
 		rest = rest[end:]
 		if len(field) == 0 {
-			return procStat{}, fmt.Errorf("%w: %d fields after the name, want %d", errProcStat, i, fRSS+1)
+			return Stat{}, fmt.Errorf("%w: %d fields after the name, want %d", ErrMalformed, i, fRSS+1)
 		}
 		switch i {
 		case fState:
@@ -80,24 +80,24 @@ func parseProcStat(b []byte, pageSize uint64) (procStat, error) {
 		default:
 			continue // numbers that may be negative, and ones nobody reads
 		}
-		if vals[i], ok = procAtou(field); !ok {
-			return procStat{}, fmt.Errorf("%w: field %d is %q", errProcStat, i+3, field)
+		if vals[i], ok = Atou(field); !ok {
+			return Stat{}, fmt.Errorf("%w: field %d is %q", ErrMalformed, i+3, field)
 		}
 	}
-	return procStat{
+	return Stat{
 		PID:    int(pid),
 		PPID:   int(vals[fPPID]),
 		State:  string(state),
 		Start:  vals[fStart],
 		Name:   string(b[open+1 : shut]),
-		CPU:    time.Duration(vals[fUtime]+vals[fStime]) * procUserTicks,
+		CPU:    time.Duration(vals[fUtime]+vals[fStime]) * userTick,
 		RSS:    vals[fRSS] * pageSize,
-		Kernel: vals[fFlags]&procPFKthread != 0 || pid == 2 || vals[fPPID] == 2,
+		Kernel: vals[fFlags]&pfKthread != 0 || pid == 2 || vals[fPPID] == 2,
 	}, nil
 }
 
-// procAtou parses a decimal without allocating.
-func procAtou(b []byte) (uint64, bool) {
+// Atou parses a decimal without allocating.
+func Atou(b []byte) (uint64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
