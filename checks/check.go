@@ -80,7 +80,8 @@ type Env struct {
 	State *State
 }
 
-func (e Env) logger() *slog.Logger {
+// Log returns Logger, or a logger that discards when Logger is nil.
+func (e Env) Log() *slog.Logger {
 	if e.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}

@@ -170,11 +170,11 @@ type Firewall struct {
 
 // NewFirewall returns the firewall check for this OS.
 func NewFirewall(cfg FirewallConfig, env Env) *Firewall {
-	return newFirewall(cfg, fwNewSource(env.logger()), env)
+	return newFirewall(cfg, fwNewSource(env.Log()), env)
 }
 
 func newFirewall(cfg FirewallConfig, src fwSource, env Env) *Firewall {
-	return &Firewall{cfg: cfg.withDefaults(), src: src, state: env.State, logger: env.logger()}
+	return &Firewall{cfg: cfg.withDefaults(), src: src, state: env.State, logger: env.Log()}
 }
 
 // Name returns "firewall".

@@ -235,7 +235,7 @@ func NewLogs(cfg LogsConfig, env Env) (*Logs, error) {
 }
 
 func newLogs(cfg LogsConfig, filter *logsFilter, env Env) *Logs {
-	l := &Logs{cfg: cfg, filter: filter, logger: env.logger(), state: env.State, locks: map[string]*sync.Mutex{}}
+	l := &Logs{cfg: cfg, filter: filter, logger: env.Log(), state: env.State, locks: map[string]*sync.Mutex{}}
 	l.agg = newLogsAggregator(cfg)
 	var saved map[string]LogsPosition
 	if ok, err := l.state.Load(logsStateKey, &saved); err != nil {

@@ -18,7 +18,7 @@ const ProcessesName = "processes"
 
 func init() {
 	Register(ProcessesName, true, 15*time.Second, 12*time.Second, DefaultProcessesConfig,
-		func(cfg ProcessesConfig, env Env) (Check, error) { return NewProcesses(cfg, env.logger()) })
+		func(cfg ProcessesConfig, env Env) (Check, error) { return NewProcesses(cfg, env.Log()) })
 }
 
 // Finding codes of the processes check.

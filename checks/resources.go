@@ -22,7 +22,7 @@ const ResourcesName = "resources"
 
 func init() {
 	Register(ResourcesName, true, 30*time.Second, 20*time.Second, DefaultResourcesConfig,
-		func(cfg ResourcesConfig, env Env) (Check, error) { return NewResources(cfg, env.logger()), nil })
+		func(cfg ResourcesConfig, env Env) (Check, error) { return NewResources(cfg, env.Log()), nil })
 }
 
 // Finding codes of the resources check.

@@ -223,7 +223,7 @@ func NewSoftware(cfg SoftwareConfig, env Env) (*Software, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Software{cfg: cfg, env: env, logger: env.logger()}
+	s := &Software{cfg: cfg, env: env, logger: env.Log()}
 	s.gather = s.gatherOS
 	return s, nil
 }

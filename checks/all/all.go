@@ -1,6 +1,7 @@
 package all
 
+// The checks register themselves when their package is linked in.
 import (
-	// The checks register themselves when their package is linked in.
 	_ "github.com/guestdiag/guestdiag/checks"
+	_ "github.com/guestdiag/guestdiag/checks/network"
 )

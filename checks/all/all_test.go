@@ -8,6 +8,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
+	"github.com/guestdiag/guestdiag/checks/network"
 )
 
 func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testing.T) {
@@ -17,7 +18,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 	}{
 		{checks.FirewallName, 5 * time.Minute},
 		{checks.LogsName, time.Minute},
-		{checks.NetworkName, time.Minute},
+		{network.Name, time.Minute},
 		{checks.ProcessesName, 15 * time.Second},
 		{checks.ResourcesName, 30 * time.Second},
 		{checks.SoftwareName, 15 * time.Minute},

@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"context"
@@ -12,50 +12,50 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// networkWindows reads default routes with GetIpForwardTable2 and
+// windowsGatherer reads default routes with GetIpForwardTable2 and
 // interfaces with GetAdaptersAddresses.
-type networkWindows struct{}
+type windowsGatherer struct{}
 
-func newNetworkGatherer() networkGatherer { return networkWindows{} }
+func newGatherer() gatherer { return windowsGatherer{} }
 
-func (networkWindows) defaultRoutes(ctx context.Context) ([]networkRoute, error) {
+func (windowsGatherer) defaultRoutes(ctx context.Context) ([]defaultRoute, error) {
 	var table *windows.MibIpForwardTable2
 	if err := windows.GetIpForwardTable2(windows.AF_UNSPEC, &table); err != nil {
 		return nil, fmt.Errorf("GetIpForwardTable2: %w", err)
 	}
-	var routes []networkWinRoute
+	var routes []winRoute
 	for _, r := range table.Rows() {
 		if r.DestinationPrefix.PrefixLength != 0 {
 			continue
 		}
-		routes = append(routes, networkWinRoute{
+		routes = append(routes, winRoute{
 			IfIndex:   r.InterfaceIndex,
 			PrefixLen: r.DestinationPrefix.PrefixLength,
-			NextHop:   networkWinSockaddr(&r.NextHop),
+			NextHop:   winSockaddr(&r.NextHop),
 			Metric:    r.Metric,
 		})
 	}
 	windows.FreeMibTable(unsafe.Pointer(table))
-	adapters, err := networkWinAdapters()
+	adapters, err := winAdapters()
 	if err != nil {
 		return nil, err
 	}
-	return networkWinDefaultRoutes(routes, adapters), nil
+	return winDefaultRoutes(routes, adapters), nil
 }
 
-func (networkWindows) link(ctx context.Context, name string) (networkLink, error) {
-	adapters, err := networkWinAdapters()
+func (windowsGatherer) link(ctx context.Context, name string) (ifaceLink, error) {
+	adapters, err := winAdapters()
 	if err != nil {
-		return networkLink{}, err
+		return ifaceLink{}, err
 	}
-	i := slices.IndexFunc(adapters, func(a networkWinAdapter) bool { return a.Name == name })
+	i := slices.IndexFunc(adapters, func(a winAdapter) bool { return a.Name == name })
 	if i < 0 {
-		return networkLink{}, fmt.Errorf("%s: %w", name, errNetworkNoLink)
+		return ifaceLink{}, fmt.Errorf("%s: %w", name, errNoLink)
 	}
-	return networkWinLink(adapters[i]), nil
+	return winLink(adapters[i]), nil
 }
 
-func networkWinSockaddr(sa *windows.RawSockaddrInet) netip.Addr {
+func winSockaddr(sa *windows.RawSockaddrInet) netip.Addr {
 	switch sa.Family {
 	case windows.AF_INET:
 		return netip.AddrFrom4((*windows.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr)
@@ -65,9 +65,9 @@ func networkWinSockaddr(sa *windows.RawSockaddrInet) netip.Addr {
 	return netip.Addr{}
 }
 
-// networkWinAdapters lists the adapters, growing the buffer as
+// winAdapters lists the adapters, growing the buffer as
 // GetAdaptersAddresses asks: adapters may come and go between two calls.
-func networkWinAdapters() ([]networkWinAdapter, error) {
+func winAdapters() ([]winAdapter, error) {
 	const flags = windows.GAA_FLAG_INCLUDE_GATEWAYS | windows.GAA_FLAG_SKIP_ANYCAST |
 		windows.GAA_FLAG_SKIP_MULTICAST | windows.GAA_FLAG_SKIP_DNS_SERVER
 	size := uint32(16 << 10)
@@ -83,9 +83,9 @@ func networkWinAdapters() ([]networkWinAdapter, error) {
 		case err != nil:
 			return nil, fmt.Errorf("GetAdaptersAddresses: %w", err)
 		}
-		var out []networkWinAdapter
+		var out []winAdapter
 		for a := first; a != nil; a = a.Next {
-			w := networkWinAdapter{
+			w := winAdapter{
 				IfIndex:     a.IfIndex,
 				IPv6IfIndex: a.Ipv6IfIndex,
 				Name:        windows.UTF16PtrToString(a.FriendlyName),
@@ -96,7 +96,7 @@ func networkWinAdapters() ([]networkWinAdapter, error) {
 				Metric4:     a.Ipv4Metric,
 				Metric6:     a.Ipv6Metric,
 			}
-			for u := a.FirstUnicastAddress; u != nil && len(w.Addresses) < networkMaxAddresses; u = u.Next {
+			for u := a.FirstUnicastAddress; u != nil && len(w.Addresses) < maxAddresses; u = u.Next {
 				ip, ok := netip.AddrFromSlice(u.Address.IP())
 				if !ok {
 					continue
@@ -110,7 +110,7 @@ func networkWinAdapters() ([]networkWinAdapter, error) {
 	return nil, errors.New("GetAdaptersAddresses: adapter list kept growing")
 }
 
-func networkICMPHint() string {
+func icmpHint() string {
 	return " (raw ICMP sockets need an administrator or the LocalSystem account)"
 }
 
@@ -118,17 +118,17 @@ func networkICMPHint() string {
 // windows.NewCallback makes callbacks that are never freed, so there is one
 // for the process, and it calls every watcher's trigger.
 var (
-	networkWinMu       sync.Mutex
-	networkWinTriggers = map[uint64]func(){}
-	networkWinNextID   uint64
-	networkWinCallback = sync.OnceValue(func() uintptr {
+	winMu       sync.Mutex
+	winTriggers = map[uint64]func(){}
+	winNextID   uint64
+	winCallback = sync.OnceValue(func() uintptr {
 		return windows.NewCallback(func(callerContext, row, notificationType uintptr) uintptr {
-			networkWinMu.Lock()
-			fns := make([]func(), 0, len(networkWinTriggers))
-			for _, fn := range networkWinTriggers {
+			winMu.Lock()
+			fns := make([]func(), 0, len(winTriggers))
+			for _, fn := range winTriggers {
 				fns = append(fns, fn)
 			}
-			networkWinMu.Unlock()
+			winMu.Unlock()
 			for _, fn := range fns {
 				fn()
 			}
@@ -137,22 +137,22 @@ var (
 	})
 )
 
-// networkWatch subscribes to NotifyRouteChange2, NotifyIpInterfaceChange
+// watch subscribes to NotifyRouteChange2, NotifyIpInterfaceChange
 // (which covers media connect and disconnect) and
 // NotifyUnicastIpAddressChange until ctx ends.
-func networkWatch(ctx context.Context, trigger func()) error {
-	networkWinMu.Lock()
-	id := networkWinNextID
-	networkWinNextID++
-	networkWinTriggers[id] = trigger
-	networkWinMu.Unlock()
+func watch(ctx context.Context, trigger func()) error {
+	winMu.Lock()
+	id := winNextID
+	winNextID++
+	winTriggers[id] = trigger
+	winMu.Unlock()
 	defer func() {
-		networkWinMu.Lock()
-		delete(networkWinTriggers, id)
-		networkWinMu.Unlock()
+		winMu.Lock()
+		delete(winTriggers, id)
+		winMu.Unlock()
 	}()
 
-	cb := networkWinCallback()
+	cb := winCallback()
 	subscribe := []struct {
 		name string
 		fn   func(uint16, uintptr, unsafe.Pointer, bool, *windows.Handle) error

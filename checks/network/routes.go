@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"bufio"
@@ -15,13 +15,13 @@ import (
 	"strings"
 )
 
-// networkPickRoute picks the default route to judge the network by: one
+// pickRoute picks the default route to judge the network by: one
 // whose interface is up before one whose interface is down, IPv4 before
 // IPv6 (guests reach the internet over IPv4 far more often), then the
 // lowest metric. Routes through loopback or through interfaces that no
 // longer exist are never picked.
-func networkPickRoute(routes []networkRoute, links map[string]networkLink) (networkRoute, bool) {
-	var cands []networkRoute
+func pickRoute(routes []defaultRoute, links map[string]ifaceLink) (defaultRoute, bool) {
+	var cands []defaultRoute
 	for _, r := range routes {
 		l, ok := links[r.Iface]
 		if !ok || l.Loopback || !r.Gateway.IsValid() || r.Gateway.IsUnspecified() {
@@ -30,9 +30,9 @@ func networkPickRoute(routes []networkRoute, links map[string]networkLink) (netw
 		cands = append(cands, r)
 	}
 	if len(cands) == 0 {
-		return networkRoute{}, false
+		return defaultRoute{}, false
 	}
-	slices.SortStableFunc(cands, func(a, b networkRoute) int {
+	slices.SortStableFunc(cands, func(a, b defaultRoute) int {
 		ua, ub := links[a.Iface].Up, links[b.Iface].Up
 		if ua != ub {
 			if ua {
@@ -54,16 +54,16 @@ func networkPickRoute(routes []networkRoute, links map[string]networkLink) (netw
 // Flags of a route in /proc/net/route and /proc/net/ipv6_route
 // (linux/route.h).
 const (
-	networkRTFUp      = 0x0001
-	networkRTFGateway = 0x0002
-	networkRTFReject  = 0x0200
+	rtfUp      = 0x0001
+	rtfGateway = 0x0002
+	rtfReject  = 0x0200
 )
 
-// parseNetworkRoute returns the IPv4 default routes of /proc/net/route.
+// parseRoute returns the IPv4 default routes of /proc/net/route.
 // Addresses there are the kernel's big-endian words printed as host
 // integers, so they read back through the host's byte order.
-func parseNetworkRoute(b []byte) ([]networkRoute, error) {
-	var out []networkRoute
+func parseRoute(b []byte) ([]defaultRoute, error) {
+	var out []defaultRoute
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	first := true
 	for sc.Scan() {
@@ -81,18 +81,18 @@ func parseNetworkRoute(b []byte) ([]networkRoute, error) {
 		if len(f) < 8 {
 			return nil, fmt.Errorf("route line %q: %d fields, want 11", sc.Text(), len(f))
 		}
-		dst, err1 := networkHexIPv4(f[1])
-		gw, err2 := networkHexIPv4(f[2])
+		dst, err1 := hexIPv4(f[1])
+		gw, err2 := hexIPv4(f[2])
 		flags, err3 := strconv.ParseUint(f[3], 16, 32)
 		metric, err4 := strconv.ParseUint(f[6], 10, 32)
-		mask, err5 := networkHexIPv4(f[7])
+		mask, err5 := hexIPv4(f[7])
 		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 			return nil, fmt.Errorf("route line %q: %w", sc.Text(), err)
 		}
-		if !dst.IsUnspecified() || !mask.IsUnspecified() || flags&networkRTFUp == 0 || flags&networkRTFGateway == 0 || flags&networkRTFReject != 0 {
+		if !dst.IsUnspecified() || !mask.IsUnspecified() || flags&rtfUp == 0 || flags&rtfGateway == 0 || flags&rtfReject != 0 {
 			continue
 		}
-		out = append(out, networkRoute{Iface: f[0], Gateway: gw, Metric: uint32(metric)})
+		out = append(out, defaultRoute{Iface: f[0], Gateway: gw, Metric: uint32(metric)})
 	}
 	if first {
 		return nil, errors.New("route table is empty, not even a header")
@@ -100,7 +100,7 @@ func parseNetworkRoute(b []byte) ([]networkRoute, error) {
 	return out, sc.Err()
 }
 
-func networkHexIPv4(s string) (netip.Addr, error) {
+func hexIPv4(s string) (netip.Addr, error) {
 	v, err := strconv.ParseUint(s, 16, 32)
 	if err != nil || len(s) != 8 {
 		return netip.Addr{}, fmt.Errorf("address %q is not 8 hex digits", s)
@@ -110,11 +110,11 @@ func networkHexIPv4(s string) (netip.Addr, error) {
 	return netip.AddrFrom4(a), nil
 }
 
-// parseNetworkIPv6Route returns the IPv6 default routes of
+// parseIPv6Route returns the IPv6 default routes of
 // /proc/net/ipv6_route: destination ::/0 through a next hop. The kernel's
 // unreachable default on lo is a reject route and is left out.
-func parseNetworkIPv6Route(b []byte) ([]networkRoute, error) {
-	var out []networkRoute
+func parseIPv6Route(b []byte) ([]defaultRoute, error) {
+	var out []defaultRoute
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -124,23 +124,23 @@ func parseNetworkIPv6Route(b []byte) ([]networkRoute, error) {
 		if len(f) != 10 {
 			return nil, fmt.Errorf("ipv6 route line %q: %d fields, want 10", sc.Text(), len(f))
 		}
-		dst, err1 := networkHexIPv6(f[0])
+		dst, err1 := hexIPv6(f[0])
 		plen, err2 := strconv.ParseUint(f[1], 16, 8)
-		gw, err3 := networkHexIPv6(f[4])
+		gw, err3 := hexIPv6(f[4])
 		metric, err4 := strconv.ParseUint(f[5], 16, 32)
 		flags, err5 := strconv.ParseUint(f[8], 16, 32)
 		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 			return nil, fmt.Errorf("ipv6 route line %q: %w", sc.Text(), err)
 		}
-		if !dst.IsUnspecified() || plen != 0 || gw.IsUnspecified() || flags&networkRTFUp == 0 || flags&networkRTFGateway == 0 || flags&networkRTFReject != 0 {
+		if !dst.IsUnspecified() || plen != 0 || gw.IsUnspecified() || flags&rtfUp == 0 || flags&rtfGateway == 0 || flags&rtfReject != 0 {
 			continue
 		}
-		out = append(out, networkRoute{Iface: f[9], Gateway: gw, Metric: uint32(metric)})
+		out = append(out, defaultRoute{Iface: f[9], Gateway: gw, Metric: uint32(metric)})
 	}
 	return out, sc.Err()
 }
 
-func networkHexIPv6(s string) (netip.Addr, error) {
+func hexIPv6(s string) (netip.Addr, error) {
 	var a [16]byte
 	if len(s) != 32 {
 		return netip.Addr{}, fmt.Errorf("address %q is not 32 hex digits", s)
@@ -153,18 +153,18 @@ func networkHexIPv6(s string) (netip.Addr, error) {
 
 // Interface flags of /sys/class/net/<if>/flags (linux/if.h).
 const (
-	networkIFFUp       = 0x1
-	networkIFFLoopback = 0x8
+	iffUp       = 0x1
+	iffLoopback = 0x8
 )
 
-// networkLinuxLinkState judges a Linux interface from its flags, operstate
+// linuxLinkState judges a Linux interface from its flags, operstate
 // and carrier files. carrier is empty when the file could not be read,
 // which the kernel does for an interface that is administratively down.
-func networkLinuxLinkState(flags uint64, operstate, carrier string) (bool, string) {
+func linuxLinkState(flags uint64, operstate, carrier string) (bool, string) {
 	operstate = strings.TrimSpace(operstate)
 	carrier = strings.TrimSpace(carrier)
 	switch {
-	case flags&networkIFFUp == 0:
+	case flags&iffUp == 0:
 		return false, "administratively down"
 	case carrier == "0":
 		return false, "no carrier"
@@ -188,16 +188,16 @@ func networkLinuxLinkState(flags uint64, operstate, carrier string) (bool, strin
 	}
 }
 
-// networkWinRoute is one row of GetIpForwardTable2 that the check needs.
-type networkWinRoute struct {
+// winRoute is one row of GetIpForwardTable2 that the check needs.
+type winRoute struct {
 	IfIndex   uint32
 	PrefixLen uint8
 	NextHop   netip.Addr
 	Metric    uint32
 }
 
-// networkWinAdapter is one adapter of GetAdaptersAddresses.
-type networkWinAdapter struct {
+// winAdapter is one adapter of GetAdaptersAddresses.
+type winAdapter struct {
 	IfIndex     uint32
 	IPv6IfIndex uint32
 	Name        string // FriendlyName, such as "Ethernet"
@@ -212,24 +212,24 @@ type networkWinAdapter struct {
 
 // Values of IF_OPER_STATUS and IFTYPE (ifdef.h, ipifcons.h).
 const (
-	networkWinOperUp   = 1
-	networkWinLoopback = 24
+	winOperUp   = 1
+	winLoopback = 24
 )
 
-var networkWinOperNames = map[uint32]string{
+var winOperNames = map[uint32]string{
 	2: "down", 3: "testing", 4: "status unknown", 5: "dormant", 6: "not present", 7: "lower layer down (media disconnected)",
 }
 
-// networkWinDefaultRoutes keeps the default routes of a Windows forwarding
+// winDefaultRoutes keeps the default routes of a Windows forwarding
 // table and names them by adapter. Windows ranks routes by the sum of the
 // route's and the interface's metric, so that is the metric returned.
-func networkWinDefaultRoutes(routes []networkWinRoute, adapters []networkWinAdapter) []networkRoute {
-	var out []networkRoute
+func winDefaultRoutes(routes []winRoute, adapters []winAdapter) []defaultRoute {
+	var out []defaultRoute
 	for _, r := range routes {
 		if r.PrefixLen != 0 || !r.NextHop.IsValid() || r.NextHop.IsUnspecified() {
 			continue
 		}
-		i := slices.IndexFunc(adapters, func(a networkWinAdapter) bool {
+		i := slices.IndexFunc(adapters, func(a winAdapter) bool {
 			return a.IfIndex == r.IfIndex || (r.NextHop.Is6() && a.IPv6IfIndex == r.IfIndex)
 		})
 		if i < 0 {
@@ -240,34 +240,34 @@ func networkWinDefaultRoutes(routes []networkWinRoute, adapters []networkWinAdap
 		if r.NextHop.Is6() && !r.NextHop.Is4In6() {
 			m = a.Metric6
 		}
-		out = append(out, networkRoute{Iface: a.Name, Gateway: r.NextHop.Unmap(), Metric: r.Metric + m})
+		out = append(out, defaultRoute{Iface: a.Name, Gateway: r.NextHop.Unmap(), Metric: r.Metric + m})
 	}
 	return out
 }
 
-// networkWinLink describes a Windows adapter as a link.
-func networkWinLink(a networkWinAdapter) networkLink {
-	l := networkLink{
+// winLink describes a Windows adapter as a link.
+func winLink(a winAdapter) ifaceLink {
+	l := ifaceLink{
 		Name:      a.Name,
 		Index:     int(a.IfIndex),
-		MAC:       networkMAC(a.MAC),
+		MAC:       macString(a.MAC),
 		Addresses: a.Addresses,
-		Loopback:  a.Type == networkWinLoopback,
-		Up:        a.OperStatus == networkWinOperUp,
+		Loopback:  a.Type == winLoopback,
+		Up:        a.OperStatus == winOperUp,
 		State:     "up",
 	}
 	if !l.Up {
-		l.State = cmp.Or(networkWinOperNames[a.OperStatus], fmt.Sprintf("oper status %d", a.OperStatus))
+		l.State = cmp.Or(winOperNames[a.OperStatus], fmt.Sprintf("oper status %d", a.OperStatus))
 	}
 	return l
 }
 
-func networkMAC(b []byte) string {
+func macString(b []byte) string {
 	if len(b) == 0 || !slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) {
 		return ""
 	}
 	return net.HardwareAddr(b).String()
 }
 
-// networkMaxAddresses bounds the addresses listed for one interface.
-const networkMaxAddresses = 32
+// maxAddresses bounds the addresses listed for one interface.
+const maxAddresses = 32

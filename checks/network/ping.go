@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"context"
@@ -14,51 +14,51 @@ import (
 	probing "github.com/prometheus-community/pro-bing"
 )
 
-// ICMP socket kinds, as NetworkData.ICMP names them.
+// ICMP socket kinds, as Data.ICMP names them.
 const (
-	networkICMPRaw    = "raw"
-	networkICMPUnpriv = "unprivileged"
+	icmpRaw    = "raw"
+	icmpUnpriv = "unprivileged"
 )
 
-// networkICMP pings with pro-bing and resolves with the system resolver.
+// icmp pings with pro-bing and resolves with the system resolver.
 // It pings over a raw socket where it may (root, CAP_NET_RAW, a Windows
 // administrator) and over an unprivileged ICMP datagram socket where it
 // may not (Linux with net.ipv4.ping_group_range covering our group), and
 // remembers which worked so later runs try that one first.
-type networkICMP struct {
-	cfg    NetworkConfig
+type icmp struct {
+	cfg    Config
 	logger *slog.Logger
 	// unpriv is set once an unprivileged socket worked and a raw one did
 	// not.
 	unpriv atomic.Bool
 }
 
-func (p *networkICMP) ping(ctx context.Context, target string) (NetworkPing, string, error) {
-	kinds := []string{networkICMPRaw, networkICMPUnpriv}
+func (p *icmp) ping(ctx context.Context, target string) (Ping, string, error) {
+	kinds := []string{icmpRaw, icmpUnpriv}
 	if p.unpriv.Load() {
-		kinds = []string{networkICMPUnpriv, networkICMPRaw}
+		kinds = []string{icmpUnpriv, icmpRaw}
 	}
 	var refused []string
 	for _, kind := range kinds {
-		res, opened, err := p.pingAs(ctx, target, kind == networkICMPRaw)
+		res, opened, err := p.pingAs(ctx, target, kind == icmpRaw)
 		if !opened {
 			refused = append(refused, fmt.Sprintf("%s socket: %v", kind, err))
 			continue
 		}
-		p.unpriv.Store(kind == networkICMPUnpriv)
+		p.unpriv.Store(kind == icmpUnpriv)
 		return res, kind, nil
 	}
-	return NetworkPing{Target: target}, "", fmt.Errorf("%w: %s%s", errNetworkNoICMP, strings.Join(refused, "; "), networkICMPHint())
+	return Ping{Target: target}, "", fmt.Errorf("%w: %s%s", errNoICMP, strings.Join(refused, "; "), icmpHint())
 }
 
 // pingAs pings target over one kind of socket. opened is false when the
 // socket could not be opened, which says nothing about the target.
-func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res NetworkPing, opened bool, err error) {
+func (p *icmp) pingAs(ctx context.Context, target string, raw bool) (res Ping, opened bool, err error) {
 	addr, err := netip.ParseAddr(target)
 	if err != nil {
-		return NetworkPing{}, false, err
+		return Ping{}, false, err
 	}
-	res = NetworkPing{Target: target}
+	res = Ping{Target: target}
 	pinger := probing.New(target)
 	pinger.SetIPAddr(&net.IPAddr{IP: addr.AsSlice(), Zone: addr.Zone()})
 	pinger.SetPrivileged(raw)
@@ -80,7 +80,7 @@ func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res 
 		if runErr == nil {
 			runErr = fmt.Errorf("pinger ended without opening a socket")
 		}
-		return NetworkPing{}, false, runErr
+		return Ping{}, false, runErr
 	}
 	st := pinger.Statistics()
 	res.Sent, res.Received = st.PacketsSent, st.PacketsRecv
@@ -89,9 +89,9 @@ func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res 
 		res.LossPct = num.Pct(float64(res.Sent-min(res.Received, res.Sent)), float64(res.Sent))
 	}
 	if res.Received > 0 {
-		res.RTTMinMs = networkMs(st.MinRtt)
-		res.RTTAvgMs = networkMs(st.AvgRtt)
-		res.RTTMaxMs = networkMs(st.MaxRtt)
+		res.RTTMinMs = ms(st.MinRtt)
+		res.RTTAvgMs = ms(st.AvgRtt)
+		res.RTTMaxMs = ms(st.MaxRtt)
 	}
 	switch {
 	case runErr != nil && ctx.Err() == nil:
@@ -105,6 +105,6 @@ func (p *networkICMP) pingAs(ctx context.Context, target string, raw bool) (res 
 	return res, true, nil
 }
 
-func (p *networkICMP) resolve(ctx context.Context, name string) ([]string, error) {
+func (p *icmp) resolve(ctx context.Context, name string) ([]string, error) {
 	return net.DefaultResolver.LookupHost(ctx, name)
 }

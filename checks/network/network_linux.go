@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"context"
@@ -15,26 +15,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// networkLinux reads default routes from /proc/net/route and
+// linuxGatherer reads default routes from /proc/net/route and
 // /proc/net/ipv6_route and links from /sys/class/net, under proc and sys
 // so that tests can point them at fixtures. Both are per network
 // namespace: /proc/net is the reading process's, and sysfs is the one
 // mounted by whoever entered the namespace (ip netns exec remounts it).
-type networkLinux struct {
+type linuxGatherer struct {
 	proc, sys string
 	addrs     func(name string) ([]string, error)
 }
 
-func newNetworkGatherer() networkGatherer {
-	return networkLinux{proc: "/proc", sys: "/sys", addrs: networkIfaceAddrs}
+func newGatherer() gatherer {
+	return linuxGatherer{proc: "/proc", sys: "/sys", addrs: ifaceAddrs}
 }
 
-func (g networkLinux) defaultRoutes(ctx context.Context) ([]networkRoute, error) {
+func (g linuxGatherer) defaultRoutes(ctx context.Context) ([]defaultRoute, error) {
 	b, err := os.ReadFile(filepath.Join(g.proc, "net", "route"))
 	if err != nil {
 		return nil, err
 	}
-	routes, err := parseNetworkRoute(b)
+	routes, err := parseRoute(b)
 	if err != nil {
 		return nil, err
 	}
@@ -45,16 +45,16 @@ func (g networkLinux) defaultRoutes(ctx context.Context) ([]networkRoute, error)
 	if err != nil {
 		return nil, err
 	}
-	v6, err := parseNetworkIPv6Route(b)
+	v6, err := parseIPv6Route(b)
 	if err != nil {
 		return nil, err
 	}
 	return append(routes, v6...), nil
 }
 
-func (g networkLinux) link(ctx context.Context, name string) (networkLink, error) {
+func (g linuxGatherer) link(ctx context.Context, name string) (ifaceLink, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
-		return networkLink{}, fmt.Errorf("interface name %q: %w", name, errNetworkNoLink)
+		return ifaceLink{}, fmt.Errorf("interface name %q: %w", name, errNoLink)
 	}
 	dir := filepath.Join(g.sys, "class", "net", name)
 	read := func(file string) (string, error) {
@@ -63,28 +63,28 @@ func (g networkLinux) link(ctx context.Context, name string) (networkLink, error
 	}
 	flagsText, err := read("flags")
 	if errors.Is(err, fs.ErrNotExist) {
-		return networkLink{}, fmt.Errorf("%s: %w", name, errNetworkNoLink)
+		return ifaceLink{}, fmt.Errorf("%s: %w", name, errNoLink)
 	}
 	if err != nil {
-		return networkLink{}, err
+		return ifaceLink{}, err
 	}
 	flags, err := strconv.ParseUint(strings.TrimPrefix(flagsText, "0x"), 16, 32)
 	if err != nil {
-		return networkLink{}, fmt.Errorf("%s flags %q: %w", name, flagsText, err)
+		return ifaceLink{}, fmt.Errorf("%s flags %q: %w", name, flagsText, err)
 	}
 	operstate, err := read("operstate")
 	if err != nil {
-		return networkLink{}, err
+		return ifaceLink{}, err
 	}
 	carrier, _ := read("carrier") // EINVAL while administratively down
-	l := networkLink{Name: name, Loopback: flags&networkIFFLoopback != 0}
-	l.Up, l.State = networkLinuxLinkState(flags, operstate, carrier)
+	l := ifaceLink{Name: name, Loopback: flags&iffLoopback != 0}
+	l.Up, l.State = linuxLinkState(flags, operstate, carrier)
 	if idx, err := read("ifindex"); err == nil {
 		l.Index, _ = strconv.Atoi(idx)
 	}
 	if mac, err := read("address"); err == nil {
 		if hw, err := net.ParseMAC(mac); err == nil {
-			l.MAC = networkMAC(hw)
+			l.MAC = macString(hw)
 		}
 	}
 	if g.addrs != nil {
@@ -95,7 +95,7 @@ func (g networkLinux) link(ctx context.Context, name string) (networkLink, error
 	return l, nil
 }
 
-func networkIfaceAddrs(name string) ([]string, error) {
+func ifaceAddrs(name string) ([]string, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, err
@@ -104,15 +104,15 @@ func networkIfaceAddrs(name string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, min(len(as), networkMaxAddresses))
-	for _, a := range as[:min(len(as), networkMaxAddresses)] {
+	out := make([]string, 0, min(len(as), maxAddresses))
+	for _, a := range as[:min(len(as), maxAddresses)] {
 		out = append(out, a.String())
 	}
 	return out, nil
 }
 
-// networkICMPHint says why neither kind of ICMP socket may be open.
-func networkICMPHint() string {
+// icmpHint says why neither kind of ICMP socket may be open.
+func icmpHint() string {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
 	if err != nil {
 		return " (raw sockets need CAP_NET_RAW)"
@@ -121,20 +121,20 @@ func networkICMPHint() string {
 		os.Getegid(), strings.Join(strings.Fields(string(b)), " "))
 }
 
-// networkWatchGroups are the rtnetlink multicast groups whose messages
+// watchGroups are the rtnetlink multicast groups whose messages
 // re-run the check: links, addresses and routes of both families.
-const networkWatchGroups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV4_ROUTE |
+const watchGroups = unix.RTMGRP_LINK | unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV4_ROUTE |
 	unix.RTMGRP_IPV6_IFADDR | unix.RTMGRP_IPV6_ROUTE
 
-// networkWatch listens on an rtnetlink socket of the caller's network
+// watch listens on an rtnetlink socket of the caller's network
 // namespace and triggers on every message: the check itself works out
 // what changed, and the runner folds a burst into one run.
-func networkWatch(ctx context.Context, trigger func()) error {
+func watch(ctx context.Context, trigger func()) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("rtnetlink socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: networkWatchGroups}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: watchGroups}); err != nil {
 		unix.Close(fd)
 		return fmt.Errorf("rtnetlink bind: %w", err)
 	}

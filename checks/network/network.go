@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"context"
@@ -12,15 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// NetworkName is the registered name of the network check.
-const NetworkName = "network"
+// Name is the registered name of the network check.
+const Name = "network"
 
 func init() {
-	Register(NetworkName, true, time.Minute, 15*time.Second, DefaultNetworkConfig,
-		func(cfg NetworkConfig, env Env) (Check, error) { return NewNetwork(cfg, env) })
+	checks.Register(Name, true, time.Minute, 15*time.Second, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env) })
 }
 
 // Finding codes of the network check.
@@ -32,48 +33,48 @@ const (
 	CodeNetDNSFailure         = "net.dns_failure"
 )
 
-// networkMaxTargets bounds internet_targets so that one run stays short and
+// maxTargets bounds internet_targets so that one run stays short and
 // its data small.
-const networkMaxTargets = 16
+const maxTargets = 16
 
-// NetworkConfig tunes the network check.
-type NetworkConfig struct {
+// Config tunes the network check.
+type Config struct {
 	// PingCount is how many echo requests go to the gateway and to each
 	// internet target.
 	PingCount int `json:"ping_count"`
 	// PingInterval is the time between two echo requests to one target.
-	PingInterval Duration `json:"ping_interval"`
+	PingInterval checks.Duration `json:"ping_interval"`
 	// PingTimeout bounds the pinging of one target. The targets are pinged
 	// in parallel, so a run with a dead gateway takes about this long.
-	PingTimeout Duration `json:"ping_timeout"`
+	PingTimeout checks.Duration `json:"ping_timeout"`
 	// InternetTargets are IP addresses pinged once the gateway answers. The
 	// internet counts as unreachable only when none of them answers. An
 	// empty list turns the internet probe off.
 	InternetTargets []string `json:"internet_targets"`
 	// DNSName is resolved with the system resolver once the gateway
 	// answers. Empty turns the DNS probe off.
-	DNSName    string   `json:"dns_name"`
-	DNSTimeout Duration `json:"dns_timeout"`
+	DNSName    string          `json:"dns_name"`
+	DNSTimeout checks.Duration `json:"dns_timeout"`
 }
 
-// DefaultNetworkConfig returns the defaults: three pings 200 ms apart
+// DefaultConfig returns the defaults: three pings 200 ms apart
 // within 2 s to the gateway, 8.8.8.8 and 1.1.1.1, and example.com resolved
 // within 2 s.
-func DefaultNetworkConfig() NetworkConfig {
-	return NetworkConfig{
+func DefaultConfig() Config {
+	return Config{
 		PingCount:       3,
-		PingInterval:    D(200 * time.Millisecond),
-		PingTimeout:     D(2 * time.Second),
+		PingInterval:    checks.D(200 * time.Millisecond),
+		PingTimeout:     checks.D(2 * time.Second),
 		InternetTargets: []string{"8.8.8.8", "1.1.1.1"},
 		DNSName:         "example.com",
-		DNSTimeout:      D(2 * time.Second),
+		DNSTimeout:      checks.D(2 * time.Second),
 	}
 }
 
 // withDefaults fills in zero numbers. An empty target list and an empty
 // DNS name stay empty: they turn a probe off.
-func (c NetworkConfig) withDefaults() NetworkConfig {
-	d := DefaultNetworkConfig()
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.PingCount <= 0 {
 		c.PingCount = d.PingCount
 	}
@@ -89,9 +90,9 @@ func (c NetworkConfig) withDefaults() NetworkConfig {
 	return c
 }
 
-func (c NetworkConfig) validate() error {
-	if len(c.InternetTargets) > networkMaxTargets {
-		return fmt.Errorf("internet_targets: %d addresses, at most %d", len(c.InternetTargets), networkMaxTargets)
+func (c Config) validate() error {
+	if len(c.InternetTargets) > maxTargets {
+		return fmt.Errorf("internet_targets: %d addresses, at most %d", len(c.InternetTargets), maxTargets)
 	}
 	for _, t := range c.InternetTargets {
 		if _, err := netip.ParseAddr(t); err != nil {
@@ -104,10 +105,10 @@ func (c NetworkConfig) validate() error {
 	return nil
 }
 
-// NetworkData is the data of a network result. Interface, MAC and
+// Data is the data of a network result. Interface, MAC and
 // Addresses describe the interface that holds the default route (or held
 // it, when RouteGone is set).
-type NetworkData struct {
+type Data struct {
 	Interface string   `json:"interface,omitempty"`
 	MAC       string   `json:"mac,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
@@ -125,13 +126,13 @@ type NetworkData struct {
 	// that last held one is reported instead.
 	RouteGone bool `json:"route_gone,omitempty"`
 	// ICMP is how echo requests were sent: "raw" or "unprivileged".
-	ICMP  string        `json:"icmp,omitempty"`
-	Pings []NetworkPing `json:"pings,omitempty"`
-	DNS   *NetworkDNS   `json:"dns,omitempty"`
+	ICMP  string `json:"icmp,omitempty"`
+	Pings []Ping `json:"pings,omitempty"`
+	DNS   *DNS   `json:"dns,omitempty"`
 }
 
-// NetworkPing is the outcome of pinging one target.
-type NetworkPing struct {
+// Ping is the outcome of pinging one target.
+type Ping struct {
 	Target string `json:"target"`
 	// Role is "gateway" or "internet".
 	Role     string  `json:"role"`
@@ -146,23 +147,23 @@ type NetworkPing struct {
 	Error string `json:"error,omitempty"`
 }
 
-// NetworkDNS is the outcome of resolving DNSName.
-type NetworkDNS struct {
+// DNS is the outcome of resolving DNSName.
+type DNS struct {
 	Name      string   `json:"name"`
 	Addresses []string `json:"addresses,omitempty"`
 	Ms        float64  `json:"ms"`
 	Error     string   `json:"error,omitempty"`
 }
 
-// networkRoute is one default route: its interface, next hop and metric.
-type networkRoute struct {
+// defaultRoute is one default route: its interface, next hop and metric.
+type defaultRoute struct {
 	Iface   string
 	Gateway netip.Addr
 	Metric  uint32
 }
 
-// networkLink is what the check needs to know of one interface.
-type networkLink struct {
+// ifaceLink is what the check needs to know of one interface.
+type ifaceLink struct {
 	Name      string
 	Index     int
 	MAC       string
@@ -175,35 +176,35 @@ type networkLink struct {
 	State string
 }
 
-// errNetworkNoLink is returned by link for an interface that does not exist.
-var errNetworkNoLink = errors.New("no such interface")
+// errNoLink is returned by link for an interface that does not exist.
+var errNoLink = errors.New("no such interface")
 
-// errNetworkNoICMP means no echo request can be sent at all: neither a raw
+// errNoICMP means no echo request can be sent at all: neither a raw
 // nor an unprivileged ICMP socket could be opened.
-var errNetworkNoICMP = errors.New("cannot open an ICMP socket")
+var errNoICMP = errors.New("cannot open an ICMP socket")
 
-// networkGatherer reads the routing table and interfaces of one OS.
-type networkGatherer interface {
-	defaultRoutes(ctx context.Context) ([]networkRoute, error)
-	// link returns errNetworkNoLink if name does not exist.
-	link(ctx context.Context, name string) (networkLink, error)
+// gatherer reads the routing table and interfaces of one OS.
+type gatherer interface {
+	defaultRoutes(ctx context.Context) ([]defaultRoute, error)
+	// link returns errNoLink if name does not exist.
+	link(ctx context.Context, name string) (ifaceLink, error)
 }
 
-// networkProber sends the probes. ping returns an error wrapping
-// errNetworkNoICMP only when it could not ping at all; a target that does
-// not answer, or cannot be sent to, is a NetworkPing with no replies.
-type networkProber interface {
-	ping(ctx context.Context, target string) (NetworkPing, string, error)
+// prober sends the probes. ping returns an error wrapping
+// errNoICMP only when it could not ping at all; a target that does
+// not answer, or cannot be sent to, is a Ping with no replies.
+type prober interface {
+	ping(ctx context.Context, target string) (Ping, string, error)
 	resolve(ctx context.Context, name string) ([]string, error)
 }
 
 // Network is the network check: default route, its interface's link, the
 // gateway, the internet and DNS.
 type Network struct {
-	cfg    NetworkConfig
-	gather networkGatherer
-	probe  networkProber
-	state  *State
+	cfg    Config
+	gather gatherer
+	probe  prober
+	state  *checks.State
 	logger *slog.Logger
 
 	mu sync.Mutex // serialises Run and Commit
@@ -214,21 +215,21 @@ type Network struct {
 	pendingIface string
 }
 
-const networkStateKey = "last_iface"
+const stateKey = "last_iface"
 
-// NewNetwork returns the network check for this OS.
-func NewNetwork(cfg NetworkConfig, env Env) (*Network, error) {
+// New returns the network check for this OS.
+func New(cfg Config, env checks.Env) (*Network, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return newNetwork(cfg, newNetworkGatherer(), &networkICMP{cfg: cfg, logger: env.logger()}, env), nil
+	return newCheck(cfg, newGatherer(), &icmp{cfg: cfg, logger: env.Log()}, env), nil
 }
 
-func newNetwork(cfg NetworkConfig, g networkGatherer, p networkProber, env Env) *Network {
-	n := &Network{cfg: cfg.withDefaults(), gather: g, probe: p, state: env.State, logger: env.logger()}
+func newCheck(cfg Config, g gatherer, p prober, env checks.Env) *Network {
+	n := &Network{cfg: cfg.withDefaults(), gather: g, probe: p, state: env.State, logger: env.Log()}
 	var last string
-	if ok, err := env.State.Load(networkStateKey, &last); err != nil {
+	if ok, err := env.State.Load(stateKey, &last); err != nil {
 		n.logger.Warn("network_state_unreadable", "err", err)
 	} else if ok {
 		n.lastIface = last
@@ -238,11 +239,11 @@ func newNetwork(cfg NetworkConfig, g networkGatherer, p networkProber, env Env) 
 }
 
 // Name returns "network".
-func (n *Network) Name() string { return NetworkName }
+func (n *Network) Name() string { return Name }
 
 // Watch re-runs the check when a link, an address or a route changes.
 func (n *Network) Watch(ctx context.Context, trigger func()) error {
-	return networkWatch(ctx, trigger)
+	return watch(ctx, trigger)
 }
 
 // Commit remembers the interface that held the default route in the last
@@ -253,7 +254,7 @@ func (n *Network) Commit() error {
 	if n.pendingIface == n.lastIface {
 		return nil
 	}
-	if err := n.state.Save(networkStateKey, n.pendingIface); err != nil {
+	if err := n.state.Save(stateKey, n.pendingIface); err != nil {
 		return err
 	}
 	n.lastIface = n.pendingIface
@@ -262,31 +263,31 @@ func (n *Network) Commit() error {
 
 // Run finds the default route and its interface, pings the gateway and,
 // if it answers, the internet targets and resolves DNSName.
-func (n *Network) Run(ctx context.Context) Result {
+func (n *Network) Run(ctx context.Context) checks.Result {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 
 	routes, err := n.gather.defaultRoutes(ctx)
 	if err != nil {
-		return Unknown("cannot read the routing table: %v", err)
+		return checks.Unknown("cannot read the routing table: %v", err)
 	}
-	data := NetworkData{DefaultRoutes: len(routes)}
-	links := map[string]networkLink{}
+	data := Data{DefaultRoutes: len(routes)}
+	links := map[string]ifaceLink{}
 	for _, r := range routes {
 		if _, done := links[r.Iface]; done {
 			continue
 		}
 		l, err := n.gather.link(ctx, r.Iface)
-		if errors.Is(err, errNetworkNoLink) {
+		if errors.Is(err, errNoLink) {
 			continue // gone since the routes were read
 		}
 		if err != nil {
-			return Unknown("cannot read interface %s: %v", r.Iface, err)
+			return checks.Unknown("cannot read interface %s: %v", r.Iface, err)
 		}
 		links[r.Iface] = l
 	}
 
-	route, ok := networkPickRoute(routes, links)
+	route, ok := pickRoute(routes, links)
 	if !ok {
 		return n.noRoute(ctx, data)
 	}
@@ -312,7 +313,7 @@ func (n *Network) Run(ctx context.Context) Result {
 			Message:  fmt.Sprintf("gateway %s cannot be reached: %s has no link: complete network failure", data.Gateway, link.Name),
 			Source:   protocol.Clip(data.Gateway, protocol.MaxSourceLen),
 		}
-		return networkResult(data, []protocol.Finding{f, g}, "")
+		return result(data, []protocol.Finding{f, g}, "")
 	}
 
 	gw := route.Gateway
@@ -332,16 +333,16 @@ func (n *Network) Run(ctx context.Context) Result {
 	data.ICMP = mode
 	data.Pings = append(data.Pings, gwPing)
 	if ctx.Err() != nil {
-		return networkCancelled(ctx, data)
+		return cancelled(ctx, data)
 	}
 	if gwPing.Received == 0 {
 		f := protocol.Finding{
 			Code:     CodeNetGatewayUnreachable,
 			Severity: protocol.SeverityCrit,
-			Message:  fmt.Sprintf("gateway %s on %s did not answer %s: complete network failure", data.Gateway, link.Name, networkPingsSent(gwPing, n.cfg)),
+			Message:  fmt.Sprintf("gateway %s on %s did not answer %s: complete network failure", data.Gateway, link.Name, pingsSent(gwPing, n.cfg)),
 			Source:   protocol.Clip(data.Gateway, protocol.MaxSourceLen),
 		}
-		return networkResult(data, []protocol.Finding{f}, "")
+		return result(data, []protocol.Finding{f}, "")
 	}
 
 	pings, dns, err := n.beyondGateway(ctx)
@@ -351,10 +352,10 @@ func (n *Network) Run(ctx context.Context) Result {
 	data.Pings = append(data.Pings, pings...)
 	data.DNS = dns
 	if ctx.Err() != nil {
-		return networkCancelled(ctx, data)
+		return cancelled(ctx, data)
 	}
 	var findings []protocol.Finding
-	if len(pings) > 0 && !slices.ContainsFunc(pings, func(p NetworkPing) bool { return p.Received > 0 }) {
+	if len(pings) > 0 && !slices.ContainsFunc(pings, func(p Ping) bool { return p.Received > 0 }) {
 		findings = append(findings, protocol.Finding{
 			Code:     CodeNetInternetUnreach,
 			Severity: protocol.SeverityWarn,
@@ -369,14 +370,14 @@ func (n *Network) Run(ctx context.Context) Result {
 			Source:   protocol.Clip(dns.Name, protocol.MaxSourceLen),
 		})
 	}
-	return networkResult(data, findings, networkOKSummary(data))
+	return result(data, findings, okSummary(data))
 }
 
 // noRoute reports a missing default route, or, when the interface that
 // last held it is now down, the link that took the route with it: Linux
 // removes the routes of an interface set down, and Windows those of a
 // disconnected one.
-func (n *Network) noRoute(ctx context.Context, data NetworkData) Result {
+func (n *Network) noRoute(ctx context.Context, data Data) checks.Result {
 	if n.pendingIface != "" {
 		l, err := n.gather.link(ctx, n.pendingIface)
 		if err == nil && !l.Up && !l.Loopback {
@@ -388,7 +389,7 @@ func (n *Network) noRoute(ctx context.Context, data NetworkData) Result {
 				Message:  fmt.Sprintf("%s is down (%s) and no default route is left; it held the default route before", l.Name, l.State),
 				Source:   protocol.Clip(l.Name, protocol.MaxSourceLen),
 			}
-			return networkResult(data, []protocol.Finding{f}, "")
+			return result(data, []protocol.Finding{f}, "")
 		}
 	}
 	f := protocol.Finding{
@@ -396,13 +397,13 @@ func (n *Network) noRoute(ctx context.Context, data NetworkData) Result {
 		Severity: protocol.SeverityCrit,
 		Message:  "no default route on an interface that is not loopback",
 	}
-	return networkResult(data, []protocol.Finding{f}, "")
+	return result(data, []protocol.Finding{f}, "")
 }
 
 // beyondGateway pings the internet targets and resolves DNSName, all at
 // once, so that dead targets cost one PingTimeout rather than one each.
-func (n *Network) beyondGateway(ctx context.Context) ([]NetworkPing, *NetworkDNS, error) {
-	pings := make([]NetworkPing, len(n.cfg.InternetTargets))
+func (n *Network) beyondGateway(ctx context.Context) ([]Ping, *DNS, error) {
+	pings := make([]Ping, len(n.cfg.InternetTargets))
 	errs := make([]error, len(n.cfg.InternetTargets))
 	var wg sync.WaitGroup
 	for i, t := range n.cfg.InternetTargets {
@@ -412,14 +413,14 @@ func (n *Network) beyondGateway(ctx context.Context) ([]NetworkPing, *NetworkDNS
 			pings[i], errs[i] = p, err
 		})
 	}
-	var dns *NetworkDNS
+	var dns *DNS
 	if n.cfg.DNSName != "" {
 		wg.Go(func() {
 			dctx, cancel := context.WithTimeout(ctx, n.cfg.DNSTimeout.Duration)
 			defer cancel()
 			start := time.Now()
 			addrs, err := n.probe.resolve(dctx, n.cfg.DNSName)
-			d := NetworkDNS{Name: n.cfg.DNSName, Ms: networkMs(time.Since(start))}
+			d := DNS{Name: n.cfg.DNSName, Ms: ms(time.Since(start))}
 			switch {
 			case err != nil:
 				d.Error = err.Error()
@@ -440,42 +441,42 @@ func (n *Network) beyondGateway(ctx context.Context) ([]NetworkPing, *NetworkDNS
 	return pings, dns, nil
 }
 
-func (n *Network) cannotPing(data NetworkData, err error) Result {
-	res := Unknown("cannot ping: %v", err)
+func (n *Network) cannotPing(data Data, err error) checks.Result {
+	res := checks.Unknown("cannot ping: %v", err)
 	res.Data = data
 	return res
 }
 
-func networkCancelled(ctx context.Context, data NetworkData) Result {
-	res := Unknown("run stopped before the probes ended: %v", context.Cause(ctx))
+func cancelled(ctx context.Context, data Data) checks.Result {
+	res := checks.Unknown("run stopped before the probes ended: %v", context.Cause(ctx))
 	res.Data = data
 	return res
 }
 
-func networkResult(data NetworkData, findings []protocol.Finding, okSummary string) Result {
-	res := Result{Status: StatusOf(findings), Findings: findings, Data: data, Summary: okSummary}
+func result(data Data, findings []protocol.Finding, okSummary string) checks.Result {
+	res := checks.Result{Status: checks.StatusOf(findings), Findings: findings, Data: data, Summary: okSummary}
 	if len(findings) > 0 {
-		res.Summary = JoinMessages(findings)
+		res.Summary = checks.JoinMessages(findings)
 	}
 	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 
-func (d *NetworkData) fillLink(l networkLink) {
+func (d *Data) fillLink(l ifaceLink) {
 	d.Interface = l.Name
 	d.MAC = l.MAC
 	d.Addresses = l.Addresses
 	d.LinkState = l.State
 }
 
-func networkPingsSent(p NetworkPing, cfg NetworkConfig) string {
+func pingsSent(p Ping, cfg Config) string {
 	if p.Error != "" {
 		return fmt.Sprintf("any ping (%s)", p.Error)
 	}
 	return fmt.Sprintf("%d pings within %s", p.Sent, cfg.PingTimeout)
 }
 
-func networkOKSummary(d NetworkData) string {
+func okSummary(d Data) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s up", d.Interface)
 	if len(d.Pings) > 0 {
@@ -498,6 +499,6 @@ func networkOKSummary(d NetworkData) string {
 	return b.String()
 }
 
-func networkMs(d time.Duration) float64 {
+func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }

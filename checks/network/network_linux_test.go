@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"bufio"
@@ -16,20 +16,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
 func TestNetworkLinuxGathererReadsFixtures(t *testing.T) {
-	g := networkLinux{
-		proc:  "testdata/network/proc",
-		sys:   "testdata/network/sys",
+	g := linuxGatherer{
+		proc:  "testdata/proc",
+		sys:   "testdata/sys",
 		addrs: func(name string) ([]string, error) { return []string{name + "-addr"}, nil },
 	}
 	routes, err := g.defaultRoutes(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []networkRoute{
+	want := []defaultRoute{
 		{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100},
 		{Iface: "eth1", Gateway: netip.MustParseAddr("192.168.56.1"), Metric: 200},
 		{Iface: "eth0", Gateway: netip.MustParseAddr("fe80::1"), Metric: 1024},
@@ -40,12 +41,12 @@ func TestNetworkLinuxGathererReadsFixtures(t *testing.T) {
 
 	tests := []struct {
 		name string
-		want networkLink
+		want ifaceLink
 	}{
-		{"eth0", networkLink{Name: "eth0", Index: 2, MAC: "52:54:00:12:34:56", Addresses: []string{"eth0-addr"}, Up: true, State: "up"}},
-		{"eth1", networkLink{Name: "eth1", Index: 3, MAC: "52:54:00:ab:cd:ef", Addresses: []string{"eth1-addr"}, State: "no carrier"}},
-		{"docker0", networkLink{Name: "docker0", Index: 4, MAC: "02:42:5e:1f:00:a1", Addresses: []string{"docker0-addr"}, State: "administratively down"}},
-		{"lo", networkLink{Name: "lo", Index: 1, Addresses: []string{"lo-addr"}, Loopback: true, Up: true, State: "up"}},
+		{"eth0", ifaceLink{Name: "eth0", Index: 2, MAC: "52:54:00:12:34:56", Addresses: []string{"eth0-addr"}, Up: true, State: "up"}},
+		{"eth1", ifaceLink{Name: "eth1", Index: 3, MAC: "52:54:00:ab:cd:ef", Addresses: []string{"eth1-addr"}, State: "no carrier"}},
+		{"docker0", ifaceLink{Name: "docker0", Index: 4, MAC: "02:42:5e:1f:00:a1", Addresses: []string{"docker0-addr"}, State: "administratively down"}},
+		{"lo", ifaceLink{Name: "lo", Index: 1, Addresses: []string{"lo-addr"}, Loopback: true, Up: true, State: "up"}},
 	}
 	for _, tt := range tests {
 		t.Run("link "+tt.name+" reads as "+tt.want.State, func(t *testing.T) {
@@ -59,25 +60,25 @@ func TestNetworkLinuxGathererReadsFixtures(t *testing.T) {
 		})
 	}
 	for _, name := range []string{"eth9", "../eth0", ""} {
-		if _, err := g.link(t.Context(), name); !errors.Is(err, errNetworkNoLink) {
+		if _, err := g.link(t.Context(), name); !errors.Is(err, errNoLink) {
 			t.Errorf("link(%q) = %v, want errNetworkNoLink", name, err)
 		}
 	}
 }
 
-// networkHelperEnv carries the helper's config; the helper process runs
+// helperEnv carries the helper's config; the helper process runs
 // only when it is set.
-const networkHelperEnv = "GUESTDIAG_NETWORK_HELPER_CONFIG"
+const helperEnv = "GUESTDIAG_NETWORK_HELPER_CONFIG"
 
-// networkHelperMsg is one line the helper writes: a result or an event.
-type networkHelperMsg struct {
+// helperMsg is one line the helper writes: a result or an event.
+type helperMsg struct {
 	Event  string `json:"event,omitempty"`
 	Error  string `json:"error,omitempty"`
 	Result *struct {
 		Status   protocol.Status    `json:"status"`
 		Summary  string             `json:"summary"`
 		Findings []protocol.Finding `json:"findings"`
-		Data     NetworkData        `json:"data"`
+		Data     Data               `json:"data"`
 	} `json:"result,omitempty"`
 }
 
@@ -86,15 +87,15 @@ type networkHelperMsg struct {
 // namespace, and drive it over stdin. "run" runs the check and writes the
 // result; "watch" starts Watch and writes "trigger" events.
 func TestNetworkNetnsHelper(t *testing.T) {
-	cfgJSON := os.Getenv(networkHelperEnv)
+	cfgJSON := os.Getenv(helperEnv)
 	if cfgJSON == "" {
 		t.Skip("helper process of TestIntegrationNetwork*; runs only when they start it")
 	}
-	cfg := DefaultNetworkConfig()
+	cfg := DefaultConfig()
 	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNetwork(cfg, Env{})
+	n, err := New(cfg, checks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,15 +137,15 @@ func TestNetworkNetnsHelper(t *testing.T) {
 	}
 }
 
-// networkHelper is a helper process running in a network namespace.
-type networkHelper struct {
+// helper is a helper process running in a network namespace.
+type helper struct {
 	stdin io.Writer
-	msgs  chan networkHelperMsg
+	msgs  chan helperMsg
 }
 
-// startNetworkHelper starts bin (the test binary, or a copy of it) in
+// startHelper starts bin (the test binary, or a copy of it) in
 // netns, after the command runAs if given.
-func startNetworkHelper(t *testing.T, netns string, cfg NetworkConfig, bin string, runAs ...string) *networkHelper {
+func startHelper(t *testing.T, netns string, cfg Config, bin string, runAs ...string) *helper {
 	t.Helper()
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
@@ -154,7 +155,7 @@ func startNetworkHelper(t *testing.T, netns string, cfg NetworkConfig, bin strin
 	args = append(args, runAs...)
 	args = append(args, bin, "-test.run=^TestNetworkNetnsHelper$", "-test.count=1")
 	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), networkHelperEnv+"="+string(cfgJSON))
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfgJSON))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -167,13 +168,13 @@ func startNetworkHelper(t *testing.T, netns string, cfg NetworkConfig, bin strin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &networkHelper{stdin: stdin, msgs: make(chan networkHelperMsg, 64)}
+	h := &helper{stdin: stdin, msgs: make(chan helperMsg, 64)}
 	go func() {
 		defer close(h.msgs)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			var m networkHelperMsg
+			var m helperMsg
 			if !strings.HasPrefix(sc.Text(), "{") || json.Unmarshal(sc.Bytes(), &m) != nil {
 				continue // the test framework's own output
 			}
@@ -189,7 +190,7 @@ func startNetworkHelper(t *testing.T, netns string, cfg NetworkConfig, bin strin
 
 // run runs the check once in the helper and returns its result and how
 // long the run took.
-func (h *networkHelper) run(t *testing.T) (networkHelperMsg, time.Duration) {
+func (h *helper) run(t *testing.T) (helperMsg, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	if _, err := io.WriteString(h.stdin, "run\n"); err != nil {
@@ -202,7 +203,7 @@ func (h *networkHelper) run(t *testing.T) (networkHelperMsg, time.Duration) {
 	return m, time.Since(start)
 }
 
-func (h *networkHelper) next(t *testing.T, within time.Duration) networkHelperMsg {
+func (h *helper) next(t *testing.T, within time.Duration) helperMsg {
 	t.Helper()
 	timer := time.NewTimer(within)
 	defer timer.Stop()
@@ -221,7 +222,7 @@ func (h *networkHelper) next(t *testing.T, within time.Duration) networkHelperMs
 	panic("unreachable")
 }
 
-func networkNeedNetns(t *testing.T) {
+func needNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces: run go test as root")
@@ -231,28 +232,28 @@ func networkNeedNetns(t *testing.T) {
 	}
 }
 
-func networkIP(t *testing.T, args ...string) {
+func ip(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-// networkLab is a guest namespace whose only way out is a veth pair to a
+// lab is a guest namespace whose only way out is a veth pair to a
 // gateway namespace. The gateway holds 192.0.2.1 (TEST-NET-1) on its veth
 // and 198.51.100.1 (TEST-NET-2) on lo as the one "internet" address that
 // answers; it does not forward, so nothing the guest sends goes further.
-type networkLab struct {
+type lab struct {
 	guest, gw       string // namespaces
 	guestIf, gwIf   string // veth ends
 	gatewayIP, inet string
 }
 
-func newNetworkLab(t *testing.T) networkLab {
+func newLab(t *testing.T) lab {
 	t.Helper()
-	networkNeedNetns(t)
+	needNetns(t)
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
-	l := networkLab{
+	l := lab{
 		guest: "gdnet-guest-" + id, gw: "gdnet-gw-" + id,
 		guestIf: "gdg" + id, gwIf: "gdw" + id,
 		gatewayIP: "192.0.2.1", inet: "198.51.100.1",
@@ -261,34 +262,34 @@ func newNetworkLab(t *testing.T) networkLab {
 		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.guest).Run() })
-	networkIP(t, "netns", "add", l.gw)
+	ip(t, "netns", "add", l.gw)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.gw).Run() })
-	networkIP(t, "-n", l.guest, "link", "add", l.guestIf, "type", "veth", "peer", "name", l.gwIf, "netns", l.gw)
-	networkIP(t, "-n", l.gw, "addr", "add", l.gatewayIP+"/24", "dev", l.gwIf)
-	networkIP(t, "-n", l.gw, "addr", "add", l.inet+"/32", "dev", "lo")
-	networkIP(t, "-n", l.gw, "link", "set", "lo", "up")
-	networkIP(t, "-n", l.gw, "link", "set", l.gwIf, "up")
-	networkIP(t, "-n", l.guest, "addr", "add", "192.0.2.2/24", "dev", l.guestIf)
-	networkIP(t, "-n", l.guest, "link", "set", "lo", "up")
-	networkIP(t, "-n", l.guest, "link", "set", l.guestIf, "up")
-	networkIP(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
+	ip(t, "-n", l.guest, "link", "add", l.guestIf, "type", "veth", "peer", "name", l.gwIf, "netns", l.gw)
+	ip(t, "-n", l.gw, "addr", "add", l.gatewayIP+"/24", "dev", l.gwIf)
+	ip(t, "-n", l.gw, "addr", "add", l.inet+"/32", "dev", "lo")
+	ip(t, "-n", l.gw, "link", "set", "lo", "up")
+	ip(t, "-n", l.gw, "link", "set", l.gwIf, "up")
+	ip(t, "-n", l.guest, "addr", "add", "192.0.2.2/24", "dev", l.guestIf)
+	ip(t, "-n", l.guest, "link", "set", "lo", "up")
+	ip(t, "-n", l.guest, "link", "set", l.guestIf, "up")
+	ip(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
 	return l
 }
 
-// networkLabConfig pings briefly and only inside the lab: 198.51.100.9 is
+// labConfig pings briefly and only inside the lab: 198.51.100.9 is
 // an address nobody holds.
-func networkLabConfig(l networkLab) NetworkConfig {
-	return NetworkConfig{
+func labConfig(l lab) Config {
+	return Config{
 		PingCount:       2,
-		PingInterval:    D(50 * time.Millisecond),
-		PingTimeout:     D(600 * time.Millisecond),
+		PingInterval:    checks.D(50 * time.Millisecond),
+		PingTimeout:     checks.D(600 * time.Millisecond),
 		InternetTargets: []string{l.inet, "198.51.100.9"},
 		DNSName:         "",
-		DNSTimeout:      D(time.Second),
+		DNSTimeout:      checks.D(time.Second),
 	}
 }
 
-func networkCodes(m networkHelperMsg) []string {
+func allCodes(m helperMsg) []string {
 	var codes []string
 	for _, f := range m.Result.Findings {
 		codes = append(codes, f.Code)
@@ -298,15 +299,15 @@ func networkCodes(m networkHelperMsg) []string {
 
 func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	t.Parallel()
-	l := newNetworkLab(t)
-	cfg := networkLabConfig(l)
-	h := startNetworkHelper(t, l.guest, cfg, os.Args[0])
+	l := newLab(t)
+	cfg := labConfig(l)
+	h := startHelper(t, l.guest, cfg, os.Args[0])
 
-	expect := func(t *testing.T, status protocol.Status, codes ...string) networkHelperMsg {
+	expect := func(t *testing.T, status protocol.Status, codes ...string) helperMsg {
 		t.Helper()
 		m, took := h.run(t)
-		if m.Result.Status != status || !slices.Equal(networkCodes(m), codes) {
-			t.Errorf("status %s, codes %q (%s); want %s, %q", m.Result.Status, networkCodes(m), m.Result.Summary, status, codes)
+		if m.Result.Status != status || !slices.Equal(allCodes(m), codes) {
+			t.Errorf("status %s, codes %q (%s); want %s, %q", m.Result.Status, allCodes(m), m.Result.Summary, status, codes)
 		}
 		// Every target is pinged at once, so even a run with dead
 		// targets ends within about one ping timeout after the gateway.
@@ -319,7 +320,7 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	t.Run("a reachable gateway and one answering internet address are ok", func(t *testing.T) {
 		m := expect(t, protocol.StatusOK)
 		d := m.Result.Data
-		if d.Interface != l.guestIf || d.Gateway != l.gatewayIP || d.MAC == "" || !slices.Contains(d.Addresses, "192.0.2.2/24") || d.ICMP != networkICMPRaw {
+		if d.Interface != l.guestIf || d.Gateway != l.gatewayIP || d.MAC == "" || !slices.Contains(d.Addresses, "192.0.2.2/24") || d.ICMP != icmpRaw {
 			t.Errorf("data = %+v, want %s, gateway %s, a MAC, 192.0.2.2/24, raw ICMP", d, l.guestIf, l.gatewayIP)
 		}
 		if len(d.Pings) != 3 {
@@ -337,14 +338,14 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	})
 
 	t.Run("no internet address answering is internet_unreachable", func(t *testing.T) {
-		networkIP(t, "-n", l.gw, "addr", "del", l.inet+"/32", "dev", "lo")
-		defer networkIP(t, "-n", l.gw, "addr", "add", l.inet+"/32", "dev", "lo")
+		ip(t, "-n", l.gw, "addr", "del", l.inet+"/32", "dev", "lo")
+		defer ip(t, "-n", l.gw, "addr", "add", l.inet+"/32", "dev", "lo")
 		expect(t, protocol.StatusWarn, CodeNetInternetUnreach)
 	})
 
 	t.Run("a gateway that lost its address is gateway_unreachable", func(t *testing.T) {
-		networkIP(t, "-n", l.gw, "addr", "del", l.gatewayIP+"/24", "dev", l.gwIf)
-		defer networkIP(t, "-n", l.gw, "addr", "add", l.gatewayIP+"/24", "dev", l.gwIf)
+		ip(t, "-n", l.gw, "addr", "del", l.gatewayIP+"/24", "dev", l.gwIf)
+		defer ip(t, "-n", l.gw, "addr", "add", l.gatewayIP+"/24", "dev", l.gwIf)
 		m := expect(t, protocol.StatusCrit, CodeNetGatewayUnreachable)
 		if len(m.Result.Data.Pings) != 1 {
 			t.Errorf("pings = %+v, want only the gateway's", m.Result.Data.Pings)
@@ -352,8 +353,8 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	})
 
 	t.Run("a veth whose peer went down is link_down without carrier, and its gateway unreachable", func(t *testing.T) {
-		networkIP(t, "-n", l.gw, "link", "set", l.gwIf, "down")
-		defer networkIP(t, "-n", l.gw, "link", "set", l.gwIf, "up")
+		ip(t, "-n", l.gw, "link", "set", l.gwIf, "down")
+		defer ip(t, "-n", l.gw, "link", "set", l.gwIf, "up")
 		m := expect(t, protocol.StatusCrit, CodeNetLinkDown, CodeNetGatewayUnreachable)
 		if d := m.Result.Data; d.Interface != l.guestIf || d.RouteGone || len(d.Pings) != 0 {
 			t.Errorf("data = %+v, want %s with its route and no pings", d, l.guestIf)
@@ -361,9 +362,9 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	})
 
 	t.Run("a guest link set down is link_down though Linux removed its route", func(t *testing.T) {
-		networkIP(t, "-n", l.guest, "link", "set", l.guestIf, "down")
-		defer networkIP(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
-		defer networkIP(t, "-n", l.guest, "link", "set", l.guestIf, "up")
+		ip(t, "-n", l.guest, "link", "set", l.guestIf, "down")
+		defer ip(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
+		defer ip(t, "-n", l.guest, "link", "set", l.guestIf, "up")
 		m := expect(t, protocol.StatusCrit, CodeNetLinkDown)
 		if d := m.Result.Data; d.Interface != l.guestIf || !d.RouteGone || d.LinkState != "administratively down" {
 			t.Errorf("data = %+v, want %s administratively down with route_gone", d, l.guestIf)
@@ -371,8 +372,8 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 	})
 
 	t.Run("no default route is no_default_route", func(t *testing.T) {
-		networkIP(t, "-n", l.guest, "route", "del", "default")
-		defer networkIP(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
+		ip(t, "-n", l.guest, "route", "del", "default")
+		defer ip(t, "-n", l.guest, "route", "add", "default", "via", l.gatewayIP)
 		expect(t, protocol.StatusCrit, CodeNetNoDefaultRoute)
 	})
 
@@ -386,7 +387,7 @@ func TestIntegrationNetworkInNamespaces(t *testing.T) {
 // over unprivileged sockets; without, it must say unknown, never ok.
 func TestIntegrationNetworkICMPPermissions(t *testing.T) {
 	t.Parallel()
-	l := newNetworkLab(t)
+	l := newLab(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("needs setpriv from util-linux: apt-get install -y util-linux")
 	}
@@ -410,23 +411,23 @@ func TestIntegrationNetworkICMPPermissions(t *testing.T) {
 	}
 	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
 
-	networkIP(t, "netns", "exec", l.guest, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=1 0")
-	m, _ := startNetworkHelper(t, l.guest, networkLabConfig(l), bin, nobody...).run(t)
+	ip(t, "netns", "exec", l.guest, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=1 0")
+	m, _ := startHelper(t, l.guest, labConfig(l), bin, nobody...).run(t)
 	if m.Result.Status != protocol.StatusUnknown || !strings.Contains(m.Result.Summary, "cannot open an ICMP socket") {
 		t.Errorf("without permission: %s %q, want unknown saying it cannot open an ICMP socket", m.Result.Status, m.Result.Summary)
 	}
 
-	networkIP(t, "netns", "exec", l.guest, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
-	m, _ = startNetworkHelper(t, l.guest, networkLabConfig(l), bin, nobody...).run(t)
-	if m.Result.Status != protocol.StatusOK || m.Result.Data.ICMP != networkICMPUnpriv {
+	ip(t, "netns", "exec", l.guest, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+	m, _ = startHelper(t, l.guest, labConfig(l), bin, nobody...).run(t)
+	if m.Result.Status != protocol.StatusOK || m.Result.Data.ICMP != icmpUnpriv {
 		t.Errorf("with ping_group_range: %s %q icmp %q, want ok over unprivileged sockets", m.Result.Status, m.Result.Summary, m.Result.Data.ICMP)
 	}
 }
 
 func TestIntegrationNetworkWatchTriggersOnLinkDown(t *testing.T) {
 	t.Parallel()
-	l := newNetworkLab(t)
-	h := startNetworkHelper(t, l.guest, networkLabConfig(l), os.Args[0])
+	l := newLab(t)
+	h := startHelper(t, l.guest, labConfig(l), os.Args[0])
 	if _, err := io.WriteString(h.stdin, "watch\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -441,17 +442,17 @@ func TestIntegrationNetworkWatchTriggersOnLinkDown(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no trigger for address changes within 10s")
 		}
-		networkIP(t, "-n", l.guest, "addr", "add", fmt.Sprintf("127.0.9.%d/8", k), "dev", "lo")
-		if networkWaitTrigger(h, 200*time.Millisecond) {
+		ip(t, "-n", l.guest, "addr", "add", fmt.Sprintf("127.0.9.%d/8", k), "dev", "lo")
+		if waitTrigger(h, 200*time.Millisecond) {
 			break
 		}
 	}
-	for networkWaitTrigger(h, 300*time.Millisecond) {
+	for waitTrigger(h, 300*time.Millisecond) {
 	}
 
 	start := time.Now()
-	networkIP(t, "-n", l.guest, "link", "set", l.guestIf, "down")
-	if !networkWaitTrigger(h, 2*time.Second) {
+	ip(t, "-n", l.guest, "link", "set", l.guestIf, "down")
+	if !waitTrigger(h, 2*time.Second) {
 		t.Fatal("no trigger within 2s of the link going down")
 	}
 	t.Logf("triggered %s after ip link set down", time.Since(start))
@@ -462,7 +463,7 @@ func TestIntegrationNetworkWatchTriggersOnLinkDown(t *testing.T) {
 func TestNetworkWatchEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- networkWatch(ctx, func() {}) }()
+	go func() { done <- watch(ctx, func() {}) }()
 	cancel()
 	timer := time.NewTimer(5 * time.Second)
 	defer timer.Stop()
@@ -476,8 +477,8 @@ func TestNetworkWatchEndsWithItsContext(t *testing.T) {
 	}
 }
 
-// networkWaitTrigger reports whether a trigger event arrives within d.
-func networkWaitTrigger(h *networkHelper, d time.Duration) bool {
+// waitTrigger reports whether a trigger event arrives within d.
+func waitTrigger(h *helper, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {

@@ -1,4 +1,4 @@
-package checks
+package network
 
 import (
 	"context"
@@ -12,20 +12,21 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
 func TestParseNetworkRouteKeepsOnlyDefaultGatewayRoutes(t *testing.T) {
-	b, err := os.ReadFile("testdata/network/proc/net/route")
+	b, err := os.ReadFile("testdata/proc/net/route")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := parseNetworkRoute(b)
+	got, err := parseRoute(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []networkRoute{
+	want := []defaultRoute{
 		{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100},
 		{Iface: "eth1", Gateway: netip.MustParseAddr("192.168.56.1"), Metric: 200},
 	}
@@ -35,15 +36,15 @@ func TestParseNetworkRouteKeepsOnlyDefaultGatewayRoutes(t *testing.T) {
 }
 
 func TestParseNetworkIPv6RouteSkipsTheUnreachableDefaultOnLo(t *testing.T) {
-	b, err := os.ReadFile("testdata/network/proc/net/ipv6_route")
+	b, err := os.ReadFile("testdata/proc/net/ipv6_route")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := parseNetworkIPv6Route(b)
+	got, err := parseIPv6Route(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("fe80::1"), Metric: 1024}}
+	want := []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("fe80::1"), Metric: 1024}}
 	if !slices.Equal(got, want) {
 		t.Errorf("routes = %v, want %v", got, want)
 	}
@@ -60,12 +61,12 @@ func TestParseNetworkRouteRejectsWhatIsNotARouteTable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, err := parseNetworkRoute([]byte(tt.in)); err == nil {
+			if got, err := parseRoute([]byte(tt.in)); err == nil {
 				t.Errorf("parseNetworkRoute = %v, want an error", got)
 			}
 		})
 	}
-	if got, err := parseNetworkIPv6Route([]byte("00 00 00\n")); err == nil {
+	if got, err := parseIPv6Route([]byte("00 00 00\n")); err == nil {
 		t.Errorf("parseNetworkIPv6Route of a short line = %v, want an error", got)
 	}
 }
@@ -89,7 +90,7 @@ func TestNetworkLinuxLinkState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up, state := networkLinuxLinkState(tt.flags, tt.operstate, tt.carrier)
+			up, state := linuxLinkState(tt.flags, tt.operstate, tt.carrier)
 			if up != tt.up || state != tt.state {
 				t.Errorf("networkLinuxLinkState = %v %q, want %v %q", up, state, tt.up, tt.state)
 			}
@@ -98,47 +99,47 @@ func TestNetworkLinuxLinkState(t *testing.T) {
 }
 
 func TestNetworkPickRoute(t *testing.T) {
-	up := func(name string) networkLink { return networkLink{Name: name, Up: true, State: "up"} }
-	down := func(name string) networkLink { return networkLink{Name: name, State: "no carrier"} }
-	r := func(iface, gw string, metric uint32) networkRoute {
-		return networkRoute{Iface: iface, Gateway: netip.MustParseAddr(gw), Metric: metric}
+	up := func(name string) ifaceLink { return ifaceLink{Name: name, Up: true, State: "up"} }
+	down := func(name string) ifaceLink { return ifaceLink{Name: name, State: "no carrier"} }
+	r := func(iface, gw string, metric uint32) defaultRoute {
+		return defaultRoute{Iface: iface, Gateway: netip.MustParseAddr(gw), Metric: metric}
 	}
 	tests := []struct {
 		name   string
-		routes []networkRoute
-		links  []networkLink
+		routes []defaultRoute
+		links  []ifaceLink
 		want   string // iface and gateway, or "" for none
 	}{
 		{"the lowest metric wins among up interfaces",
-			[]networkRoute{r("eth1", "192.168.1.1", 200), r("eth0", "10.0.2.2", 100)},
-			[]networkLink{up("eth0"), up("eth1")}, "eth0 10.0.2.2"},
+			[]defaultRoute{r("eth1", "192.168.1.1", 200), r("eth0", "10.0.2.2", 100)},
+			[]ifaceLink{up("eth0"), up("eth1")}, "eth0 10.0.2.2"},
 		{"an up interface wins over a down one with a lower metric",
-			[]networkRoute{r("eth0", "10.0.2.2", 100), r("wlan0", "192.168.1.1", 600)},
-			[]networkLink{down("eth0"), up("wlan0")}, "wlan0 192.168.1.1"},
+			[]defaultRoute{r("eth0", "10.0.2.2", 100), r("wlan0", "192.168.1.1", 600)},
+			[]ifaceLink{down("eth0"), up("wlan0")}, "wlan0 192.168.1.1"},
 		{"IPv4 wins over IPv6 with a lower metric",
-			[]networkRoute{r("eth0", "fe80::1", 1), r("eth0", "10.0.2.2", 100)},
-			[]networkLink{up("eth0")}, "eth0 10.0.2.2"},
+			[]defaultRoute{r("eth0", "fe80::1", 1), r("eth0", "10.0.2.2", 100)},
+			[]ifaceLink{up("eth0")}, "eth0 10.0.2.2"},
 		{"an IPv6-only guest uses its IPv6 route",
-			[]networkRoute{r("eth0", "fe80::1", 1024)},
-			[]networkLink{up("eth0")}, "eth0 fe80::1"},
+			[]defaultRoute{r("eth0", "fe80::1", 1024)},
+			[]ifaceLink{up("eth0")}, "eth0 fe80::1"},
 		{"a down interface is still picked when it is the only one, to report it",
-			[]networkRoute{r("eth0", "10.0.2.2", 100)},
-			[]networkLink{down("eth0")}, "eth0 10.0.2.2"},
+			[]defaultRoute{r("eth0", "10.0.2.2", 100)},
+			[]ifaceLink{down("eth0")}, "eth0 10.0.2.2"},
 		{"loopback is never picked",
-			[]networkRoute{r("lo", "127.0.0.1", 0)},
-			[]networkLink{{Name: "lo", Loopback: true, Up: true}}, ""},
+			[]defaultRoute{r("lo", "127.0.0.1", 0)},
+			[]ifaceLink{{Name: "lo", Loopback: true, Up: true}}, ""},
 		{"a route through a vanished interface is never picked",
-			[]networkRoute{r("eth9", "10.0.2.2", 0)},
+			[]defaultRoute{r("eth9", "10.0.2.2", 0)},
 			nil, ""},
-		{"no routes pick nothing", nil, []networkLink{up("eth0")}, ""},
+		{"no routes pick nothing", nil, []ifaceLink{up("eth0")}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			links := map[string]networkLink{}
+			links := map[string]ifaceLink{}
 			for _, l := range tt.links {
 				links[l.Name] = l
 			}
-			got, ok := networkPickRoute(tt.routes, links)
+			got, ok := pickRoute(tt.routes, links)
 			s := ""
 			if ok {
 				s = got.Iface + " " + got.Gateway.String()
@@ -150,10 +151,10 @@ func TestNetworkPickRoute(t *testing.T) {
 	}
 }
 
-// networkWinFixtureAdapters are GetAdaptersAddresses rows as a Windows
+// winFixtureAdapters are GetAdaptersAddresses rows as a Windows
 // Server 2022 guest with a virtio NIC, a disconnected second NIC and the
 // loopback pseudo-interface reports them.
-var networkWinFixtureAdapters = []networkWinAdapter{
+var winFixtureAdapters = []winAdapter{
 	{IfIndex: 6, IPv6IfIndex: 6, Name: "Ethernet", Description: "Red Hat VirtIO Ethernet Adapter", Type: 6, OperStatus: 1,
 		MAC: []byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}, Addresses: []string{"fe80::8d4c:2e1b:7f3a:9c01/64", "10.0.2.15/24"}, Metric4: 15, Metric6: 15},
 	{IfIndex: 9, IPv6IfIndex: 9, Name: "Ethernet 2", Description: "Red Hat VirtIO Ethernet Adapter #2", Type: 6, OperStatus: 7,
@@ -163,7 +164,7 @@ var networkWinFixtureAdapters = []networkWinAdapter{
 }
 
 func TestNetworkWinDefaultRoutesNamesAdaptersAndAddsTheirMetric(t *testing.T) {
-	routes := []networkWinRoute{
+	routes := []winRoute{
 		{IfIndex: 6, PrefixLen: 0, NextHop: netip.MustParseAddr("10.0.2.2"), Metric: 0},
 		{IfIndex: 6, PrefixLen: 24, NextHop: netip.IPv4Unspecified(), Metric: 256},
 		{IfIndex: 6, PrefixLen: 0, NextHop: netip.MustParseAddr("fe80::2"), Metric: 256},
@@ -171,8 +172,8 @@ func TestNetworkWinDefaultRoutesNamesAdaptersAndAddsTheirMetric(t *testing.T) {
 		{IfIndex: 1, PrefixLen: 0, NextHop: netip.IPv6Unspecified(), Metric: 256},
 		{IfIndex: 42, PrefixLen: 0, NextHop: netip.MustParseAddr("172.16.0.1"), Metric: 0},
 	}
-	got := networkWinDefaultRoutes(routes, networkWinFixtureAdapters)
-	want := []networkRoute{
+	got := winDefaultRoutes(routes, winFixtureAdapters)
+	want := []defaultRoute{
 		{Iface: "Ethernet", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 15},
 		{Iface: "Ethernet", Gateway: netip.MustParseAddr("fe80::2"), Metric: 271},
 		{Iface: "Ethernet 2", Gateway: netip.MustParseAddr("192.168.56.1"), Metric: 5},
@@ -181,11 +182,11 @@ func TestNetworkWinDefaultRoutesNamesAdaptersAndAddsTheirMetric(t *testing.T) {
 		t.Fatalf("routes = %v, want %v", got, want)
 	}
 
-	links := map[string]networkLink{}
-	for _, a := range networkWinFixtureAdapters {
-		links[a.Name] = networkWinLink(a)
+	links := map[string]ifaceLink{}
+	for _, a := range winFixtureAdapters {
+		links[a.Name] = winLink(a)
 	}
-	pick, ok := networkPickRoute(got, links)
+	pick, ok := pickRoute(got, links)
 	if !ok || pick.Iface != "Ethernet" || pick.Gateway.String() != "10.0.2.2" {
 		t.Errorf("picked %v %v, want the connected Ethernet over the disconnected one with the lower metric", pick, ok)
 	}
@@ -197,28 +198,28 @@ func TestNetworkWinDefaultRoutesNamesAdaptersAndAddsTheirMetric(t *testing.T) {
 	}
 }
 
-// networkFakeGatherer serves routes and links from maps.
-type networkFakeGatherer struct {
-	routes   []networkRoute
+// fakeGatherer serves routes and links from maps.
+type fakeGatherer struct {
+	routes   []defaultRoute
 	routeErr error
-	links    map[string]networkLink
+	links    map[string]ifaceLink
 }
 
-func (g *networkFakeGatherer) defaultRoutes(context.Context) ([]networkRoute, error) {
+func (g *fakeGatherer) defaultRoutes(context.Context) ([]defaultRoute, error) {
 	return g.routes, g.routeErr
 }
 
-func (g *networkFakeGatherer) link(_ context.Context, name string) (networkLink, error) {
+func (g *fakeGatherer) link(_ context.Context, name string) (ifaceLink, error) {
 	l, ok := g.links[name]
 	if !ok {
-		return networkLink{}, errNetworkNoLink
+		return ifaceLink{}, errNoLink
 	}
 	return l, nil
 }
 
-// networkFakeProber answers the targets in replies and records what it was
+// fakeProber answers the targets in replies and records what it was
 // asked.
-type networkFakeProber struct {
+type fakeProber struct {
 	replies map[string]int // target → replies out of 3
 	noICMP  bool
 	dnsErr  error
@@ -228,22 +229,22 @@ type networkFakeProber struct {
 	looked []string
 }
 
-func (p *networkFakeProber) ping(_ context.Context, target string) (NetworkPing, string, error) {
+func (p *fakeProber) ping(_ context.Context, target string) (Ping, string, error) {
 	p.mu.Lock()
 	p.pinged = append(p.pinged, target)
 	p.mu.Unlock()
 	if p.noICMP {
-		return NetworkPing{}, "", fmt.Errorf("%w: raw socket: operation not permitted", errNetworkNoICMP)
+		return Ping{}, "", fmt.Errorf("%w: raw socket: operation not permitted", errNoICMP)
 	}
 	n := p.replies[target]
-	res := NetworkPing{Target: target, Sent: 3, Received: n, LossPct: num.Pct(float64(3-n), 3)}
+	res := Ping{Target: target, Sent: 3, Received: n, LossPct: num.Pct(float64(3-n), 3)}
 	if n > 0 {
 		res.RTTMinMs, res.RTTAvgMs, res.RTTMaxMs = 0.2, 0.3, 0.5
 	}
-	return res, networkICMPRaw, nil
+	return res, icmpRaw, nil
 }
 
-func (p *networkFakeProber) resolve(_ context.Context, name string) ([]string, error) {
+func (p *fakeProber) resolve(_ context.Context, name string) ([]string, error) {
 	p.mu.Lock()
 	p.looked = append(p.looked, name)
 	p.mu.Unlock()
@@ -253,24 +254,24 @@ func (p *networkFakeProber) resolve(_ context.Context, name string) ([]string, e
 	return []string{"192.0.2.80"}, nil
 }
 
-func networkTestConfig() NetworkConfig {
-	c := DefaultNetworkConfig()
+func testConfig() Config {
+	c := DefaultConfig()
 	c.InternetTargets = []string{"198.51.100.1", "198.51.100.2"}
 	c.DNSName = "example.test"
 	return c
 }
 
 func TestNetworkRun(t *testing.T) {
-	eth0Up := networkLink{Name: "eth0", Index: 2, MAC: "52:54:00:12:34:56", Addresses: []string{"10.0.2.15/24"}, Up: true, State: "up"}
+	eth0Up := ifaceLink{Name: "eth0", Index: 2, MAC: "52:54:00:12:34:56", Addresses: []string{"10.0.2.15/24"}, Up: true, State: "up"}
 	eth0Down := eth0Up
 	eth0Down.Up, eth0Down.State = false, "no carrier"
-	route := []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100}}
+	route := []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100}}
 	all := map[string]int{"10.0.2.2": 3, "198.51.100.1": 3, "198.51.100.2": 3}
 
 	tests := []struct {
 		name      string
-		gather    networkFakeGatherer
-		probe     networkFakeProber
+		gather    fakeGatherer
+		probe     fakeProber
 		lastIface string
 		status    protocol.Status
 		codes     []string
@@ -279,27 +280,27 @@ func TestNetworkRun(t *testing.T) {
 	}{
 		{
 			name:    "a working network is ok and says so",
-			gather:  networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:   networkFakeProber{replies: all},
+			gather:  fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:   fakeProber{replies: all},
 			status:  protocol.StatusOK,
 			pinged:  []string{"10.0.2.2", "198.51.100.1", "198.51.100.2"},
 			summary: "eth0 up, gateway 10.0.2.2 answers in 0.3 ms, internet 2/2 answer",
 		},
 		{
 			name:   "no default route is crit and pings nothing",
-			gather: networkFakeGatherer{links: map[string]networkLink{"eth0": eth0Up}},
+			gather: fakeGatherer{links: map[string]ifaceLink{"eth0": eth0Up}},
 			status: protocol.StatusCrit,
 			codes:  []string{CodeNetNoDefaultRoute},
 		},
 		{
 			name:   "a down interface holding the route is link_down, its gateway unreachable, and nothing is pinged",
-			gather: networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Down}},
+			gather: fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Down}},
 			status: protocol.StatusCrit,
 			codes:  []string{CodeNetLinkDown, CodeNetGatewayUnreachable},
 		},
 		{
 			name:      "a down interface that held the route before is link_down though the route is gone",
-			gather:    networkFakeGatherer{links: map[string]networkLink{"eth0": eth0Down}},
+			gather:    fakeGatherer{links: map[string]ifaceLink{"eth0": eth0Down}},
 			lastIface: "eth0",
 			status:    protocol.StatusCrit,
 			codes:     []string{CodeNetLinkDown},
@@ -307,15 +308,15 @@ func TestNetworkRun(t *testing.T) {
 		},
 		{
 			name:      "an up interface that held the route before is no_default_route",
-			gather:    networkFakeGatherer{links: map[string]networkLink{"eth0": eth0Up}},
+			gather:    fakeGatherer{links: map[string]ifaceLink{"eth0": eth0Up}},
 			lastIface: "eth0",
 			status:    protocol.StatusCrit,
 			codes:     []string{CodeNetNoDefaultRoute},
 		},
 		{
 			name:    "a silent gateway is crit and the internet is not tried",
-			gather:  networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:   networkFakeProber{replies: map[string]int{"198.51.100.1": 3}},
+			gather:  fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:   fakeProber{replies: map[string]int{"198.51.100.1": 3}},
 			status:  protocol.StatusCrit,
 			codes:   []string{CodeNetGatewayUnreachable},
 			pinged:  []string{"10.0.2.2"},
@@ -323,15 +324,15 @@ func TestNetworkRun(t *testing.T) {
 		},
 		{
 			name:   "one internet target answering is enough",
-			gather: networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:  networkFakeProber{replies: map[string]int{"10.0.2.2": 3, "198.51.100.2": 1}},
+			gather: fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:  fakeProber{replies: map[string]int{"10.0.2.2": 3, "198.51.100.2": 1}},
 			status: protocol.StatusOK,
 			pinged: []string{"10.0.2.2", "198.51.100.1", "198.51.100.2"},
 		},
 		{
 			name:    "no internet target answering is a warning",
-			gather:  networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:   networkFakeProber{replies: map[string]int{"10.0.2.2": 3}},
+			gather:  fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:   fakeProber{replies: map[string]int{"10.0.2.2": 3}},
 			status:  protocol.StatusWarn,
 			codes:   []string{CodeNetInternetUnreach},
 			pinged:  []string{"10.0.2.2", "198.51.100.1", "198.51.100.2"},
@@ -339,23 +340,23 @@ func TestNetworkRun(t *testing.T) {
 		},
 		{
 			name:   "a name that does not resolve is a warning",
-			gather: networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:  networkFakeProber{replies: all, dnsErr: errors.New("lookup example.test: i/o timeout")},
+			gather: fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:  fakeProber{replies: all, dnsErr: errors.New("lookup example.test: i/o timeout")},
 			status: protocol.StatusWarn,
 			codes:  []string{CodeNetDNSFailure},
 			pinged: []string{"10.0.2.2", "198.51.100.1", "198.51.100.2"},
 		},
 		{
 			name:    "no way to open an ICMP socket is unknown, never ok",
-			gather:  networkFakeGatherer{routes: route, links: map[string]networkLink{"eth0": eth0Up}},
-			probe:   networkFakeProber{noICMP: true},
+			gather:  fakeGatherer{routes: route, links: map[string]ifaceLink{"eth0": eth0Up}},
+			probe:   fakeProber{noICMP: true},
 			status:  protocol.StatusUnknown,
 			pinged:  []string{"10.0.2.2"},
 			summary: "cannot ping: cannot open an ICMP socket",
 		},
 		{
 			name:    "an unreadable routing table is unknown",
-			gather:  networkFakeGatherer{routeErr: errors.New("open /proc/net/route: permission denied")},
+			gather:  fakeGatherer{routeErr: errors.New("open /proc/net/route: permission denied")},
 			status:  protocol.StatusUnknown,
 			summary: "cannot read the routing table",
 		},
@@ -363,13 +364,13 @@ func TestNetworkRun(t *testing.T) {
 	for i := range tests {
 		tt := &tests[i] // the fake prober holds a mutex
 		t.Run(tt.name, func(t *testing.T) {
-			state := NewState(t.TempDir(), NetworkName)
+			state := checks.NewState(t.TempDir(), Name)
 			if tt.lastIface != "" {
-				if err := state.Save(networkStateKey, tt.lastIface); err != nil {
+				if err := state.Save(stateKey, tt.lastIface); err != nil {
 					t.Fatal(err)
 				}
 			}
-			n := newNetwork(networkTestConfig(), &tt.gather, &tt.probe, Env{State: state})
+			n := newCheck(testConfig(), &tt.gather, &tt.probe, checks.Env{State: state})
 			res := n.Run(t.Context())
 			if res.Status != tt.status {
 				t.Errorf("status = %s (%s), want %s", res.Status, res.Summary, tt.status)
@@ -396,17 +397,17 @@ func TestNetworkRun(t *testing.T) {
 }
 
 func TestNetworkRunReportsPerTargetDataAndTheDNSAnswer(t *testing.T) {
-	g := &networkFakeGatherer{
-		routes: []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100}},
-		links:  map[string]networkLink{"eth0": {Name: "eth0", MAC: "52:54:00:12:34:56", Addresses: []string{"10.0.2.15/24"}, Up: true, State: "up"}},
+	g := &fakeGatherer{
+		routes: []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2"), Metric: 100}},
+		links:  map[string]ifaceLink{"eth0": {Name: "eth0", MAC: "52:54:00:12:34:56", Addresses: []string{"10.0.2.15/24"}, Up: true, State: "up"}},
 	}
-	p := &networkFakeProber{replies: map[string]int{"10.0.2.2": 3, "198.51.100.2": 2}}
-	res := newNetwork(networkTestConfig(), g, p, Env{}).Run(t.Context())
-	d, ok := res.Data.(NetworkData)
+	p := &fakeProber{replies: map[string]int{"10.0.2.2": 3, "198.51.100.2": 2}}
+	res := newCheck(testConfig(), g, p, checks.Env{}).Run(t.Context())
+	d, ok := res.Data.(Data)
 	if !ok {
 		t.Fatalf("data is %T, want NetworkData", res.Data)
 	}
-	if d.Interface != "eth0" || d.MAC != "52:54:00:12:34:56" || d.Gateway != "10.0.2.2" || len(d.Addresses) != 1 || d.ICMP != networkICMPRaw {
+	if d.Interface != "eth0" || d.MAC != "52:54:00:12:34:56" || d.Gateway != "10.0.2.2" || len(d.Addresses) != 1 || d.ICMP != icmpRaw {
 		t.Errorf("data = %+v, want eth0, its MAC, address and gateway, raw ICMP", d)
 	}
 	var got []string
@@ -423,59 +424,59 @@ func TestNetworkRunReportsPerTargetDataAndTheDNSAnswer(t *testing.T) {
 }
 
 func TestNetworkRunWithProbesOffPingsOnlyTheGateway(t *testing.T) {
-	g := &networkFakeGatherer{
-		routes: []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2")}},
-		links:  map[string]networkLink{"eth0": {Name: "eth0", Up: true, State: "up"}},
+	g := &fakeGatherer{
+		routes: []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2")}},
+		links:  map[string]ifaceLink{"eth0": {Name: "eth0", Up: true, State: "up"}},
 	}
-	p := &networkFakeProber{replies: map[string]int{"10.0.2.2": 3}}
-	cfg := networkTestConfig()
+	p := &fakeProber{replies: map[string]int{"10.0.2.2": 3}}
+	cfg := testConfig()
 	cfg.InternetTargets, cfg.DNSName = []string{}, ""
-	res := newNetwork(cfg, g, p, Env{}).Run(t.Context())
+	res := newCheck(cfg, g, p, checks.Env{}).Run(t.Context())
 	if res.Status != protocol.StatusOK || len(p.looked) != 0 || !slices.Equal(p.pinged, []string{"10.0.2.2"}) {
 		t.Errorf("status %s, pinged %q, resolved %q; want ok, the gateway only, nothing", res.Status, p.pinged, p.looked)
 	}
 }
 
 func TestNetworkLinkLocalGatewayIsPingedThroughItsInterface(t *testing.T) {
-	g := &networkFakeGatherer{
-		routes: []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("fe80::1"), Metric: 1024}},
-		links:  map[string]networkLink{"eth0": {Name: "eth0", Index: 2, Up: true, State: "up"}},
+	g := &fakeGatherer{
+		routes: []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("fe80::1"), Metric: 1024}},
+		links:  map[string]ifaceLink{"eth0": {Name: "eth0", Index: 2, Up: true, State: "up"}},
 	}
-	p := &networkFakeProber{replies: map[string]int{"fe80::1%2": 3}}
-	cfg := networkTestConfig()
+	p := &fakeProber{replies: map[string]int{"fe80::1%2": 3}}
+	cfg := testConfig()
 	cfg.InternetTargets, cfg.DNSName = nil, ""
-	res := newNetwork(cfg, g, p, Env{}).Run(t.Context())
+	res := newCheck(cfg, g, p, checks.Env{}).Run(t.Context())
 	if res.Status != protocol.StatusOK || !slices.Equal(p.pinged, []string{"fe80::1%2"}) {
 		t.Errorf("status %s (%s), pinged %q; want ok after pinging fe80::1%%2", res.Status, res.Summary, p.pinged)
 	}
-	if d := res.Data.(NetworkData); d.Gateway != "fe80::1" || d.Pings[0].Target != "fe80::1" {
+	if d := res.Data.(Data); d.Gateway != "fe80::1" || d.Pings[0].Target != "fe80::1" {
 		t.Errorf("gateway %q, ping target %q; want fe80::1 without zone", d.Gateway, d.Pings[0].Target)
 	}
 }
 
 func TestNetworkCommitRemembersTheRouteInterfaceAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	g := &networkFakeGatherer{
-		routes: []networkRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2")}},
-		links:  map[string]networkLink{"eth0": {Name: "eth0", Up: true, State: "up"}},
+	g := &fakeGatherer{
+		routes: []defaultRoute{{Iface: "eth0", Gateway: netip.MustParseAddr("10.0.2.2")}},
+		links:  map[string]ifaceLink{"eth0": {Name: "eth0", Up: true, State: "up"}},
 	}
-	p := &networkFakeProber{replies: map[string]int{"10.0.2.2": 3}}
-	cfg := networkTestConfig()
+	p := &fakeProber{replies: map[string]int{"10.0.2.2": 3}}
+	cfg := testConfig()
 	cfg.InternetTargets, cfg.DNSName = nil, ""
 
-	first := newNetwork(cfg, g, p, Env{State: NewState(dir, NetworkName)})
+	first := newCheck(cfg, g, p, checks.Env{State: checks.NewState(dir, Name)})
 	first.Run(t.Context())
 	// Not committed yet: a restart now knows nothing.
 	g.routes = nil
-	g.links["eth0"] = networkLink{Name: "eth0", State: "administratively down"}
-	if res := newNetwork(cfg, g, p, Env{State: NewState(dir, NetworkName)}).Run(t.Context()); res.Findings[0].Code != CodeNetNoDefaultRoute {
+	g.links["eth0"] = ifaceLink{Name: "eth0", State: "administratively down"}
+	if res := newCheck(cfg, g, p, checks.Env{State: checks.NewState(dir, Name)}).Run(t.Context()); res.Findings[0].Code != CodeNetNoDefaultRoute {
 		t.Errorf("before commit: %s, want %s", res.Findings[0].Code, CodeNetNoDefaultRoute)
 	}
 	if err := first.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	res := newNetwork(cfg, g, p, Env{State: NewState(dir, NetworkName)}).Run(t.Context())
-	if res.Findings[0].Code != CodeNetLinkDown || !res.Data.(NetworkData).RouteGone {
+	res := newCheck(cfg, g, p, checks.Env{State: checks.NewState(dir, Name)}).Run(t.Context())
+	if res.Findings[0].Code != CodeNetLinkDown || !res.Data.(Data).RouteGone {
 		t.Errorf("after commit and restart: %+v, want %s with route_gone", res, CodeNetLinkDown)
 	}
 }
@@ -495,7 +496,7 @@ func TestNetworkConfigFromJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, ok := Lookup(NetworkName)
+			r, ok := checks.Lookup(Name)
 			if !ok {
 				t.Fatal("network is not registered")
 			}
@@ -503,7 +504,7 @@ func TestNetworkConfigFromJSON(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.in), cfg); err != nil {
 				t.Fatal(err)
 			}
-			_, err := r.New(cfg, Env{})
+			_, err := r.New(cfg, checks.Env{})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("New: %v, want an error with %q", err, tt.wantErr)
@@ -513,7 +514,7 @@ func TestNetworkConfigFromJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := *cfg.(*NetworkConfig)
+			c := *cfg.(*Config)
 			if !slices.Equal(c.InternetTargets, tt.targets) || c.DNSName != tt.dns {
 				t.Errorf("targets %q, dns %q; want %q, %q", c.InternetTargets, c.DNSName, tt.targets, tt.dns)
 			}
