@@ -3,5 +3,6 @@ package all
 // The checks register themselves when their package is linked in.
 import (
 	_ "github.com/guestdiag/guestdiag/checks"
+	_ "github.com/guestdiag/guestdiag/checks/firewall"
 	_ "github.com/guestdiag/guestdiag/checks/network"
 )

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/checks/firewall"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/checks/network"
 )
@@ -16,7 +17,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		name     string
 		interval time.Duration
 	}{
-		{checks.FirewallName, 5 * time.Minute},
+		{firewall.Name, 5 * time.Minute},
 		{checks.LogsName, time.Minute},
 		{network.Name, time.Minute},
 		{checks.ProcessesName, 15 * time.Second},

@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"bytes"
@@ -19,20 +19,20 @@ import (
 // setText prints a named set as @name and an anonymous one as its
 // elements: its kernel name (__set0) depends on the order rules were
 // added, its contents do not.
-func (rr *fwRuleRenderer) setText(name string, kind fwKind, vmap bool) string {
+func (rr *ruleRenderer) setText(name string, kind valueKind, vmap bool) string {
 	info, ok := rr.sets(name)
 	if !ok || !info.set.Anonymous {
 		return "@" + name
 	}
-	return "{ " + strings.Join(fwSetElements(info, kind, vmap), ", ") + " }"
+	return "{ " + strings.Join(setElements(info, kind, vmap), ", ") + " }"
 }
 
-// fwSetElements prints the elements of a set sorted by key; the kernel
+// setElements prints the elements of a set sorted by key; the kernel
 // keeps intervals as a start element and an end element one past the
 // last value, which this pairs back into ranges and prefixes.
-func fwSetElements(info fwSetInfo, kind fwKind, vmap bool) []string {
+func setElements(info setInfo, kind valueKind, vmap bool) []string {
 	elems := slices.Clone(info.elems)
-	hostOrder := kind == fwKindHostUint || kind == fwKindHostHex || kind == fwKindCtState || kind == fwKindAddrType
+	hostOrder := kind == kindHostUint || kind == kindHostHex || kind == kindCtState || kind == kindAddrType
 	key := func(b []byte) []byte {
 		if hostOrder && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
 			r := slices.Clone(b)
@@ -45,10 +45,10 @@ func fwSetElements(info fwSetInfo, kind fwKind, vmap bool) []string {
 	var out []string
 	withVerdict := func(s string, el nftables.SetElement) string {
 		if el.VerdictData != nil {
-			return s + " : " + fwVerdictText(el.VerdictData)
+			return s + " : " + verdictText(el.VerdictData)
 		}
-		if v, ok := fwDecodeVerdict(el.Val); vmap && ok {
-			return s + " : " + fwVerdictText(v)
+		if v, ok := decodeVerdict(el.Val); vmap && ok {
+			return s + " : " + verdictText(v)
 		}
 		if info.set.IsMap && len(el.Val) > 0 {
 			return s + " : 0x" + hex.EncodeToString(el.Val)
@@ -60,9 +60,9 @@ func fwSetElements(info fwSetInfo, kind fwKind, vmap bool) []string {
 			if el.IntervalEnd {
 				continue
 			}
-			s := fwFormatValue(kind, el.Key, 0)
+			s := formatValue(kind, el.Key, 0)
 			if len(el.KeyEnd) > 0 {
-				s += "-" + fwFormatValue(kind, el.KeyEnd, 0)
+				s += "-" + formatValue(kind, el.KeyEnd, 0)
 			}
 			out = append(out, withVerdict(s, el))
 		}
@@ -74,22 +74,22 @@ func fwSetElements(info fwSetInfo, kind fwKind, vmap bool) []string {
 		}
 		var last []byte
 		if i+1 < len(elems) && elems[i+1].IntervalEnd {
-			last = fwMinusOne(key(elems[i+1].Key))
+			last = minusOne(key(elems[i+1].Key))
 		} else {
 			last = bytes.Repeat([]byte{0xff}, len(el.Key))
 		}
 		if hostOrder {
 			last = key(last) // back to host order
 		}
-		out = append(out, withVerdict(fwRangeText(kind, el.Key, last), el))
+		out = append(out, withVerdict(rangeText(kind, el.Key, last), el))
 	}
 	return out
 }
 
-// fwDecodeVerdict decodes the data of a verdict map element, which
+// decodeVerdict decodes the data of a verdict map element, which
 // google/nftables leaves as the netlink attributes NFTA_VERDICT_CODE and
 // NFTA_VERDICT_CHAIN.
-func fwDecodeVerdict(b []byte) (*expr.Verdict, bool) {
+func decodeVerdict(b []byte) (*expr.Verdict, bool) {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return nil, false
@@ -108,21 +108,21 @@ func fwDecodeVerdict(b []byte) (*expr.Verdict, bool) {
 	return &v, code && ad.Err() == nil
 }
 
-// fwRangeText prints [first, last] as one value, a prefix, or a range.
-func fwRangeText(kind fwKind, first, last []byte) string {
+// rangeText prints [first, last] as one value, a prefix, or a range.
+func rangeText(kind valueKind, first, last []byte) string {
 	if bytes.Equal(first, last) {
-		return fwFormatValue(kind, first, 0)
+		return formatValue(kind, first, 0)
 	}
-	if kind == fwKindIPv4 || kind == fwKindIPv6 {
-		if n, ok := fwRangePrefix(first, last); ok {
-			return fwFormatValue(kind, first, n)
+	if kind == kindIPv4 || kind == kindIPv6 {
+		if n, ok := rangePrefix(first, last); ok {
+			return formatValue(kind, first, n)
 		}
 	}
-	return fwFormatValue(kind, first, 0) + "-" + fwFormatValue(kind, last, 0)
+	return formatValue(kind, first, 0) + "-" + formatValue(kind, last, 0)
 }
 
-// fwRangePrefix says whether [first, last] is exactly one prefix.
-func fwRangePrefix(first, last []byte) (int, bool) {
+// rangePrefix says whether [first, last] is exactly one prefix.
+func rangePrefix(first, last []byte) (int, bool) {
 	if len(first) != len(last) {
 		return 0, false
 	}
@@ -153,7 +153,7 @@ func fwRangePrefix(first, last []byte) (int, bool) {
 	return n, true
 }
 
-func fwMinusOne(b []byte) []byte {
+func minusOne(b []byte) []byte {
 	r := slices.Clone(b)
 	for i := len(r) - 1; i >= 0; i-- {
 		r[i]--

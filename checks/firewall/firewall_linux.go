@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"bufio"
@@ -20,11 +20,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fwLinux reads the nftables ruleset over netlink (the kernel's nf_tables
+// linuxSource reads the nftables ruleset over netlink (the kernel's nf_tables
 // is all it needs, no nft binary), the legacy iptables tables through
 // iptables-save when the kernel has any, and the state of firewalld and
 // ufw from files.
-type fwLinux struct {
+type linuxSource struct {
 	logger *slog.Logger
 	// netns is an open network namespace to read instead of the agent's
 	// own; 0 means the agent's.
@@ -33,12 +33,12 @@ type fwLinux struct {
 	root string
 }
 
-func fwNewSource(logger *slog.Logger) fwSource { return &fwLinux{logger: logger, root: "/"} }
+func newSource(logger *slog.Logger) source { return &linuxSource{logger: logger, root: "/"} }
 
-func (s *fwLinux) path(p string) string { return filepath.Join(s.root, p) }
+func (s *linuxSource) path(p string) string { return filepath.Join(s.root, p) }
 
-func (s *fwLinux) gather(ctx context.Context) (fwGathered, error) {
-	var g fwGathered
+func (s *linuxSource) gather(ctx context.Context) (gathered, error) {
+	var g gathered
 	chains, nftErr := s.nftables(ctx)
 	if nftErr == nil {
 		g.sources = append(g.sources, "nftables")
@@ -60,22 +60,22 @@ func (s *fwLinux) gather(ctx context.Context) (fwGathered, error) {
 			g.errs = append(g.errs, fmt.Sprintf("legacy %s tables (%s): %v", v.family, strings.Join(strings.Fields(string(names)), ","), err))
 			continue
 		}
-		g.sources = append(g.sources, fwLegacySourceName(v.family))
+		g.sources = append(g.sources, legacySourceName(v.family))
 		g.chains = append(g.chains, chains...)
 	}
 
 	if nftErr != nil {
 		if !legacyTables {
-			return fwGathered{}, nftErr
+			return gathered{}, nftErr
 		}
 		// A kernel without nf_tables but with legacy tables is an
 		// iptables-only system, not a failure.
-		if !errors.Is(nftErr, fwErrNoNftables) {
+		if !errors.Is(nftErr, errNoNftables) {
 			g.errs = append(g.errs, nftErr.Error())
 		}
 	}
 	if len(g.sources) == 0 {
-		return fwGathered{}, fmt.Errorf("%s", strings.Join(g.errs, "; "))
+		return gathered{}, fmt.Errorf("%s", strings.Join(g.errs, "; "))
 	}
 
 	g.firewalld = s.firewalld()
@@ -83,22 +83,22 @@ func (s *fwLinux) gather(ctx context.Context) (fwGathered, error) {
 	return g, nil
 }
 
-func fwLegacySourceName(family string) string {
+func legacySourceName(family string) string {
 	if family == "ip6" {
 		return "ip6tables-legacy"
 	}
 	return "iptables-legacy"
 }
 
-// fwErrNoNftables says that the kernel has no nf_tables.
-var fwErrNoNftables = errors.New("the kernel has no nf_tables (module not loaded or not built)")
+// errNoNftables says that the kernel has no nf_tables.
+var errNoNftables = errors.New("the kernel has no nf_tables (module not loaded or not built)")
 
 // nftables reads every table, chain and rule. The netlink socket is closed
 // when ctx ends, which ends any call waiting on it.
-func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
+func (s *linuxSource) nftables(ctx context.Context) ([]chain, error) {
 	conn, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(s.netns))
 	if err != nil {
-		return nil, fwNftError(err)
+		return nil, nftError(err)
 	}
 	defer conn.CloseLasting()
 	stop := context.AfterFunc(ctx, func() { conn.CloseLasting() })
@@ -106,11 +106,11 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 
 	tables, err := conn.ListTables()
 	if err != nil {
-		return nil, fwNftError(err)
+		return nil, nftError(err)
 	}
 	chains, err := conn.ListChains()
 	if err != nil {
-		return nil, fwNftError(err)
+		return nil, nftError(err)
 	}
 	type tableKey struct {
 		family nftables.TableFamily
@@ -120,8 +120,8 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 	for _, t := range tables {
 		known[tableKey{t.Family, t.Name}] = t
 	}
-	sets := map[tableKey]func(string) (fwSetInfo, bool){}
-	setsOf := func(t *nftables.Table) func(string) (fwSetInfo, bool) {
+	sets := map[tableKey]func(string) (setInfo, bool){}
+	setsOf := func(t *nftables.Table) func(string) (setInfo, bool) {
 		k := tableKey{t.Family, t.Name}
 		if f, ok := sets[k]; ok {
 			return f
@@ -131,7 +131,7 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 		return f
 	}
 
-	var out []fwChain
+	var out []chain
 	for _, c := range chains {
 		if c.Table == nil {
 			continue
@@ -145,12 +145,12 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("nftables: rules of %s %s %s: %w", fwFamilyName(t.Family), t.Name, c.Name, err)
+			return nil, fmt.Errorf("nftables: rules of %s %s %s: %w", familyName(t.Family), t.Name, c.Name, err)
 		}
-		header, hook, policy := fwChainHeader(c)
-		fc := fwChain{
-			Table:  fwFamilyName(t.Family) + " " + t.Name,
-			Family: fwFamilyName(t.Family),
+		header, hook, policy := chainHeader(c)
+		fc := chain{
+			Table:  familyName(t.Family) + " " + t.Name,
+			Family: familyName(t.Family),
 			Name:   c.Name,
 			Policy: policy,
 			Header: header,
@@ -160,7 +160,7 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 		}
 		lookup := setsOf(t)
 		for i, r := range rules {
-			text, drop := fwRenderRule(t.Family, r, lookup)
+			text, drop := renderRule(t.Family, r, lookup)
 			fc.Rules = append(fc.Rules, text)
 			if i == len(rules)-1 {
 				fc.FinalDrop = drop
@@ -177,10 +177,10 @@ func (s *fwLinux) nftables(ctx context.Context) ([]fwChain, error) {
 // setLookup returns a function that finds a set of table t by name and
 // reads the elements of anonymous ones, once each. A set that cannot be
 // read is printed by name.
-func (s *fwLinux) setLookup(conn *nftables.Conn, t *nftables.Table) func(string) (fwSetInfo, bool) {
+func (s *linuxSource) setLookup(conn *nftables.Conn, t *nftables.Table) func(string) (setInfo, bool) {
 	var byName map[string]*nftables.Set
-	cache := map[string]fwSetInfo{}
-	return func(name string) (fwSetInfo, bool) {
+	cache := map[string]setInfo{}
+	return func(name string) (setInfo, bool) {
 		if info, ok := cache[name]; ok {
 			return info, true
 		}
@@ -196,14 +196,14 @@ func (s *fwLinux) setLookup(conn *nftables.Conn, t *nftables.Table) func(string)
 		}
 		set, ok := byName[name]
 		if !ok {
-			return fwSetInfo{}, false
+			return setInfo{}, false
 		}
-		info := fwSetInfo{set: set}
+		info := setInfo{set: set}
 		if set.Anonymous {
 			elems, err := conn.GetSetElements(set)
 			if err != nil {
 				s.logger.Debug("firewall_set_elements_unreadable", "table", t.Name, "set", name, "err", err)
-				return fwSetInfo{}, false
+				return setInfo{}, false
 			}
 			info.elems = elems
 		}
@@ -212,20 +212,20 @@ func (s *fwLinux) setLookup(conn *nftables.Conn, t *nftables.Table) func(string)
 	}
 }
 
-// fwNftError says why nftables could not be read, keeping the errno.
-func fwNftError(err error) error {
+// nftError says why nftables could not be read, keeping the errno.
+func nftError(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return fmt.Errorf("nftables: permission denied (needs root or CAP_NET_ADMIN): %w", err)
 	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.ENOENT), errors.Is(err, unix.EAFNOSUPPORT), errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("nftables: %w: %w", fwErrNoNftables, err)
+		return fmt.Errorf("nftables: %w: %w", errNoNftables, err)
 	}
 	return fmt.Errorf("nftables: %w", err)
 }
 
 // legacy runs the first of tools found (iptables-legacy-save before
 // iptables-save) and parses its output.
-func (s *fwLinux) legacy(ctx context.Context, family string, tools []string) ([]fwChain, error) {
+func (s *linuxSource) legacy(ctx context.Context, family string, tools []string) ([]chain, error) {
 	var path string
 	for _, t := range tools {
 		if p, err := exec.LookPath(t); err == nil {
@@ -246,7 +246,7 @@ func (s *fwLinux) legacy(ctx context.Context, family string, tools []string) ([]
 		}
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
-	chains, err := fwParseIptablesSave(out, family)
+	chains, err := parseIptablesSave(out, family)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
@@ -257,7 +257,7 @@ func (s *fwLinux) legacy(ctx context.Context, family string, tools []string) ([]
 // Python program that asks firewalld over D-Bus and takes a good part of a
 // second): the pid in /run/firewalld.pid, or with --nopid any process,
 // whose command name is firewalld. Empty when firewalld is not installed.
-func (s *fwLinux) firewalld() string {
+func (s *linuxSource) firewalld() string {
 	installed := false
 	for _, p := range []string{"usr/sbin/firewalld", "sbin/firewalld", "etc/firewalld"} {
 		if _, err := os.Stat(s.path(p)); err == nil {
@@ -291,7 +291,7 @@ func (s *fwLinux) firewalld() string {
 
 // isFirewalld matches the command name, which for a script is the
 // script's file name, or else the script's path in the command line.
-func (s *fwLinux) isFirewalld(pid string) bool {
+func (s *linuxSource) isFirewalld(pid string) bool {
 	comm, err := os.ReadFile(s.path(filepath.Join("proc", pid, "comm")))
 	if err != nil {
 		return false
@@ -313,7 +313,7 @@ func (s *fwLinux) isFirewalld(pid string) bool {
 
 // ufw is "active" when /etc/ufw/ufw.conf says ENABLED=yes and the ufw
 // chains are loaded, in nftables (iptables-nft) or legacy tables.
-func (s *fwLinux) ufw(chains []fwChain) string {
+func (s *linuxSource) ufw(chains []chain) string {
 	conf, err := os.ReadFile(s.path("etc/ufw/ufw.conf"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return ""
@@ -321,7 +321,7 @@ func (s *fwLinux) ufw(chains []fwChain) string {
 	if err != nil {
 		return "unknown (" + err.Error() + ")"
 	}
-	if !fwUFWEnabled(conf) {
+	if !ufwEnabled(conf) {
 		return "inactive"
 	}
 	for _, c := range chains {
@@ -332,8 +332,8 @@ func (s *fwLinux) ufw(chains []fwChain) string {
 	return "enabled in ufw.conf but its chains are not loaded"
 }
 
-// fwUFWEnabled reads ENABLED from ufw.conf, a shell-style file.
-func fwUFWEnabled(conf []byte) bool {
+// ufwEnabled reads ENABLED from ufw.conf, a shell-style file.
+func ufwEnabled(conf []byte) bool {
 	sc := bufio.NewScanner(bytes.NewReader(conf))
 	enabled := false
 	for sc.Scan() {
@@ -349,7 +349,7 @@ func fwUFWEnabled(conf []byte) bool {
 // batch of changes per generation. Legacy tables have no events; they are
 // polled. When the socket overflows (ENOBUFS) events were lost, so it
 // triggers and listens again.
-func (s *fwLinux) watch(ctx context.Context, trigger func()) error {
+func (s *linuxSource) watch(ctx context.Context, trigger func()) error {
 	for {
 		err := s.watchOnce(ctx, trigger)
 		if ctx.Err() != nil {
@@ -363,15 +363,15 @@ func (s *fwLinux) watch(ctx context.Context, trigger func()) error {
 	}
 }
 
-func (s *fwLinux) watchOnce(ctx context.Context, trigger func()) error {
+func (s *linuxSource) watchOnce(ctx context.Context, trigger func()) error {
 	conn, err := nftables.New(nftables.WithNetNSFd(s.netns))
 	if err != nil {
-		return fwNftError(err)
+		return nftError(err)
 	}
 	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(16))
 	events, err := conn.AddGenerationalMonitor(mon)
 	if err != nil {
-		return fwNftError(err)
+		return nftError(err)
 	}
 	defer func() {
 		mon.Close()

@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"encoding/binary"
@@ -16,73 +16,73 @@ import (
 
 // This file names the fields nftables rules load and prints their values.
 
-func fwMetaOperand(k expr.MetaKey) fwOperand {
+func metaOperand(k expr.MetaKey) operand {
 	switch k {
 	case expr.MetaKeyL4PROTO:
-		return fwOperand{name: "meta l4proto", kind: fwKindProto, dep: "l4"}
+		return operand{name: "meta l4proto", kind: kindProto, dep: "l4"}
 	case expr.MetaKeyNFPROTO:
-		return fwOperand{name: "meta nfproto", kind: fwKindNFProto, dep: "l3"}
+		return operand{name: "meta nfproto", kind: kindNFProto, dep: "l3"}
 	case expr.MetaKeyPROTOCOL:
-		return fwOperand{name: "meta protocol", kind: fwKindEtherType, dep: "l3"}
+		return operand{name: "meta protocol", kind: kindEtherType, dep: "l3"}
 	case expr.MetaKeyIIFNAME:
-		return fwOperand{name: "iifname", kind: fwKindIfname}
+		return operand{name: "iifname", kind: kindIfname}
 	case expr.MetaKeyOIFNAME:
-		return fwOperand{name: "oifname", kind: fwKindIfname}
+		return operand{name: "oifname", kind: kindIfname}
 	case expr.MetaKeyBRIIIFNAME:
-		return fwOperand{name: "meta ibrname", kind: fwKindIfname}
+		return operand{name: "meta ibrname", kind: kindIfname}
 	case expr.MetaKeyBRIOIFNAME:
-		return fwOperand{name: "meta obrname", kind: fwKindIfname}
+		return operand{name: "meta obrname", kind: kindIfname}
 	case expr.MetaKeyIIF:
-		return fwOperand{name: "iif", kind: fwKindHostUint}
+		return operand{name: "iif", kind: kindHostUint}
 	case expr.MetaKeyOIF:
-		return fwOperand{name: "oif", kind: fwKindHostUint}
+		return operand{name: "oif", kind: kindHostUint}
 	case expr.MetaKeyIIFTYPE:
-		return fwOperand{name: "meta iiftype", kind: fwKindHostUint}
+		return operand{name: "meta iiftype", kind: kindHostUint}
 	case expr.MetaKeyOIFTYPE:
-		return fwOperand{name: "meta oiftype", kind: fwKindHostUint}
+		return operand{name: "meta oiftype", kind: kindHostUint}
 	case expr.MetaKeyMARK:
-		return fwOperand{name: "meta mark", kind: fwKindHostHex}
+		return operand{name: "meta mark", kind: kindHostHex}
 	case expr.MetaKeySKUID:
-		return fwOperand{name: "meta skuid", kind: fwKindHostUint}
+		return operand{name: "meta skuid", kind: kindHostUint}
 	case expr.MetaKeySKGID:
-		return fwOperand{name: "meta skgid", kind: fwKindHostUint}
+		return operand{name: "meta skgid", kind: kindHostUint}
 	case expr.MetaKeyPKTTYPE:
-		return fwOperand{name: "meta pkttype", kind: fwKindHostUint}
+		return operand{name: "meta pkttype", kind: kindHostUint}
 	case expr.MetaKeyLEN:
-		return fwOperand{name: "meta length", kind: fwKindHostUint}
+		return operand{name: "meta length", kind: kindHostUint}
 	case expr.MetaKeyPRIORITY:
-		return fwOperand{name: "meta priority", kind: fwKindHostHex}
+		return operand{name: "meta priority", kind: kindHostHex}
 	case expr.MetaKeyNFTRACE:
-		return fwOperand{name: "meta nftrace", kind: fwKindHostUint}
+		return operand{name: "meta nftrace", kind: kindHostUint}
 	case expr.MetaKeyCGROUP:
-		return fwOperand{name: "meta cgroup", kind: fwKindHostUint}
+		return operand{name: "meta cgroup", kind: kindHostUint}
 	}
-	return fwOperand{name: fmt.Sprintf("meta key %d", k), kind: fwKindHex}
+	return operand{name: fmt.Sprintf("meta key %d", k), kind: kindHex}
 }
 
-func fwCtOperand(k expr.CtKey) fwOperand {
+func ctOperand(k expr.CtKey) operand {
 	switch k {
 	case expr.CtKeySTATE:
-		return fwOperand{name: "ct state", kind: fwKindCtState}
+		return operand{name: "ct state", kind: kindCtState}
 	case expr.CtKeySTATUS:
-		return fwOperand{name: "ct status", kind: fwKindHostHex}
+		return operand{name: "ct status", kind: kindHostHex}
 	case expr.CtKeyMARK:
-		return fwOperand{name: "ct mark", kind: fwKindHostHex}
+		return operand{name: "ct mark", kind: kindHostHex}
 	case expr.CtKeyDIRECTION:
-		return fwOperand{name: "ct direction", kind: fwKindHostUint}
+		return operand{name: "ct direction", kind: kindHostUint}
 	case expr.CtKeyZONE:
-		return fwOperand{name: "ct zone", kind: fwKindHostUint}
+		return operand{name: "ct zone", kind: kindHostUint}
 	case expr.CtKeyHELPER:
-		return fwOperand{name: "ct helper", kind: fwKindIfname}
+		return operand{name: "ct helper", kind: kindIfname}
 	case expr.CtKeyL3PROTOCOL:
-		return fwOperand{name: "ct l3proto", kind: fwKindNFProto}
+		return operand{name: "ct l3proto", kind: kindNFProto}
 	case expr.CtKeyPROTOCOL:
-		return fwOperand{name: "ct protocol", kind: fwKindProto}
+		return operand{name: "ct protocol", kind: kindProto}
 	}
-	return fwOperand{name: fmt.Sprintf("ct key %d", k), kind: fwKindHex}
+	return operand{name: fmt.Sprintf("ct key %d", k), kind: kindHex}
 }
 
-func fwFibOperand(e *expr.Fib) fwOperand {
+func fibOperand(e *expr.Fib) operand {
 	var in []string
 	for _, f := range []struct {
 		on   bool
@@ -95,19 +95,19 @@ func fwFibOperand(e *expr.Fib) fwOperand {
 	name := "fib " + strings.Join(in, " . ")
 	switch {
 	case e.ResultOIF:
-		return fwOperand{name: name + " oif", kind: fwKindHostUint}
+		return operand{name: name + " oif", kind: kindHostUint}
 	case e.ResultOIFNAME:
-		return fwOperand{name: name + " oifname", kind: fwKindIfname}
+		return operand{name: name + " oifname", kind: kindIfname}
 	case e.ResultADDRTYPE:
-		return fwOperand{name: name + " type", kind: fwKindAddrType}
+		return operand{name: name + " type", kind: kindAddrType}
 	}
-	return fwOperand{name: name, kind: fwKindHostUint}
+	return operand{name: name, kind: kindHostUint}
 }
 
-// fwPayloadOperand names a header field from its base, offset and length
+// payloadOperand names a header field from its base, offset and length
 // in the protocol context (l3 "ip" or "ip6", l4 "tcp", "udp", "icmp", ...).
 // Unknown fields get nft's raw form, such as "@th,96,32".
-func fwPayloadOperand(p *expr.Payload, l3, l4 string) fwOperand {
+func payloadOperand(p *expr.Payload, l3, l4 string) operand {
 	off, n := p.Offset, p.Len
 	switch p.Base {
 	case expr.PayloadBaseNetworkHeader:
@@ -115,26 +115,26 @@ func fwPayloadOperand(p *expr.Payload, l3, l4 string) fwOperand {
 		case "ip":
 			switch {
 			case off == 9 && n == 1:
-				return fwOperand{name: "ip protocol", kind: fwKindProto, dep: "l4"}
+				return operand{name: "ip protocol", kind: kindProto, dep: "l4"}
 			case off == 12 && n <= 4:
-				return fwOperand{name: "ip saddr", kind: fwKindIPv4, prefix: fwPartial(n, 4)}
+				return operand{name: "ip saddr", kind: kindIPv4, prefix: partial(n, 4)}
 			case off == 16 && n <= 4:
-				return fwOperand{name: "ip daddr", kind: fwKindIPv4, prefix: fwPartial(n, 4)}
+				return operand{name: "ip daddr", kind: kindIPv4, prefix: partial(n, 4)}
 			case off == 8 && n == 1:
-				return fwOperand{name: "ip ttl", kind: fwKindUint}
+				return operand{name: "ip ttl", kind: kindUint}
 			case off == 2 && n == 2:
-				return fwOperand{name: "ip length", kind: fwKindUint}
+				return operand{name: "ip length", kind: kindUint}
 			}
 		case "ip6":
 			switch {
 			case off == 6 && n == 1:
-				return fwOperand{name: "ip6 nexthdr", kind: fwKindProto, dep: "l4"}
+				return operand{name: "ip6 nexthdr", kind: kindProto, dep: "l4"}
 			case off == 7 && n == 1:
-				return fwOperand{name: "ip6 hoplimit", kind: fwKindUint}
+				return operand{name: "ip6 hoplimit", kind: kindUint}
 			case off == 8 && n <= 16:
-				return fwOperand{name: "ip6 saddr", kind: fwKindIPv6, prefix: fwPartial(n, 16)}
+				return operand{name: "ip6 saddr", kind: kindIPv6, prefix: partial(n, 16)}
 			case off == 24 && n <= 16:
-				return fwOperand{name: "ip6 daddr", kind: fwKindIPv6, prefix: fwPartial(n, 16)}
+				return operand{name: "ip6 daddr", kind: kindIPv6, prefix: partial(n, 16)}
 			}
 		}
 	case expr.PayloadBaseTransportHeader:
@@ -142,35 +142,35 @@ func fwPayloadOperand(p *expr.Payload, l3, l4 string) fwOperand {
 		case "tcp", "udp", "udplite", "sctp", "dccp":
 			switch {
 			case off == 0 && n == 2:
-				return fwOperand{name: l4 + " sport", kind: fwKindUint}
+				return operand{name: l4 + " sport", kind: kindUint}
 			case off == 2 && n == 2:
-				return fwOperand{name: l4 + " dport", kind: fwKindUint}
+				return operand{name: l4 + " dport", kind: kindUint}
 			case l4 == "tcp" && off == 13 && n == 1:
-				return fwOperand{name: "tcp flags", kind: fwKindTCPFlags}
+				return operand{name: "tcp flags", kind: kindTCPFlags}
 			}
 		case "icmp", "icmpv6":
 			switch {
 			case off == 0 && n == 1:
-				return fwOperand{name: l4 + " type", kind: fwKindUint}
+				return operand{name: l4 + " type", kind: kindUint}
 			case off == 1 && n == 1:
-				return fwOperand{name: l4 + " code", kind: fwKindUint}
+				return operand{name: l4 + " code", kind: kindUint}
 			}
 		case "":
 			switch {
 			case off == 0 && n == 2:
-				return fwOperand{name: "th sport", kind: fwKindUint}
+				return operand{name: "th sport", kind: kindUint}
 			case off == 2 && n == 2:
-				return fwOperand{name: "th dport", kind: fwKindUint}
+				return operand{name: "th dport", kind: kindUint}
 			}
 		}
 	case expr.PayloadBaseLLHeader:
 		switch {
 		case off == 12 && n == 2:
-			return fwOperand{name: "ether type", kind: fwKindEtherType, dep: "l3"}
+			return operand{name: "ether type", kind: kindEtherType, dep: "l3"}
 		case off == 6 && n == 6:
-			return fwOperand{name: "ether saddr", kind: fwKindHex}
+			return operand{name: "ether saddr", kind: kindHex}
 		case off == 0 && n == 6:
-			return fwOperand{name: "ether daddr", kind: fwKindHex}
+			return operand{name: "ether daddr", kind: kindHex}
 		}
 	}
 	base := map[expr.PayloadBase]string{
@@ -181,21 +181,21 @@ func fwPayloadOperand(p *expr.Payload, l3, l4 string) fwOperand {
 	if base == "" {
 		base = fmt.Sprintf("base%d", p.Base)
 	}
-	return fwOperand{name: fmt.Sprintf("@%s,%d,%d", base, off*8, n*8), kind: fwKindHex}
+	return operand{name: fmt.Sprintf("@%s,%d,%d", base, off*8, n*8), kind: kindHex}
 }
 
-// fwPartial returns the prefix length of a load of n of an address's full
+// partial returns the prefix length of a load of n of an address's full
 // bytes, 0 when all of it is loaded.
-func fwPartial(n, full uint32) int {
+func partial(n, full uint32) int {
 	if n >= full {
 		return 0
 	}
 	return int(n) * 8
 }
 
-// fwImpliedBy says whether the field name makes the pending protocol
+// impliedBy says whether the field name makes the pending protocol
 // match redundant, as in nft's output.
-func fwImpliedBy(name, dep, l3, l4 string) bool {
+func impliedBy(name, dep, l3, l4 string) bool {
 	switch dep {
 	case "l3":
 		return l3 != "" && strings.HasPrefix(name, l3+" ")
@@ -205,9 +205,9 @@ func fwImpliedBy(name, dep, l3, l4 string) bool {
 	return false
 }
 
-func fwL3Context(kind fwKind, b []byte) string {
+func l3Context(kind valueKind, b []byte) string {
 	switch kind {
-	case fwKindNFProto:
+	case kindNFProto:
 		if len(b) == 1 {
 			switch b[0] {
 			case unix.NFPROTO_IPV4:
@@ -216,8 +216,8 @@ func fwL3Context(kind fwKind, b []byte) string {
 				return "ip6"
 			}
 		}
-	case fwKindEtherType:
-		switch fwBigUint(b) {
+	case kindEtherType:
+		switch bigUint(b) {
 		case 0x0800:
 			return "ip"
 		case 0x86dd:
@@ -227,7 +227,7 @@ func fwL3Context(kind fwKind, b []byte) string {
 	return ""
 }
 
-func fwL4Context(b []byte) string {
+func l4Context(b []byte) string {
 	if len(b) != 1 {
 		return ""
 	}
@@ -250,28 +250,28 @@ func fwL4Context(b []byte) string {
 	return ""
 }
 
-var fwProtoNames = map[byte]string{
+var protoNames = map[byte]string{
 	unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_IGMP: "igmp", unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp",
 	unix.IPPROTO_GRE: "gre", unix.IPPROTO_ESP: "esp", unix.IPPROTO_AH: "ah", unix.IPPROTO_ICMPV6: "ipv6-icmp",
 	unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_DCCP: "dccp", unix.IPPROTO_UDPLITE: "udplite",
 }
 
-// fwFormatOperandValue prints the value an immediate put in a register,
+// formatOperandValue prints the value an immediate put in a register,
 // or the register's name when something else filled it.
-func fwFormatOperandValue(op fwOperand, kind fwKind) string {
+func formatOperandValue(op operand, kind valueKind) string {
 	if op.raw == nil {
 		return op.name
 	}
-	return fwFormatValue(kind, op.raw, 0)
+	return formatValue(kind, op.raw, 0)
 }
 
-// fwFormatValue prints a value compared with a field of this kind. prefix,
+// formatValue prints a value compared with a field of this kind. prefix,
 // when not 0, is the number of leading bits of an address that count.
-func fwFormatValue(kind fwKind, b []byte, prefix int) string {
+func formatValue(kind valueKind, b []byte, prefix int) string {
 	switch kind {
-	case fwKindIPv4, fwKindIPv6:
+	case kindIPv4, kindIPv6:
 		size := 4
-		if kind == fwKindIPv6 {
+		if kind == kindIPv6 {
 			size = 16
 		}
 		if len(b) > size {
@@ -289,18 +289,18 @@ func fwFormatValue(kind fwKind, b []byte, prefix int) string {
 			return a.String() + "/" + strconv.Itoa(prefix)
 		}
 		return a.String()
-	case fwKindUint:
+	case kindUint:
 		if len(b) <= 8 {
-			return strconv.FormatUint(fwBigUint(b), 10)
+			return strconv.FormatUint(bigUint(b), 10)
 		}
-	case fwKindProto:
+	case kindProto:
 		if len(b) == 1 {
-			if n, ok := fwProtoNames[b[0]]; ok {
+			if n, ok := protoNames[b[0]]; ok {
 				return n
 			}
 			return strconv.Itoa(int(b[0]))
 		}
-	case fwKindNFProto:
+	case kindNFProto:
 		if len(b) == 1 {
 			switch b[0] {
 			case unix.NFPROTO_IPV4:
@@ -310,9 +310,9 @@ func fwFormatValue(kind fwKind, b []byte, prefix int) string {
 			}
 			return strconv.Itoa(int(b[0]))
 		}
-	case fwKindEtherType:
+	case kindEtherType:
 		if len(b) == 2 {
-			switch fwBigUint(b) {
+			switch bigUint(b) {
 			case 0x0800:
 				return "ip"
 			case 0x86dd:
@@ -322,38 +322,38 @@ func fwFormatValue(kind fwKind, b []byte, prefix int) string {
 			case 0x8100:
 				return "vlan"
 			}
-			return fmt.Sprintf("0x%04x", fwBigUint(b))
+			return fmt.Sprintf("0x%04x", bigUint(b))
 		}
-	case fwKindIfname:
+	case kindIfname:
 		return strconv.Quote(strings.TrimRight(string(b), "\x00"))
-	case fwKindHostUint, fwKindHostHex, fwKindCtState, fwKindAddrType:
-		v, ok := fwHostUint(b)
+	case kindHostUint, kindHostHex, kindCtState, kindAddrType:
+		v, ok := hostUint(b)
 		if !ok {
 			break
 		}
 		switch kind {
-		case fwKindHostUint:
+		case kindHostUint:
 			return strconv.FormatUint(v, 10)
-		case fwKindHostHex:
+		case kindHostHex:
 			return fmt.Sprintf("0x%08x", v)
-		case fwKindCtState:
-			return fwFlagNames(v, []string{"invalid", "established", "related", "new", "", "", "untracked"})
-		case fwKindAddrType:
+		case kindCtState:
+			return flagNames(v, []string{"invalid", "established", "related", "new", "", "", "untracked"})
+		case kindAddrType:
 			names := []string{"unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable", "prohibit"}
 			if v < uint64(len(names)) {
 				return names[v]
 			}
 			return strconv.FormatUint(v, 10)
 		}
-	case fwKindTCPFlags:
+	case kindTCPFlags:
 		if len(b) == 1 {
-			return fwFlagNames(uint64(b[0]), []string{"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"})
+			return flagNames(uint64(b[0]), []string{"fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"})
 		}
 	}
 	return "0x" + hex.EncodeToString(b)
 }
 
-func fwFlagNames(v uint64, names []string) string {
+func flagNames(v uint64, names []string) string {
 	if v == 0 {
 		return "0"
 	}
@@ -371,7 +371,7 @@ func fwFlagNames(v uint64, names []string) string {
 	return strings.Join(out, ",")
 }
 
-func fwBigUint(b []byte) uint64 {
+func bigUint(b []byte) uint64 {
 	var v uint64
 	for _, c := range b {
 		v = v<<8 | uint64(c)
@@ -379,7 +379,7 @@ func fwBigUint(b []byte) uint64 {
 	return v
 }
 
-func fwHostUint(b []byte) (uint64, bool) {
+func hostUint(b []byte) (uint64, bool) {
 	switch len(b) {
 	case 1:
 		return uint64(b[0]), true
@@ -393,7 +393,7 @@ func fwHostUint(b []byte) (uint64, bool) {
 	return 0, false
 }
 
-func fwAllZero(b []byte) bool {
+func allZero(b []byte) bool {
 	for _, c := range b {
 		if c != 0 {
 			return false
@@ -402,8 +402,8 @@ func fwAllZero(b []byte) bool {
 	return true
 }
 
-// fwPrefixLen says whether mask is a run of ones followed by zeros.
-func fwPrefixLen(mask []byte) (int, bool) {
+// prefixLen says whether mask is a run of ones followed by zeros.
+func prefixLen(mask []byte) (int, bool) {
 	n, zeros := 0, false
 	for _, c := range mask {
 		if zeros && c != 0 {
@@ -421,13 +421,13 @@ func fwPrefixLen(mask []byte) (int, bool) {
 	return n, true
 }
 
-// fwChainHeader describes a chain: "type filter hook input priority 0
+// chainHeader describes a chain: "type filter hook input priority 0
 // policy drop" for a base chain, "" for a regular one.
-func fwChainHeader(c *nftables.Chain) (header, hook, policy string) {
+func chainHeader(c *nftables.Chain) (header, hook, policy string) {
 	if c.Hooknum == nil {
 		return "", "", ""
 	}
-	hook = fwHookName(c.Table.Family, *c.Hooknum)
+	hook = hookName(c.Table.Family, *c.Hooknum)
 	var prio int32
 	if c.Priority != nil {
 		prio = int32(*c.Priority)
@@ -447,7 +447,7 @@ func fwChainHeader(c *nftables.Chain) (header, hook, policy string) {
 	return header, hook, policy
 }
 
-func fwHookName(f nftables.TableFamily, h nftables.ChainHook) string {
+func hookName(f nftables.TableFamily, h nftables.ChainHook) string {
 	if f == nftables.TableFamilyNetdev {
 		switch h {
 		case unix.NF_NETDEV_INGRESS:
@@ -473,7 +473,7 @@ func fwHookName(f nftables.TableFamily, h nftables.ChainHook) string {
 	return fmt.Sprintf("hook%d", h)
 }
 
-func fwFamilyName(f nftables.TableFamily) string {
+func familyName(f nftables.TableFamily) string {
 	switch f {
 	case nftables.TableFamilyINet:
 		return "inet"

@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"context"
@@ -12,15 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// FirewallName is the registered name of the firewall check.
-const FirewallName = "firewall"
+// Name is the registered name of the firewall check.
+const Name = "firewall"
 
 func init() {
-	Register(FirewallName, true, 5*time.Minute, 30*time.Second, DefaultFirewallConfig,
-		func(cfg FirewallConfig, env Env) (Check, error) { return NewFirewall(cfg, env), nil })
+	checks.Register(Name, true, 5*time.Minute, 30*time.Second, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env), nil })
 }
 
 // Finding codes of the firewall check.
@@ -29,8 +30,8 @@ const (
 	CodeFirewallChanged  = "fw.changed"
 )
 
-// FirewallConfig tunes the firewall check.
-type FirewallConfig struct {
+// Config tunes the firewall check.
+type Config struct {
 	// RequireEnabled says that the firewall must always be on: a firewall
 	// that is off is reported as fw.disabled with DisabledSeverity. When
 	// false, fw.disabled is still reported, as info, so that the state is
@@ -47,28 +48,28 @@ type FirewallConfig struct {
 	MaxListedRules int `json:"max_listed_rules"`
 }
 
-// DefaultFirewallConfig returns the defaults: the firewall must be on, and
+// DefaultConfig returns the defaults: the firewall must be on, and
 // a firewall that is off is critical.
-func DefaultFirewallConfig() FirewallConfig {
-	return FirewallConfig{RequireEnabled: true, DisabledSeverity: "crit", MaxListedRules: 100}
+func DefaultConfig() Config {
+	return Config{RequireEnabled: true, DisabledSeverity: "crit", MaxListedRules: 100}
 }
 
-func (c FirewallConfig) withDefaults() FirewallConfig {
+func (c Config) withDefaults() Config {
 	if c.DisabledSeverity != string(protocol.SeverityWarn) {
 		c.DisabledSeverity = string(protocol.SeverityCrit)
 	}
 	if c.MaxListedRules <= 0 {
-		c.MaxListedRules = DefaultFirewallConfig().MaxListedRules
+		c.MaxListedRules = DefaultConfig().MaxListedRules
 	}
 	return c
 }
 
-// fwMaxChangedTables bounds the fw.changed findings of one result; the
+// maxChangedTables bounds the fw.changed findings of one result; the
 // tables beyond it are summed up in one more finding.
-const fwMaxChangedTables = 20
+const maxChangedTables = 20
 
-// FirewallData is the data of a firewall result.
-type FirewallData struct {
+// Data is the data of a firewall result.
+type Data struct {
 	Enabled bool `json:"enabled"`
 	// Reasons says what made the firewall count as on, or why it is off.
 	Reasons []string `json:"reasons"`
@@ -76,11 +77,11 @@ type FirewallData struct {
 	// ip6tables-legacy, registry.
 	Sources []string `json:"sources"`
 	// Firewalld and UFW are absent when not installed.
-	Firewalld string            `json:"firewalld,omitempty"`
-	UFW       string            `json:"ufw,omitempty"`
-	Profiles  []FirewallProfile `json:"profiles,omitempty"`
-	Tables    []FirewallTable   `json:"tables"`
-	Ignored   []string          `json:"ignored_tables,omitempty"`
+	Firewalld string    `json:"firewalld,omitempty"`
+	UFW       string    `json:"ufw,omitempty"`
+	Profiles  []Profile `json:"profiles,omitempty"`
+	Tables    []Table   `json:"tables"`
+	Ignored   []string  `json:"ignored_tables,omitempty"`
 	// Fingerprint is the sha256 of the canonical ruleset text; Baseline is
 	// the fingerprint it was compared with, absent on the first run.
 	Fingerprint string `json:"fingerprint"`
@@ -96,15 +97,15 @@ type FirewallData struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-// FirewallTable summarises one table of the ruleset.
-type FirewallTable struct {
+// Table summarises one table of the ruleset.
+type Table struct {
 	Name   string `json:"name"`
 	Chains int    `json:"chains"`
 	Rules  int    `json:"rules"`
 }
 
-// FirewallProfile is the effective state of one Windows firewall profile.
-type FirewallProfile struct {
+// Profile is the effective state of one Windows firewall profile.
+type Profile struct {
 	Name    string `json:"name"`
 	Enabled bool   `json:"enabled"`
 	// Inbound is the default inbound action: "block" or "allow".
@@ -113,10 +114,10 @@ type FirewallProfile struct {
 	Policy bool `json:"group_policy"`
 }
 
-// fwChain is one chain of a ruleset in canonical form. Table names carry
+// chain is one chain of a ruleset in canonical form. Table names carry
 // the family ("inet filter") and, outside nftables, the backend ("legacy ip
 // filter", "windows local").
-type fwChain struct {
+type chain struct {
 	Table  string
 	Family string // ip, ip6, inet, arp, bridge, netdev; empty on Windows
 	Name   string
@@ -130,26 +131,26 @@ type fwChain struct {
 	FinalDrop bool
 }
 
-// fwGathered is what one gathering found.
-type fwGathered struct {
-	chains    []fwChain
+// gathered is what one gathering found.
+type gathered struct {
+	chains    []chain
 	sources   []string
 	firewalld string // "running", "not running", or empty when not installed
 	ufw       string // "active", "inactive", "enabled but its chains are missing", or empty
-	profiles  []FirewallProfile
+	profiles  []Profile
 	// errs are sources that failed while others answered.
 	errs []string
 }
 
-// fwSource gathers the ruleset and watches it on one OS.
-type fwSource interface {
-	gather(ctx context.Context) (fwGathered, error)
+// source gathers the ruleset and watches it on one OS.
+type source interface {
+	gather(ctx context.Context) (gathered, error)
 	watch(ctx context.Context, trigger func()) error
 }
 
-// fwSnapshot is the canonical ruleset: per table, its lines in order,
+// snapshot is the canonical ruleset: per table, its lines in order,
 // each "<table> <chain>: <text>".
-type fwSnapshot struct {
+type snapshot struct {
 	Fingerprint string              `json:"fingerprint"`
 	Tables      map[string][]string `json:"tables"`
 }
@@ -157,28 +158,28 @@ type fwSnapshot struct {
 // Firewall is the firewall check: is a firewall on, and did its ruleset
 // change since the last committed snapshot.
 type Firewall struct {
-	cfg    FirewallConfig
-	src    fwSource
-	state  *State
+	cfg    Config
+	src    source
+	state  *checks.State
 	logger *slog.Logger
 
 	mu       sync.Mutex
 	loaded   bool
-	baseline *fwSnapshot
-	pending  *fwSnapshot
+	baseline *snapshot
+	pending  *snapshot
 }
 
-// NewFirewall returns the firewall check for this OS.
-func NewFirewall(cfg FirewallConfig, env Env) *Firewall {
-	return newFirewall(cfg, fwNewSource(env.Log()), env)
+// New returns the firewall check for this OS.
+func New(cfg Config, env checks.Env) *Firewall {
+	return newCheck(cfg, newSource(env.Log()), env)
 }
 
-func newFirewall(cfg FirewallConfig, src fwSource, env Env) *Firewall {
+func newCheck(cfg Config, src source, env checks.Env) *Firewall {
 	return &Firewall{cfg: cfg.withDefaults(), src: src, state: env.State, logger: env.Log()}
 }
 
 // Name returns "firewall".
-func (f *Firewall) Name() string { return FirewallName }
+func (f *Firewall) Name() string { return Name }
 
 // Watch triggers a run on every change of the ruleset (an nftables netlink
 // event, a registry change notification).
@@ -186,38 +187,38 @@ func (f *Firewall) Watch(ctx context.Context, trigger func()) error {
 	return f.src.watch(ctx, trigger)
 }
 
-const fwStateKey = "snapshot"
+const stateKey = "snapshot"
 
 // Run gathers the ruleset, decides whether the firewall is on and compares
 // the ruleset with the committed baseline.
-func (f *Firewall) Run(ctx context.Context) Result {
+func (f *Firewall) Run(ctx context.Context) checks.Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pending = nil
 
 	g, err := f.src.gather(ctx)
 	if err != nil {
-		return Unknown("could not read the firewall: %v", err)
+		return checks.Unknown("could not read the firewall: %v", err)
 	}
-	chains, ignored := fwFilterTables(g.chains, f.cfg.IgnoreTables)
-	enabled, reasons := fwDecide(chains, g)
-	snap := fwSnapshotOf(chains)
+	chains, ignored := filterTables(g.chains, f.cfg.IgnoreTables)
+	enabled, reasons := decide(chains, g)
+	snap := snapshotOf(chains)
 
-	data := FirewallData{
+	data := Data{
 		Enabled:     enabled,
 		Reasons:     reasons,
 		Sources:     g.sources,
 		Firewalld:   g.firewalld,
 		UFW:         g.ufw,
 		Profiles:    g.profiles,
-		Tables:      fwTables(chains),
+		Tables:      tables(chains),
 		Ignored:     ignored,
 		Fingerprint: snap.Fingerprint,
 		Errors:      g.errs,
 	}
 	if !enabled && len(g.errs) > 0 {
 		// What could not be read may be what protects the guest.
-		return Result{
+		return checks.Result{
 			Status:  protocol.StatusUnknown,
 			Summary: protocol.Clip("no firewall found in what could be read, and could not read "+strings.Join(g.errs, "; "), protocol.MaxSummaryLen),
 			Data:    data,
@@ -238,11 +239,11 @@ func (f *Firewall) Run(ctx context.Context) Result {
 	if len(g.errs) == 0 {
 		if f.baseline != nil && f.baseline.Fingerprint != snap.Fingerprint {
 			data.Baseline = f.baseline.Fingerprint
-			d := fwDiff(*f.baseline, snap)
+			d := diff(*f.baseline, snap)
 			findings = append(findings, d.findings()...)
 			data.AddedCount, data.RemovedCount = len(d.added), len(d.removed)
-			data.Added = fwCap(d.added, f.cfg.MaxListedRules)
-			data.Removed = fwCap(d.removed, f.cfg.MaxListedRules)
+			data.Added = capLines(d.added, f.cfg.MaxListedRules)
+			data.Removed = capLines(d.removed, f.cfg.MaxListedRules)
 		} else if f.baseline != nil {
 			data.Baseline = f.baseline.Fingerprint
 		}
@@ -251,9 +252,9 @@ func (f *Firewall) Run(ctx context.Context) Result {
 		}
 	}
 
-	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
+	res := checks.Result{Status: checks.StatusOf(findings), Findings: findings, Data: data}
 	if len(findings) > 0 {
-		res.Summary = JoinMessages(findings)
+		res.Summary = checks.JoinMessages(findings)
 	} else {
 		res.Summary = "firewall is on: " + strings.Join(reasons, "; ")
 	}
@@ -275,8 +276,8 @@ func (f *Firewall) loadBaseline() {
 		return
 	}
 	f.loaded = true
-	var s fwSnapshot
-	ok, err := f.state.Load(fwStateKey, &s)
+	var s snapshot
+	ok, err := f.state.Load(stateKey, &s)
 	if err != nil {
 		f.logger.Warn("firewall_state_unreadable", "err", err)
 		return
@@ -293,20 +294,20 @@ func (f *Firewall) Commit() error {
 	if f.pending == nil {
 		return nil
 	}
-	if err := f.state.Save(fwStateKey, f.pending); err != nil {
+	if err := f.state.Save(stateKey, f.pending); err != nil {
 		return fmt.Errorf("firewall baseline: %w", err)
 	}
 	f.baseline, f.pending = f.pending, nil
 	return nil
 }
 
-// fwFilterTables leaves out the chains of ignored tables and returns the
+// filterTables leaves out the chains of ignored tables and returns the
 // names of the tables it left out.
-func fwFilterTables(chains []fwChain, ignore []string) ([]fwChain, []string) {
+func filterTables(chains []chain, ignore []string) ([]chain, []string) {
 	if len(ignore) == 0 {
 		return chains, nil
 	}
-	var kept []fwChain
+	var kept []chain
 	var ignored []string
 	for _, c := range chains {
 		last := c.Table[strings.LastIndexByte(c.Table, ' ')+1:]
@@ -322,11 +323,11 @@ func fwFilterTables(chains []fwChain, ignore []string) ([]fwChain, []string) {
 	return kept, ignored
 }
 
-// fwDecide says whether a firewall is on, and why (or why not). On Windows
+// decide says whether a firewall is on, and why (or why not). On Windows
 // every profile must be on and block inbound connections by default. On
 // Linux a base chain on the input hook must drop or reject by policy or by
 // its last rule, or firewalld must be running, or ufw active.
-func fwDecide(chains []fwChain, g fwGathered) (bool, []string) {
+func decide(chains []chain, g gathered) (bool, []string) {
 	if len(g.profiles) > 0 {
 		var off []string
 		for _, p := range g.profiles {
@@ -383,21 +384,21 @@ func fwDecide(chains []fwChain, g fwGathered) (bool, []string) {
 	return false, off
 }
 
-// fwSnapshotOf puts chains into canonical form: tables and the chains in
+// snapshotOf puts chains into canonical form: tables and the chains in
 // them sorted by name, rules in their order, which is part of what a
 // ruleset means. Volatile parts (handles, counter values) never get here.
-func fwSnapshotOf(chains []fwChain) fwSnapshot {
+func snapshotOf(chains []chain) snapshot {
 	sorted := slices.Clone(chains)
-	slices.SortStableFunc(sorted, func(a, b fwChain) int {
+	slices.SortStableFunc(sorted, func(a, b chain) int {
 		if c := strings.Compare(a.Table, b.Table); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	s := fwSnapshot{Tables: map[string][]string{}}
+	s := snapshot{Tables: map[string][]string{}}
 	for _, c := range sorted {
 		prefix := c.Table + " " + c.Name + ": "
-		lines := append(s.Tables[c.Table], prefix+"chain"+fwSpaced(c.Header))
+		lines := append(s.Tables[c.Table], prefix+"chain"+spaced(c.Header))
 		for _, r := range c.Rules {
 			lines = append(lines, prefix+r)
 		}
@@ -407,14 +408,14 @@ func fwSnapshotOf(chains []fwChain) fwSnapshot {
 	return s
 }
 
-func fwSpaced(s string) string {
+func spaced(s string) string {
 	if s == "" {
 		return ""
 	}
 	return " " + s
 }
 
-func (s fwSnapshot) fingerprint() string {
+func (s snapshot) fingerprint() string {
 	h := sha256.New()
 	for _, t := range slices.Sorted(maps.Keys(s.Tables)) {
 		for _, l := range s.Tables[t] {
@@ -425,25 +426,25 @@ func (s fwSnapshot) fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func fwTables(chains []fwChain) []FirewallTable {
-	var out []FirewallTable
+func tables(chains []chain) []Table {
+	var out []Table
 	idx := map[string]int{}
 	for _, c := range chains {
 		i, ok := idx[c.Table]
 		if !ok {
 			i = len(out)
 			idx[c.Table] = i
-			out = append(out, FirewallTable{Name: c.Table})
+			out = append(out, Table{Name: c.Table})
 		}
 		out[i].Chains++
 		out[i].Rules += len(c.Rules)
 	}
-	slices.SortFunc(out, func(a, b FirewallTable) int { return strings.Compare(a.Name, b.Name) })
-	return append([]FirewallTable{}, out...)
+	slices.SortFunc(out, func(a, b Table) int { return strings.Compare(a.Name, b.Name) })
+	return append([]Table{}, out...)
 }
 
-// fwTableDiff is how one table changed.
-type fwTableDiff struct {
+// tableDiff is how one table changed.
+type tableDiff struct {
 	table            string
 	added, removed   []string
 	reorderedOnly    bool
@@ -452,16 +453,16 @@ type fwTableDiff struct {
 	chainLinesChange int
 }
 
-type fwChanges struct {
-	tables         []fwTableDiff
+type changes struct {
+	tables         []tableDiff
 	added, removed []string
 }
 
-// fwDiff compares two snapshots line by line, as multisets per table, so
+// diff compares two snapshots line by line, as multisets per table, so
 // that a rule added at the top of a chain is one added rule, not a shifted
 // chain. A table whose lines only moved is reported as reordered.
-func fwDiff(old, cur fwSnapshot) fwChanges {
-	var ch fwChanges
+func diff(old, cur snapshot) changes {
+	var ch changes
 	names := slices.Sorted(maps.Keys(old.Tables))
 	for _, t := range slices.Sorted(maps.Keys(cur.Tables)) {
 		if _, ok := old.Tables[t]; !ok {
@@ -474,18 +475,18 @@ func fwDiff(old, cur fwSnapshot) fwChanges {
 		if slices.Equal(o, c) {
 			continue
 		}
-		d := fwTableDiff{table: t}
-		d.added, d.removed = fwMultisetDiff(o, c)
+		d := tableDiff{table: t}
+		d.added, d.removed = multisetDiff(o, c)
 		d.reorderedOnly = len(d.added) == 0 && len(d.removed) == 0
 		for _, l := range d.added {
-			if fwIsChainLine(l) {
+			if isChainLine(l) {
 				d.chainLinesChange++
 			} else {
 				d.rulesAdded++
 			}
 		}
 		for _, l := range d.removed {
-			if fwIsChainLine(l) {
+			if isChainLine(l) {
 				d.chainLinesChange++
 			} else {
 				d.rulesRemoved++
@@ -498,8 +499,8 @@ func fwDiff(old, cur fwSnapshot) fwChanges {
 	return ch
 }
 
-// fwIsChainLine tells a chain's header line from a rule line.
-func fwIsChainLine(l string) bool {
+// isChainLine tells a chain's header line from a rule line.
+func isChainLine(l string) bool {
 	i := strings.Index(l, ": ")
 	if i < 0 {
 		return false
@@ -508,9 +509,9 @@ func fwIsChainLine(l string) bool {
 	return rest == "chain" || strings.HasPrefix(rest, "chain ")
 }
 
-// fwMultisetDiff returns the lines of cur missing from old (added) and of
+// multisetDiff returns the lines of cur missing from old (added) and of
 // old missing from cur (removed), each in its original order.
-func fwMultisetDiff(old, cur []string) (added, removed []string) {
+func multisetDiff(old, cur []string) (added, removed []string) {
 	count := map[string]int{}
 	for _, l := range old {
 		count[l]++
@@ -531,10 +532,10 @@ func fwMultisetDiff(old, cur []string) (added, removed []string) {
 	return added, removed
 }
 
-func (ch fwChanges) findings() []protocol.Finding {
+func (ch changes) findings() []protocol.Finding {
 	var out []protocol.Finding
 	for i, d := range ch.tables {
-		if i == fwMaxChangedTables {
+		if i == maxChangedTables {
 			rest := ch.tables[i:]
 			a, r := 0, 0
 			for _, d := range rest {
@@ -559,33 +560,33 @@ func (ch fwChanges) findings() []protocol.Finding {
 	return out
 }
 
-func (d fwTableDiff) message() string {
+func (d tableDiff) message() string {
 	if d.reorderedOnly {
 		return "rules reordered in table " + d.table
 	}
 	var parts []string
 	switch {
 	case d.rulesAdded > 0 && d.rulesRemoved > 0:
-		parts = append(parts, fmt.Sprintf("%s added, %d removed", fwPlural(d.rulesAdded, "rule"), d.rulesRemoved))
+		parts = append(parts, fmt.Sprintf("%s added, %d removed", plural(d.rulesAdded, "rule"), d.rulesRemoved))
 	case d.rulesAdded > 0:
-		parts = append(parts, fwPlural(d.rulesAdded, "rule")+" added")
+		parts = append(parts, plural(d.rulesAdded, "rule")+" added")
 	case d.rulesRemoved > 0:
-		parts = append(parts, fwPlural(d.rulesRemoved, "rule")+" removed")
+		parts = append(parts, plural(d.rulesRemoved, "rule")+" removed")
 	}
 	if d.chainLinesChange > 0 {
-		parts = append(parts, fwPlural(d.chainLinesChange, "chain definition")+" added or removed")
+		parts = append(parts, plural(d.chainLinesChange, "chain definition")+" added or removed")
 	}
 	return strings.Join(parts, ", ") + " in table " + d.table
 }
 
-func fwPlural(n int, what string) string {
+func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
-func fwCap(lines []string, n int) []string {
+func capLines(lines []string, n int) []string {
 	if len(lines) <= n {
 		return lines
 	}

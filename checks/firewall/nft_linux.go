@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"encoding/hex"
@@ -20,30 +20,30 @@ import (
 // JSON, which is stable too. Handles and counter values are never printed,
 // so the text changes only when the ruleset does.
 
-// fwKind says how to print the value of a register.
-type fwKind int
+// valueKind says how to print the value of a register.
+type valueKind int
 
 const (
-	fwKindHex fwKind = iota
-	fwKindIPv4
-	fwKindIPv6
-	fwKindUint // big endian, as in packet headers
-	fwKindProto
-	fwKindNFProto
-	fwKindEtherType
-	fwKindIfname
-	fwKindHostUint // host byte order, as meta and ct keep it
-	fwKindHostHex
-	fwKindCtState
-	fwKindTCPFlags
-	fwKindAddrType
+	kindHex valueKind = iota
+	kindIPv4
+	kindIPv6
+	kindUint // big endian, as in packet headers
+	kindProto
+	kindNFProto
+	kindEtherType
+	kindIfname
+	kindHostUint // host byte order, as meta and ct keep it
+	kindHostHex
+	kindCtState
+	kindTCPFlags
+	kindAddrType
 )
 
-// fwOperand is what a register holds: the name of what was loaded into it
+// operand is what a register holds: the name of what was loaded into it
 // and how to print values compared with it.
-type fwOperand struct {
+type operand struct {
 	name   string
-	kind   fwKind
+	kind   valueKind
 	prefix int    // bits of an address compared, when fewer than all
 	mask   []byte // a bitwise mask applied to it, other than a prefix
 	xor    []byte
@@ -51,27 +51,27 @@ type fwOperand struct {
 	raw    []byte // the value of an immediate
 }
 
-// fwSetInfo is a set a rule looks up: anonymous sets are printed with their
+// setInfo is a set a rule looks up: anonymous sets are printed with their
 // elements, named ones by name (their elements are data, often dynamic).
-type fwSetInfo struct {
+type setInfo struct {
 	set   *nftables.Set
 	elems []nftables.SetElement
 }
 
-type fwRuleRenderer struct {
+type ruleRenderer struct {
 	family  nftables.TableFamily
-	sets    func(name string) (fwSetInfo, bool)
-	regs    map[uint32]fwOperand
+	sets    func(name string) (setInfo, bool)
+	regs    map[uint32]operand
 	l3, l4  string
 	out     []string
 	pending string // a protocol match that the next field may make redundant
 	pendDep string
 }
 
-// fwRenderRule returns the text of a rule and whether it drops or rejects
+// renderRule returns the text of a rule and whether it drops or rejects
 // every packet that reaches it.
-func fwRenderRule(family nftables.TableFamily, r *nftables.Rule, sets func(string) (fwSetInfo, bool)) (string, bool) {
-	rr := &fwRuleRenderer{family: family, sets: sets, regs: map[uint32]fwOperand{}}
+func renderRule(family nftables.TableFamily, r *nftables.Rule, sets func(string) (setInfo, bool)) (string, bool) {
+	rr := &ruleRenderer{family: family, sets: sets, regs: map[uint32]operand{}}
 	switch family {
 	case nftables.TableFamilyIPv4:
 		rr.l3 = "ip"
@@ -85,12 +85,12 @@ func fwRenderRule(family nftables.TableFamily, r *nftables.Rule, sets func(strin
 	if c, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && c != "" {
 		rr.out = append(rr.out, "comment "+strconv.Quote(c))
 	}
-	return strings.Join(rr.out, " "), fwUnconditionalDrop(r.Exprs)
+	return strings.Join(rr.out, " "), unconditionalDrop(r.Exprs)
 }
 
-// fwUnconditionalDrop is true for rules such as "counter drop" or "log
+// unconditionalDrop is true for rules such as "counter drop" or "log
 // reject": nothing but counting and logging before a drop or reject.
-func fwUnconditionalDrop(es []expr.Any) bool {
+func unconditionalDrop(es []expr.Any) bool {
 	if len(es) == 0 {
 		return false
 	}
@@ -110,30 +110,30 @@ func fwUnconditionalDrop(es []expr.Any) bool {
 	return false
 }
 
-func (rr *fwRuleRenderer) emit(s string) {
+func (rr *ruleRenderer) emit(s string) {
 	rr.flush()
 	rr.out = append(rr.out, s)
 }
 
-func (rr *fwRuleRenderer) flush() {
+func (rr *ruleRenderer) flush() {
 	if rr.pending != "" {
 		rr.out = append(rr.out, rr.pending)
 		rr.pending, rr.pendDep = "", ""
 	}
 }
 
-func (rr *fwRuleRenderer) reg(r uint32) fwOperand {
+func (rr *ruleRenderer) reg(r uint32) operand {
 	if op, ok := rr.regs[r]; ok {
 		return op
 	}
-	return fwOperand{name: fmt.Sprintf("reg%d", r)}
+	return operand{name: fmt.Sprintf("reg%d", r)}
 }
 
-func (rr *fwRuleRenderer) expr(e expr.Any) {
+func (rr *ruleRenderer) expr(e expr.Any) {
 	if p, ok := e.(*expr.Payload); ok && p.OperationType == expr.PayloadLoad {
-		op := fwPayloadOperand(p, rr.l3, rr.l4)
+		op := payloadOperand(p, rr.l3, rr.l4)
 		// "meta l4proto tcp" before "tcp dport" only makes the field valid.
-		if rr.pendDep != "" && fwImpliedBy(op.name, rr.pendDep, rr.l3, rr.l4) {
+		if rr.pendDep != "" && impliedBy(op.name, rr.pendDep, rr.l3, rr.l4) {
 			rr.pending, rr.pendDep = "", ""
 		}
 		rr.flush()
@@ -143,27 +143,27 @@ func (rr *fwRuleRenderer) expr(e expr.Any) {
 	rr.flush()
 	switch e := e.(type) {
 	case *expr.Meta:
-		op := fwMetaOperand(e.Key)
+		op := metaOperand(e.Key)
 		if e.SourceRegister {
-			rr.emit(op.name + " set " + fwFormatOperandValue(rr.reg(e.Register), op.kind))
+			rr.emit(op.name + " set " + formatOperandValue(rr.reg(e.Register), op.kind))
 			return
 		}
 		rr.regs[e.Register] = op
 	case *expr.Ct:
-		op := fwCtOperand(e.Key)
+		op := ctOperand(e.Key)
 		if e.SourceRegister {
-			rr.emit(op.name + " set " + fwFormatOperandValue(rr.reg(e.Register), op.kind))
+			rr.emit(op.name + " set " + formatOperandValue(rr.reg(e.Register), op.kind))
 			return
 		}
 		rr.regs[e.Register] = op
 	case *expr.Payload: // a write
-		rr.emit(fmt.Sprintf("%s set %s", fwPayloadOperand(e, rr.l3, rr.l4).name, rr.reg(e.SourceRegister).name))
+		rr.emit(fmt.Sprintf("%s set %s", payloadOperand(e, rr.l3, rr.l4).name, rr.reg(e.SourceRegister).name))
 	case *expr.Fib:
-		rr.regs[e.Register] = fwFibOperand(e)
+		rr.regs[e.Register] = fibOperand(e)
 	case *expr.Bitwise:
 		op := rr.reg(e.SourceRegister)
-		if (op.kind == fwKindIPv4 || op.kind == fwKindIPv6) && fwAllZero(e.Xor) {
-			if n, ok := fwPrefixLen(e.Mask); ok {
+		if (op.kind == kindIPv4 || op.kind == kindIPv6) && allZero(e.Xor) {
+			if n, ok := prefixLen(e.Mask); ok {
 				op.prefix = n
 				rr.regs[e.DestRegister] = op
 				return
@@ -179,19 +179,19 @@ func (rr *fwRuleRenderer) expr(e expr.Any) {
 		if e.Op == expr.CmpOpNeq {
 			neg = "!= "
 		}
-		rr.emit(fmt.Sprintf("%s %s%s-%s", op.name, neg, fwFormatValue(op.kind, e.FromData, 0), fwFormatValue(op.kind, e.ToData, 0)))
+		rr.emit(fmt.Sprintf("%s %s%s-%s", op.name, neg, formatValue(op.kind, e.FromData, 0), formatValue(op.kind, e.ToData, 0)))
 	case *expr.Lookup:
 		rr.lookup(e)
 	case *expr.Immediate:
-		rr.regs[e.Register] = fwOperand{name: "0x" + hex.EncodeToString(e.Data), raw: e.Data}
+		rr.regs[e.Register] = operand{name: "0x" + hex.EncodeToString(e.Data), raw: e.Data}
 	case *expr.Verdict:
-		rr.emit(fwVerdictText(e))
+		rr.emit(verdictText(e))
 	case *expr.Counter:
 		rr.emit("counter")
 	case *expr.Log:
-		rr.emit(fwLogText(e))
+		rr.emit(logText(e))
 	case *expr.Limit:
-		rr.emit(fwLimitText(e))
+		rr.emit(limitText(e))
 	case *expr.Quota:
 		over := ""
 		if e.Over {
@@ -199,17 +199,17 @@ func (rr *fwRuleRenderer) expr(e expr.Any) {
 		}
 		rr.emit(fmt.Sprintf("quota %s%d bytes", over, e.Bytes))
 	case *expr.Reject:
-		rr.emit(fwRejectText(e))
+		rr.emit(rejectText(e))
 	case *expr.Notrack:
 		rr.emit("notrack")
 	case *expr.Objref:
-		rr.emit(fmt.Sprintf("%s name %s", fwObjrefType(e.Type), strconv.Quote(e.Name)))
+		rr.emit(fmt.Sprintf("%s name %s", objrefType(e.Type), strconv.Quote(e.Name)))
 	case *expr.Masq:
-		rr.emit("masquerade" + fwNATFlags(e.Random, e.FullyRandom, e.Persistent))
+		rr.emit("masquerade" + natFlags(e.Random, e.FullyRandom, e.Persistent))
 	case *expr.Redir:
 		s := "redirect"
 		if e.RegisterProtoMin != 0 {
-			s += " to :" + fwFormatOperandValue(rr.reg(e.RegisterProtoMin), fwKindUint)
+			s += " to :" + formatOperandValue(rr.reg(e.RegisterProtoMin), kindUint)
 		}
 		rr.emit(s)
 	case *expr.NAT:
@@ -217,25 +217,25 @@ func (rr *fwRuleRenderer) expr(e expr.Any) {
 	case *expr.Dynset:
 		rr.emit(rr.dynsetText(e))
 	default:
-		rr.emit(fwGenericText(e))
+		rr.emit(genericText(e))
 	}
 }
 
-func (rr *fwRuleRenderer) cmp(e *expr.Cmp) {
+func (rr *ruleRenderer) cmp(e *expr.Cmp) {
 	op := rr.reg(e.Register)
 	if op.mask != nil {
-		rr.emit(fwMaskedMatch(op, e))
+		rr.emit(maskedMatch(op, e))
 		return
 	}
-	val := fwFormatValue(op.kind, e.Data, op.prefix)
-	text := op.name + " " + fwCmpOp(e.Op) + val
+	val := formatValue(op.kind, e.Data, op.prefix)
+	text := op.name + " " + cmpOp(e.Op) + val
 	if e.Op == expr.CmpOpEq && op.dep != "" {
 		// Remember the protocol: it names the fields loaded after it.
 		switch op.dep {
 		case "l3":
-			rr.l3 = fwL3Context(op.kind, e.Data)
+			rr.l3 = l3Context(op.kind, e.Data)
 		case "l4":
-			rr.l4 = fwL4Context(e.Data)
+			rr.l4 = l4Context(e.Data)
 		}
 		rr.flush()
 		rr.pending, rr.pendDep = text, op.dep
@@ -244,7 +244,7 @@ func (rr *fwRuleRenderer) cmp(e *expr.Cmp) {
 	rr.emit(text)
 }
 
-func fwCmpOp(op expr.CmpOp) string {
+func cmpOp(op expr.CmpOp) string {
 	switch op {
 	case expr.CmpOpEq:
 		return ""
@@ -262,25 +262,25 @@ func fwCmpOp(op expr.CmpOp) string {
 	return fmt.Sprintf("op%d ", op)
 }
 
-// fwMaskedMatch prints a comparison after a bitwise mask. "ct state
+// maskedMatch prints a comparison after a bitwise mask. "ct state
 // established,related" is nft's short form of (state & mask) != 0.
-func fwMaskedMatch(op fwOperand, e *expr.Cmp) string {
-	flags := op.kind == fwKindCtState || op.kind == fwKindTCPFlags
-	if flags && e.Op == expr.CmpOpNeq && fwAllZero(e.Data) && fwAllZero(op.xor) {
-		return op.name + " " + fwFormatValue(op.kind, op.mask, 0)
+func maskedMatch(op operand, e *expr.Cmp) string {
+	flags := op.kind == kindCtState || op.kind == kindTCPFlags
+	if flags && e.Op == expr.CmpOpNeq && allZero(e.Data) && allZero(op.xor) {
+		return op.name + " " + formatValue(op.kind, op.mask, 0)
 	}
-	s := op.name + " & " + fwFormatValue(op.kind, op.mask, 0)
-	if !fwAllZero(op.xor) {
-		s += " ^ " + fwFormatValue(fwKindHex, op.xor, 0)
+	s := op.name + " & " + formatValue(op.kind, op.mask, 0)
+	if !allZero(op.xor) {
+		s += " ^ " + formatValue(kindHex, op.xor, 0)
 	}
-	o := fwCmpOp(e.Op)
+	o := cmpOp(e.Op)
 	if o == "" {
 		o = "== "
 	}
-	return s + " " + o + fwFormatValue(op.kind, e.Data, 0)
+	return s + " " + o + formatValue(op.kind, e.Data, 0)
 }
 
-func (rr *fwRuleRenderer) lookup(e *expr.Lookup) {
+func (rr *ruleRenderer) lookup(e *expr.Lookup) {
 	op := rr.reg(e.SourceRegister)
 	neg := ""
 	if e.Invert {
@@ -292,44 +292,44 @@ func (rr *fwRuleRenderer) lookup(e *expr.Lookup) {
 	case vmap:
 		rr.emit(op.name + " vmap " + set)
 	case e.IsDestRegSet:
-		rr.regs[e.DestRegister] = fwOperand{name: op.name + " map " + set}
+		rr.regs[e.DestRegister] = operand{name: op.name + " map " + set}
 	default:
 		rr.emit(op.name + " " + neg + set)
 	}
 }
 
-func (rr *fwRuleRenderer) natText(e *expr.NAT) string {
+func (rr *ruleRenderer) natText(e *expr.NAT) string {
 	s := "snat"
 	if e.Type == expr.NATTypeDestNAT {
 		s = "dnat"
 	}
-	addrKind := fwKindHex
+	addrKind := kindHex
 	switch e.Family {
 	case unix.NFPROTO_IPV4:
-		addrKind, s = fwKindIPv4, s+" ip"
+		addrKind, s = kindIPv4, s+" ip"
 	case unix.NFPROTO_IPV6:
-		addrKind, s = fwKindIPv6, s+" ip6"
+		addrKind, s = kindIPv6, s+" ip6"
 	}
 	to := ""
 	if e.RegAddrMin != 0 {
-		to = fwFormatOperandValue(rr.reg(e.RegAddrMin), addrKind)
+		to = formatOperandValue(rr.reg(e.RegAddrMin), addrKind)
 		if e.RegAddrMax != 0 && e.RegAddrMax != e.RegAddrMin {
-			to += "-" + fwFormatOperandValue(rr.reg(e.RegAddrMax), addrKind)
+			to += "-" + formatOperandValue(rr.reg(e.RegAddrMax), addrKind)
 		}
 	}
 	if e.RegProtoMin != 0 {
-		to += ":" + fwFormatOperandValue(rr.reg(e.RegProtoMin), fwKindUint)
+		to += ":" + formatOperandValue(rr.reg(e.RegProtoMin), kindUint)
 		if e.RegProtoMax != 0 && e.RegProtoMax != e.RegProtoMin {
-			to += "-" + fwFormatOperandValue(rr.reg(e.RegProtoMax), fwKindUint)
+			to += "-" + formatOperandValue(rr.reg(e.RegProtoMax), kindUint)
 		}
 	}
 	if to != "" {
 		s += " to " + to
 	}
-	return s + fwNATFlags(e.Random, e.FullyRandom, e.Persistent)
+	return s + natFlags(e.Random, e.FullyRandom, e.Persistent)
 }
 
-func fwNATFlags(random, fully, persistent bool) string {
+func natFlags(random, fully, persistent bool) string {
 	var f []string
 	if random {
 		f = append(f, "random")
@@ -346,12 +346,12 @@ func fwNATFlags(random, fully, persistent bool) string {
 	return " " + strings.Join(f, ",")
 }
 
-func (rr *fwRuleRenderer) dynsetText(e *expr.Dynset) string {
+func (rr *ruleRenderer) dynsetText(e *expr.Dynset) string {
 	op := "add"
 	if e.Operation == unix.NFT_DYNSET_OP_UPDATE {
 		op = "update"
 	}
-	inner := &fwRuleRenderer{family: rr.family, sets: rr.sets, regs: rr.regs, l3: rr.l3, l4: rr.l4}
+	inner := &ruleRenderer{family: rr.family, sets: rr.sets, regs: rr.regs, l3: rr.l3, l4: rr.l4}
 	for _, x := range e.Exprs {
 		inner.expr(x)
 	}
@@ -366,10 +366,10 @@ func (rr *fwRuleRenderer) dynsetText(e *expr.Dynset) string {
 	return s + " }"
 }
 
-// fwGenericText prints an expression this file has no words for: its
+// genericText prints an expression this file has no words for: its
 // type and its fields in JSON, which are configuration (the expressions
 // with running values, counter and quota, have words above).
-func fwGenericText(e expr.Any) string {
+func genericText(e expr.Any) string {
 	name := strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -378,7 +378,7 @@ func fwGenericText(e expr.Any) string {
 	return name + " " + string(b)
 }
 
-func fwVerdictText(v *expr.Verdict) string {
+func verdictText(v *expr.Verdict) string {
 	switch v.Kind {
 	case expr.VerdictAccept:
 		return "accept"
@@ -402,9 +402,9 @@ func fwVerdictText(v *expr.Verdict) string {
 	return fmt.Sprintf("verdict %d", v.Kind)
 }
 
-var fwLogLevels = []string{"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit"}
+var logLevels = []string{"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug", "audit"}
 
-func fwLogText(e *expr.Log) string {
+func logText(e *expr.Log) string {
 	s := "log"
 	has := func(attr int) bool { return e.Key&(1<<attr) != 0 }
 	if has(unix.NFTA_LOG_PREFIX) || len(e.Data) > 0 {
@@ -420,8 +420,8 @@ func fwLogText(e *expr.Log) string {
 		s += fmt.Sprintf(" queue-threshold %d", e.QThreshold)
 	}
 	if has(unix.NFTA_LOG_LEVEL) {
-		if int(e.Level) < len(fwLogLevels) {
-			s += " level " + fwLogLevels[e.Level]
+		if int(e.Level) < len(logLevels) {
+			s += " level " + logLevels[e.Level]
 		} else {
 			s += fmt.Sprintf(" level %d", e.Level)
 		}
@@ -432,7 +432,7 @@ func fwLogText(e *expr.Log) string {
 	return s
 }
 
-func fwLimitText(e *expr.Limit) string {
+func limitText(e *expr.Limit) string {
 	over := ""
 	if e.Over {
 		over = "over "
@@ -451,7 +451,7 @@ func fwLimitText(e *expr.Limit) string {
 	return fmt.Sprintf("limit rate %s%d/%s burst %d %s", over, e.Rate, unit, e.Burst, what)
 }
 
-func fwRejectText(e *expr.Reject) string {
+func rejectText(e *expr.Reject) string {
 	switch e.Type {
 	case unix.NFT_REJECT_TCP_RST:
 		return "reject with tcp reset"
@@ -472,7 +472,7 @@ func fwRejectText(e *expr.Reject) string {
 	return fmt.Sprintf("reject type %d code %d", e.Type, e.Code)
 }
 
-func fwObjrefType(t int) string {
+func objrefType(t int) string {
 	switch t {
 	case unix.NFT_OBJECT_COUNTER:
 		return "counter"

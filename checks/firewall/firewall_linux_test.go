@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"crypto/rand"
@@ -13,14 +13,15 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 	"golang.org/x/sys/unix"
 )
 
-// fwTestNetns makes a network namespace for the test and returns its name
+// testNetns makes a network namespace for the test and returns its name
 // and an open fd for it. It skips the test without root, ip or nft.
-func fwTestNetns(t *testing.T) (string, int) {
+func testNetns(t *testing.T) (string, int) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a network namespace; run the tests as root (e.g. sudo go test ./checks/)")
@@ -57,8 +58,8 @@ func fwTestNetns(t *testing.T) (string, int) {
 	return name, int(f.Fd())
 }
 
-// fwNft runs nft in the namespace, never in the host's.
-func fwNft(t *testing.T, ns string, args ...string) {
+// runNft runs nft in the namespace, never in the host's.
+func runNft(t *testing.T, ns string, args ...string) {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
 	if err != nil {
@@ -66,17 +67,17 @@ func fwNft(t *testing.T, ns string, args ...string) {
 	}
 }
 
-// fwTestSource reads the namespace, with no /proc or /etc of its own so
+// testSource reads the namespace, with no /proc or /etc of its own so
 // that the host's legacy tables, firewalld and ufw stay out of it.
-func fwTestSource(t *testing.T, fd int) *fwLinux {
-	return &fwLinux{logger: fwTestLogger(t), netns: fd, root: t.TempDir()}
+func testSource(t *testing.T, fd int) *linuxSource {
+	return &linuxSource{logger: testLogger(t), netns: fd, root: t.TempDir()}
 }
 
 func TestIntegrationFirewallRendersRules(t *testing.T) {
-	ns, fd := fwTestNetns(t)
-	fwNft(t, ns, "-f", "testdata/firewall/ruleset.nft")
+	ns, fd := testNetns(t)
+	runNft(t, ns, "-f", "testdata/ruleset.nft")
 
-	g, err := fwTestSource(t, fd).gather(t.Context())
+	g, err := testSource(t, fd).gather(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestIntegrationFirewallRendersRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("chain "+tt.table+" "+tt.chain+" reads as nft writes it", func(t *testing.T) {
-			c := fwChainOf(t, g.chains, tt.table, tt.chain)
+			c := chainOf(t, g.chains, tt.table, tt.chain)
 			if c.Header != tt.header {
 				t.Errorf("header = %q, want %q", c.Header, tt.header)
 			}
@@ -147,26 +148,26 @@ func TestIntegrationFirewallRendersRules(t *testing.T) {
 			}
 		})
 	}
-	if in := fwChainOf(t, g.chains, "inet filter", "input"); in.Hook != "input" || in.Policy != "drop" {
+	if in := chainOf(t, g.chains, "inet filter", "input"); in.Hook != "input" || in.Policy != "drop" {
 		t.Errorf("input chain: hook %q policy %q, want input drop", in.Hook, in.Policy)
 	}
 
 	t.Run("reading it twice and reloading it give the same fingerprint", func(t *testing.T) {
-		again, err := fwTestSource(t, fd).gather(t.Context())
+		again, err := testSource(t, fd).gather(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		fwNft(t, ns, "flush", "ruleset")
-		fwNft(t, ns, "-f", "testdata/firewall/ruleset.nft")
-		reloaded, err := fwTestSource(t, fd).gather(t.Context())
+		runNft(t, ns, "flush", "ruleset")
+		runNft(t, ns, "-f", "testdata/ruleset.nft")
+		reloaded, err := testSource(t, fd).gather(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := fwSnapshotOf(g.chains).Fingerprint
-		if got := fwSnapshotOf(again.chains).Fingerprint; got != want {
+		want := snapshotOf(g.chains).Fingerprint
+		if got := snapshotOf(again.chains).Fingerprint; got != want {
 			t.Errorf("second read: fingerprint %s, want %s", got, want)
 		}
-		if got := fwSnapshotOf(reloaded.chains).Fingerprint; got != want {
+		if got := snapshotOf(reloaded.chains).Fingerprint; got != want {
 			t.Errorf("after reload: fingerprint %s, want %s", got, want)
 		}
 	})
@@ -184,11 +185,11 @@ func TestIntegrationFirewallDecision(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns, fd := fwTestNetns(t)
-			fwNft(t, ns, "-f", filepath.Join("testdata/firewall", tt.file))
-			fw := newFirewall(DefaultFirewallConfig(), fwTestSource(t, fd), Env{Logger: fwTestLogger(t)})
+			ns, fd := testNetns(t)
+			runNft(t, ns, "-f", filepath.Join("testdata", tt.file))
+			fw := newCheck(DefaultConfig(), testSource(t, fd), checks.Env{Logger: testLogger(t)})
 			res := fw.Run(t.Context())
-			if got := res.Data.(FirewallData).Enabled; got != tt.enabled {
+			if got := res.Data.(Data).Enabled; got != tt.enabled {
 				t.Errorf("enabled = %v, want %v (%s)", got, tt.enabled, res.Summary)
 			}
 		})
@@ -196,19 +197,19 @@ func TestIntegrationFirewallDecision(t *testing.T) {
 }
 
 func TestIntegrationFirewallLifecycle(t *testing.T) {
-	ns, fd := fwTestNetns(t)
-	src := fwTestSource(t, fd)
-	env := Env{Logger: fwTestLogger(t), State: NewState(t.TempDir(), FirewallName)}
+	ns, fd := testNetns(t)
+	src := testSource(t, fd)
+	env := checks.Env{Logger: testLogger(t), State: checks.NewState(t.TempDir(), Name)}
 
 	t.Run("an empty namespace has no firewall", func(t *testing.T) {
-		res := newFirewall(DefaultFirewallConfig(), src, Env{Logger: fwTestLogger(t)}).Run(t.Context())
-		if res.Status != protocol.StatusCrit || !fwHasCode(res, CodeFirewallDisabled) {
+		res := newCheck(DefaultConfig(), src, checks.Env{Logger: testLogger(t)}).Run(t.Context())
+		if res.Status != protocol.StatusCrit || !hasCode(res, CodeFirewallDisabled) {
 			t.Fatalf("got %s %q %v, want crit with fw.disabled", res.Status, res.Summary, res.Findings)
 		}
 	})
 
-	fwNft(t, ns, "-f", "testdata/firewall/policy-drop.nft")
-	fw := newFirewall(DefaultFirewallConfig(), src, env)
+	runNft(t, ns, "-f", "testdata/policy-drop.nft")
+	fw := newCheck(DefaultConfig(), src, env)
 	t.Run("a policy drop input chain is on and becomes the baseline", func(t *testing.T) {
 		res := fw.Run(t.Context())
 		if res.Status != protocol.StatusOK || len(res.Findings) != 0 {
@@ -219,13 +220,13 @@ func TestIntegrationFirewallLifecycle(t *testing.T) {
 		}
 	})
 
-	fwNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
+	runNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
 	t.Run("an added rule is fw.changed listing exactly that rule", func(t *testing.T) {
 		res := fw.Run(t.Context())
-		if res.Status != protocol.StatusWarn || !fwHasCode(res, CodeFirewallChanged) {
+		if res.Status != protocol.StatusWarn || !hasCode(res, CodeFirewallChanged) {
 			t.Fatalf("got %s %q %v, want warn with fw.changed", res.Status, res.Summary, res.Findings)
 		}
-		d := res.Data.(FirewallData)
+		d := res.Data.(Data)
 		want := []string{"inet filter input: tcp dport 2222 accept"}
 		if !slices.Equal(d.Added, want) || len(d.Removed) != 0 || d.AddedCount != 1 {
 			t.Errorf("added %q (%d), removed %q; want added %q only", d.Added, d.AddedCount, d.Removed, want)
@@ -239,7 +240,7 @@ func TestIntegrationFirewallLifecycle(t *testing.T) {
 	})
 
 	t.Run("a restarted check compares with the committed snapshot", func(t *testing.T) {
-		res := newFirewall(DefaultFirewallConfig(), src, env).Run(t.Context())
+		res := newCheck(DefaultConfig(), src, env).Run(t.Context())
 		if res.Status != protocol.StatusOK {
 			t.Fatalf("got %s %q %v, want ok", res.Status, res.Summary, res.Findings)
 		}
@@ -247,9 +248,9 @@ func TestIntegrationFirewallLifecycle(t *testing.T) {
 }
 
 func TestIntegrationFirewallWatch(t *testing.T) {
-	ns, fd := fwTestNetns(t)
-	fwNft(t, ns, "-f", "testdata/firewall/policy-drop.nft")
-	fw := newFirewall(DefaultFirewallConfig(), fwTestSource(t, fd), Env{Logger: fwTestLogger(t)})
+	ns, fd := testNetns(t)
+	runNft(t, ns, "-f", "testdata/policy-drop.nft")
+	fw := newCheck(DefaultConfig(), testSource(t, fd), checks.Env{Logger: testLogger(t)})
 
 	w := checktest.StartWatch(t, fw)
 
@@ -260,13 +261,13 @@ func TestIntegrationFirewallWatch(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the monitor never reported a change")
 		}
-		fwNft(t, ns, "add", "table", "ip", "probe")
-		fwNft(t, ns, "delete", "table", "ip", "probe")
+		runNft(t, ns, "add", "table", "ip", "probe")
+		runNft(t, ns, "delete", "table", "ip", "probe")
 		ready = w.Poll(t, 200*time.Millisecond)
 	}
 	w.Drain()
 
-	fwNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
+	runNft(t, ns, "add", "rule", "inet", "filter", "input", "tcp", "dport", "2222", "accept")
 	t.Logf("triggered %v after nft add rule returned", w.Await(t, "nft add rule", 2*time.Second))
 }
 
@@ -275,7 +276,7 @@ func TestIntegrationFirewallNoNamespaceAccess(t *testing.T) {
 		t.Skip("needs root; run the tests as root")
 	}
 	// A closed fd is not a namespace: gathering must say why, not panic.
-	_, err := (&fwLinux{logger: fwTestLogger(t), netns: 1 << 20, root: t.TempDir()}).gather(t.Context())
+	_, err := (&linuxSource{logger: testLogger(t), netns: 1 << 20, root: t.TempDir()}).gather(t.Context())
 	if err == nil {
 		t.Fatal("gather in a bad namespace fd: no error")
 	}
@@ -331,10 +332,10 @@ func TestFirewallRenderRule(t *testing.T) {
 			want:  `numgen {"Register":1,"Modulus":2,"Type":0,"Offset":0}`,
 		},
 	}
-	noSets := func(string) (fwSetInfo, bool) { return fwSetInfo{}, false }
+	noSets := func(string) (setInfo, bool) { return setInfo{}, false }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, drop := fwRenderRule(nftables.TableFamilyIPv4, &nftables.Rule{Exprs: tt.exprs, Handle: 42}, noSets)
+			got, drop := renderRule(nftables.TableFamilyIPv4, &nftables.Rule{Exprs: tt.exprs, Handle: 42}, noSets)
 			if got != tt.want || drop != tt.drop {
 				t.Errorf("got %q drop=%v, want %q drop=%v", got, drop, tt.want, tt.drop)
 			}
@@ -356,7 +357,7 @@ func TestFirewallUFWEnabled(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := fwUFWEnabled([]byte(tt.conf)); got != tt.want {
+			if got := ufwEnabled([]byte(tt.conf)); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -375,7 +376,7 @@ func TestFirewallLinuxFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := &fwLinux{logger: fwTestLogger(t), root: root}
+	s := &linuxSource{logger: testLogger(t), root: root}
 	if got := s.firewalld(); got != "" {
 		t.Errorf("firewalld not installed: got %q, want empty", got)
 	}
@@ -397,7 +398,7 @@ func TestFirewallLinuxFiles(t *testing.T) {
 	if got := s.ufw(nil); got != "enabled in ufw.conf but its chains are not loaded" {
 		t.Errorf("ufw enabled without chains: got %q", got)
 	}
-	if got := s.ufw([]fwChain{{Table: "legacy ip filter", Name: "ufw-user-input"}}); got != "active" {
+	if got := s.ufw([]chain{{Table: "legacy ip filter", Name: "ufw-user-input"}}); got != "active" {
 		t.Errorf("ufw with chains: got %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"maps"
@@ -9,37 +9,37 @@ import (
 
 // Registry locations of the Windows firewall, under HKLM.
 const (
-	fwWinLocalKey  = `SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy`
-	fwWinPolicyKey = `SOFTWARE\Policies\Microsoft\WindowsFirewall`
+	winLocalKey  = `SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy`
+	winPolicyKey = `SOFTWARE\Policies\Microsoft\WindowsFirewall`
 )
 
-// fwWinProfile names a profile and its subkeys: the local settings call the
+// winProfile names a profile and its subkeys: the local settings call the
 // private profile StandardProfile, Group Policy calls it PrivateProfile.
-type fwWinProfile struct {
+type winProfile struct {
 	name, localKey, policyKey string
 }
 
-var fwWinProfileKeys = []fwWinProfile{
+var winProfileKeys = []winProfile{
 	{"Domain", "DomainProfile", "DomainProfile"},
 	{"Private", "StandardProfile", "PrivateProfile"},
 	{"Public", "PublicProfile", "PublicProfile"},
 }
 
-// fwWinValues are the DWORD values of one profile key; nil when absent.
-type fwWinValues struct {
+// winValues are the DWORD values of one profile key; nil when absent.
+type winValues struct {
 	EnableFirewall       *uint32
 	DefaultInboundAction *uint32
 }
 
-// fwWinEffective returns the effective state of the profiles, in the
-// order of fwWinProfileKeys: a Group Policy value overrides the local one,
+// winEffective returns the effective state of the profiles, in the
+// order of winProfileKeys: a Group Policy value overrides the local one,
 // and an absent value means the Windows default (on, block inbound).
 // DefaultInboundAction is 1 for block and 0 for allow.
-func fwWinEffective(local, policy []fwWinValues) []FirewallProfile {
-	out := make([]FirewallProfile, len(fwWinProfileKeys))
-	for i, k := range fwWinProfileKeys {
-		p := FirewallProfile{Name: k.name, Enabled: true, Inbound: "block"}
-		var l, g fwWinValues
+func winEffective(local, policy []winValues) []Profile {
+	out := make([]Profile, len(winProfileKeys))
+	for i, k := range winProfileKeys {
+		p := Profile{Name: k.name, Enabled: true, Inbound: "block"}
+		var l, g winValues
 		if i < len(local) {
 			l = local[i]
 		}
@@ -64,22 +64,22 @@ func fwWinEffective(local, policy []fwWinValues) []FirewallProfile {
 	return out
 }
 
-// fwWinRule is one rule of a FirewallRules key in canonical form.
-type fwWinRule struct {
+// winRule is one rule of a FirewallRules key in canonical form.
+type winRule struct {
 	dir  string // "in", "out", or "other" for a value without Dir
 	text string
 }
 
-// fwParseWinRule parses a FirewallRules value such as
+// parseWinRule parses a FirewallRules value such as
 // "v2.30|Action=Allow|Active=TRUE|Dir=In|Protocol=6|LPort=3389|Name=...|"
 // into "<id>: allow active protocol=6 lport=3389 name=...". The version is
 // left out: Windows rewrites it on upgrade without changing the rule. The
 // other fields keep their values, sorted by key; repeated keys (LPort,
 // RA4) keep their order. A value that is not a rule is kept verbatim.
-func fwParseWinRule(id, value string) fwWinRule {
+func parseWinRule(id, value string) winRule {
 	fields := strings.Split(strings.TrimSuffix(value, "|"), "|")
 	if len(fields) < 2 || !strings.HasPrefix(fields[0], "v") {
-		return fwWinRule{dir: "other", text: id + ": unparsed " + strconv.Quote(value)}
+		return winRule{dir: "other", text: id + ": unparsed " + strconv.Quote(value)}
 	}
 	type kv struct{ k, v string }
 	var (
@@ -112,27 +112,27 @@ func fwParseWinRule(id, value string) fwWinRule {
 		parts = append(parts, active)
 	}
 	for _, f := range rest {
-		parts = append(parts, f.k+"="+fwWinQuote(f.v))
+		parts = append(parts, f.k+"="+winQuote(f.v))
 	}
-	return fwWinRule{dir: dir, text: strings.Join(parts, " ")}
+	return winRule{dir: dir, text: strings.Join(parts, " ")}
 }
 
-// fwWinQuote quotes values with spaces so that a line splits back into
+// winQuote quotes values with spaces so that a line splits back into
 // its fields unambiguously.
-func fwWinQuote(v string) string {
+func winQuote(v string) string {
 	if v == "" || strings.ContainsAny(v, " \"") {
 		return strconv.Quote(v)
 	}
 	return v
 }
 
-// fwWinChains turns the profiles and the rules of the local store and of
+// winChains turns the profiles and the rules of the local store and of
 // Group Policy (value name -> rule string) into chains: table "windows
 // profiles" with one chain per profile, tables "windows local" and
 // "windows policy" with one chain per direction, rules sorted by text since
 // the registry has no order.
-func fwWinChains(profiles []FirewallProfile, local, policy map[string]string) []fwChain {
-	var chains []fwChain
+func winChains(profiles []Profile, local, policy map[string]string) []chain {
+	var chains []chain
 	for _, p := range profiles {
 		state := "off"
 		if p.Enabled {
@@ -142,7 +142,7 @@ func fwWinChains(profiles []FirewallProfile, local, policy map[string]string) []
 		if p.Policy {
 			h += " group-policy"
 		}
-		chains = append(chains, fwChain{Table: "windows profiles", Name: p.Name, Header: h})
+		chains = append(chains, chain{Table: "windows profiles", Name: p.Name, Header: h})
 	}
 	for _, store := range []struct {
 		table string
@@ -150,13 +150,13 @@ func fwWinChains(profiles []FirewallProfile, local, policy map[string]string) []
 	}{{"windows local", local}, {"windows policy", policy}} {
 		byDir := map[string][]string{}
 		for id, v := range store.rules {
-			r := fwParseWinRule(id, v)
+			r := parseWinRule(id, v)
 			byDir[r.dir] = append(byDir[r.dir], r.text)
 		}
 		for _, dir := range slices.Sorted(maps.Keys(byDir)) {
 			rules := byDir[dir]
 			slices.Sort(rules)
-			chains = append(chains, fwChain{Table: store.table, Name: dir, Rules: rules})
+			chains = append(chains, chain{Table: store.table, Name: dir, Rules: rules})
 		}
 	}
 	return chains

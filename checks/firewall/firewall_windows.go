@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"context"
@@ -11,63 +11,63 @@ import (
 	winreg "golang.org/x/sys/windows/registry"
 )
 
-// fwWindows reads the Windows firewall's profiles and rules from the
+// windowsSource reads the Windows firewall's profiles and rules from the
 // registry: the local store under FirewallPolicy and the Group Policy store
 // under SOFTWARE\Policies, which wins where it sets a value.
-type fwWindows struct {
+type windowsSource struct {
 	logger *slog.Logger
 }
 
-func fwNewSource(logger *slog.Logger) fwSource { return &fwWindows{logger: logger} }
+func newSource(logger *slog.Logger) source { return &windowsSource{logger: logger} }
 
-func (s *fwWindows) gather(ctx context.Context) (fwGathered, error) {
-	root, err := winreg.OpenKey(winreg.LOCAL_MACHINE, fwWinLocalKey, winreg.QUERY_VALUE)
+func (s *windowsSource) gather(ctx context.Context) (gathered, error) {
+	root, err := winreg.OpenKey(winreg.LOCAL_MACHINE, winLocalKey, winreg.QUERY_VALUE)
 	if err != nil {
-		return fwGathered{}, fmt.Errorf(`open HKLM\%s: %w`, fwWinLocalKey, err)
+		return gathered{}, fmt.Errorf(`open HKLM\%s: %w`, winLocalKey, err)
 	}
 	root.Close()
 
-	local := make([]fwWinValues, len(fwWinProfileKeys))
-	policy := make([]fwWinValues, len(fwWinProfileKeys))
-	for i, p := range fwWinProfileKeys {
-		if local[i], err = fwWinReadValues(fwWinLocalKey + `\` + p.localKey); err != nil {
-			return fwGathered{}, err
+	local := make([]winValues, len(winProfileKeys))
+	policy := make([]winValues, len(winProfileKeys))
+	for i, p := range winProfileKeys {
+		if local[i], err = winReadValues(winLocalKey + `\` + p.localKey); err != nil {
+			return gathered{}, err
 		}
-		if policy[i], err = fwWinReadValues(fwWinPolicyKey + `\` + p.policyKey); err != nil {
-			return fwGathered{}, err
+		if policy[i], err = winReadValues(winPolicyKey + `\` + p.policyKey); err != nil {
+			return gathered{}, err
 		}
 	}
-	localRules, err := fwWinReadRules(fwWinLocalKey + `\FirewallRules`)
+	localRules, err := winReadRules(winLocalKey + `\FirewallRules`)
 	if err != nil {
-		return fwGathered{}, err
+		return gathered{}, err
 	}
-	policyRules, err := fwWinReadRules(fwWinPolicyKey + `\FirewallRules`)
+	policyRules, err := winReadRules(winPolicyKey + `\FirewallRules`)
 	if err != nil {
-		return fwGathered{}, err
+		return gathered{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fwGathered{}, err
+		return gathered{}, err
 	}
-	profiles := fwWinEffective(local, policy)
-	return fwGathered{
-		chains:   fwWinChains(profiles, localRules, policyRules),
+	profiles := winEffective(local, policy)
+	return gathered{
+		chains:   winChains(profiles, localRules, policyRules),
 		sources:  []string{"registry"},
 		profiles: profiles,
 	}, nil
 }
 
-// fwWinReadValues reads EnableFirewall and DefaultInboundAction of one
+// winReadValues reads EnableFirewall and DefaultInboundAction of one
 // profile key; a missing key or value is nil.
-func fwWinReadValues(path string) (fwWinValues, error) {
+func winReadValues(path string) (winValues, error) {
 	k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, path, winreg.QUERY_VALUE)
 	if errors.Is(err, winreg.ErrNotExist) {
-		return fwWinValues{}, nil
+		return winValues{}, nil
 	}
 	if err != nil {
-		return fwWinValues{}, fmt.Errorf(`open HKLM\%s: %w`, path, err)
+		return winValues{}, fmt.Errorf(`open HKLM\%s: %w`, path, err)
 	}
 	defer k.Close()
-	var v fwWinValues
+	var v winValues
 	for _, f := range []struct {
 		name string
 		dst  **uint32
@@ -77,7 +77,7 @@ func fwWinReadValues(path string) (fwWinValues, error) {
 			continue
 		}
 		if err != nil {
-			return fwWinValues{}, fmt.Errorf(`read HKLM\%s\%s: %w`, path, f.name, err)
+			return winValues{}, fmt.Errorf(`read HKLM\%s\%s: %w`, path, f.name, err)
 		}
 		x := uint32(n)
 		*f.dst = &x
@@ -85,9 +85,9 @@ func fwWinReadValues(path string) (fwWinValues, error) {
 	return v, nil
 }
 
-// fwWinReadRules reads every string value of a FirewallRules key; a
+// winReadRules reads every string value of a FirewallRules key; a
 // missing key has no rules.
-func fwWinReadRules(path string) (map[string]string, error) {
+func winReadRules(path string) (map[string]string, error) {
 	k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, path, winreg.QUERY_VALUE)
 	if errors.Is(err, winreg.ErrNotExist) {
 		return nil, nil
@@ -114,13 +114,13 @@ func fwWinReadRules(path string) (map[string]string, error) {
 // watch waits for registry change notifications on the local firewall key
 // and the Group Policy key (or, while Group Policy has no firewall key, on
 // its parent), whole subtrees, and triggers on each.
-func (s *fwWindows) watch(ctx context.Context, trigger func()) error {
+func (s *windowsSource) watch(ctx context.Context, trigger func()) error {
 	// An asynchronous notification ends with the thread that asked for it
 	// (before Windows 8), so this goroutine keeps its thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	paths := []string{fwWinLocalKey, fwWinPolicyKey}
+	paths := []string{winLocalKey, winPolicyKey}
 	var keys []winreg.Key
 	defer func() {
 		for _, k := range keys {
@@ -129,7 +129,7 @@ func (s *fwWindows) watch(ctx context.Context, trigger func()) error {
 	}()
 	for _, p := range paths {
 		k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, p, winreg.NOTIFY)
-		if errors.Is(err, winreg.ErrNotExist) && p == fwWinPolicyKey {
+		if errors.Is(err, winreg.ErrNotExist) && p == winPolicyKey {
 			k, err = winreg.OpenKey(winreg.LOCAL_MACHINE, `SOFTWARE\Policies\Microsoft`, winreg.NOTIFY)
 		}
 		if err != nil {

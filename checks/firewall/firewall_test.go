@@ -1,4 +1,4 @@
-package checks
+package firewall
 
 import (
 	"context"
@@ -13,23 +13,24 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/regfile"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func fwTestLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(fwTestWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type fwTestWriter struct{ t *testing.T }
+type testWriter struct{ t *testing.T }
 
-func (w fwTestWriter) Write(b []byte) (int, error) {
+func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
 
-func fwChainOf(t *testing.T, chains []fwChain, table, name string) fwChain {
+func chainOf(t *testing.T, chains []chain, table, name string) chain {
 	t.Helper()
 	for _, c := range chains {
 		if c.Table == table && c.Name == name {
@@ -37,87 +38,87 @@ func fwChainOf(t *testing.T, chains []fwChain, table, name string) fwChain {
 		}
 	}
 	t.Fatalf("no chain %s %s in %v", table, name, chains)
-	return fwChain{}
+	return chain{}
 }
 
-func fwHasCode(res Result, code string) bool {
+func hasCode(res checks.Result, code string) bool {
 	return slices.ContainsFunc(res.Findings, func(f protocol.Finding) bool { return f.Code == code })
 }
 
-// fwFakeSource serves programmable gatherings.
-type fwFakeSource struct {
+// fakeSource serves programmable gatherings.
+type fakeSource struct {
 	mu  sync.Mutex
-	g   fwGathered
+	g   gathered
 	err error
 }
 
-func (f *fwFakeSource) set(g fwGathered, err error) {
+func (f *fakeSource) set(g gathered, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.g, f.err = g, err
 }
 
-func (f *fwFakeSource) gather(context.Context) (fwGathered, error) {
+func (f *fakeSource) gather(context.Context) (gathered, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.g, f.err
 }
 
-func (f *fwFakeSource) watch(context.Context, func()) error { return errors.ErrUnsupported }
+func (f *fakeSource) watch(context.Context, func()) error { return errors.ErrUnsupported }
 
-func fwInputChain(policy string, rules ...string) fwChain {
-	return fwChain{
+func inputChain(policy string, rules ...string) chain {
+	return chain{
 		Table: "inet filter", Family: "inet", Name: "input", Hook: "input", Policy: policy,
 		Header: "type filter hook input priority 0 policy " + policy, Rules: rules,
 	}
 }
 
-func fwNftGathered(chains ...fwChain) fwGathered {
-	return fwGathered{chains: chains, sources: []string{"nftables"}}
+func nftGathered(chains ...chain) gathered {
+	return gathered{chains: chains, sources: []string{"nftables"}}
 }
 
 func TestFirewallDecide(t *testing.T) {
 	tests := []struct {
 		name    string
-		g       fwGathered
+		g       gathered
 		enabled bool
 		reason  string
 	}{
-		{"an empty ruleset is off", fwNftGathered(), false, "the ruleset is empty"},
-		{"an input chain with policy drop is on", fwNftGathered(fwInputChain("drop")), true, "inet filter input drops by policy"},
+		{"an empty ruleset is off", nftGathered(), false, "the ruleset is empty"},
+		{"an input chain with policy drop is on", nftGathered(inputChain("drop")), true, "inet filter input drops by policy"},
 		{
 			"an input chain ending in reject is on",
-			fwNftGathered(func() fwChain { c := fwInputChain("accept", "reject"); c.FinalDrop = true; return c }()),
+			nftGathered(func() chain { c := inputChain("accept", "reject"); c.FinalDrop = true; return c }()),
 			true, "inet filter input drops or rejects by its last rule",
 		},
-		{"an input chain accepting by policy is off", fwNftGathered(fwInputChain("accept", "tcp dport 22 drop")), false, "no input chain drops or rejects by policy or by its last rule"},
+		{"an input chain accepting by policy is off", nftGathered(inputChain("accept", "tcp dport 22 drop")), false, "no input chain drops or rejects by policy or by its last rule"},
 		{
 			"a bridge chain does not protect the guest",
-			fwNftGathered(fwChain{Table: "bridge filter", Family: "bridge", Name: "input", Hook: "input", Policy: "drop"}),
+			nftGathered(chain{Table: "bridge filter", Family: "bridge", Name: "input", Hook: "input", Policy: "drop"}),
 			false, "no input chain drops or rejects by policy or by its last rule",
 		},
-		{"a running firewalld is on", fwGathered{firewalld: "running"}, true, "firewalld is running"},
-		{"an active ufw is on", fwGathered{ufw: "active"}, true, "ufw is active"},
-		{"a stopped firewalld says so", fwGathered{firewalld: "not running"}, false, "firewalld is not running"},
+		{"a running firewalld is on", gathered{firewalld: "running"}, true, "firewalld is running"},
+		{"an active ufw is on", gathered{ufw: "active"}, true, "ufw is active"},
+		{"a stopped firewalld says so", gathered{firewalld: "not running"}, false, "firewalld is not running"},
 		{
 			"windows with every profile on and blocking is on",
-			fwGathered{profiles: []FirewallProfile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: true, Inbound: "block"}}},
+			gathered{profiles: []Profile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: true, Inbound: "block"}}},
 			true, "all profiles on, blocking inbound connections by default",
 		},
 		{
 			"windows with one profile off is off",
-			fwGathered{profiles: []FirewallProfile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: false, Inbound: "block", Policy: true}}},
+			gathered{profiles: []Profile{{Name: "Domain", Enabled: true, Inbound: "block"}, {Name: "Public", Enabled: false, Inbound: "block", Policy: true}}},
 			false, "Public profile is off (group policy)",
 		},
 		{
 			"windows allowing inbound by default is off",
-			fwGathered{profiles: []FirewallProfile{{Name: "Private", Enabled: true, Inbound: "allow"}}},
+			gathered{profiles: []Profile{{Name: "Private", Enabled: true, Inbound: "allow"}}},
 			false, "Private profile allows inbound connections by default",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enabled, reasons := fwDecide(tt.g.chains, tt.g)
+			enabled, reasons := decide(tt.g.chains, tt.g)
 			if enabled != tt.enabled || !slices.Contains(reasons, tt.reason) {
 				t.Errorf("got %v %q, want %v with %q", enabled, reasons, tt.enabled, tt.reason)
 			}
@@ -126,11 +127,11 @@ func TestFirewallDecide(t *testing.T) {
 }
 
 func TestFirewallRun(t *testing.T) {
-	src := &fwFakeSource{}
-	env := Env{Logger: fwTestLogger(t), State: NewState(t.TempDir(), FirewallName)}
-	fw := newFirewall(DefaultFirewallConfig(), src, env)
+	src := &fakeSource{}
+	env := checks.Env{Logger: testLogger(t), State: checks.NewState(t.TempDir(), Name)}
+	fw := newCheck(DefaultConfig(), src, env)
 
-	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 22 accept", "tcp dport 80 accept")), nil)
+	src.set(nftGathered(inputChain("drop", "tcp dport 22 accept", "tcp dport 80 accept")), nil)
 	t.Run("the first run reports no change and keeps the ruleset as baseline", func(t *testing.T) {
 		res := fw.Run(t.Context())
 		if res.Status != protocol.StatusOK || len(res.Findings) != 0 {
@@ -144,7 +145,7 @@ func TestFirewallRun(t *testing.T) {
 		}
 	})
 
-	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 443 accept", "tcp dport 22 accept", "tcp dport 8080 accept")), nil)
+	src.set(nftGathered(inputChain("drop", "tcp dport 443 accept", "tcp dport 22 accept", "tcp dport 8080 accept")), nil)
 	t.Run("a changed ruleset lists what was added and removed", func(t *testing.T) {
 		res := fw.Run(t.Context())
 		if res.Status != protocol.StatusWarn || len(res.Findings) != 1 {
@@ -154,7 +155,7 @@ func TestFirewallRun(t *testing.T) {
 		if f.Code != CodeFirewallChanged || f.Message != "2 rules added, 1 removed in table inet filter" || f.Source != "inet filter" {
 			t.Errorf("finding %+v", f)
 		}
-		d := res.Data.(FirewallData)
+		d := res.Data.(Data)
 		wantAdded := []string{"inet filter input: tcp dport 443 accept", "inet filter input: tcp dport 8080 accept"}
 		wantRemoved := []string{"inet filter input: tcp dport 80 accept"}
 		if !slices.Equal(d.Added, wantAdded) || !slices.Equal(d.Removed, wantRemoved) || d.AddedCount != 2 || d.RemovedCount != 1 {
@@ -167,7 +168,7 @@ func TestFirewallRun(t *testing.T) {
 
 	t.Run("an uncommitted change is reported again", func(t *testing.T) {
 		res := fw.Run(t.Context())
-		if !fwHasCode(res, CodeFirewallChanged) {
+		if !hasCode(res, CodeFirewallChanged) {
 			t.Fatalf("got %s %q", res.Status, res.Summary)
 		}
 		if err := fw.Commit(); err != nil {
@@ -178,7 +179,7 @@ func TestFirewallRun(t *testing.T) {
 		}
 	})
 
-	src.set(fwNftGathered(fwInputChain("drop", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
+	src.set(nftGathered(inputChain("drop", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
 	t.Run("rules that only moved are reported as reordered", func(t *testing.T) {
 		res := fw.Run(t.Context())
 		if len(res.Findings) != 1 || res.Findings[0].Message != "rules reordered in table inet filter" {
@@ -189,10 +190,10 @@ func TestFirewallRun(t *testing.T) {
 		}
 	})
 
-	src.set(fwNftGathered(fwInputChain("accept", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
+	src.set(nftGathered(inputChain("accept", "tcp dport 22 accept", "tcp dport 443 accept", "tcp dport 8080 accept")), nil)
 	t.Run("a policy turned to accept is fw.disabled and a changed chain", func(t *testing.T) {
 		res := fw.Run(t.Context())
-		if res.Status != protocol.StatusCrit || !fwHasCode(res, CodeFirewallDisabled) || !fwHasCode(res, CodeFirewallChanged) {
+		if res.Status != protocol.StatusCrit || !hasCode(res, CodeFirewallDisabled) || !hasCode(res, CodeFirewallChanged) {
 			t.Fatalf("got %s %v", res.Status, res.Findings)
 		}
 		if got, want := res.Findings[1].Message, "2 chain definitions added or removed in table inet filter"; got != want {
@@ -201,30 +202,30 @@ func TestFirewallRun(t *testing.T) {
 	})
 
 	t.Run("a restarted check loads the committed baseline", func(t *testing.T) {
-		res := newFirewall(DefaultFirewallConfig(), src, env).Run(t.Context())
-		if !fwHasCode(res, CodeFirewallChanged) {
+		res := newCheck(DefaultConfig(), src, env).Run(t.Context())
+		if !hasCode(res, CodeFirewallChanged) {
 			t.Errorf("got %s %v, want fw.changed against the saved baseline", res.Status, res.Findings)
 		}
 	})
 }
 
 func TestFirewallConfig(t *testing.T) {
-	off := fwNftGathered(fwInputChain("accept"))
+	off := nftGathered(inputChain("accept"))
 	tests := []struct {
 		name string
-		cfg  func(*FirewallConfig)
+		cfg  func(*Config)
 		sev  protocol.Severity
 	}{
-		{"by default a disabled firewall is critical", func(*FirewallConfig) {}, protocol.SeverityCrit},
-		{"disabled_severity warn makes it a warning", func(c *FirewallConfig) { c.DisabledSeverity = "warn" }, protocol.SeverityWarn},
-		{"an unknown disabled_severity stays critical", func(c *FirewallConfig) { c.DisabledSeverity = "loud" }, protocol.SeverityCrit},
-		{"require_enabled false reports it as info", func(c *FirewallConfig) { c.RequireEnabled = false }, protocol.SeverityInfo},
+		{"by default a disabled firewall is critical", func(*Config) {}, protocol.SeverityCrit},
+		{"disabled_severity warn makes it a warning", func(c *Config) { c.DisabledSeverity = "warn" }, protocol.SeverityWarn},
+		{"an unknown disabled_severity stays critical", func(c *Config) { c.DisabledSeverity = "loud" }, protocol.SeverityCrit},
+		{"require_enabled false reports it as info", func(c *Config) { c.RequireEnabled = false }, protocol.SeverityInfo},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultFirewallConfig()
+			cfg := DefaultConfig()
 			tt.cfg(&cfg)
-			res := newFirewall(cfg, &fwFakeSource{g: off}, Env{}).Run(t.Context())
+			res := newCheck(cfg, &fakeSource{g: off}, checks.Env{}).Run(t.Context())
 			if len(res.Findings) != 1 || res.Findings[0].Severity != tt.sev {
 				t.Fatalf("got %v, want one finding of severity %s", res.Findings, tt.sev)
 			}
@@ -232,39 +233,39 @@ func TestFirewallConfig(t *testing.T) {
 	}
 
 	t.Run("config keys decode from the agent's JSON", func(t *testing.T) {
-		cfg := DefaultFirewallConfig()
+		cfg := DefaultConfig()
 		err := json.Unmarshal([]byte(`{"require_enabled":false,"disabled_severity":"warn","ignore_tables":["ip nat","libvirt_network"],"max_listed_rules":5}`), &cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := FirewallConfig{DisabledSeverity: "warn", IgnoreTables: []string{"ip nat", "libvirt_network"}, MaxListedRules: 5}
+		want := Config{DisabledSeverity: "warn", IgnoreTables: []string{"ip nat", "libvirt_network"}, MaxListedRules: 5}
 		if fmt.Sprint(cfg) != fmt.Sprint(want) {
 			t.Errorf("got %+v, want %+v", cfg, want)
 		}
 	})
 
 	t.Run("ignored tables leave the decision and the fingerprint", func(t *testing.T) {
-		cfg := DefaultFirewallConfig()
+		cfg := DefaultConfig()
 		cfg.IgnoreTables = []string{"libvirt_network", "ip nat"}
-		g := fwNftGathered(
-			fwChain{Table: "ip libvirt_network", Family: "ip", Name: "guest_input", Hook: "input", Policy: "drop"},
-			fwChain{Table: "ip nat", Family: "ip", Name: "postrouting", Rules: []string{"masquerade"}},
+		g := nftGathered(
+			chain{Table: "ip libvirt_network", Family: "ip", Name: "guest_input", Hook: "input", Policy: "drop"},
+			chain{Table: "ip nat", Family: "ip", Name: "postrouting", Rules: []string{"masquerade"}},
 		)
-		res := newFirewall(cfg, &fwFakeSource{g: g}, Env{}).Run(t.Context())
-		d := res.Data.(FirewallData)
+		res := newCheck(cfg, &fakeSource{g: g}, checks.Env{}).Run(t.Context())
+		d := res.Data.(Data)
 		if d.Enabled || !slices.Equal(d.Ignored, []string{"ip libvirt_network", "ip nat"}) || len(d.Tables) != 0 {
 			t.Errorf("enabled %v ignored %q tables %v", d.Enabled, d.Ignored, d.Tables)
 		}
-		if d.Fingerprint != fwSnapshotOf(nil).Fingerprint {
+		if d.Fingerprint != snapshotOf(nil).Fingerprint {
 			t.Errorf("fingerprint %s, want the empty ruleset's", d.Fingerprint)
 		}
 	})
 
 	t.Run("added rules are listed up to max_listed_rules with full counts", func(t *testing.T) {
-		cfg := DefaultFirewallConfig()
+		cfg := DefaultConfig()
 		cfg.MaxListedRules = 3
-		src := &fwFakeSource{g: fwNftGathered(fwInputChain("drop"))}
-		fw := newFirewall(cfg, src, Env{})
+		src := &fakeSource{g: nftGathered(inputChain("drop"))}
+		fw := newCheck(cfg, src, checks.Env{})
 		fw.Run(t.Context())
 		if err := fw.Commit(); err != nil {
 			t.Fatal(err)
@@ -273,8 +274,8 @@ func TestFirewallConfig(t *testing.T) {
 		for i := range 10 {
 			rules = append(rules, "tcp dport "+strconv.Itoa(1000+i)+" accept")
 		}
-		src.set(fwNftGathered(fwInputChain("drop", rules...)), nil)
-		d := fw.Run(t.Context()).Data.(FirewallData)
+		src.set(nftGathered(inputChain("drop", rules...)), nil)
+		d := fw.Run(t.Context()).Data.(Data)
 		if len(d.Added) != 3 || d.AddedCount != 10 {
 			t.Errorf("listed %d of %d, want 3 of 10", len(d.Added), d.AddedCount)
 		}
@@ -283,24 +284,24 @@ func TestFirewallConfig(t *testing.T) {
 
 func TestFirewallUnknown(t *testing.T) {
 	t.Run("a source that cannot be read is unknown with the reason", func(t *testing.T) {
-		src := &fwFakeSource{err: errors.New("nftables: permission denied (needs root or CAP_NET_ADMIN)")}
-		res := newFirewall(DefaultFirewallConfig(), src, Env{}).Run(t.Context())
+		src := &fakeSource{err: errors.New("nftables: permission denied (needs root or CAP_NET_ADMIN)")}
+		res := newCheck(DefaultConfig(), src, checks.Env{}).Run(t.Context())
 		if res.Status != protocol.StatusUnknown || !strings.Contains(res.Summary, "permission denied") {
 			t.Errorf("got %s %q", res.Status, res.Summary)
 		}
 	})
 	t.Run("no firewall in a partial read is unknown, not disabled", func(t *testing.T) {
-		g := fwNftGathered()
+		g := nftGathered()
 		g.errs = []string{"legacy ip tables (filter): none of iptables-legacy-save, iptables-save is installed"}
-		res := newFirewall(DefaultFirewallConfig(), &fwFakeSource{g: g}, Env{}).Run(t.Context())
+		res := newCheck(DefaultConfig(), &fakeSource{g: g}, checks.Env{}).Run(t.Context())
 		if res.Status != protocol.StatusUnknown || len(res.Findings) != 0 {
 			t.Errorf("got %s %q %v", res.Status, res.Summary, res.Findings)
 		}
 	})
 	t.Run("a firewall found in a partial read is on, and not kept as baseline", func(t *testing.T) {
-		g := fwNftGathered(fwInputChain("drop"))
+		g := nftGathered(inputChain("drop"))
 		g.errs = []string{"legacy ip tables (filter): exit status 1"}
-		fw := newFirewall(DefaultFirewallConfig(), &fwFakeSource{g: g}, Env{})
+		fw := newCheck(DefaultConfig(), &fakeSource{g: g}, checks.Env{})
 		res := fw.Run(t.Context())
 		if res.Status != protocol.StatusOK || fw.pending != nil {
 			t.Errorf("got %s %q, pending %v", res.Status, res.Summary, fw.pending)
@@ -309,15 +310,15 @@ func TestFirewallUnknown(t *testing.T) {
 }
 
 func TestFirewallDiffManyTables(t *testing.T) {
-	var old, cur []fwChain
-	for i := range fwMaxChangedTables + 5 {
+	var old, cur []chain
+	for i := range maxChangedTables + 5 {
 		name := fmt.Sprintf("ip t%02d", i)
-		old = append(old, fwChain{Table: name, Name: "c", Rules: []string{"accept"}})
-		cur = append(cur, fwChain{Table: name, Name: "c", Rules: []string{"drop"}})
+		old = append(old, chain{Table: name, Name: "c", Rules: []string{"accept"}})
+		cur = append(cur, chain{Table: name, Name: "c", Rules: []string{"drop"}})
 	}
-	fs := fwDiff(fwSnapshotOf(old), fwSnapshotOf(cur)).findings()
-	if len(fs) != fwMaxChangedTables+1 {
-		t.Fatalf("%d findings, want %d", len(fs), fwMaxChangedTables+1)
+	fs := diff(snapshotOf(old), snapshotOf(cur)).findings()
+	if len(fs) != maxChangedTables+1 {
+		t.Fatalf("%d findings, want %d", len(fs), maxChangedTables+1)
 	}
 	if last := fs[len(fs)-1]; last.Count != 5 || last.Message != "5 more tables changed: 5 lines added, 5 removed" {
 		t.Errorf("last finding %+v", last)
@@ -326,15 +327,15 @@ func TestFirewallDiffManyTables(t *testing.T) {
 
 func TestFirewallParseIptablesSave(t *testing.T) {
 	t.Run("ufw's legacy ruleset with counters", func(t *testing.T) {
-		chains := fwReadIptables(t, "testdata/firewall/iptables-legacy-save.txt")
-		in := fwChainOf(t, chains, "legacy ip filter", "INPUT")
+		chains := readIptables(t, "testdata/iptables-legacy-save.txt")
+		in := chainOf(t, chains, "legacy ip filter", "INPUT")
 		if in.Hook != "input" || in.Policy != "drop" || in.Header != "policy DROP" {
 			t.Errorf("INPUT: %+v", in)
 		}
 		if want := []string{"-j ufw-before-input", "-j ufw-after-input"}; !slices.Equal(in.Rules, want) {
 			t.Errorf("INPUT rules %q, want %q", in.Rules, want)
 		}
-		user := fwChainOf(t, chains, "legacy ip filter", "ufw-user-input")
+		user := chainOf(t, chains, "legacy ip filter", "ufw-user-input")
 		want := []string{
 			`-p tcp -m tcp --dport 22 -m comment --comment "\'dapp_OpenSSH\'" -j ACCEPT`,
 			"-s 192.168.10.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT",
@@ -342,7 +343,7 @@ func TestFirewallParseIptablesSave(t *testing.T) {
 		if user.Hook != "" || user.Policy != "" || !slices.Equal(user.Rules, want) {
 			t.Errorf("ufw-user-input: %+v", user)
 		}
-		if nat := fwChainOf(t, chains, "legacy ip nat", "INPUT"); nat.Hook != "" {
+		if nat := chainOf(t, chains, "legacy ip nat", "INPUT"); nat.Hook != "" {
 			t.Errorf("nat INPUT counts as the input hook: %+v", nat)
 		}
 		if len(chains) != 10 {
@@ -350,67 +351,67 @@ func TestFirewallParseIptablesSave(t *testing.T) {
 		}
 	})
 	t.Run("an old CentOS ruleset ending in REJECT", func(t *testing.T) {
-		chains := fwReadIptables(t, "testdata/firewall/iptables-legacy-save-reject.txt")
-		in := fwChainOf(t, chains, "legacy ip filter", "INPUT")
+		chains := readIptables(t, "testdata/iptables-legacy-save-reject.txt")
+		in := chainOf(t, chains, "legacy ip filter", "INPUT")
 		if !in.FinalDrop || in.Policy != "accept" || len(in.Rules) != 5 {
 			t.Errorf("INPUT: %+v", in)
 		}
-		enabled, _ := fwDecide(chains, fwGathered{})
+		enabled, _ := decide(chains, gathered{})
 		if !enabled {
 			t.Error("not enabled")
 		}
 	})
 	t.Run("the nf_tables variant's output is refused", func(t *testing.T) {
-		b, err := os.ReadFile("testdata/firewall/iptables-nft-save.txt")
+		b, err := os.ReadFile("testdata/iptables-nft-save.txt")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fwParseIptablesSave(b, "ip"); !errors.Is(err, fwErrNotLegacy) {
+		if _, err := parseIptablesSave(b, "ip"); !errors.Is(err, errNotLegacy) {
 			t.Errorf("err = %v, want fwErrNotLegacy", err)
 		}
 	})
 	t.Run("counters do not change the fingerprint", func(t *testing.T) {
-		a, err := fwParseIptablesSave([]byte("*filter\n:INPUT DROP [1:2]\n[5:300] -A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
+		a, err := parseIptablesSave([]byte("*filter\n:INPUT DROP [1:2]\n[5:300] -A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := fwParseIptablesSave([]byte("*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
+		b, err := parseIptablesSave([]byte("*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"), "ip")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fwSnapshotOf(a).Fingerprint != fwSnapshotOf(b).Fingerprint {
+		if snapshotOf(a).Fingerprint != snapshotOf(b).Fingerprint {
 			t.Error("fingerprints differ")
 		}
 	})
 	for _, bad := range []string{"-A INPUT -j ACCEPT\n", "*filter\n-A NOPE -j ACCEPT\n", "*filter\n:INPUT\n"} {
 		t.Run(fmt.Sprintf("malformed input %q is an error", bad), func(t *testing.T) {
-			if _, err := fwParseIptablesSave([]byte(bad), "ip"); err == nil {
+			if _, err := parseIptablesSave([]byte(bad), "ip"); err == nil {
 				t.Error("no error")
 			}
 		})
 	}
 }
 
-func fwReadIptables(t *testing.T, path string) []fwChain {
+func readIptables(t *testing.T, path string) []chain {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chains, err := fwParseIptablesSave(b, "ip")
+	chains, err := parseIptablesSave(b, "ip")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return chains
 }
 
-// fwRegExport is a `reg export` file: key path -> value name -> value,
+// regExport is a `reg export` file: key path -> value name -> value,
 // as regfile reads it (DWORDs in decimal).
-type fwRegExport map[string]map[string]string
+type regExport map[string]map[string]string
 
-// fwReadRegExport reads a .reg file as reg export writes it: UTF-16LE with
+// readRegExport reads a .reg file as reg export writes it: UTF-16LE with
 // a byte order mark and CRLF line ends.
-func fwReadRegExport(t *testing.T, path string) fwRegExport {
+func readRegExport(t *testing.T, path string) regExport {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -423,7 +424,7 @@ func fwReadRegExport(t *testing.T, path string) fwRegExport {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	out := fwRegExport{}
+	out := regExport{}
 	var key string
 	for line := range strings.Lines(text) {
 		line = strings.TrimRight(line, "\r\n")
@@ -442,8 +443,8 @@ func fwReadRegExport(t *testing.T, path string) fwRegExport {
 	return out
 }
 
-// fwRegDWORD returns the named DWORD of vals, nil when absent.
-func fwRegDWORD(vals map[string]string, name string) *uint32 {
+// regDWORD returns the named DWORD of vals, nil when absent.
+func regDWORD(vals map[string]string, name string) *uint32 {
 	v, ok := vals[name]
 	if !ok {
 		return nil
@@ -456,19 +457,19 @@ func fwRegDWORD(vals map[string]string, name string) *uint32 {
 	return &u
 }
 
-func (r fwRegExport) values(base string, sub func(fwWinProfile) string) []fwWinValues {
-	var out []fwWinValues
-	for _, p := range fwWinProfileKeys {
-		var v fwWinValues
+func (r regExport) values(base string, sub func(winProfile) string) []winValues {
+	var out []winValues
+	for _, p := range winProfileKeys {
+		var v winValues
 		vals := r[`HKEY_LOCAL_MACHINE\`+base+`\`+sub(p)]
-		v.EnableFirewall = fwRegDWORD(vals, "EnableFirewall")
-		v.DefaultInboundAction = fwRegDWORD(vals, "DefaultInboundAction")
+		v.EnableFirewall = regDWORD(vals, "EnableFirewall")
+		v.DefaultInboundAction = regDWORD(vals, "DefaultInboundAction")
 		out = append(out, v)
 	}
 	return out
 }
 
-func (r fwRegExport) rules(key string) map[string]string {
+func (r regExport) rules(key string) map[string]string {
 	out := map[string]string{}
 	for name, v := range r[`HKEY_LOCAL_MACHINE\`+key+`\FirewallRules`] {
 		out[name] = v
@@ -477,14 +478,14 @@ func (r fwRegExport) rules(key string) map[string]string {
 }
 
 func TestFirewallWindowsRegistry(t *testing.T) {
-	local := fwReadRegExport(t, "testdata/firewall/windows-local.reg")
-	policy := fwReadRegExport(t, "testdata/firewall/windows-policy.reg")
-	localValues := local.values(fwWinLocalKey, func(p fwWinProfile) string { return p.localKey })
-	policyValues := policy.values(fwWinPolicyKey, func(p fwWinProfile) string { return p.policyKey })
+	local := readRegExport(t, "testdata/windows-local.reg")
+	policy := readRegExport(t, "testdata/windows-policy.reg")
+	localValues := local.values(winLocalKey, func(p winProfile) string { return p.localKey })
+	policyValues := policy.values(winPolicyKey, func(p winProfile) string { return p.policyKey })
 
 	t.Run("the local settings alone keep every profile on and blocking", func(t *testing.T) {
-		got := fwWinEffective(localValues, nil)
-		want := []FirewallProfile{
+		got := winEffective(localValues, nil)
+		want := []Profile{
 			{Name: "Domain", Enabled: true, Inbound: "block"},
 			{Name: "Private", Enabled: true, Inbound: "block"},
 			{Name: "Public", Enabled: true, Inbound: "block"},
@@ -492,14 +493,14 @@ func TestFirewallWindowsRegistry(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
-		if on, why := fwDecide(nil, fwGathered{profiles: got}); !on {
+		if on, why := decide(nil, gathered{profiles: got}); !on {
 			t.Errorf("off: %q", why)
 		}
 	})
 
 	t.Run("group policy turns Public off and lets Private allow inbound", func(t *testing.T) {
-		got := fwWinEffective(localValues, policyValues)
-		want := []FirewallProfile{
+		got := winEffective(localValues, policyValues)
+		want := []Profile{
 			{Name: "Domain", Enabled: true, Inbound: "block", Policy: true},
 			{Name: "Private", Enabled: true, Inbound: "allow", Policy: true},
 			{Name: "Public", Enabled: false, Inbound: "block", Policy: true},
@@ -507,7 +508,7 @@ func TestFirewallWindowsRegistry(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
-		on, why := fwDecide(nil, fwGathered{profiles: got})
+		on, why := decide(nil, gathered{profiles: got})
 		wantWhy := []string{
 			"Private profile allows inbound connections by default (group policy)",
 			"Public profile is off (group policy)",
@@ -518,7 +519,7 @@ func TestFirewallWindowsRegistry(t *testing.T) {
 	})
 
 	t.Run("rules read in canonical form", func(t *testing.T) {
-		rules := local.rules(fwWinLocalKey)
+		rules := local.rules(winLocalKey)
 		if len(rules) != 6 {
 			t.Fatalf("%d rules in the fixture, want 6", len(rules))
 		}
@@ -543,7 +544,7 @@ func TestFirewallWindowsRegistry(t *testing.T) {
 			},
 		}
 		for _, tt := range tests {
-			r := fwParseWinRule(tt.id, rules[tt.id])
+			r := parseWinRule(tt.id, rules[tt.id])
 			if r.dir != tt.dir || r.text != tt.text {
 				t.Errorf("%s:\n got %s %s\nwant %s %s", tt.id, r.dir, r.text, tt.dir, tt.text)
 			}
@@ -551,35 +552,35 @@ func TestFirewallWindowsRegistry(t *testing.T) {
 	})
 
 	t.Run("a rule's version does not change its text", func(t *testing.T) {
-		a := fwParseWinRule("x", "v2.10|Action=Allow|Dir=In|LPort=1|")
-		b := fwParseWinRule("x", "v2.33|Action=Allow|Dir=In|LPort=1|")
+		a := parseWinRule("x", "v2.10|Action=Allow|Dir=In|LPort=1|")
+		b := parseWinRule("x", "v2.33|Action=Allow|Dir=In|LPort=1|")
 		if a != b {
 			t.Errorf("%+v != %+v", a, b)
 		}
 	})
 
 	t.Run("a value that is not a rule is kept verbatim", func(t *testing.T) {
-		if r := fwParseWinRule("odd", "hello"); r.text != `odd: unparsed "hello"` || r.dir != "other" {
+		if r := parseWinRule("odd", "hello"); r.text != `odd: unparsed "hello"` || r.dir != "other" {
 			t.Errorf("got %+v", r)
 		}
 	})
 
 	t.Run("profiles and both stores make stable chains", func(t *testing.T) {
-		profiles := fwWinEffective(localValues, policyValues)
-		chains := fwWinChains(profiles, local.rules(fwWinLocalKey), policy.rules(fwWinPolicyKey))
-		snap := fwSnapshotOf(chains)
-		again := fwSnapshotOf(fwWinChains(profiles, local.rules(fwWinLocalKey), policy.rules(fwWinPolicyKey)))
+		profiles := winEffective(localValues, policyValues)
+		chains := winChains(profiles, local.rules(winLocalKey), policy.rules(winPolicyKey))
+		snap := snapshotOf(chains)
+		again := snapshotOf(winChains(profiles, local.rules(winLocalKey), policy.rules(winPolicyKey)))
 		if snap.Fingerprint != again.Fingerprint {
 			t.Error("two readings of the same registry differ")
 		}
-		if got := fwChainOf(t, chains, "windows profiles", "Public").Header; got != "firewall off inbound block group-policy" {
+		if got := chainOf(t, chains, "windows profiles", "Public").Header; got != "firewall off inbound block group-policy" {
 			t.Errorf("Public header %q", got)
 		}
-		in := fwChainOf(t, chains, "windows policy", "in")
+		in := chainOf(t, chains, "windows policy", "in")
 		if len(in.Rules) != 1 || !strings.HasPrefix(in.Rules[0], "{A3C2E1F0-7B6D-4E5C-9A8B-1D2E3F4A5B6C}: allow active lport=5985") {
 			t.Errorf("policy rules %q", in.Rules)
 		}
-		if got := len(fwChainOf(t, chains, "windows local", "in").Rules); got != 4 {
+		if got := len(chainOf(t, chains, "windows local", "in").Rules); got != 4 {
 			t.Errorf("%d local inbound rules, want 4", got)
 		}
 	})
