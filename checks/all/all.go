@@ -4,5 +4,6 @@ package all
 import (
 	_ "github.com/guestdiag/guestdiag/checks"
 	_ "github.com/guestdiag/guestdiag/checks/firewall"
+	_ "github.com/guestdiag/guestdiag/checks/logs"
 	_ "github.com/guestdiag/guestdiag/checks/network"
 )

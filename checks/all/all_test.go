@@ -9,6 +9,7 @@ import (
 	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/firewall"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
+	"github.com/guestdiag/guestdiag/checks/logs"
 	"github.com/guestdiag/guestdiag/checks/network"
 )
 
@@ -18,7 +19,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		interval time.Duration
 	}{
 		{firewall.Name, 5 * time.Minute},
-		{checks.LogsName, time.Minute},
+		{logs.Name, time.Minute},
 		{network.Name, time.Minute},
 		{checks.ProcessesName, 15 * time.Second},
 		{checks.ResourcesName, 30 * time.Second},

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"fmt"
@@ -13,20 +13,20 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// logsGroup is a set of identical entries: same source, unit, provider,
+// group is a set of identical entries: same source, unit, provider,
 // event id and normalized message.
-type logsGroup struct {
+type group struct {
 	key         string
-	entry       logsEntry // the latest
-	count       uint64    // not yet reported
+	entry       entry  // the latest
+	count       uint64 // not yet reported
 	first, last time.Time
 	reportedAt  time.Time // zero if never reported
 }
 
-func (g *logsGroup) finding(maxLen int) protocol.Finding {
-	code, sev := logsCode(g.entry.Priority)
+func (g *group) finding(maxLen int) protocol.Finding {
+	code, sev := codeOf(g.entry.Priority)
 	first, last := g.first.UTC(), g.last.UTC()
-	msg := logsOneLine(g.entry.Message)
+	msg := oneLine(g.entry.Message)
 	if msg == "" {
 		msg = "(empty message)"
 	}
@@ -34,31 +34,31 @@ func (g *logsGroup) finding(maxLen int) protocol.Finding {
 		Code:     code,
 		Severity: sev,
 		Message:  protocol.Clip(msg, maxLen),
-		Source:   logsLabel(g.entry.Source),
-		Provider: logsLabel(g.entry.Provider),
+		Source:   label(g.entry.Source),
+		Provider: label(g.entry.Provider),
 		EventID:  g.entry.EventID,
-		Unit:     logsLabel(g.entry.Unit),
+		Unit:     label(g.entry.Unit),
 		Count:    g.count,
 		First:    &first,
 		Last:     &last,
 	}
 }
 
-// logsCode maps a priority: emerg, alert and crit are critical; err is an
+// codeOf maps a priority: emerg, alert and crit are critical; err is an
 // error worth a warning; anything milder (only with min_priority above 3)
 // is an error code at info severity.
-func logsCode(pri int) (string, protocol.Severity) {
+func codeOf(pri int) (string, protocol.Severity) {
 	switch {
-	case pri <= logsPriCrit:
+	case pri <= priCrit:
 		return CodeLogCritical, protocol.SeverityCrit
-	case pri == logsPriErr:
+	case pri == priErr:
 		return CodeLogError, protocol.SeverityWarn
 	}
 	return CodeLogError, protocol.SeverityInfo
 }
 
-// logsLabel makes guest text a valid one-line finding label.
-func logsLabel(s string) string {
+// label makes guest text a valid one-line finding label.
+func label(s string) string {
 	if s == "" {
 		return ""
 	}
@@ -71,38 +71,38 @@ func logsLabel(s string) string {
 	return protocol.Clip(s, protocol.MaxSourceLen)
 }
 
-// logsOneLine trims a message and makes it valid UTF-8; a multi-line
+// oneLine trims a message and makes it valid UTF-8; a multi-line
 // message keeps its lines.
-func logsOneLine(s string) string {
+func oneLine(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	return strings.TrimSpace(s)
 }
 
-// logsSourceStats counts what one source read between two drains.
-type logsSourceStats struct {
+// sourceStats counts what one source read between two drains.
+type sourceStats struct {
 	kind, start               string
 	read, matched, suppressed uint64
 	err                       error
 	tokens                    float64 // rate cap bucket
 	refilled                  time.Time
-	groups                    map[string]*logsGroup
+	groups                    map[string]*group
 }
 
-// logsBatch is what one run drained.
-type logsBatch struct {
-	groups         []*logsGroup
-	sources        map[string]*logsSourceStats
-	positions      map[string]LogsPosition
-	entries        []LogsEntryData
+// batch is what one run drained.
+type batch struct {
+	groups         []*group
+	sources        map[string]*sourceStats
+	positions      map[string]Position
+	entries        []EntryData
 	entriesLeftOut uint64
 	maxEntries     int
 }
 
 // merge adds a newer batch to b, which was never committed.
-func (b *logsBatch) merge(n *logsBatch) *logsBatch {
-	byKey := map[string]*logsGroup{}
+func (b *batch) merge(n *batch) *batch {
+	byKey := map[string]*group{}
 	for _, g := range b.groups {
 		byKey[g.key] = g
 	}
@@ -141,33 +141,33 @@ func (b *logsBatch) merge(n *logsBatch) *logsBatch {
 	return b
 }
 
-// logsAggregator gathers the error entries of every source between runs,
+// aggregator gathers the error entries of every source between runs,
 // in bounded memory: at most MaxPerSource distinct entries per source, at
 // most MaxRate entries per second per source.
-type logsAggregator struct {
-	cfg LogsConfig
+type aggregator struct {
+	cfg Config
 
 	mu        sync.Mutex
 	trigger   func()
-	sources   map[string]*logsSourceStats
-	current   map[string]LogsPosition // where reading has got to
-	saved     map[string]LogsPosition // committed
-	recent    []LogsEntryData         // ring of the latest entries
+	sources   map[string]*sourceStats
+	current   map[string]Position // where reading has got to
+	saved     map[string]Position // committed
+	recent    []EntryData         // ring of the latest entries
 	recentAt  int
 	recentOut uint64
 }
 
-func newLogsAggregator(cfg LogsConfig) *logsAggregator {
-	return &logsAggregator{cfg: cfg, sources: map[string]*logsSourceStats{}, current: map[string]LogsPosition{}, saved: map[string]LogsPosition{}}
+func newAggregator(cfg Config) *aggregator {
+	return &aggregator{cfg: cfg, sources: map[string]*sourceStats{}, current: map[string]Position{}, saved: map[string]Position{}}
 }
 
-func (a *logsAggregator) setTrigger(f func()) {
+func (a *aggregator) setTrigger(f func()) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.trigger = f
 }
 
-func (a *logsAggregator) committed(p map[string]LogsPosition) {
+func (a *aggregator) committed(p map[string]Position) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range p {
@@ -177,7 +177,7 @@ func (a *logsAggregator) committed(p map[string]LogsPosition) {
 }
 
 // commit records ps as saved and returns every saved position.
-func (a *logsAggregator) commit(ps map[string]LogsPosition) map[string]LogsPosition {
+func (a *aggregator) commit(ps map[string]Position) map[string]Position {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, v := range ps {
@@ -186,36 +186,36 @@ func (a *logsAggregator) commit(ps map[string]LogsPosition) map[string]LogsPosit
 	return maps.Clone(a.saved)
 }
 
-func (a *logsAggregator) position(source string) (LogsPosition, bool) {
+func (a *aggregator) position(source string) (Position, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p, ok := a.current[source]
 	return p, ok
 }
 
-func (a *logsAggregator) stats(source string) *logsSourceStats {
+func (a *aggregator) stats(source string) *sourceStats {
 	s := a.sources[source]
 	if s == nil {
-		s = &logsSourceStats{tokens: float64(a.cfg.MaxRate), groups: map[string]*logsGroup{}}
+		s = &sourceStats{tokens: float64(a.cfg.MaxRate), groups: map[string]*group{}}
 		a.sources[source] = s
 	}
 	return s
 }
 
-func (a *logsAggregator) started(source, kind, how string) {
+func (a *aggregator) started(source, kind, how string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.stats(source)
 	s.kind, s.start, s.err = kind, how, nil
 }
 
-func (a *logsAggregator) failed(source string, err error) {
+func (a *aggregator) failed(source string, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.stats(source).err = err
 }
 
-func (a *logsAggregator) push(source string, pos LogsPosition, read uint64, entries []logsEntry) {
+func (a *aggregator) push(source string, pos Position, read uint64, entries []entry) {
 	now := time.Now()
 	a.mu.Lock()
 	s := a.stats(source)
@@ -229,7 +229,7 @@ func (a *logsAggregator) push(source string, pos LogsPosition, read uint64, entr
 			s.suppressed++
 			continue
 		}
-		key := logsKey(e)
+		key := groupKey(e)
 		g := s.groups[key]
 		if g == nil {
 			if len(s.groups) >= a.cfg.MaxPerSource {
@@ -239,7 +239,7 @@ func (a *logsAggregator) push(source string, pos LogsPosition, read uint64, entr
 				s.suppressed++
 				continue
 			}
-			g = &logsGroup{key: key, first: e.Time}
+			g = &group{key: key, first: e.Time}
 			s.groups[key] = g
 		}
 		if g.count == 0 {
@@ -266,7 +266,7 @@ func (a *logsAggregator) push(source string, pos LogsPosition, read uint64, entr
 }
 
 // take spends a token of the source's rate bucket.
-func (s *logsSourceStats) take(now time.Time, rate int) bool {
+func (s *sourceStats) take(now time.Time, rate int) bool {
 	if !s.refilled.IsZero() {
 		s.tokens = min(float64(rate), s.tokens+now.Sub(s.refilled).Seconds()*float64(rate))
 	}
@@ -280,7 +280,7 @@ func (s *logsSourceStats) take(now time.Time, rate int) bool {
 
 // evict forgets groups that have nothing to report and whose window is
 // over.
-func (s *logsSourceStats) evict(now time.Time, window time.Duration) {
+func (s *sourceStats) evict(now time.Time, window time.Duration) {
 	for k, g := range s.groups {
 		if g.count == 0 && now.Sub(g.reportedAt) >= window {
 			delete(s.groups, k)
@@ -288,9 +288,9 @@ func (s *logsSourceStats) evict(now time.Time, window time.Duration) {
 	}
 }
 
-func (a *logsAggregator) remember(e logsEntry) {
-	d := LogsEntryData{Time: e.Time.UTC(), Source: logsLabel(e.Source), Priority: e.Priority, Unit: logsLabel(e.Unit), PID: e.PID,
-		Provider: logsLabel(e.Provider), EventID: e.EventID, RecordID: e.RecordID, Message: protocol.Clip(logsOneLine(e.Message), 512)}
+func (a *aggregator) remember(e entry) {
+	d := EntryData{Time: e.Time.UTC(), Source: label(e.Source), Priority: e.Priority, Unit: label(e.Unit), PID: e.PID,
+		Provider: label(e.Provider), EventID: e.EventID, RecordID: e.RecordID, Message: protocol.Clip(oneLine(e.Message), 512)}
 	if len(a.recent) < a.cfg.MaxEntries {
 		a.recent = append(a.recent, d)
 		return
@@ -303,10 +303,10 @@ func (a *logsAggregator) remember(e logsEntry) {
 // drain takes everything reportable at now: groups seen for the first
 // time, and repeats whose window has passed. Repeats still inside their
 // window stay for a later run.
-func (a *logsAggregator) drain(now time.Time) *logsBatch {
+func (a *aggregator) drain(now time.Time) *batch {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	b := &logsBatch{sources: map[string]*logsSourceStats{}, positions: maps.Clone(a.current), maxEntries: a.cfg.MaxEntries}
+	b := &batch{sources: map[string]*sourceStats{}, positions: maps.Clone(a.current), maxEntries: a.cfg.MaxEntries}
 	window := a.cfg.AggregateWindow.Duration
 	for name, s := range a.sources {
 		for k, g := range s.groups {
@@ -319,10 +319,10 @@ func (a *logsAggregator) drain(now time.Time) *logsBatch {
 				delete(s.groups, k)
 			}
 		}
-		b.sources[name] = &logsSourceStats{kind: s.kind, start: s.start, read: s.read, matched: s.matched, suppressed: s.suppressed, err: s.err}
+		b.sources[name] = &sourceStats{kind: s.kind, start: s.start, read: s.read, matched: s.matched, suppressed: s.suppressed, err: s.err}
 		s.read, s.matched, s.suppressed, s.start = 0, 0, 0, ""
 	}
-	b.entries = make([]LogsEntryData, 0, a.cfg.MaxEntries)
+	b.entries = make([]EntryData, 0, a.cfg.MaxEntries)
 	b.entries = append(b.entries, a.recent[a.recentAt:]...)
 	b.entries = append(b.entries, a.recent[:a.recentAt]...)
 	b.entriesLeftOut = a.recentOut
@@ -330,16 +330,16 @@ func (a *logsAggregator) drain(now time.Time) *logsBatch {
 	return b
 }
 
-// logsKey identifies identical entries.
-func logsKey(e logsEntry) string {
-	return e.Source + "\x00" + e.Unit + "\x00" + e.Provider + "\x00" + fmt.Sprint(e.EventID) + "\x00" + logsNormalize(e.Message)
+// groupKey identifies identical entries.
+func groupKey(e entry) string {
+	return e.Source + "\x00" + e.Unit + "\x00" + e.Provider + "\x00" + fmt.Sprint(e.EventID) + "\x00" + normalize(e.Message)
 }
 
-// logsNormalize makes messages that differ only in numbers, hex values,
+// normalize makes messages that differ only in numbers, hex values,
 // ids or spacing equal: every run of digits, a 0x number or a long hex
 // word becomes "#", whitespace runs become one space, and at most 512
 // bytes are kept.
-func logsNormalize(m string) string {
+func normalize(m string) string {
 	var b strings.Builder
 	b.Grow(min(len(m), 512))
 	space := false
@@ -350,14 +350,14 @@ func logsNormalize(m string) string {
 			space = b.Len() > 0
 			i++
 			continue
-		case c == '0' && i+2 < len(m) && (m[i+1] == 'x' || m[i+1] == 'X') && logsIsHex(m[i+2]):
+		case c == '0' && i+2 < len(m) && (m[i+1] == 'x' || m[i+1] == 'X') && isHex(m[i+2]):
 			i += 2
-			for i < len(m) && logsIsHex(m[i]) {
+			for i < len(m) && isHex(m[i]) {
 				i++
 			}
 			c = '#'
-		case logsIsHex(c) && (i == 0 || !logsIsWord(m[i-1])) && logsHexRun(m, i) >= 8:
-			i += logsHexRun(m, i)
+		case isHex(c) && (i == 0 || !isWord(m[i-1])) && hexRun(m, i) >= 8:
+			i += hexRun(m, i)
 			c = '#'
 		case c >= '0' && c <= '9':
 			for i < len(m) && m[i] >= '0' && m[i] <= '9' {
@@ -376,30 +376,30 @@ func logsNormalize(m string) string {
 	return b.String()
 }
 
-func logsIsHex(c byte) bool {
+func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
-func logsIsWord(c byte) bool {
+func isWord(c byte) bool {
 	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
-// logsHexRun is the length of the hex word at m[i:] if it holds a digit
+// hexRun is the length of the hex word at m[i:] if it holds a digit
 // and ends at a word boundary, else 0.
-func logsHexRun(m string, i int) int {
+func hexRun(m string, i int) int {
 	j, digit := i, false
-	for j < len(m) && logsIsHex(m[j]) {
+	for j < len(m) && isHex(m[j]) {
 		digit = digit || m[j] <= '9'
 		j++
 	}
-	if !digit || j < len(m) && logsIsWord(m[j]) {
+	if !digit || j < len(m) && isWord(m[j]) {
 		return 0
 	}
 	return j - i
 }
 
-// logsFilter decides which entries are errors.
-type logsFilter struct {
+// entryFilter decides which entries are errors.
+type entryFilter struct {
 	minPri   int
 	keywords [][]byte  // lowercase
 	first    [256]bool // first bytes of keywords, both cases
@@ -408,16 +408,16 @@ type logsFilter struct {
 	ignoreRE *regexp.Regexp
 }
 
-func newLogsFilter(cfg LogsConfig) (*logsFilter, error) {
-	f := &logsFilter{minPri: cfg.MinPriority}
+func newFilter(cfg Config) (*entryFilter, error) {
+	f := &entryFilter{minPri: cfg.MinPriority}
 	var err error
-	if f.errorRE, err = logsCompile("error_patterns", cfg.ErrorPatterns); err != nil {
+	if f.errorRE, err = compile("error_patterns", cfg.ErrorPatterns); err != nil {
 		return nil, err
 	}
-	if f.critRE, err = logsCompile("critical_patterns", cfg.CriticalPatterns); err != nil {
+	if f.critRE, err = compile("critical_patterns", cfg.CriticalPatterns); err != nil {
 		return nil, err
 	}
-	if f.ignoreRE, err = logsCompile("ignore_patterns", cfg.IgnorePatterns); err != nil {
+	if f.ignoreRE, err = compile("ignore_patterns", cfg.IgnorePatterns); err != nil {
 		return nil, err
 	}
 	for _, k := range cfg.ErrorKeywords {
@@ -432,7 +432,7 @@ func newLogsFilter(cfg LogsConfig) (*logsFilter, error) {
 	return f, nil
 }
 
-func logsCompile(key string, patterns []string) (*regexp.Regexp, error) {
+func compile(key string, patterns []string) (*regexp.Regexp, error) {
 	if len(patterns) == 0 {
 		return nil, nil
 	}
@@ -446,7 +446,7 @@ func logsCompile(key string, patterns []string) (*regexp.Regexp, error) {
 
 // mayMatch is the cheap test every line without a priority goes through:
 // does it contain one of the keywords, in any case?
-func (f *logsFilter) mayMatch(line []byte) bool {
+func (f *entryFilter) mayMatch(line []byte) bool {
 	if len(f.keywords) == 0 {
 		return true
 	}
@@ -455,7 +455,7 @@ func (f *logsFilter) mayMatch(line []byte) bool {
 			continue
 		}
 		for _, k := range f.keywords {
-			if logsHasPrefixFold(line[i:], k) {
+			if hasPrefixFold(line[i:], k) {
 				return true
 			}
 		}
@@ -463,9 +463,9 @@ func (f *logsFilter) mayMatch(line []byte) bool {
 	return false
 }
 
-// logsHasPrefixFold reports whether s starts with the lowercase ASCII k,
+// hasPrefixFold reports whether s starts with the lowercase ASCII k,
 // ignoring case.
-func logsHasPrefixFold(s, k []byte) bool {
+func hasPrefixFold(s, k []byte) bool {
 	if len(s) < len(k) {
 		return false
 	}
@@ -478,16 +478,16 @@ func logsHasPrefixFold(s, k []byte) bool {
 }
 
 // classify returns the priority of an entry and whether it is reported.
-// pri is the source's priority, or logsPriUnknown: then the patterns
+// pri is the source's priority, or priUnknown: then the patterns
 // decide, and a match is err, or crit if a critical pattern matches too.
-func (f *logsFilter) classify(pri int, msg []byte) (int, bool) {
-	if pri == logsPriUnknown {
+func (f *entryFilter) classify(pri int, msg []byte) (int, bool) {
+	if pri == priUnknown {
 		if f.errorRE == nil || !f.errorRE.Match(msg) {
 			return 0, false
 		}
-		pri = logsPriErr
+		pri = priErr
 		if f.critRE != nil && f.critRE.Match(msg) {
-			pri = logsPriCrit
+			pri = priCrit
 		}
 	}
 	if pri > f.minPri {

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -22,21 +23,21 @@ func TestLogsNormalize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if a, b := logsNormalize(tt.a), logsNormalize(tt.b); a != b {
+			if a, b := normalize(tt.a), normalize(tt.b); a != b {
 				t.Errorf("%q and %q normalize to %q and %q", tt.a, tt.b, a, b)
 			}
 		})
 	}
-	if a, b := logsNormalize("disk vda failed"), logsNormalize("disk vdb failed"); a == b {
+	if a, b := normalize("disk vda failed"), normalize("disk vdb failed"); a == b {
 		t.Errorf("different devices normalize alike: %q", a)
 	}
-	if got := logsNormalize("deadbeef is a word but cafe1234 is hex"); got != "deadbeef is a word but # is hex" {
+	if got := normalize("deadbeef is a word but cafe1234 is hex"); got != "deadbeef is a word but # is hex" {
 		t.Errorf("got %q", got)
 	}
 }
 
 func TestLogsFilter(t *testing.T) {
-	f, err := newLogsFilter(DefaultLogsConfig())
+	f, err := newFilter(DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,20 +48,20 @@ func TestLogsFilter(t *testing.T) {
 		wantPri int
 		want    bool
 	}{
-		{"an ordinary line is no error", logsPriUnknown, "Started Session 42 of user root.", 0, false},
-		{"a line with error is an error", logsPriUnknown, "EXT4-fs error (device vda1): bad block", logsPriErr, true},
-		{"keywords match in any case", logsPriUnknown, "Payment FAILED for order", logsPriErr, true},
-		{"a word only containing a keyword is no error", logsPriUnknown, "interrupt terrier deferred", 0, false},
-		{"a kernel panic is critical", logsPriUnknown, "Kernel panic - not syncing: Fatal exception", logsPriCrit, true},
-		{"no errors is no error", logsPriUnknown, "check finished with no errors", logsPriErr, false},
-		{"a known priority err is an error whatever the words", logsPriErr, "something odd", logsPriErr, true},
-		{"a known priority warning is not", logsPriWarning, "an error of sorts", logsPriWarning, false},
-		{"out of memory is an error", logsPriUnknown, "Out of memory: Killed process 1234 (java)", logsPriErr, true},
+		{"an ordinary line is no error", priUnknown, "Started Session 42 of user root.", 0, false},
+		{"a line with error is an error", priUnknown, "EXT4-fs error (device vda1): bad block", priErr, true},
+		{"keywords match in any case", priUnknown, "Payment FAILED for order", priErr, true},
+		{"a word only containing a keyword is no error", priUnknown, "interrupt terrier deferred", 0, false},
+		{"a kernel panic is critical", priUnknown, "Kernel panic - not syncing: Fatal exception", priCrit, true},
+		{"no errors is no error", priUnknown, "check finished with no errors", priErr, false},
+		{"a known priority err is an error whatever the words", priErr, "something odd", priErr, true},
+		{"a known priority warning is not", priWarning, "an error of sorts", priWarning, false},
+		{"out of memory is an error", priUnknown, "Out of memory: Killed process 1234 (java)", priErr, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pri, ok := logsPriUnknown, false
-			if tt.pri != logsPriUnknown || f.mayMatch([]byte(tt.msg)) {
+			pri, ok := priUnknown, false
+			if tt.pri != priUnknown || f.mayMatch([]byte(tt.msg)) {
 				pri, ok = f.classify(tt.pri, []byte(tt.msg))
 			}
 			if ok != tt.want || ok && pri != tt.wantPri {
@@ -71,21 +72,21 @@ func TestLogsFilter(t *testing.T) {
 }
 
 func TestLogsConfigRejectsBadValues(t *testing.T) {
-	for _, mod := range []func(*LogsConfig){
-		func(c *LogsConfig) { c.Journal = "yes" },
-		func(c *LogsConfig) { c.MinPriority = 9 },
-		func(c *LogsConfig) { c.ErrorPatterns = []string{"("} },
+	for _, mod := range []func(*Config){
+		func(c *Config) { c.Journal = "yes" },
+		func(c *Config) { c.MinPriority = 9 },
+		func(c *Config) { c.ErrorPatterns = []string{"("} },
 	} {
-		c := DefaultLogsConfig()
+		c := DefaultConfig()
 		mod(&c)
-		if _, err := NewLogs(c, Env{}); err == nil {
+		if _, err := New(c, checks.Env{}); err == nil {
 			t.Errorf("config %+v accepted", c)
 		}
 	}
 }
 
-func testLogsEntry(src, unit, msg string, pri int, at time.Time) logsEntry {
-	return logsEntry{Source: src, Unit: unit, Message: msg, Priority: pri, Time: at}
+func testEntry(src, unit, msg string, pri int, at time.Time) entry {
+	return entry{Source: src, Unit: unit, Message: msg, Priority: pri, Time: at}
 }
 
 // TestLogsAggregatorWindow shows how repeats are held back: a new entry
@@ -93,17 +94,17 @@ func testLogsEntry(src, unit, msg string, pri int, at time.Time) logsEntry {
 // as one finding with their count once the window is over.
 func TestLogsAggregatorWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := DefaultLogsConfig()
-		cfg.AggregateWindow = D(time.Minute)
+		cfg := DefaultConfig()
+		cfg.AggregateWindow = checks.D(time.Minute)
 		cfg, _ = cfg.withDefaults()
-		a := newLogsAggregator(cfg)
+		a := newAggregator(cfg)
 		var triggers atomic.Int32
 		a.setTrigger(func() { triggers.Add(1) })
 
 		t0 := time.Now()
-		a.push("journald", LogsPosition{Cursor: "c1"}, 10, []logsEntry{
-			testLogsEntry("journald", "nginx.service", "upstream 10.0.0.1:8080 failed", logsPriErr, t0),
-			testLogsEntry("journald", "nginx.service", "upstream 10.0.0.2:8080 failed", logsPriErr, t0),
+		a.push("journald", Position{Cursor: "c1"}, 10, []entry{
+			testEntry("journald", "nginx.service", "upstream 10.0.0.1:8080 failed", priErr, t0),
+			testEntry("journald", "nginx.service", "upstream 10.0.0.2:8080 failed", priErr, t0),
 		})
 		if n := triggers.Load(); n != 1 {
 			t.Fatalf("triggers = %d, want 1", n)
@@ -117,7 +118,7 @@ func TestLogsAggregatorWindow(t *testing.T) {
 		}
 
 		time.Sleep(10 * time.Second)
-		a.push("journald", LogsPosition{Cursor: "c2"}, 1, []logsEntry{testLogsEntry("journald", "nginx.service", "upstream 10.0.0.3:8080 failed", logsPriErr, time.Now())})
+		a.push("journald", Position{Cursor: "c2"}, 1, []entry{testEntry("journald", "nginx.service", "upstream 10.0.0.3:8080 failed", priErr, time.Now())})
 		if n := triggers.Load(); n != 1 {
 			t.Errorf("a repeat within the window triggered: %d", n)
 		}
@@ -130,7 +131,7 @@ func TestLogsAggregatorWindow(t *testing.T) {
 			t.Fatalf("after the window: %+v", b.groups)
 		}
 		time.Sleep(time.Minute)
-		a.push("journald", LogsPosition{Cursor: "c3"}, 1, []logsEntry{testLogsEntry("journald", "nginx.service", "upstream 10.0.0.4:8080 failed", logsPriErr, time.Now())})
+		a.push("journald", Position{Cursor: "c3"}, 1, []entry{testEntry("journald", "nginx.service", "upstream 10.0.0.4:8080 failed", priErr, time.Now())})
 		if n := triggers.Load(); n != 2 {
 			t.Errorf("a repeat after the window did not trigger: %d", n)
 		}
@@ -139,15 +140,15 @@ func TestLogsAggregatorWindow(t *testing.T) {
 
 func TestLogsAggregatorCaps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := DefaultLogsConfig()
+		cfg := DefaultConfig()
 		cfg.MaxPerSource, cfg.MaxRate, cfg.MaxEntries = 3, 10, 4
 		cfg, _ = cfg.withDefaults()
-		a := newLogsAggregator(cfg)
-		var flood []logsEntry
+		a := newAggregator(cfg)
+		var flood []entry
 		for i := range 25 {
-			flood = append(flood, testLogsEntry("/var/log/syslog", "app", fmt.Sprintf("error kind %c", 'a'+i%5), logsPriErr, time.Now()))
+			flood = append(flood, testEntry("/var/log/syslog", "app", fmt.Sprintf("error kind %c", 'a'+i%5), priErr, time.Now()))
 		}
-		a.push("/var/log/syslog", LogsPosition{Offset: 100}, 1000, flood)
+		a.push("/var/log/syslog", Position{Offset: 100}, 1000, flood)
 		b := a.drain(time.Now())
 		s := b.sources["/var/log/syslog"]
 		// 10 pass the rate cap; of those, kinds a, b, c fit and d, e do not.
@@ -158,28 +159,28 @@ func TestLogsAggregatorCaps(t *testing.T) {
 			t.Errorf("entries %d left out %d, want 4 and 2", len(b.entries), b.entriesLeftOut)
 		}
 		time.Sleep(time.Second) // the bucket refills
-		a.push("/var/log/syslog", LogsPosition{Offset: 200}, 10, flood[:1])
+		a.push("/var/log/syslog", Position{Offset: 200}, 10, flood[:1])
 		if s := a.drain(time.Now()).sources["/var/log/syslog"]; s.suppressed != 0 {
 			t.Errorf("suppressed after refill: %d", s.suppressed)
 		}
 	})
 }
 
-// logsFakeReader pushes scripted entries, one script step per read.
-type logsFakeReader struct {
-	steps [][]logsEntry
+// fakeReader pushes scripted entries, one script step per read.
+type fakeReader struct {
+	steps [][]entry
 	at    int
 }
 
-func (r *logsFakeReader) name() string { return "fake" }
+func (r *fakeReader) name() string { return "fake" }
 
-func (r *logsFakeReader) read(ctx context.Context, follow bool, sink logsSink) error {
+func (r *fakeReader) read(ctx context.Context, follow bool, sink entrySink) error {
 	pos, _ := sink.position("fake")
 	sink.started("fake", "journald", "saved_position")
 	if r.at < len(r.steps) {
 		step := r.steps[r.at]
 		r.at++
-		sink.push("fake", LogsPosition{Offset: pos.Offset + int64(len(step))}, uint64(len(step)), step)
+		sink.push("fake", Position{Offset: pos.Offset + int64(len(step))}, uint64(len(step)), step)
 	}
 	if follow {
 		<-ctx.Done()
@@ -187,22 +188,22 @@ func (r *logsFakeReader) read(ctx context.Context, follow bool, sink logsSink) e
 	return nil
 }
 
-func newTestLogs(t *testing.T, state *State, r logsReader) *Logs {
+func newTestLogs(t *testing.T, state *checks.State, r reader) *Logs {
 	t.Helper()
-	cfg, _ := DefaultLogsConfig().withDefaults()
-	f, _ := newLogsFilter(cfg)
-	l := newLogs(cfg, f, Env{State: state})
-	l.readers = []logsReader{r}
+	cfg, _ := DefaultConfig().withDefaults()
+	f, _ := newFilter(cfg)
+	l := newCheck(cfg, f, checks.Env{State: state})
+	l.readers = []reader{r}
 	l.locks[r.name()] = new(sync.Mutex)
 	return l
 }
 
 func TestLogsRunCommitAndRestart(t *testing.T) {
-	state := NewState(t.TempDir(), LogsName)
+	state := checks.NewState(t.TempDir(), Name)
 	now := time.Now()
-	fake := &logsFakeReader{steps: [][]logsEntry{
-		{testLogsEntry("journald", "a.service", "boom 1", logsPriErr, now), testLogsEntry("journald", "kernel", "panic", logsPriCrit, now)},
-		{testLogsEntry("journald", "b.service", "fail", logsPriErr, now)},
+	fake := &fakeReader{steps: [][]entry{
+		{testEntry("journald", "a.service", "boom 1", priErr, now), testEntry("journald", "kernel", "panic", priCrit, now)},
+		{testEntry("journald", "b.service", "fail", priErr, now)},
 		{},
 	}}
 	l := newTestLogs(t, state, fake)
@@ -225,8 +226,8 @@ func TestLogsRunCommitAndRestart(t *testing.T) {
 	if err := l.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	var saved map[string]LogsPosition
-	if ok, err := state.Load(logsStateKey, &saved); !ok || err != nil || saved["fake"].Offset != 3 {
+	var saved map[string]Position
+	if ok, err := state.Load(stateKey, &saved); !ok || err != nil || saved["fake"].Offset != 3 {
 		t.Fatalf("saved %v %v %v", saved, ok, err)
 	}
 	res = l.Run(context.Background())
@@ -235,7 +236,7 @@ func TestLogsRunCommitAndRestart(t *testing.T) {
 	}
 
 	// A new check on the same state resumes from the saved position.
-	l2 := newTestLogs(t, state, &logsFakeReader{})
+	l2 := newTestLogs(t, state, &fakeReader{})
 	if p, ok := l2.agg.position("fake"); !ok || p.Offset != 3 {
 		t.Errorf("restart position %v %v, want offset 3", p, ok)
 	}
@@ -246,7 +247,7 @@ func TestLogsRunCommitAndRestart(t *testing.T) {
 }
 
 func TestLogsWatchTriggers(t *testing.T) {
-	fake := &logsFakeReader{steps: [][]logsEntry{{testLogsEntry("journald", "a.service", "boom", logsPriErr, time.Now())}}}
+	fake := &fakeReader{steps: [][]entry{{testEntry("journald", "a.service", "boom", priErr, time.Now())}}}
 	l := newTestLogs(t, nil, fake)
 	ctx, cancel := context.WithCancel(context.Background())
 	triggered := make(chan struct{}, 1)
@@ -258,7 +259,7 @@ func TestLogsWatchTriggers(t *testing.T) {
 		t.Fatal("no trigger")
 	}
 	res := l.Run(ctx)
-	if len(res.Findings) != 1 || res.Data.(LogsData).Mode != "follow" {
+	if len(res.Findings) != 1 || res.Data.(Data).Mode != "follow" {
 		t.Errorf("run while watching: %+v", res)
 	}
 	cancel()
@@ -268,9 +269,9 @@ func TestLogsWatchTriggers(t *testing.T) {
 }
 
 func TestLogsNoSourceIsUnknown(t *testing.T) {
-	cfg, _ := DefaultLogsConfig().withDefaults()
-	f, _ := newLogsFilter(cfg)
-	l := newLogs(cfg, f, Env{})
+	cfg, _ := DefaultConfig().withDefaults()
+	f, _ := newFilter(cfg)
+	l := newCheck(cfg, f, checks.Env{})
 	l.notes = []string{"journald: not running"}
 	if res := l.Run(context.Background()); res.Status != protocol.StatusUnknown {
 		t.Errorf("status %s, want unknown", res.Status)

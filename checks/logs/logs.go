@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// LogsName is the registered name of the logs check.
-const LogsName = "logs"
+// Name is the registered name of the logs check.
+const Name = "logs"
 
 func init() {
-	Register(LogsName, true, time.Minute, 20*time.Second, DefaultLogsConfig,
-		func(cfg LogsConfig, env Env) (Check, error) { return NewLogs(cfg, env) })
+	checks.Register(Name, true, time.Minute, 20*time.Second, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env) })
 }
 
 // Finding codes of the logs check.
@@ -28,17 +29,17 @@ const (
 )
 
 // Syslog priorities the check maps its sources onto. Windows levels map as
-// Critical → logsPriCrit, Error → logsPriErr, Warning → logsPriWarning.
+// Critical → priCrit, Error → priErr, Warning → priWarning.
 const (
-	logsPriCrit    = 2
-	logsPriErr     = 3
-	logsPriWarning = 4
-	logsPriUnknown = -1 // the source gave none; the keyword patterns decide
+	priCrit    = 2
+	priErr     = 3
+	priWarning = 4
+	priUnknown = -1 // the source gave none; the keyword patterns decide
 )
 
-// LogsConfig tunes the logs check. Zero numbers and durations take the
-// defaults of DefaultLogsConfig.
-type LogsConfig struct {
+// Config tunes the logs check. Zero numbers and durations take the
+// defaults of DefaultConfig.
+type Config struct {
 	// Journal reads the systemd journal: "auto" (when /run/systemd/journal
 	// exists and journalctl is on PATH), "on" or "off".
 	Journal string `json:"journal"`
@@ -70,7 +71,7 @@ type LogsConfig struct {
 	// AggregateWindow is how long an entry that was reported holds back
 	// its repeats: identical entries within the window are counted and
 	// reported once the window has passed, as one finding.
-	AggregateWindow Duration `json:"aggregate_window"`
+	AggregateWindow checks.Duration `json:"aggregate_window"`
 	// MaxPerSource bounds the distinct entries one source keeps between
 	// reports; entries beyond are counted as suppressed.
 	MaxPerSource int `json:"max_per_source"`
@@ -85,41 +86,39 @@ type LogsConfig struct {
 	MaxMessageLen int `json:"max_message_len"`
 	// PollInterval is how often followed files are checked for growth,
 	// rotation and truncation.
-	PollInterval Duration `json:"poll_interval"`
+	PollInterval checks.Duration `json:"poll_interval"`
 	// ScanWindow is how far back a run looks when nothing follows the
 	// sources (check --once) and there is no saved position.
-	ScanWindow Duration `json:"scan_window"`
+	ScanWindow checks.Duration `json:"scan_window"`
 	// ScanBytes is how much of a file's end such a run reads.
 	ScanBytes int64 `json:"scan_bytes"`
 }
 
-// DefaultLogsConfig returns the defaults.
-func DefaultLogsConfig() LogsConfig {
-	return LogsConfig{
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
 		Journal:          "auto",
 		Kmsg:             "auto",
 		Channels:         []string{"System", "Application"},
-		MinPriority:      logsPriErr,
+		MinPriority:      priErr,
 		ErrorKeywords:    []string{"err", "fail", "fatal", "crit", "panic", "oops", "segfault", "out of memory", "call trace"},
 		ErrorPatterns:    []string{`(?i)\b(errors?|err|fail(s|ed|ure|ures)?|fatal|critical|panic|oops|segfault|out of memory|call trace)\b`},
 		CriticalPatterns: []string{`(?i)\b(kernel panic|critical|fatal|emerg(ency)?)\b`},
 		IgnorePatterns:   []string{`(?i)\b(no|0|zero|without) (errors?|failures?)\b`},
-		AggregateWindow:  D(5 * time.Minute),
+		AggregateWindow:  checks.D(5 * time.Minute),
 		MaxPerSource:     50,
 		MaxRate:          200,
 		MaxFindings:      50,
 		MaxEntries:       20,
 		MaxMessageLen:    1024,
-		PollInterval:     D(250 * time.Millisecond),
-		ScanWindow:       D(5 * time.Minute),
+		PollInterval:     checks.D(250 * time.Millisecond),
+		ScanWindow:       checks.D(5 * time.Minute),
 		ScanBytes:        64 << 10,
 	}
 }
 
-var logsDefaultFiles = []string{"/var/log/syslog", "/var/log/messages", "/var/log/kern.log"}
-
-func (c LogsConfig) withDefaults() (LogsConfig, error) {
-	d := DefaultLogsConfig()
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
 	for _, m := range []*string{&c.Journal, &c.Kmsg} {
 		switch *m {
 		case "":
@@ -164,8 +163,8 @@ func (c LogsConfig) withDefaults() (LogsConfig, error) {
 	return c, nil
 }
 
-// logsEntry is one error entry of any source.
-type logsEntry struct {
+// entry is one error entry of any source.
+type entry struct {
 	Source   string // journald, a file path, kmsg, a Windows channel
 	Unit     string // systemd unit, syslog identifier
 	Provider string // Windows provider
@@ -177,68 +176,68 @@ type logsEntry struct {
 	Message  string
 }
 
-// logsSink takes what a reader read. push hands over the error entries of
+// entrySink takes what a reader read. push hands over the error entries of
 // one chunk together with the position just after it, so a position is
 // never ahead of the entries that were taken; read counts every entry or
 // line of the chunk, errors or not.
-type logsSink interface {
-	push(source string, pos LogsPosition, read uint64, entries []logsEntry)
-	// started says how reading of source began (see LogsSourceData.Start).
+type entrySink interface {
+	push(source string, pos Position, read uint64, entries []entry)
+	// started says how reading of source began (see SourceData.Start).
 	started(source, kind, how string)
 	// failed records that source cannot be read now; nil clears it.
 	failed(source string, err error)
-	position(source string) (LogsPosition, bool)
+	position(source string) (Position, bool)
 }
 
-// logsReader reads one kind of log. read starts at the sink's position of
+// reader reads one kind of log. read starts at the sink's position of
 // each source it reads; with follow it keeps reading until ctx ends,
 // otherwise it returns once it has read what is there now. A source without
 // a position is followed from its end, or scanned over its recent tail.
-type logsReader interface {
+type reader interface {
 	name() string
-	read(ctx context.Context, follow bool, sink logsSink) error
+	read(ctx context.Context, follow bool, sink entrySink) error
 }
 
 // Logs is the logs check.
 type Logs struct {
-	cfg     LogsConfig
-	filter  *logsFilter
+	cfg     Config
+	filter  *entryFilter
 	logger  *slog.Logger
-	state   *State
-	readers []logsReader
+	state   *checks.State
+	readers []reader
 	notes   []string // why sources are not read
 	locks   map[string]*sync.Mutex
 
-	agg      *logsAggregator
+	agg      *aggregator
 	watching atomic.Bool
 
 	mu      sync.Mutex // serialises Run and Commit
-	pending *logsBatch // drained but not yet committed
+	pending *batch     // drained but not yet committed
 }
 
-// NewLogs builds the logs check with the readers this system offers.
-func NewLogs(cfg LogsConfig, env Env) (*Logs, error) {
+// New builds the logs check with the readers this system offers.
+func New(cfg Config, env checks.Env) (*Logs, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	filter, err := newLogsFilter(cfg)
+	filter, err := newFilter(cfg)
 	if err != nil {
 		return nil, err
 	}
-	l := newLogs(cfg, filter, env)
-	l.readers, l.notes = logsReaders(cfg, filter, l.logger)
+	l := newCheck(cfg, filter, env)
+	l.readers, l.notes = readers(cfg, filter, l.logger)
 	for _, r := range l.readers {
 		l.locks[r.name()] = &sync.Mutex{}
 	}
 	return l, nil
 }
 
-func newLogs(cfg LogsConfig, filter *logsFilter, env Env) *Logs {
+func newCheck(cfg Config, filter *entryFilter, env checks.Env) *Logs {
 	l := &Logs{cfg: cfg, filter: filter, logger: env.Log(), state: env.State, locks: map[string]*sync.Mutex{}}
-	l.agg = newLogsAggregator(cfg)
-	var saved map[string]LogsPosition
-	if ok, err := l.state.Load(logsStateKey, &saved); err != nil {
+	l.agg = newAggregator(cfg)
+	var saved map[string]Position
+	if ok, err := l.state.Load(stateKey, &saved); err != nil {
 		l.logger.Warn("logs_state_unreadable", "err", err)
 	} else if ok {
 		l.agg.committed(saved)
@@ -246,10 +245,10 @@ func newLogs(cfg LogsConfig, filter *logsFilter, env Env) *Logs {
 	return l
 }
 
-const logsStateKey = "positions"
+const stateKey = "positions"
 
 // Name returns "logs".
-func (l *Logs) Name() string { return LogsName }
+func (l *Logs) Name() string { return Name }
 
 // Watch follows every source until ctx ends and triggers a run when an
 // error entry arrives that is not a repeat held back by the window.
@@ -270,7 +269,7 @@ func (l *Logs) Watch(ctx context.Context, trigger func()) error {
 
 // follow keeps r reading, restarting it with backoff when it stops. It
 // holds r's lock for good, so a run does not also scan r.
-func (l *Logs) follow(ctx context.Context, r logsReader) {
+func (l *Logs) follow(ctx context.Context, r reader) {
 	mu := l.locks[r.name()]
 	mu.Lock()
 	defer mu.Unlock()
@@ -303,11 +302,11 @@ func (l *Logs) follow(ctx context.Context, r logsReader) {
 // Run reports the error entries gathered since the last run. When no Watch
 // follows a source, the run reads it itself up to now: from its saved
 // position, or else its recent tail.
-func (l *Logs) Run(ctx context.Context) Result {
+func (l *Logs) Run(ctx context.Context) checks.Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.readers) == 0 {
-		return Unknown("no log source to read: %s", strings.Join(l.notes, "; "))
+		return checks.Unknown("no log source to read: %s", strings.Join(l.notes, "; "))
 	}
 	mode := "follow"
 	for _, r := range l.readers {
@@ -338,7 +337,7 @@ func (l *Logs) Commit() error {
 	}
 	all := l.agg.commit(l.pending.positions)
 	l.pending = nil
-	if err := l.state.Save(logsStateKey, all); err != nil {
+	if err := l.state.Save(stateKey, all); err != nil {
 		return fmt.Errorf("save log positions: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bytes"
@@ -16,14 +16,14 @@ import (
 	"time"
 )
 
-// logsFiles tails the classic log files matching globs. Every poll it
+// fileSource tails the classic log files matching globs. Every poll it
 // stats each file: a new inode means the file was rotated, so the old file
 // is read to its end through the descriptor still open before the new one
 // is read from its start; a size below the offset, or different first
 // bytes, means it was truncated (copytruncate) and is read from 0.
-type logsFiles struct {
+type fileSource struct {
 	globs      []string
-	filter     *logsFilter
+	filter     *entryFilter
 	poll       time.Duration
 	scanBytes  int64
 	skipKernel bool // kmsg is read: the kernel's lines in the files repeat it
@@ -31,13 +31,13 @@ type logsFiles struct {
 	now        func() time.Time
 }
 
-func (r *logsFiles) name() string { return "files" }
+func (r *fileSource) name() string { return "files" }
 
-// logsMaxLine bounds one line; the rest of a longer line is skipped.
-const logsMaxLine = 64 << 10
+// maxLine bounds one line; the rest of a longer line is skipped.
+const maxLine = 64 << 10
 
-func (r *logsFiles) read(ctx context.Context, follow bool, sink logsSink) error {
-	tails := map[string]*logsTail{}
+func (r *fileSource) read(ctx context.Context, follow bool, sink entrySink) error {
+	tails := map[string]*tail{}
 	defer func() {
 		for _, t := range tails {
 			t.close()
@@ -81,7 +81,7 @@ func (r *logsFiles) read(ctx context.Context, follow bool, sink logsSink) error 
 }
 
 // paths expands the globs to the regular files there now.
-func (r *logsFiles) paths() []string {
+func (r *fileSource) paths() []string {
 	var out []string
 	for _, g := range r.globs {
 		ms, err := filepath.Glob(g)
@@ -97,12 +97,12 @@ func (r *logsFiles) paths() []string {
 	return out
 }
 
-// logsTail is one followed file.
-type logsTail struct {
-	r    *logsFiles
+// tail is one followed file.
+type tail struct {
+	r    *fileSource
 	path string
 	f    *os.File
-	id   logsFileIdent
+	id   fileIdent
 	off  int64 // just after the last whole line handed to the sink
 	// partial is a line read without its newline yet; skipping says the
 	// rest of an over-long line is being dropped.
@@ -110,33 +110,33 @@ type logsTail struct {
 	pend     int64 // bytes read after off, in partial or skipped
 	skipping bool
 	buf      []byte
-	entries  []logsEntry
+	entries  []entry
 }
 
-// logsFileIdent tells one file from another across renames.
-type logsFileIdent struct {
+// fileIdent tells one file from another across renames.
+type fileIdent struct {
 	dev, ino uint64
 	headLen  int
 	headHash uint64
 }
 
-func (id logsFileIdent) sameInode(o logsFileIdent) bool { return id.dev == o.dev && id.ino == o.ino }
+func (id fileIdent) sameInode(o fileIdent) bool { return id.dev == o.dev && id.ino == o.ino }
 
-func (r *logsFiles) open(path string, sink logsSink, follow, initial bool) (*logsTail, error) {
-	t := &logsTail{r: r, path: path, buf: make([]byte, 256<<10)}
+func (r *fileSource) open(path string, sink entrySink, follow, initial bool) (*tail, error) {
+	t := &tail{r: r, path: path, buf: make([]byte, 256<<10)}
 	pos, saved := sink.position(path)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	id, size, err := logsIdentify(f)
+	id, size, err := identify(f)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	want := logsFileIdent{dev: pos.Dev, ino: pos.Inode, headLen: pos.HeadLen, headHash: pos.HeadHash}
+	want := fileIdent{dev: pos.Dev, ino: pos.Inode, headLen: pos.HeadLen, headHash: pos.HeadHash}
 	switch {
-	case saved && id.sameInode(want) && logsHeadMatches(f, want) && size >= pos.Offset:
+	case saved && id.sameInode(want) && headMatches(f, want) && size >= pos.Offset:
 		t.f, t.id, t.off = f, id, pos.Offset
 		sink.started(path, "file", "saved_position")
 	case saved:
@@ -144,7 +144,7 @@ func (r *logsFiles) open(path string, sink logsSink, follow, initial bool) (*log
 		// still next to the new one, under another name.
 		if old := r.findRotated(path, want); old != nil {
 			f.Close()
-			oid, _, _ := logsIdentify(old)
+			oid, _, _ := identify(old)
 			oid.headLen, oid.headHash = want.headLen, want.headHash
 			t.f, t.id, t.off = old, oid, pos.Offset
 			sink.started(path, "file", "rotated")
@@ -178,7 +178,7 @@ func (r *logsFiles) open(path string, sink logsSink, follow, initial bool) (*log
 
 // findRotated looks next to path (path.1, path-20250101, …) for the file
 // with identity want.
-func (r *logsFiles) findRotated(path string, want logsFileIdent) *os.File {
+func (r *fileSource) findRotated(path string, want fileIdent) *os.File {
 	if want.ino == 0 {
 		return nil
 	}
@@ -188,7 +188,7 @@ func (r *logsFiles) findRotated(path string, want logsFileIdent) *os.File {
 		if err != nil {
 			continue
 		}
-		if id, _, err := logsIdentify(f); err == nil && id.sameInode(want) && logsHeadMatches(f, want) {
+		if id, _, err := identify(f); err == nil && id.sameInode(want) && headMatches(f, want) {
 			return f
 		}
 		f.Close()
@@ -196,15 +196,15 @@ func (r *logsFiles) findRotated(path string, want logsFileIdent) *os.File {
 	return nil
 }
 
-// logsIdentify returns f's identity and size. The head is the first line
+// identify returns f's identity and size. The head is the first line
 // (or 256 bytes); it stays unset while the file is shorter than that.
-func logsIdentify(f *os.File) (logsFileIdent, int64, error) {
+func identify(f *os.File) (fileIdent, int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return logsFileIdent{}, 0, err
+		return fileIdent{}, 0, err
 	}
-	var id logsFileIdent
-	id.dev, id.ino = logsFileID(fi)
+	var id fileIdent
+	id.dev, id.ino = fileID(fi)
 	var head [256]byte
 	n, err := f.ReadAt(head[:], 0)
 	if err != nil && err != io.EOF {
@@ -215,19 +215,19 @@ func logsIdentify(f *os.File) (logsFileIdent, int64, error) {
 	} else if n == len(head) {
 		id.headLen = n
 	}
-	id.headHash = logsHash(head[:id.headLen])
+	id.headHash = hash(head[:id.headLen])
 	return id, fi.Size(), nil
 }
 
-func logsHash(b []byte) uint64 {
+func hash(b []byte) uint64 {
 	h := fnv.New64a()
 	h.Write(b)
 	return h.Sum64()
 }
 
-// logsHeadMatches says whether f still starts with the head in want; an
+// headMatches says whether f still starts with the head in want; an
 // unset head matches.
-func logsHeadMatches(f *os.File, want logsFileIdent) bool {
+func headMatches(f *os.File, want fileIdent) bool {
 	if want.headLen == 0 {
 		return true
 	}
@@ -235,22 +235,22 @@ func logsHeadMatches(f *os.File, want logsFileIdent) bool {
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return false
 	}
-	return logsHash(b) == want.headHash
+	return hash(b) == want.headHash
 }
 
-func (t *logsTail) close() {
+func (t *tail) close() {
 	if t.f != nil {
 		t.f.Close()
 		t.f = nil
 	}
 }
 
-func (t *logsTail) position() LogsPosition {
-	return LogsPosition{Dev: t.id.dev, Inode: t.id.ino, Offset: t.off, HeadLen: t.id.headLen, HeadHash: t.id.headHash}
+func (t *tail) position() Position {
+	return Position{Dev: t.id.dev, Inode: t.id.ino, Offset: t.off, HeadLen: t.id.headLen, HeadHash: t.id.headHash}
 }
 
 // poll reads what was added and follows a rotation or truncation.
-func (t *logsTail) poll(sink logsSink) error {
+func (t *tail) poll(sink entrySink) error {
 	fi, err := os.Stat(t.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -259,7 +259,7 @@ func (t *logsTail) poll(sink logsSink) error {
 	case err != nil:
 		return err
 	}
-	if dev, ino := logsFileID(fi); dev != t.id.dev || ino != t.id.ino {
+	if dev, ino := fileID(fi); dev != t.id.dev || ino != t.id.ino {
 		if err := t.pump(sink, true); err != nil {
 			return err
 		}
@@ -267,7 +267,7 @@ func (t *logsTail) poll(sink logsSink) error {
 		if err != nil {
 			return err
 		}
-		id, _, err := logsIdentify(f)
+		id, _, err := identify(f)
 		if err != nil {
 			f.Close()
 			return err
@@ -286,15 +286,15 @@ func (t *logsTail) poll(sink logsSink) error {
 // checkTruncated starts over from 0 when the file shrank below what was
 // read, or when its first bytes changed (truncated and rewritten between
 // two polls).
-func (t *logsTail) checkTruncated(size int64, sink logsSink) error {
+func (t *tail) checkTruncated(size int64, sink entrySink) error {
 	read := t.off + t.pend
 	truncated := size < read
 	if !truncated && t.id.headLen > 0 && size > read {
-		truncated = !logsHeadMatches(t.f, t.id)
+		truncated = !headMatches(t.f, t.id)
 	}
 	if !truncated {
 		if t.id.headLen == 0 && size > 0 {
-			id, _, err := logsIdentify(t.f)
+			id, _, err := identify(t.f)
 			if err != nil {
 				return err
 			}
@@ -302,7 +302,7 @@ func (t *logsTail) checkTruncated(size int64, sink logsSink) error {
 		}
 		return nil
 	}
-	id, _, err := logsIdentify(t.f)
+	id, _, err := identify(t.f)
 	if err != nil {
 		return err
 	}
@@ -317,7 +317,7 @@ func (t *logsTail) checkTruncated(size int64, sink logsSink) error {
 // pump reads f to its end and hands every whole line to the sink, one
 // chunk at a time. With final (the file was rotated away) a last line
 // without newline counts as whole.
-func (t *logsTail) pump(sink logsSink, final bool) error {
+func (t *tail) pump(sink entrySink, final bool) error {
 	for {
 		n, err := t.f.Read(t.buf)
 		if n > 0 {
@@ -347,7 +347,7 @@ func (t *logsTail) pump(sink logsSink, final bool) error {
 // chunk splits b into lines, joined to the partial line before it, and
 // hands its error entries and the offset after its last whole line to the
 // sink.
-func (t *logsTail) chunk(b []byte, sink logsSink) {
+func (t *tail) chunk(b []byte, sink entrySink) {
 	t.entries = t.entries[:0]
 	var lines uint64
 	for len(b) > 0 {
@@ -355,7 +355,7 @@ func (t *logsTail) chunk(b []byte, sink logsSink) {
 		if i < 0 {
 			t.pend += int64(len(b))
 			if !t.skipping {
-				if room := logsMaxLine - len(t.partial); len(b) >= room {
+				if room := maxLine - len(t.partial); len(b) >= room {
 					// Too long: what fits is the line, the rest is dropped.
 					t.line(append(t.partial, b[:room]...))
 					lines++
@@ -370,10 +370,10 @@ func (t *logsTail) chunk(b []byte, sink logsSink) {
 		case t.skipping:
 			t.skipping = false
 		case len(t.partial) > 0:
-			t.line(append(t.partial, line[:min(len(line), logsMaxLine-len(t.partial))]...))
+			t.line(append(t.partial, line[:min(len(line), maxLine-len(t.partial))]...))
 			lines++
 		default:
-			t.line(line[:min(len(line), logsMaxLine)])
+			t.line(line[:min(len(line), maxLine)])
 			lines++
 		}
 		t.off += t.pend + int64(i+1)
@@ -384,13 +384,13 @@ func (t *logsTail) chunk(b []byte, sink logsSink) {
 }
 
 // line classifies one line and keeps it if it is an error.
-func (t *logsTail) line(b []byte) {
+func (t *tail) line(b []byte) {
 	f := t.r.filter
-	pri, body := logsSyslogPri(b)
-	if pri > f.minPri || pri == logsPriUnknown && !f.mayMatch(body) {
+	pri, body := syslogPri(b)
+	if pri > f.minPri || pri == priUnknown && !f.mayMatch(body) {
 		return
 	}
-	sl := parseLogsSyslogLine(body, t.r.now())
+	sl := parseSyslogLine(body, t.r.now())
 	if t.r.skipKernel && sl.ident == "kernel" {
 		return
 	}
@@ -398,13 +398,13 @@ func (t *logsTail) line(b []byte) {
 	if !ok {
 		return
 	}
-	t.entries = append(t.entries, logsEntry{Source: t.path, Unit: string(sl.ident), PID: sl.pid, Priority: pri, Time: sl.time, Message: string(sl.msg)})
+	t.entries = append(t.entries, entry{Source: t.path, Unit: string(sl.ident), PID: sl.pid, Priority: pri, Time: sl.time, Message: string(sl.msg)})
 }
 
-// logsSyslogPri takes a leading "<PRI>" off b and returns its severity.
-func logsSyslogPri(b []byte) (int, []byte) {
+// syslogPri takes a leading "<PRI>" off b and returns its severity.
+func syslogPri(b []byte) (int, []byte) {
 	if len(b) < 3 || b[0] != '<' {
-		return logsPriUnknown, b
+		return priUnknown, b
 	}
 	n := 0
 	for i := 1; i < len(b) && i <= 4; i++ {
@@ -414,14 +414,14 @@ func logsSyslogPri(b []byte) (int, []byte) {
 		case c == '>' && i > 1:
 			return n & 7, b[i+1:]
 		default:
-			return logsPriUnknown, b
+			return priUnknown, b
 		}
 	}
-	return logsPriUnknown, b
+	return priUnknown, b
 }
 
-// logsSyslogLine is a parsed syslog file line.
-type logsSyslogLine struct {
+// syslogRecord is a parsed syslog file line.
+type syslogRecord struct {
 	time  time.Time
 	host  []byte
 	ident string
@@ -429,12 +429,12 @@ type logsSyslogLine struct {
 	msg   []byte
 }
 
-// parseLogsSyslogLine reads the traditional format ("Nov  3 04:05:06 host
+// parseSyslogLine reads the traditional format ("Nov  3 04:05:06 host
 // tag[pid]: msg") and the RFC 3339 one of rsyslog's high-precision
 // template ("2025-11-03T04:05:06.123456+00:00 host tag[pid]: msg"). A line
 // in neither format is all message, at now.
-func parseLogsSyslogLine(b []byte, now time.Time) logsSyslogLine {
-	l := logsSyslogLine{time: now, msg: b}
+func parseSyslogLine(b []byte, now time.Time) syslogRecord {
+	l := syslogRecord{time: now, msg: b}
 	var rest []byte
 	switch {
 	case len(b) > 16 && b[3] == ' ' && b[6] == ' ' && b[9] == ':' && b[12] == ':' && b[15] == ' ':

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseLogsKmsg(t *testing.T) {
-	b, err := os.ReadFile("testdata/logs/kmsg.txt")
+	b, err := os.ReadFile("testdata/kmsg.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestParseLogsKmsg(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := parseLogsKmsg(recs[i])
+			r, err := parseKmsg(recs[i])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,7 +46,7 @@ func TestParseLogsKmsg(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "garbage", "6,1;no fields", "x,1,2,-;bad pri"} {
-		if _, err := parseLogsKmsg([]byte(bad)); err == nil {
+		if _, err := parseKmsg([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
@@ -63,7 +63,7 @@ func TestLogsKmsgIdent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ident, pid, rest := logsKmsgIdent(tt.in)
+			ident, pid, rest := kmsgIdent(tt.in)
 			if ident != tt.ident || pid != tt.pid || rest != tt.rest {
 				t.Errorf("got %q %d %q", ident, pid, rest)
 			}

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"context"
@@ -12,22 +12,22 @@ import (
 	"time"
 )
 
-// logsRecSink records what readers push.
-type logsRecSink struct {
+// recSink records what readers push.
+type recSink struct {
 	mu        sync.Mutex
-	positions map[string]LogsPosition
+	positions map[string]Position
 	starts    map[string]string
 	errs      map[string]error
 	msgs      []string
-	entries   []logsEntry
+	entries   []entry
 	read      uint64
 }
 
-func newLogsRecSink() *logsRecSink {
-	return &logsRecSink{positions: map[string]LogsPosition{}, starts: map[string]string{}, errs: map[string]error{}}
+func newRecSink() *recSink {
+	return &recSink{positions: map[string]Position{}, starts: map[string]string{}, errs: map[string]error{}}
 }
 
-func (s *logsRecSink) push(source string, pos LogsPosition, read uint64, entries []logsEntry) {
+func (s *recSink) push(source string, pos Position, read uint64, entries []entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.positions[source] = pos
@@ -38,19 +38,19 @@ func (s *logsRecSink) push(source string, pos LogsPosition, read uint64, entries
 	}
 }
 
-func (s *logsRecSink) started(source, kind, how string) {
+func (s *recSink) started(source, kind, how string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.starts[source] = how
 }
 
-func (s *logsRecSink) failed(source string, err error) {
+func (s *recSink) failed(source string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.errs[source] = err
 }
 
-func (s *logsRecSink) position(source string) (LogsPosition, bool) {
+func (s *recSink) position(source string) (Position, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.positions[source]
@@ -58,7 +58,7 @@ func (s *logsRecSink) position(source string) (LogsPosition, bool) {
 }
 
 // take returns the messages recorded since the last take.
-func (s *logsRecSink) take() []string {
+func (s *recSink) take() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.msgs
@@ -66,13 +66,13 @@ func (s *logsRecSink) take() []string {
 	return m
 }
 
-func newTestLogsFiles(t *testing.T, globs ...string) *logsFiles {
+func newTestLogsFiles(t *testing.T, globs ...string) *fileSource {
 	t.Helper()
-	f, err := newLogsFilter(DefaultLogsConfig())
+	f, err := newFilter(DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &logsFiles{globs: globs, filter: f, poll: 10 * time.Millisecond, scanBytes: 1 << 10, now: time.Now}
+	return &fileSource{globs: globs, filter: f, poll: 10 * time.Millisecond, scanBytes: 1 << 10, now: time.Now}
 }
 
 func appendLines(t *testing.T, path string, lines ...string) {
@@ -100,7 +100,7 @@ func TestLogsFileTail(t *testing.T) {
 	path := filepath.Join(dir, "syslog")
 	appendLines(t, path, syslogLine(1, "old error before the agent started"), syslogLine(2, "service started"))
 	r := newTestLogsFiles(t, path)
-	sink := newLogsRecSink()
+	sink := newRecSink()
 
 	// A scan without a saved position reads the recent tail.
 	if err := r.read(context.Background(), false, sink); err != nil {
@@ -144,7 +144,7 @@ func TestLogsFileTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendLines(t, path, syslogLine(7, "error in the new file"))
-	tails := map[string]*logsTail{}
+	tails := map[string]*tail{}
 	tl, err := r.open(path, sink, true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestLogsFileFollowNewFileFromStart(t *testing.T) {
 	old := filepath.Join(dir, "a.log")
 	appendLines(t, old, "history error that is not reported")
 	r := newTestLogsFiles(t, filepath.Join(dir, "*.log"))
-	sink := newLogsRecSink()
+	sink := newRecSink()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.read(ctx, true, sink) }()
@@ -230,13 +230,13 @@ func TestLogsFileFollowNewFileFromStart(t *testing.T) {
 
 func TestLogsFileLongLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "syslog")
-	appendLines(t, path, "error "+strings.Repeat("x", 3*logsMaxLine), "second error")
+	appendLines(t, path, "error "+strings.Repeat("x", 3*maxLine), "second error")
 	r := newTestLogsFiles(t, path)
 	r.scanBytes = 1 << 30
-	sink := newLogsRecSink()
+	sink := newRecSink()
 	r.read(context.Background(), false, sink)
 	got := sink.take()
-	if len(got) != 2 || len(got[0]) != logsMaxLine || got[1] != "second error" {
+	if len(got) != 2 || len(got[0]) != maxLine || got[1] != "second error" {
 		t.Fatalf("got %d messages, first %d bytes", len(got), len(got[0]))
 	}
 	fi, _ := os.Stat(path)
@@ -273,7 +273,7 @@ func TestParseLogsSyslogLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := parseLogsSyslogLine([]byte(tt.line), now)
+			l := parseSyslogLine([]byte(tt.line), now)
 			if !l.time.Equal(tt.wantTime) || l.ident != tt.wantIdent || string(l.msg) != tt.wantMsg || l.pid != tt.wantPID {
 				t.Errorf("got %v %q %q %d, want %v %q %q %d", l.time, l.ident, l.msg, l.pid, tt.wantTime, tt.wantIdent, tt.wantMsg, tt.wantPID)
 			}

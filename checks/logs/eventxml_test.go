@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"encoding/xml"
@@ -16,19 +16,19 @@ func TestParseLogsEventXML(t *testing.T) {
 		record                  uint64
 		msg                     string
 	}{
-		{"win_scm_7000.xml", "Service Control Manager", "System", 7000, logsPriErr, 48213, "param1=Print Spooler, param2=%%1053"},
-		{"win_scm_7031.xml", "Service Control Manager", "System", 7031, logsPriErr, 48290, "The Windows Update service terminated unexpectedly.  It has done this 1 time(s).  The following corrective action will be taken in 120000 milliseconds: Restart the service."},
-		{"win_disk_7.xml", "disk", "System", 7, logsPriErr, 48511, `The device, \Device\Harddisk1\DR1, has a bad block.`},
-		{"win_kernel_power_41.xml", "Microsoft-Windows-Kernel-Power", "System", 41, logsPriCrit, 48702, "BugcheckCode=0, BugcheckParameter1=0x0"},
-		{"win_app_error_1000.xml", "Application Error", "Application", 1000, logsPriErr, 9127, "AppName=w3wp.exe, AppVersion=10.0.20348.1"},
+		{"win_scm_7000.xml", "Service Control Manager", "System", 7000, priErr, 48213, "param1=Print Spooler, param2=%%1053"},
+		{"win_scm_7031.xml", "Service Control Manager", "System", 7031, priErr, 48290, "The Windows Update service terminated unexpectedly.  It has done this 1 time(s).  The following corrective action will be taken in 120000 milliseconds: Restart the service."},
+		{"win_disk_7.xml", "disk", "System", 7, priErr, 48511, `The device, \Device\Harddisk1\DR1, has a bad block.`},
+		{"win_kernel_power_41.xml", "Microsoft-Windows-Kernel-Power", "System", 41, priCrit, 48702, "BugcheckCode=0, BugcheckParameter1=0x0"},
+		{"win_app_error_1000.xml", "Application Error", "Application", 1000, priErr, 9127, "AppName=w3wp.exe, AppVersion=10.0.20348.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			b, err := os.ReadFile("testdata/logs/" + tt.file)
+			b, err := os.ReadFile("testdata/" + tt.file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := parseLogsEventXML(b)
+			e, err := parseEventXML(b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,7 +46,7 @@ func TestParseLogsEventXML(t *testing.T) {
 }
 
 func TestLogsEventQuery(t *testing.T) {
-	q := logsEventQuery([]string{"System", "Microsoft-Windows-Sysmon/Operational", "A&B"}, logsEventLevels(logsPriErr), 5*time.Minute)
+	q := eventQuery([]string{"System", "Microsoft-Windows-Sysmon/Operational", "A&B"}, eventLevels(priErr), 5*time.Minute)
 	var ql struct {
 		Queries []struct {
 			Path   string `xml:"Path,attr"`

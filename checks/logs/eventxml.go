@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bytes"
@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// logsEventXML is the part of a Windows event's XML rendering
+// eventXML is the part of a Windows event's XML rendering
 // (schema http://schemas.microsoft.com/win/2004/08/events/event) that the
 // check uses.
-type logsEventXML struct {
+type eventXML struct {
 	System struct {
 		Provider struct {
 			Name            string `xml:"Name,attr"`
@@ -44,34 +44,34 @@ type logsEventXML struct {
 	} `xml:"RenderingInfo"`
 }
 
-// logsEventPriority maps a Windows event level to a syslog priority:
+// eventPriority maps a Windows event level to a syslog priority:
 // Critical (1) is crit, Error (2) err, Warning (3) warning, the rest
 // (Information 4, LogAlways 0, Verbose 5) info.
-func logsEventPriority(level int) int {
+func eventPriority(level int) int {
 	switch level {
 	case 1:
-		return logsPriCrit
+		return priCrit
 	case 2:
-		return logsPriErr
+		return priErr
 	case 3:
-		return logsPriWarning
+		return priWarning
 	}
 	return 6
 }
 
-// parseLogsEventXML reads an event as EvtRender (EvtRenderEventXml) or
+// parseEventXML reads an event as EvtRender (EvtRenderEventXml) or
 // EvtFormatMessage (EvtFormatMessageXml) gives it. The message is the
 // rendered one when the XML has it, else the event's data values.
-func parseLogsEventXML(b []byte) (logsEntry, error) {
-	var ev logsEventXML
+func parseEventXML(b []byte) (entry, error) {
+	var ev eventXML
 	if err := xml.Unmarshal(b, &ev); err != nil {
-		return logsEntry{}, fmt.Errorf("event xml: %w", err)
+		return entry{}, fmt.Errorf("event xml: %w", err)
 	}
 	s := ev.System
 	if s.Provider.Name == "" && s.EventID == "" {
-		return logsEntry{}, fmt.Errorf("event xml: no System/Provider or EventID")
+		return entry{}, fmt.Errorf("event xml: no System/Provider or EventID")
 	}
-	e := logsEntry{Source: s.Channel, Provider: s.Provider.Name, Priority: 6}
+	e := entry{Source: s.Channel, Provider: s.Provider.Name, Priority: 6}
 	if e.Provider == "" {
 		e.Provider = s.Provider.EventSourceName
 	}
@@ -79,7 +79,7 @@ func parseLogsEventXML(b []byte) (logsEntry, error) {
 		e.EventID = uint32(id)
 	}
 	if lv, err := strconv.Atoi(strings.TrimSpace(s.Level)); err == nil {
-		e.Priority = logsEventPriority(lv)
+		e.Priority = eventPriority(lv)
 	}
 	e.RecordID, _ = strconv.ParseUint(strings.TrimSpace(s.EventRecordID), 10, 64)
 	e.PID, _ = strconv.Atoi(s.Execution.ProcessID)
@@ -88,14 +88,14 @@ func parseLogsEventXML(b []byte) (logsEntry, error) {
 	}
 	e.Message = strings.TrimSpace(ev.RenderingInfo.Message)
 	if e.Message == "" {
-		e.Message = logsEventDataText(ev)
+		e.Message = eventDataText(ev)
 	}
 	return e, nil
 }
 
-// logsEventDataText joins the data values of an event that has no
+// eventDataText joins the data values of an event that has no
 // rendered message (its provider's message file is missing).
-func logsEventDataText(ev logsEventXML) string {
+func eventDataText(ev eventXML) string {
 	var parts []string
 	for _, d := range ev.EventData.Data {
 		v := strings.TrimSpace(d.Value)
@@ -127,10 +127,10 @@ func logsEventDataText(ev logsEventXML) string {
 	return strings.Join(parts, ", ")
 }
 
-// logsEventQuery builds the structured query of a subscription: the
+// eventQuery builds the structured query of a subscription: the
 // events of levels on every channel, and with since > 0 only those of
 // the last since.
-func logsEventQuery(channels []string, levels []int, since time.Duration) string {
+func eventQuery(channels []string, levels []int, since time.Duration) string {
 	var cond []string
 	for _, l := range levels {
 		cond = append(cond, "Level="+strconv.Itoa(l))
@@ -151,14 +151,14 @@ func logsEventQuery(channels []string, levels []int, since time.Duration) string
 	return b.String()
 }
 
-// logsEventLevels are the Windows levels reported for a minimum syslog
+// eventLevels are the Windows levels reported for a minimum syslog
 // priority: Critical and Error for err, Warning too for warning.
-func logsEventLevels(minPri int) []int {
+func eventLevels(minPri int) []int {
 	levels := []int{1}
-	if minPri >= logsPriErr {
+	if minPri >= priErr {
 		levels = append(levels, 2)
 	}
-	if minPri >= logsPriWarning {
+	if minPri >= priWarning {
 		levels = append(levels, 3)
 	}
 	return levels

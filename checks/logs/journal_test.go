@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestParseLogsJournal(t *testing.T) {
-	b, err := os.ReadFile("testdata/logs/journal.json")
+	b, err := os.ReadFile("testdata/journal.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestParseLogsJournal(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, cursor, err := parseLogsJournal(lines[i])
+			e, cursor, err := parseJournal(lines[i])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestParseLogsJournal(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := parseLogsJournal([]byte(`{"MESSAGE":"no cursor"}`)); err == nil {
+	if _, _, err := parseJournal([]byte(`{"MESSAGE":"no cursor"}`)); err == nil {
 		t.Error("an entry without cursor parsed")
 	}
 }
@@ -60,12 +60,12 @@ func TestLogsJournalReader(t *testing.T) {
 		t.Skip("the stand-in journalctl is a shell script")
 	}
 	dir := t.TempDir()
-	fixture, _ := filepath.Abs("testdata/logs/journal.json")
+	fixture, _ := filepath.Abs("testdata/journal.json")
 	script := filepath.Join(dir, "journalctl")
 	os.WriteFile(script, []byte("#!/bin/sh\necho \"$@\" >> "+dir+"/args\ncat "+fixture+"\n"), 0o755)
-	f, _ := newLogsFilter(DefaultLogsConfig())
-	r := &logsJournal{command: script, filter: f, scanWindow: 5 * time.Minute, now: time.Now}
-	sink := newLogsRecSink()
+	f, _ := newFilter(DefaultConfig())
+	r := &journalReader{command: script, filter: f, scanWindow: 5 * time.Minute, now: time.Now}
+	sink := newRecSink()
 	if err := r.read(context.Background(), false, sink); err != nil {
 		t.Fatal(err)
 	}

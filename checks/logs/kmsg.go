@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bytes"
@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// logsKmsgRecord is one record of /dev/kmsg.
-type logsKmsgRecord struct {
+// kmsgRecord is one record of /dev/kmsg.
+type kmsgRecord struct {
 	Level    int // pri & 7
 	Facility int // pri >> 3; 0 is the kernel, 1 (user) a write to /dev/kmsg
 	Seq      uint64
@@ -17,38 +17,38 @@ type logsKmsgRecord struct {
 	Dict     map[string]string // the continuation lines, KEY=value
 }
 
-var errLogsKmsg = errors.New("malformed kmsg record")
+var errKmsg = errors.New("malformed kmsg record")
 
-// parseLogsKmsg reads one record as read(2) returns it from /dev/kmsg:
+// parseKmsg reads one record as read(2) returns it from /dev/kmsg:
 //
 //	pri,seq,usec,flags[,more];message\n[ KEY=value\n]...
 //
 // The kernel escapes unprintable bytes of the message, newlines included,
 // as \xNN; they are unescaped here.
-func parseLogsKmsg(b []byte) (logsKmsgRecord, error) {
-	var r logsKmsgRecord
+func parseKmsg(b []byte) (kmsgRecord, error) {
+	var r kmsgRecord
 	semi := bytes.IndexByte(b, ';')
 	if semi < 0 {
-		return r, errLogsKmsg
+		return r, errKmsg
 	}
 	fields := bytes.Split(b[:semi], []byte(","))
 	if len(fields) < 4 {
-		return r, errLogsKmsg
+		return r, errKmsg
 	}
 	pri, err := strconv.ParseUint(string(fields[0]), 10, 32)
 	if err != nil {
-		return r, errLogsKmsg
+		return r, errKmsg
 	}
 	if r.Seq, err = strconv.ParseUint(string(fields[1]), 10, 64); err != nil {
-		return r, errLogsKmsg
+		return r, errKmsg
 	}
 	if r.Usec, err = strconv.ParseUint(string(fields[2]), 10, 64); err != nil {
-		return r, errLogsKmsg
+		return r, errKmsg
 	}
 	r.Level, r.Facility = int(pri&7), int(pri>>3)
 	rest := b[semi+1:]
 	msg, dict, _ := bytes.Cut(rest, []byte("\n"))
-	r.Message = logsUnescapeKmsg(msg)
+	r.Message = unescapeKmsg(msg)
 	for _, l := range bytes.Split(dict, []byte("\n")) {
 		if len(l) < 2 || l[0] != ' ' {
 			continue
@@ -60,18 +60,18 @@ func parseLogsKmsg(b []byte) (logsKmsgRecord, error) {
 		if r.Dict == nil {
 			r.Dict = map[string]string{}
 		}
-		r.Dict[string(k)] = logsUnescapeKmsg(v)
+		r.Dict[string(k)] = unescapeKmsg(v)
 	}
 	return r, nil
 }
 
-func logsUnescapeKmsg(b []byte) string {
+func unescapeKmsg(b []byte) string {
 	if bytes.IndexByte(b, '\\') < 0 {
 		return string(b)
 	}
 	var s strings.Builder
 	for i := 0; i < len(b); i++ {
-		if b[i] == '\\' && i+3 < len(b) && b[i+1] == 'x' && logsIsHex(b[i+2]) && logsIsHex(b[i+3]) {
+		if b[i] == '\\' && i+3 < len(b) && b[i+1] == 'x' && isHex(b[i+2]) && isHex(b[i+3]) {
 			v, _ := strconv.ParseUint(string(b[i+2:i+4]), 16, 8)
 			s.WriteByte(byte(v))
 			i += 3
@@ -82,11 +82,11 @@ func logsUnescapeKmsg(b []byte) string {
 	return s.String()
 }
 
-// logsKmsgIdent splits "ident: message" or "ident[pid]: message", as
+// kmsgIdent splits "ident: message" or "ident[pid]: message", as
 // programs that write to /dev/kmsg format their lines. The kernel's own
 // records (facility 0) are left whole: "EXT4-fs error (device vda1): …"
 // names no program.
-func logsKmsgIdent(msg string) (ident string, pid int, rest string) {
+func kmsgIdent(msg string) (ident string, pid int, rest string) {
 	i := strings.IndexByte(msg, ':')
 	if i <= 0 || i > 64 || strings.ContainsAny(msg[:i], " \t") {
 		return "", 0, msg

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"context"
@@ -11,22 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// logsKmsg reads the kernel's ring buffer through /dev/kmsg, for systems
+// kmsgReader reads the kernel's ring buffer through /dev/kmsg, for systems
 // without journald. Its position is the sequence number of the next record
 // and the boot id, since sequence numbers start over at every boot.
-type logsKmsg struct {
+type kmsgReader struct {
 	path       string
 	bootIDPath string
-	filter     *logsFilter
+	filter     *entryFilter
 	scanWindow time.Duration
 }
 
-const logsKmsgSource = "kmsg"
+const kmsgSource = "kmsg"
 
-func (r *logsKmsg) name() string { return logsKmsgSource }
+func (r *kmsgReader) name() string { return kmsgSource }
 
-func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
-	pos, saved := sink.position(logsKmsgSource)
+func (r *kmsgReader) read(ctx context.Context, follow bool, sink entrySink) error {
+	pos, saved := sink.position(kmsgSource)
 	bootID := ""
 	if b, err := os.ReadFile(r.bootIDPath); err == nil {
 		bootID = strings.TrimSpace(string(b))
@@ -45,27 +45,27 @@ func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
 	switch {
 	case saved && pos.BootID == bootID && pos.NextSeq > 0:
 		next = pos.NextSeq
-		sink.started(logsKmsgSource, "kmsg", "saved_position")
+		sink.started(kmsgSource, "kmsg", "saved_position")
 	case saved && pos.BootID != "" && pos.BootID != bootID:
-		sink.started(logsKmsgSource, "kmsg", "beginning") // a new boot
+		sink.started(kmsgSource, "kmsg", "beginning") // a new boot
 	case follow:
 		skipAll = true
-		sink.started(logsKmsgSource, "kmsg", "end")
+		sink.started(kmsgSource, "kmsg", "end")
 	default:
-		if up := logsMonotonic(); up > r.scanWindow {
+		if up := monotonic(); up > r.scanWindow {
 			minUsec = uint64((up - r.scanWindow) / time.Microsecond)
 		}
-		sink.started(logsKmsgSource, "kmsg", "recent_tail")
+		sink.started(kmsgSource, "kmsg", "recent_tail")
 	}
-	boot := time.Now().Add(-logsMonotonic())
+	boot := time.Now().Add(-monotonic())
 
 	buf := make([]byte, 16<<10)
-	var entries []logsEntry
+	var entries []entry
 	var read uint64
 	pushed := next
 	flush := func() {
 		if read > 0 || len(entries) > 0 || next != pushed {
-			sink.push(logsKmsgSource, LogsPosition{NextSeq: next, BootID: bootID}, read, entries)
+			sink.push(kmsgSource, Position{NextSeq: next, BootID: bootID}, read, entries)
 		}
 		entries, read, pushed = entries[:0], 0, next
 	}
@@ -78,7 +78,7 @@ func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
 			if !follow {
 				return nil
 			}
-			if err := logsWaitReadable(ctx, fd); err != nil {
+			if err := waitReadable(ctx, fd); err != nil {
 				return err
 			}
 			if ctx.Err() != nil {
@@ -95,7 +95,7 @@ func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
 			flush()
 			return nil
 		}
-		rec, err := parseLogsKmsg(buf[:n])
+		rec, err := parseKmsg(buf[:n])
 		if err != nil || rec.Seq < next {
 			continue
 		}
@@ -113,25 +113,25 @@ func (r *logsKmsg) read(ctx context.Context, follow bool, sink logsSink) error {
 	}
 }
 
-func (r *logsKmsg) entry(rec logsKmsgRecord, boot time.Time) (logsEntry, bool) {
+func (r *kmsgReader) entry(rec kmsgRecord, boot time.Time) (entry, bool) {
 	if rec.Level > r.filter.minPri {
-		return logsEntry{}, false
+		return entry{}, false
 	}
 	pri, ok := r.filter.classify(rec.Level, []byte(rec.Message))
 	if !ok {
-		return logsEntry{}, false
+		return entry{}, false
 	}
-	e := logsEntry{Source: logsKmsgSource, Unit: "kernel", Priority: pri, Message: rec.Message,
+	e := entry{Source: kmsgSource, Unit: "kernel", Priority: pri, Message: rec.Message,
 		Time: boot.Add(time.Duration(rec.Usec) * time.Microsecond)}
 	if rec.Facility != 0 {
-		e.Unit, e.PID, e.Message = logsKmsgIdent(rec.Message)
+		e.Unit, e.PID, e.Message = kmsgIdent(rec.Message)
 	}
 	return e, true
 }
 
-// logsWaitReadable waits until fd has a record or ctx ends, checking ctx
+// waitReadable waits until fd has a record or ctx ends, checking ctx
 // every 250 ms.
-func logsWaitReadable(ctx context.Context, fd int) error {
+func waitReadable(ctx context.Context, fd int) error {
 	for ctx.Err() == nil {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(fds, 250)
@@ -148,9 +148,9 @@ func logsWaitReadable(ctx context.Context, fd int) error {
 	return nil
 }
 
-// logsMonotonic is the time since boot on the clock kmsg stamps records
+// monotonic is the time since boot on the clock kmsg stamps records
 // with.
-func logsMonotonic() time.Duration {
+func monotonic() time.Duration {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0

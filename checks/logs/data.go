@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"cmp"
@@ -8,25 +8,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// LogsData is the data of a logs result.
-type LogsData struct {
+// Data is the data of a logs result.
+type Data struct {
 	// Mode is "follow" when Watch read the sources as entries came, "scan"
 	// when the run read them itself.
-	Mode    string           `json:"mode"`
-	Sources []LogsSourceData `json:"sources"`
+	Mode    string       `json:"mode"`
+	Sources []SourceData `json:"sources"`
 	// Entries are the most recent error entries, raw, newest last.
-	Entries         []LogsEntryData `json:"entries,omitempty"`
-	EntriesLeftOut  uint64          `json:"entries_left_out,omitempty"`
-	FindingsLeftOut int             `json:"findings_left_out,omitempty"`
+	Entries         []EntryData `json:"entries,omitempty"`
+	EntriesLeftOut  uint64      `json:"entries_left_out,omitempty"`
+	FindingsLeftOut int         `json:"findings_left_out,omitempty"`
 	// NotRead says why sources were not read (absent, turned off).
 	NotRead []string `json:"not_read,omitempty"`
 }
 
-// LogsSourceData describes one source over the period of the result.
-type LogsSourceData struct {
+// SourceData describes one source over the period of the result.
+type SourceData struct {
 	Source string `json:"source"`
 	Kind   string `json:"kind"` // journald, file, kmsg, eventlog
 	// Start says where reading began: saved_position, end (no saved
@@ -35,15 +36,15 @@ type LogsSourceData struct {
 	// the saved position), rotated (the saved file was found rotated).
 	Start string `json:"start,omitempty"`
 	// Position is where reading stopped; it is saved once the result is.
-	Position   *LogsPosition `json:"position,omitempty"`
-	Read       uint64        `json:"read"`
-	Matched    uint64        `json:"matched"`
-	Suppressed uint64        `json:"suppressed,omitempty"`
-	Error      string        `json:"error,omitempty"`
+	Position   *Position `json:"position,omitempty"`
+	Read       uint64    `json:"read"`
+	Matched    uint64    `json:"matched"`
+	Suppressed uint64    `json:"suppressed,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
-// LogsPosition is a source's read position, as saved in the state.
-type LogsPosition struct {
+// Position is a source's read position, as saved in the state.
+type Position struct {
 	Cursor   string `json:"cursor,omitempty"` // journald
 	Dev      uint64 `json:"dev,omitempty"`    // file
 	Inode    uint64 `json:"inode,omitempty"`
@@ -55,8 +56,8 @@ type LogsPosition struct {
 	Bookmark string `json:"bookmark,omitempty"` // Windows bookmark XML
 }
 
-// LogsEntryData is one raw error entry.
-type LogsEntryData struct {
+// EntryData is one raw error entry.
+type EntryData struct {
 	Time     time.Time `json:"time"`
 	Source   string    `json:"source"`
 	Priority int       `json:"priority"`
@@ -68,11 +69,11 @@ type LogsEntryData struct {
 	Message  string    `json:"message"`
 }
 
-func (l *Logs) result(b *logsBatch, mode string) Result {
-	data := LogsData{Mode: mode, NotRead: l.notes}
+func (l *Logs) result(b *batch, mode string) checks.Result {
+	data := Data{Mode: mode, NotRead: l.notes}
 	for _, name := range slices.Sorted(maps.Keys(b.sources)) {
 		s := b.sources[name]
-		sd := LogsSourceData{Source: name, Kind: s.kind, Start: s.start, Read: s.read, Matched: s.matched, Suppressed: s.suppressed}
+		sd := SourceData{Source: name, Kind: s.kind, Start: s.start, Read: s.read, Matched: s.matched, Suppressed: s.suppressed}
 		if p, ok := b.positions[name]; ok {
 			sd.Position = &p
 		}
@@ -82,12 +83,12 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 		data.Sources = append(data.Sources, sd)
 	}
 	if data.Sources == nil {
-		data.Sources = []LogsSourceData{}
+		data.Sources = []SourceData{}
 	}
 	data.Entries, data.EntriesLeftOut = b.entries, b.entriesLeftOut
 
 	groups := slices.Clone(b.groups)
-	slices.SortStableFunc(groups, func(a, b *logsGroup) int {
+	slices.SortStableFunc(groups, func(a, b *group) int {
 		return cmp.Or(cmp.Compare(a.entry.Priority, b.entry.Priority), cmp.Compare(b.count, a.count), a.first.Compare(b.first))
 	})
 	if len(groups) > l.cfg.MaxFindings {
@@ -98,7 +99,7 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 	var total, crit uint64
 	for _, g := range b.groups {
 		total += g.count
-		if g.entry.Priority <= logsPriCrit {
+		if g.entry.Priority <= priCrit {
 			crit += g.count
 		}
 	}
@@ -119,17 +120,17 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 	}
 	var parts []string
 	if len(findings) > 0 {
-		s := logsPlural(total, "error entry", "error entries")
+		s := plural(total, "error entry", "error entries")
 		if crit > 0 {
 			s += fmt.Sprintf(" (%d critical)", crit)
 		}
-		s += " in " + logsPlural(uint64(len(b.groups)), "finding", "findings")
+		s += " in " + plural(uint64(len(b.groups)), "finding", "findings")
 		if data.FindingsLeftOut > 0 {
 			s += fmt.Sprintf(" (%d left out)", data.FindingsLeftOut)
 		}
-		parts = append(parts, s+": "+logsFirstMessages(findings, 3))
+		parts = append(parts, s+": "+firstMessages(findings, 3))
 	} else {
-		parts = append(parts, fmt.Sprintf("no error entries in %d entries read from %s", read, logsSourceList(data.Sources)))
+		parts = append(parts, fmt.Sprintf("no error entries in %d entries read from %s", read, sourceList(data.Sources)))
 	}
 	if len(suppressed) > 0 {
 		parts = append(parts, "suppressed by the rate cap "+strings.Join(suppressed, ", "))
@@ -143,7 +144,7 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 	if len(fromEnd) > 0 {
 		parts = append(parts, "no saved position, so older entries of "+strings.Join(fromEnd, ", ")+" are not reported")
 	}
-	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
+	res := checks.Result{Status: checks.StatusOf(findings), Findings: findings, Data: data}
 	if len(errs) > 0 {
 		res.Status = protocol.StatusUnknown
 		parts = append([]string{"could not read " + strings.Join(errs, "; ")}, parts...)
@@ -152,14 +153,14 @@ func (l *Logs) result(b *logsBatch, mode string) Result {
 	return res
 }
 
-func logsPlural(n uint64, one, many string) string {
+func plural(n uint64, one, many string) string {
 	if n == 1 {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
 }
 
-func logsFirstMessages(fs []protocol.Finding, n int) string {
+func firstMessages(fs []protocol.Finding, n int) string {
 	var b strings.Builder
 	for i, f := range fs[:min(n, len(fs))] {
 		if i > 0 {
@@ -178,7 +179,7 @@ func logsFirstMessages(fs []protocol.Finding, n int) string {
 	return b.String()
 }
 
-func logsSourceList(ss []LogsSourceData) string {
+func sourceList(ss []SourceData) string {
 	if len(ss) == 0 {
 		return "no source yet"
 	}

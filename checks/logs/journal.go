@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bufio"
@@ -16,25 +16,25 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// logsJournal reads the systemd journal through journalctl's JSON output,
+// journalReader reads the systemd journal through journalctl's JSON output,
 // which needs no cgo and follows the journal's own file rotation. The
 // priority filter runs in journalctl; the cursor of the last entry read is
 // the position.
-type logsJournal struct {
+type journalReader struct {
 	command    string // journalctl
-	filter     *logsFilter
+	filter     *entryFilter
 	scanWindow time.Duration
 	now        func() time.Time
 }
 
-const logsJournalSource = "journald"
+const journalSource = "journald"
 
-// logsJournalMaxLine bounds one JSON entry; longer ones are skipped.
-const logsJournalMaxLine = 1 << 20
+// journalMaxLine bounds one JSON entry; longer ones are skipped.
+const journalMaxLine = 1 << 20
 
-func (r *logsJournal) name() string { return logsJournalSource }
+func (r *journalReader) name() string { return journalSource }
 
-func (r *logsJournal) args(pos LogsPosition, saved, follow bool) ([]string, string) {
+func (r *journalReader) args(pos Position, saved, follow bool) ([]string, string) {
 	args := []string{"--output=json", "--no-pager", "--quiet", "--priority=" + strconv.Itoa(r.filter.minPri)}
 	var how string
 	switch {
@@ -51,13 +51,13 @@ func (r *logsJournal) args(pos LogsPosition, saved, follow bool) ([]string, stri
 	return args, how
 }
 
-func (r *logsJournal) read(ctx context.Context, follow bool, sink logsSink) error {
-	pos, saved := sink.position(logsJournalSource)
+func (r *journalReader) read(ctx context.Context, follow bool, sink entrySink) error {
+	pos, saved := sink.position(journalSource)
 	args, how := r.args(pos, saved, follow)
 	cmd := exec.CommandContext(ctx, r.command, args...)
 	cmd.WaitDelay = 2 * time.Second
 	var stderr bytes.Buffer
-	cmd.Stderr = &logsCapped{buf: &stderr, max: 4096}
+	cmd.Stderr = &capped{buf: &stderr, max: 4096}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -65,7 +65,7 @@ func (r *logsJournal) read(ctx context.Context, follow bool, sink logsSink) erro
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", r.command, err)
 	}
-	sink.started(logsJournalSource, "journald", how)
+	sink.started(journalSource, "journald", how)
 	n, rerr := r.consume(out, sink)
 	werr := cmd.Wait()
 	switch {
@@ -78,7 +78,7 @@ func (r *logsJournal) read(ctx context.Context, follow bool, sink logsSink) erro
 		if n == 0 && pos.Cursor != "" && strings.Contains(msg, "cursor") {
 			// A cursor journalctl refuses would fail every retry: forget it
 			// and start over from the end.
-			sink.push(logsJournalSource, LogsPosition{}, 0, nil)
+			sink.push(journalSource, Position{}, 0, nil)
 		}
 		return fmt.Errorf("%s: %w: %s", r.command, werr, protocol.Clip(msg, 512))
 	case follow:
@@ -89,15 +89,15 @@ func (r *logsJournal) read(ctx context.Context, follow bool, sink logsSink) erro
 
 // consume reads JSON lines until out ends, pushing each entry with its
 // cursor.
-func (r *logsJournal) consume(out io.Reader, sink logsSink) (int, error) {
+func (r *journalReader) consume(out io.Reader, sink entrySink) (int, error) {
 	br := bufio.NewReaderSize(out, 64<<10)
 	var long []byte
 	n := 0
-	entries := make([]logsEntry, 0, 1)
+	entries := make([]entry, 0, 1)
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			if len(long) < logsJournalMaxLine {
+			if len(long) < journalMaxLine {
 				long = append(long, line...)
 			}
 			continue
@@ -105,20 +105,20 @@ func (r *logsJournal) consume(out io.Reader, sink logsSink) (int, error) {
 		if long != nil {
 			line = append(long, line...)
 			long = nil
-			if len(line) > logsJournalMaxLine {
+			if len(line) > journalMaxLine {
 				line = nil
 			}
 		}
 		if len(bytes.TrimSpace(line)) > 0 {
 			n++
-			e, cursor, perr := parseLogsJournal(line)
+			e, cursor, perr := parseJournal(line)
 			if perr == nil {
 				entries = entries[:0]
 				if pri, ok := r.filter.classify(e.Priority, []byte(e.Message)); ok {
 					e.Priority = pri
 					entries = append(entries, e)
 				}
-				sink.push(logsJournalSource, LogsPosition{Cursor: cursor}, 1, entries)
+				sink.push(journalSource, Position{Cursor: cursor}, 1, entries)
 			}
 		}
 		if err == io.EOF {
@@ -130,11 +130,11 @@ func (r *logsJournal) consume(out io.Reader, sink logsSink) (int, error) {
 	}
 }
 
-// logsJournalRecord holds the fields of a journalctl -o json line that the
+// journalRecord holds the fields of a journalctl -o json line that the
 // check uses. Each is kept raw: a field is a string, an array of bytes when
 // it is not valid UTF-8 text, an array of values when it repeats, or null
 // when it is too large to print.
-type logsJournalRecord struct {
+type journalRecord struct {
 	Message   json.RawMessage `json:"MESSAGE"`
 	Priority  json.RawMessage `json:"PRIORITY"`
 	Unit      json.RawMessage `json:"_SYSTEMD_UNIT"`
@@ -147,34 +147,34 @@ type logsJournalRecord struct {
 	Transport json.RawMessage `json:"_TRANSPORT"`
 }
 
-// parseLogsJournal reads one line of journalctl -o json.
-func parseLogsJournal(line []byte) (logsEntry, string, error) {
-	var rec logsJournalRecord
+// parseJournal reads one line of journalctl -o json.
+func parseJournal(line []byte) (entry, string, error) {
+	var rec journalRecord
 	if err := json.Unmarshal(line, &rec); err != nil {
-		return logsEntry{}, "", fmt.Errorf("journal entry: %w", err)
+		return entry{}, "", fmt.Errorf("journal entry: %w", err)
 	}
-	cursor := logsJournalField(rec.Cursor)
+	cursor := journalField(rec.Cursor)
 	if cursor == "" {
-		return logsEntry{}, "", errors.New("journal entry without __CURSOR")
+		return entry{}, "", errors.New("journal entry without __CURSOR")
 	}
-	e := logsEntry{Source: logsJournalSource, Priority: logsPriErr}
-	if p, err := strconv.Atoi(logsJournalField(rec.Priority)); err == nil && p >= 0 && p <= 7 {
+	e := entry{Source: journalSource, Priority: priErr}
+	if p, err := strconv.Atoi(journalField(rec.Priority)); err == nil && p >= 0 && p <= 7 {
 		e.Priority = p
 	}
-	e.Message = logsJournalField(rec.Message)
+	e.Message = journalField(rec.Message)
 	if e.Message == "" && string(bytes.TrimSpace(rec.Message)) == "null" {
 		e.Message = "(message too large to print)"
 	}
 	for _, u := range []json.RawMessage{rec.Unit, rec.UserUnit, rec.Ident, rec.Comm} {
-		if e.Unit = logsJournalField(u); e.Unit != "" {
+		if e.Unit = journalField(u); e.Unit != "" {
 			break
 		}
 	}
-	if e.Unit == "" && logsJournalField(rec.Transport) == "kernel" {
+	if e.Unit == "" && journalField(rec.Transport) == "kernel" {
 		e.Unit = "kernel"
 	}
-	e.PID, _ = strconv.Atoi(logsJournalField(rec.PID))
-	if us, err := strconv.ParseInt(logsJournalField(rec.Realtime), 10, 64); err == nil {
+	e.PID, _ = strconv.Atoi(journalField(rec.PID))
+	if us, err := strconv.ParseInt(journalField(rec.Realtime), 10, 64); err == nil {
 		e.Time = time.UnixMicro(us)
 	} else {
 		e.Time = time.Now()
@@ -182,10 +182,10 @@ func parseLogsJournal(line []byte) (logsEntry, string, error) {
 	return e, cursor, nil
 }
 
-// logsJournalField turns a raw field into text: a string as is, an array
+// journalField turns a raw field into text: a string as is, an array
 // of byte values as those bytes, an array of values (a repeated field) as
 // its first value.
-func logsJournalField(raw json.RawMessage) string {
+func journalField(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return ""
@@ -205,19 +205,19 @@ func logsJournalField(raw json.RawMessage) string {
 		}
 		var vals []json.RawMessage
 		if json.Unmarshal(raw, &vals) == nil && len(vals) > 0 {
-			return logsJournalField(vals[0])
+			return journalField(vals[0])
 		}
 	}
 	return ""
 }
 
-// logsCapped keeps the first max bytes written to it.
-type logsCapped struct {
+// capped keeps the first max bytes written to it.
+type capped struct {
 	buf *bytes.Buffer
 	max int
 }
 
-func (c *logsCapped) Write(p []byte) (int, error) {
+func (c *capped) Write(p []byte) (int, error) {
 	if room := c.max - c.buf.Len(); room > 0 {
 		c.buf.Write(p[:min(room, len(p))])
 	}

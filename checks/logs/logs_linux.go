@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"log/slog"
@@ -7,11 +7,15 @@ import (
 	"time"
 )
 
-// logsReaders picks the sources of a Linux system: the journal when
+// defaultFiles are read when the journal is not there and no files are
+// configured: where syslog daemons write on Debian and on Red Hat.
+var defaultFiles = []string{"/var/log/syslog", "/var/log/messages", "/var/log/kern.log"}
+
+// readers picks the sources of a Linux system: the journal when
 // journald runs; otherwise the syslog files and /dev/kmsg, the files'
 // kernel lines being left to kmsg, which knows their priority.
-func logsReaders(cfg LogsConfig, filter *logsFilter, logger *slog.Logger) ([]logsReader, []string) {
-	var rs []logsReader
+func readers(cfg Config, filter *entryFilter, logger *slog.Logger) ([]reader, []string) {
+	var rs []reader
 	var notes []string
 	journal := false
 	switch cfg.Journal {
@@ -26,7 +30,7 @@ func logsReaders(cfg LogsConfig, filter *logsFilter, logger *slog.Logger) ([]log
 		}
 	}
 	if journal {
-		rs = append(rs, &logsJournal{command: "journalctl", filter: filter, scanWindow: cfg.ScanWindow.Duration, now: time.Now})
+		rs = append(rs, &journalReader{command: "journalctl", filter: filter, scanWindow: cfg.ScanWindow.Duration, now: time.Now})
 	}
 
 	kmsg := cfg.Kmsg == "on" || cfg.Kmsg == "auto" && !journal
@@ -39,16 +43,16 @@ func logsReaders(cfg LogsConfig, filter *logsFilter, logger *slog.Logger) ([]log
 		}
 	}
 	if kmsg {
-		rs = append(rs, &logsKmsg{path: "/dev/kmsg", bootIDPath: "/proc/sys/kernel/random/boot_id", filter: filter, scanWindow: cfg.ScanWindow.Duration})
+		rs = append(rs, &kmsgReader{path: "/dev/kmsg", bootIDPath: "/proc/sys/kernel/random/boot_id", filter: filter, scanWindow: cfg.ScanWindow.Duration})
 	}
 
-	files := &logsFiles{globs: cfg.Files, filter: filter, poll: cfg.PollInterval.Duration, scanBytes: cfg.ScanBytes,
+	files := &fileSource{globs: cfg.Files, filter: filter, poll: cfg.PollInterval.Duration, scanBytes: cfg.ScanBytes,
 		skipKernel: kmsg, logger: logger, now: time.Now}
 	switch {
 	case cfg.Files == nil && journal:
 		notes = append(notes, "files: the journal holds their entries")
 	case cfg.Files == nil:
-		files.globs = logsDefaultFiles
+		files.globs = defaultFiles
 		if len(files.paths()) == 0 {
 			notes = append(notes, "files: none of /var/log/syslog, /var/log/messages, /var/log/kern.log exists")
 		} else {

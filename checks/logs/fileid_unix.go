@@ -1,14 +1,14 @@
 //go:build !windows
 
-package checks
+package logs
 
 import (
 	"os"
 	"syscall"
 )
 
-// logsFileID returns the device and inode of a file.
-func logsFileID(fi os.FileInfo) (dev, ino uint64) {
+// fileID returns the device and inode of a file.
+func fileID(fi os.FileInfo) (dev, ino uint64) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return uint64(st.Dev), st.Ino
 	}

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"bufio"
@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// logsBenchFile writes a syslog file of n lines that looks like a busy
+// benchFile writes a syslog file of n lines that looks like a busy
 // server's: cron, sshd, systemd and nginx chatter, and about 3% errors
 // that repeat with varying numbers, so that they aggregate.
-func logsBenchFile(b *testing.B, n int) (string, int64) {
+func benchFile(b *testing.B, n int) (string, int64) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "syslog")
 	f, err := os.Create(path)
@@ -60,20 +60,20 @@ func logsBenchFile(b *testing.B, n int) (string, int64) {
 // The rate cap is lifted so that every error is normalized and grouped.
 func BenchmarkLogsFilePipeline(b *testing.B) {
 	const lines = 200_000
-	path, size := logsBenchFile(b, lines)
-	cfg := DefaultLogsConfig()
+	path, size := benchFile(b, lines)
+	cfg := DefaultConfig()
 	cfg.MaxRate = 1 << 30
 	cfg, _ = cfg.withDefaults()
-	filter, err := newLogsFilter(cfg)
+	filter, err := newFilter(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := &logsFiles{globs: []string{path}, filter: filter, poll: time.Second, scanBytes: cfg.ScanBytes, now: time.Now}
+	r := &fileSource{globs: []string{path}, filter: filter, poll: time.Second, scanBytes: cfg.ScanBytes, now: time.Now}
 	b.SetBytes(size)
 	b.ReportAllocs()
 	var matched uint64
 	for b.Loop() {
-		agg := newLogsAggregator(cfg)
+		agg := newAggregator(cfg)
 		t, err := r.open(path, agg, true, false) // a new file: read from its start
 		if err != nil {
 			b.Fatal(err)

@@ -1,4 +1,4 @@
-package checks
+package logs
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/guestdiag/guestdiag/checks"
 )
 
 // TestIntegrationLogsKmsg writes an error to /dev/kmsg, as the VM lab
@@ -16,9 +18,9 @@ func TestIntegrationLogsKmsg(t *testing.T) {
 		t.Skipf("needs a writable /dev/kmsg (run as root): %v", err)
 	}
 	defer f.Close()
-	cfg := DefaultLogsConfig()
+	cfg := DefaultConfig()
 	cfg.Journal, cfg.Kmsg, cfg.Files = "off", "on", []string{}
-	l, err := NewLogs(cfg, Env{State: NewState(t.TempDir(), LogsName)})
+	l, err := New(cfg, checks.Env{State: checks.NewState(t.TempDir(), Name)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func TestIntegrationLogsKmsg(t *testing.T) {
 		default:
 		}
 	})
-	waitFor(t, func() bool { _, ok := l.agg.position(logsKmsgSource); return ok })
+	waitFor(t, func() bool { _, ok := l.agg.position(kmsgSource); return ok })
 
 	msg := fmt.Sprintf("disk failure %d", time.Now().UnixNano())
 	if _, err := fmt.Fprintf(f, "<3>guestdiag-test: %s\n", msg); err != nil {
