@@ -6,4 +6,5 @@ import (
 	_ "github.com/guestdiag/guestdiag/checks/firewall"
 	_ "github.com/guestdiag/guestdiag/checks/logs"
 	_ "github.com/guestdiag/guestdiag/checks/network"
+	_ "github.com/guestdiag/guestdiag/checks/software"
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/checks/logs"
 	"github.com/guestdiag/guestdiag/checks/network"
+	"github.com/guestdiag/guestdiag/checks/software"
 )
 
 func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testing.T) {
@@ -23,7 +24,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		{network.Name, time.Minute},
 		{checks.ProcessesName, 15 * time.Second},
 		{checks.ResourcesName, 30 * time.Second},
-		{checks.SoftwareName, 15 * time.Minute},
+		{software.Name, 15 * time.Minute},
 	}
 	var names []string
 	for _, r := range checks.All() {

@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"cmp"
@@ -6,29 +6,29 @@ import (
 	"strings"
 )
 
-// softwareCompareVersions orders two versions of one package the way its
+// compareVersions orders two versions of one package the way its
 // package manager does: dpkg's rules for dpkg, rpmvercmp for rpm, and
 // rpmvercmp as a fair approximation for apk and Windows, whose versions
 // are dotted numbers with the odd letter suffix.
-func softwareCompareVersions(src, a, b string) int {
-	if src == SoftwareSourceDpkg {
-		return softwareCompareDeb(a, b)
+func compareVersions(src, a, b string) int {
+	if src == SourceDpkg {
+		return compareDeb(a, b)
 	}
-	ea, va := softwareSplitEpoch(a)
-	eb, vb := softwareSplitEpoch(b)
+	ea, va := splitEpoch(a)
+	eb, vb := splitEpoch(b)
 	if c := cmp.Compare(ea, eb); c != 0 {
 		return c
 	}
-	if src != SoftwareSourceRPM {
-		return softwareRPMVerCmp(va, vb)
+	if src != SourceRPM {
+		return rpmVerCmp(va, vb)
 	}
-	verA, relA, _ := softwareCutLast(va, "-")
-	verB, relB, _ := softwareCutLast(vb, "-")
-	return cmp.Or(softwareRPMVerCmp(verA, verB), softwareRPMVerCmp(relA, relB))
+	verA, relA, _ := cutLast(va, "-")
+	verB, relB, _ := cutLast(vb, "-")
+	return cmp.Or(rpmVerCmp(verA, verB), rpmVerCmp(relA, relB))
 }
 
-// softwareSplitEpoch splits "epoch:rest"; no epoch is 0.
-func softwareSplitEpoch(v string) (int, string) {
+// splitEpoch splits "epoch:rest"; no epoch is 0.
+func splitEpoch(v string) (int, string) {
 	e, rest, ok := strings.Cut(v, ":")
 	if !ok {
 		return 0, v
@@ -40,21 +40,21 @@ func softwareSplitEpoch(v string) (int, string) {
 	return n, rest
 }
 
-// softwareCompareDeb compares Debian versions [epoch:]upstream[-revision].
-func softwareCompareDeb(a, b string) int {
-	ea, va := softwareSplitEpoch(a)
-	eb, vb := softwareSplitEpoch(b)
+// compareDeb compares Debian versions [epoch:]upstream[-revision].
+func compareDeb(a, b string) int {
+	ea, va := splitEpoch(a)
+	eb, vb := splitEpoch(b)
 	if c := cmp.Compare(ea, eb); c != 0 {
 		return c
 	}
-	ua, ra, _ := softwareCutLast(va, "-")
-	ub, rb, _ := softwareCutLast(vb, "-")
-	return cmp.Or(softwareDebVerRevCmp(ua, ub), softwareDebVerRevCmp(ra, rb))
+	ua, ra, _ := cutLast(va, "-")
+	ub, rb, _ := cutLast(vb, "-")
+	return cmp.Or(debVerRevCmp(ua, ub), debVerRevCmp(ra, rb))
 }
 
-// softwareDebOrder ranks one character of a non-digit run: ~ sorts before
+// debOrder ranks one character of a non-digit run: ~ sorts before
 // everything, even the end of the string; letters before other symbols.
-func softwareDebOrder(s string, i int) int {
+func debOrder(s string, i int) int {
 	if i >= len(s) {
 		return 0
 	}
@@ -70,12 +70,12 @@ func softwareDebOrder(s string, i int) int {
 	return int(c) + 256
 }
 
-func softwareDebVerRevCmp(a, b string) int {
+func debVerRevCmp(a, b string) int {
 	isDigit := func(s string, i int) bool { return i < len(s) && s[i] >= '0' && s[i] <= '9' }
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		for (i < len(a) && !isDigit(a, i)) || (j < len(b) && !isDigit(b, j)) {
-			if c := cmp.Compare(softwareDebOrder(a, i), softwareDebOrder(b, j)); c != 0 {
+			if c := cmp.Compare(debOrder(a, i), debOrder(b, j)); c != 0 {
 				return c
 			}
 			i, j = i+1, j+1
@@ -106,10 +106,10 @@ func softwareDebVerRevCmp(a, b string) int {
 	return 0
 }
 
-// softwareRPMVerCmp compares two version (or release) strings as rpm does:
+// rpmVerCmp compares two version (or release) strings as rpm does:
 // alternating runs of digits and letters, separators ignored, digits newer
 // than letters, ~ older than anything and ^ newer than the end.
-func softwareRPMVerCmp(a, b string) int {
+func rpmVerCmp(a, b string) int {
 	if a == b {
 		return 0
 	}

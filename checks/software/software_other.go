@@ -1,6 +1,6 @@
 //go:build !linux && !windows
 
-package checks
+package software
 
 import (
 	"context"
@@ -8,7 +8,10 @@ import (
 	"fmt"
 )
 
-func (s *Software) gatherOS(context.Context) ([]softwareDB, error) {
+// osState is what Software keeps on Linux only: nothing here.
+type osState struct{}
+
+func (s *Software) gatherOS(context.Context) ([]database, error) {
 	return nil, fmt.Errorf("software: %w on this OS", errors.ErrUnsupported)
 }
 

@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	winreg "golang.org/x/sys/windows/registry"
 )
 
-// softwareViews are the two views of HKLM\SOFTWARE a 64-bit process sees:
+// views are the two views of HKLM\SOFTWARE a 64-bit process sees:
 // its own, and the one 32-bit installers write to (WOW6432Node).
-var softwareViews = []struct {
+var views = []struct {
 	arch string
 	flag uint32
 }{
@@ -22,26 +22,29 @@ var softwareViews = []struct {
 	{"x86", winreg.WOW64_32KEY},
 }
 
+// osState is what Software keeps on Linux only: nothing here.
+type osState struct{}
+
 // gatherOS reads the Uninstall key of HKLM in both registry views, which is
 // what Programs and Features lists. Per-user installs under HKCU are left
 // out: the agent runs as LocalSystem, whose HKCU nobody installs into.
-func (s *Software) gatherOS(ctx context.Context) ([]softwareDB, error) {
-	var pkgs []softwarePackage
-	for _, v := range softwareViews {
-		entries, err := softwareReadUninstall(ctx, v.flag)
+func (s *Software) gatherOS(ctx context.Context) ([]database, error) {
+	var pkgs []pkg
+	for _, v := range views {
+		entries, err := readUninstall(ctx, v.flag)
 		if errors.Is(err, winreg.ErrNotExist) && v.arch == "x86" {
 			continue // a 32-bit Windows has no second view
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read HKLM\\%s (%s view): %w", softwareUninstallKey, v.arch, err)
+			return nil, fmt.Errorf("read HKLM\\%s (%s view): %w", uninstallKey, v.arch, err)
 		}
-		pkgs = append(pkgs, softwareUninstallPackages(entries, v.arch)...)
+		pkgs = append(pkgs, uninstallPackages(entries, v.arch)...)
 	}
-	return []softwareDB{{Source: SoftwareSourceWindows, Path: `HKLM\` + softwareUninstallKey, Packages: pkgs}}, nil
+	return []database{{Source: SourceWindows, Path: `HKLM\` + uninstallKey, Packages: pkgs}}, nil
 }
 
-func softwareReadUninstall(ctx context.Context, view uint32) ([]softwareRegEntry, error) {
-	k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, softwareUninstallKey, winreg.ENUMERATE_SUB_KEYS|winreg.QUERY_VALUE|view)
+func readUninstall(ctx context.Context, view uint32) ([]regEntry, error) {
+	k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, uninstallKey, winreg.ENUMERATE_SUB_KEYS|winreg.QUERY_VALUE|view)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +53,7 @@ func softwareReadUninstall(ctx context.Context, view uint32) ([]softwareRegEntry
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]softwareRegEntry, 0, len(subs))
+	entries := make([]regEntry, 0, len(subs))
 	for _, sub := range subs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -59,7 +62,7 @@ func softwareReadUninstall(ctx context.Context, view uint32) ([]softwareRegEntry
 		if err != nil {
 			continue // removed while we listed, or locked down: not a program we can name
 		}
-		e := softwareRegEntry{Key: sub, Values: map[string]string{}}
+		e := regEntry{Key: sub, Values: map[string]string{}}
 		for _, name := range []string{"DisplayName", "DisplayVersion", "Publisher", "InstallDate", "ParentKeyName"} {
 			if v, _, err := sk.GetStringValue(name); err == nil {
 				e.Values[strings.ToLower(name)] = v
@@ -108,8 +111,8 @@ func (s *Software) Watch(ctx context.Context, trigger func()) error {
 			windows.CloseHandle(h)
 		}
 	}()
-	for _, v := range softwareViews {
-		k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, softwareUninstallKey, winreg.NOTIFY|v.flag)
+	for _, v := range views {
+		k, err := winreg.OpenKey(winreg.LOCAL_MACHINE, uninstallKey, winreg.NOTIFY|v.flag)
 		if err != nil {
 			s.logger.Warn("software_watch_failed", "view", v.arch, "err", err)
 			continue

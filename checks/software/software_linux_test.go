@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"context"
@@ -11,20 +11,21 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"golang.org/x/sys/unix"
 )
 
-// softwareDpkgParagraph is one installed package as dpkg writes it.
-func softwareDpkgParagraph(name, version string) string {
+// dpkgParagraph is one installed package as dpkg writes it.
+func dpkgParagraph(name, version string) string {
 	return "Package: " + name + "\nStatus: install ok installed\nPriority: optional\nSection: utils\n" +
 		"Installed-Size: 100\nMaintainer: Debian <debian@example.org>\nArchitecture: amd64\nVersion: " + version +
 		"\nDescription: " + name + "\n a test package\n .\n with a long description\n\n"
 }
 
-// softwareReplace writes a file the way dpkg does: a new file beside it,
+// replace writes a file the way dpkg does: a new file beside it,
 // renamed over the old.
-func softwareReplace(t *testing.T, path, content string) {
+func replace(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path+"-new", []byte(content), 0o644); err != nil {
 		t.Fatal(err)
@@ -34,9 +35,9 @@ func softwareReplace(t *testing.T, path, content string) {
 	}
 }
 
-func newSoftwareUnder(t *testing.T, root string, state *State) *Software {
+func newUnder(t *testing.T, root string, state *checks.State) *Software {
 	t.Helper()
-	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOff}, Env{State: state})
+	s, err := New(Config{Root: root, RPM: RPMOff}, checks.Env{State: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +50,10 @@ func TestSoftwareDpkgStatusChanged(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b7")+
-		softwareDpkgParagraph("curl", "7.88.1-10+deb12u5")+softwareDpkgParagraph("nano", "7.2-1"))
-	state := NewState(t.TempDir(), SoftwareName)
-	s := newSoftwareUnder(t, root, state)
+	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b7")+
+		dpkgParagraph("curl", "7.88.1-10+deb12u5")+dpkgParagraph("nano", "7.2-1"))
+	state := checks.NewState(t.TempDir(), Name)
+	s := newUnder(t, root, state)
 
 	res := s.Run(context.Background())
 	if res.Summary != "baseline recorded: 3 packages (dpkg 3)" || len(res.Findings) != 0 {
@@ -62,24 +63,24 @@ func TestSoftwareDpkgStatusChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8")+
-		softwareDpkgParagraph("curl", "7.88.1-10+deb12u5")+softwareDpkgParagraph("htop", "3.2.2-2"))
+	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b8")+
+		dpkgParagraph("curl", "7.88.1-10+deb12u5")+dpkgParagraph("htop", "3.2.2-2"))
 	res = s.Run(context.Background())
 	want := []string{
 		"sw.installed installed htop (amd64) 3.2.2-2 [dpkg]",
 		"sw.removed removed nano (amd64) 7.2-1 [dpkg]",
 		"sw.upgraded upgraded bash (amd64) from 5.2.15-2+b7 to 5.2.15-2+b8 [dpkg]",
 	}
-	if got := softwareCodes(res.Findings); !slices.Equal(got, want) {
+	if got := codes(res.Findings); !slices.Equal(got, want) {
 		t.Fatalf("got findings\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	wantChanges := []SoftwareChange{
+	wantChanges := []Change{
 		{Change: "installed", Source: "dpkg", Name: "htop", Arch: "amd64", Version: "3.2.2-2"},
 		{Change: "removed", Source: "dpkg", Name: "nano", Arch: "amd64", Version: "7.2-1"},
 		{Change: "upgraded", Source: "dpkg", Name: "bash", Arch: "amd64", Version: "5.2.15-2+b8", OldVersion: "5.2.15-2+b7"},
 	}
-	got := slices.Clone(res.Data.(SoftwareData).Changes)
-	slices.SortFunc(got, func(a, b SoftwareChange) int { return strings.Compare(a.Change, b.Change) })
+	got := slices.Clone(res.Data.(Data).Changes)
+	slices.SortFunc(got, func(a, b Change) int { return strings.Compare(a.Change, b.Change) })
 	if !slices.Equal(got, wantChanges) {
 		t.Errorf("got changes %+v, want %+v", got, wantChanges)
 	}
@@ -87,15 +88,15 @@ func TestSoftwareDpkgStatusChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	restarted := newSoftwareUnder(t, root, state)
+	restarted := newUnder(t, root, state)
 	if res := restarted.Run(context.Background()); len(res.Findings) != 0 || res.Summary != "no package changes; 3 packages (dpkg 3)" {
-		t.Errorf("after restart: got %q %v, want no changes", res.Summary, softwareCodes(res.Findings))
+		t.Errorf("after restart: got %q %v, want no changes", res.Summary, codes(res.Findings))
 	}
 }
 
 func TestSoftwareGatherIsUnknownWithoutOrWithABrokenDatabase(t *testing.T) {
 	root := t.TempDir()
-	s := newSoftwareUnder(t, root, nil)
+	s := newUnder(t, root, nil)
 	res := s.Run(context.Background())
 	want := "no package database found (looked for " + root + "/var/lib/dpkg/status, " + root + "/lib/apk/db/installed)"
 	if res.Status != "unknown" || res.Summary != want {
@@ -121,14 +122,14 @@ func TestSoftwareWatchSeesDpkgReplaceItsStatusFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b7"))
-	s := newSoftwareUnder(t, root, nil)
+	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b7"))
+	s := newUnder(t, root, nil)
 	ready := make(chan struct{})
 	s.watching = func() { close(ready) }
 	w := checktest.StartWatch(t, s)
 	w.Until(t, ready)
 
-	softwareReplace(t, status, softwareDpkgParagraph("bash", "5.2.15-2+b8"))
+	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b8"))
 	w.Await(t, "the status file being replaced", 2*time.Second)
 }
 
@@ -143,11 +144,11 @@ func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {
 	}
 	dpkg, rpm := t.TempDir(), t.TempDir()
 	status, rpmdb := filepath.Join(dpkg, "status"), filepath.Join(rpm, "rpmdb.sqlite")
-	softwareReplace(t, status, "a")
-	softwareReplace(t, rpmdb, "b")
-	w := softwareWatchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]softwareFileSig{}}
+	replace(t, status, "a")
+	replace(t, rpmdb, "b")
+	w := watchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]fileSig{}}
 	w.add(1, dpkg, "status")
-	w.add(2, rpm, softwareRPMFiles...)
+	w.add(2, rpm, rpmFiles...)
 
 	steps := []struct {
 		name   string
@@ -157,7 +158,7 @@ func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {
 	}{
 		{"dpkg's lock and journal do not count", nil,
 			slices.Concat(event(1, unix.IN_CLOSE_WRITE, "lock"), event(1, unix.IN_CREATE, "updates")), false},
-		{"status renamed into place counts", func() { softwareReplace(t, status, "c") },
+		{"status renamed into place counts", func() { replace(t, status, "c") },
 			slices.Concat(event(1, unix.IN_CREATE, "status-new"), event(1, unix.IN_MOVED_TO, "status")), true},
 		{"the same event again without a change does not count", nil, event(1, unix.IN_MOVED_TO, "status"), false},
 		{"a name watched in another directory does not count", nil, event(2, unix.IN_MOVED_TO, "status"), false},
@@ -175,7 +176,7 @@ func TestSoftwareWatchSetCountsOnlyDatabaseFilesThatChanged(t *testing.T) {
 		if st.change != nil {
 			st.change()
 		}
-		if got := w.changed(softwareInotifyEvents(st.events)); got != st.want {
+		if got := w.changed(inotifyEvents(st.events)); got != st.want {
 			t.Errorf("%s: got %v, want %v", st.name, got, st.want)
 		}
 	}
@@ -220,7 +221,7 @@ func TestIntegrationSoftwareRPM(t *testing.T) {
 	run("rpm", "--initdb", "--dbpath", dbpath)
 	run("rpm", "-i", "--justdb", "--nodeps", "--dbpath", dbpath, v1)
 
-	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOn}, Env{})
+	s, err := New(Config{Root: root, RPM: RPMOn}, checks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func TestIntegrationSoftwareRPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []softwareDB{{Source: "rpm", Path: dbpath, Packages: []softwarePackage{{"gdtest", "2:1.2.3-4", "noarch"}}}}
+	want := []database{{Source: "rpm", Path: dbpath, Packages: []pkg{{"gdtest", "2:1.2.3-4", "noarch"}}}}
 	if len(dbs) != 1 || dbs[0].Source != want[0].Source || dbs[0].Path != want[0].Path || !slices.Equal(dbs[0].Packages, want[0].Packages) {
 		t.Fatalf("got %+v, want %+v", dbs, want)
 	}
@@ -244,15 +245,15 @@ func TestIntegrationSoftwareRPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := softwareWatchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]softwareFileSig{}}
-	w.add(int32(wd), dbpath, softwareRPMFiles...)
-	pending := func() []softwareInotifyEvent {
+	w := watchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]fileSig{}}
+	w.add(int32(wd), dbpath, rpmFiles...)
+	pending := func() []inotifyEvent {
 		buf := make([]byte, 64<<10)
 		n, err := unix.Read(fd, buf)
 		if err != nil {
 			return nil // EAGAIN: nothing queued
 		}
-		return softwareInotifyEvents(buf[:n])
+		return inotifyEvents(buf[:n])
 	}
 
 	s.Run(context.Background())
@@ -265,14 +266,14 @@ func TestIntegrationSoftwareRPM(t *testing.T) {
 		t.Errorf("rpm -U did not count as a change: %+v", evs)
 	}
 	res := s.Run(context.Background())
-	if got, want := softwareCodes(res.Findings), []string{"sw.upgraded upgraded gdtest (noarch) from 2:1.2.3-4 to 2:1.10.0-4 [rpm]"}; !slices.Equal(got, want) {
+	if got, want := codes(res.Findings), []string{"sw.upgraded upgraded gdtest (noarch) from 2:1.2.3-4 to 2:1.10.0-4 [rpm]"}; !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 }
 
 func TestSoftwareRPMOnWithoutADatabaseIsUnknown(t *testing.T) {
 	root := t.TempDir()
-	s, err := NewSoftware(SoftwareConfig{Root: root, RPM: SoftwareRPMOn}, Env{})
+	s, err := New(Config{Root: root, RPM: RPMOn}, checks.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"bytes"
@@ -12,12 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func softwareFixture(t *testing.T, name string) []byte {
+func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "software", name))
+	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +34,10 @@ func softwareFixture(t *testing.T, name string) []byte {
 	return b
 }
 
-func softwareFind(pkgs []softwarePackage, name string) (softwarePackage, bool) {
-	i := slices.IndexFunc(pkgs, func(p softwarePackage) bool { return p.Name == name })
+func find(pkgs []pkg, name string) (pkg, bool) {
+	i := slices.IndexFunc(pkgs, func(p pkg) bool { return p.Name == name })
 	if i < 0 {
-		return softwarePackage{}, false
+		return pkg{}, false
 	}
 	return pkgs[i], true
 }
@@ -45,20 +46,20 @@ func softwareFind(pkgs []softwarePackage, name string) (softwarePackage, bool) {
 // dpkg-query -W -f='${Status}\n' | grep -c 'install ok installed' printed
 // 750 and dpkg-query -W printed the versions below.
 func TestParseSoftwareDpkgStatusOfARealDebian(t *testing.T) {
-	pkgs, err := parseSoftwareDpkgStatus(softwareFixture(t, "dpkg-status.gz"))
+	pkgs, err := parseDpkgStatus(fixture(t, "dpkg-status.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := len(pkgs), 750; got != want {
 		t.Errorf("got %d installed packages, want %d", got, want)
 	}
-	for _, want := range []softwarePackage{
+	for _, want := range []pkg{
 		{"bash", "5.2.15-2+b8", "amd64"},
 		{"coreutils", "9.1-1", "amd64"},
 		{"libc6", "2.36-9+deb12u14", "amd64"},
 		{"rpm", "4.18.0+dfsg-1+deb12u1", "amd64"},
 	} {
-		got, ok := softwareFind(pkgs, want.Name)
+		got, ok := find(pkgs, want.Name)
 		if !ok {
 			t.Errorf("%s not found", want.Name)
 			continue
@@ -80,7 +81,7 @@ func TestParseSoftwareDpkgStatus(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    []softwarePackage
+		want    []pkg
 		wantErr string
 	}{
 		{
@@ -93,25 +94,25 @@ func TestParseSoftwareDpkgStatus(t *testing.T) {
 				"Package: f\nStatus: install ok triggers-pending\nVersion: 6\nArchitecture: amd64\n\n" +
 				"Package: g\nStatus: install ok unpacked\nVersion: 7\nArchitecture: amd64\n\n" +
 				"Package: h\nStatus: purge ok not-installed\nArchitecture: amd64\n",
-			want: []softwarePackage{{"a", "1", "amd64"}, {"b", "2", "all"}, {"c", "3", "amd64"},
+			want: []pkg{{"a", "1", "amd64"}, {"b", "2", "all"}, {"c", "3", "amd64"},
 				{"e", "5", "amd64"}, {"f", "6", "amd64"}, {"g", "7", "amd64"}},
 		},
 		{
 			name: "continuation lines and several blank lines are skipped",
 			in: "\n\nPackage: a\nStatus: install ok installed\nDescription: short\n long line: with a colon\n .\n more\n" +
 				"Version: 1:2.0-1\nArchitecture: arm64\n\n\n\nPackage: b\nVersion: 2\nStatus: install ok installed\n",
-			want: []softwarePackage{{"a", "1:2.0-1", "arm64"}, {"b", "2", ""}},
+			want: []pkg{{"a", "1:2.0-1", "arm64"}, {"b", "2", ""}},
 		},
 		{
 			name: "one package in two architectures stays two packages",
 			in: "Package: libz\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\nVersion: 1\n\n" +
 				"Package: libz\nStatus: install ok installed\nArchitecture: i386\nMulti-Arch: same\nVersion: 1\n",
-			want: []softwarePackage{{"libz", "1", "amd64"}, {"libz", "1", "i386"}},
+			want: []pkg{{"libz", "1", "amd64"}, {"libz", "1", "i386"}},
 		},
 		{
 			name: "CRLF line endings are accepted",
 			in:   "Package: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\n",
-			want: []softwarePackage{{"a", "1", ""}},
+			want: []pkg{{"a", "1", ""}},
 		},
 		{
 			name:    "a line that is not a field names its line",
@@ -130,7 +131,7 @@ func TestParseSoftwareDpkgStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseSoftwareDpkgStatus([]byte(tt.in))
+			got, err := parseDpkgStatus([]byte(tt.in))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
@@ -148,11 +149,11 @@ func TestParseSoftwareDpkgStatus(t *testing.T) {
 }
 
 func TestParseSoftwareAPKInstalled(t *testing.T) {
-	got, err := parseSoftwareAPKInstalled(softwareFixture(t, "apk-installed"))
+	got, err := parseAPKInstalled(fixture(t, "apk-installed"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []softwarePackage{
+	want := []pkg{
 		{"musl", "1.2.4_git20230717-r4", "x86_64"},
 		{"busybox", "1.36.1-r15", "x86_64"},
 		{"alpine-baselayout-data", "3.4.3-r2", "x86_64"},
@@ -164,11 +165,11 @@ func TestParseSoftwareAPKInstalled(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 
-	_, err = parseSoftwareAPKInstalled([]byte("P:musl\nV:1\n\nP:x\nthis is not apk\n"))
+	_, err = parseAPKInstalled([]byte("P:musl\nV:1\n\nP:x\nthis is not apk\n"))
 	if err == nil || !strings.Contains(err.Error(), "line 5:") {
 		t.Errorf("got error %v, want one naming line 5", err)
 	}
-	_, err = parseSoftwareAPKInstalled([]byte("C:Q1abc=\nA:x86_64\n"))
+	_, err = parseAPKInstalled([]byte("C:Q1abc=\nA:x86_64\n"))
 	if err == nil || !strings.Contains(err.Error(), "line 1: package without P: or V:") {
 		t.Errorf("got error %v, want a package without P: or V: at line 1", err)
 	}
@@ -179,11 +180,11 @@ func TestParseSoftwareRPMQuery(t *testing.T) {
 		"shadow-utils\t2:4.9-8.el9\tx86_64\n" +
 		"gpg-pubkey\tfd431d51-4ae0493b\t(none)\n" +
 		"glibc\t2.34-60.el9\ti686\n"
-	got, err := parseSoftwareRPMQuery([]byte(in))
+	got, err := parseRPMQuery([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []softwarePackage{
+	want := []pkg{
 		{"bash", "5.1.8-6.el9_1", "x86_64"},
 		{"shadow-utils", "2:4.9-8.el9", "x86_64"},
 		{"gpg-pubkey", "fd431d51-4ae0493b", ""},
@@ -192,7 +193,7 @@ func TestParseSoftwareRPMQuery(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	if _, err := parseSoftwareRPMQuery([]byte("bash\t5.1\tx86_64\nerror: rpmdb open failed\n")); err == nil || !strings.Contains(err.Error(), "line 2:") {
+	if _, err := parseRPMQuery([]byte("bash\t5.1\tx86_64\nerror: rpmdb open failed\n")); err == nil || !strings.Contains(err.Error(), "line 2:") {
 		t.Errorf("got error %v, want one naming line 2", err)
 	}
 }
@@ -200,14 +201,14 @@ func TestParseSoftwareRPMQuery(t *testing.T) {
 func TestParseSoftwareRegExport(t *testing.T) {
 	tests := []struct {
 		file string
-		want map[string][]softwarePackage
+		want map[string][]pkg
 	}{
-		{"uninstall-x64.reg", map[string][]softwarePackage{"x64": {
+		{"uninstall-x64.reg", map[string][]pkg{"x64": {
 			{"7-Zip 23.01 (x64)", "23.01", "x64"},
 			{"Git", "2.43.0", "x64"},
 			{"PowerShell 7-x64", "7.4.1.0", "x64"},
 		}}},
-		{"uninstall-x86.reg", map[string][]softwarePackage{"x86": {
+		{"uninstall-x86.reg", map[string][]pkg{"x86": {
 			{"Google Chrome", "121.0.6167.140", "x86"},
 			{"Microsoft Edge", "121.0.2277.98", "x86"},
 			{"Microsoft Visual C++ 2015-2022 Redistributable (x86) - 14.38.33135", "14.38.33135.0", "x86"},
@@ -216,7 +217,7 @@ func TestParseSoftwareRegExport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("the programs of "+tt.file+" leave out system components, updates and keys without a name", func(t *testing.T) {
-			views, err := parseSoftwareRegExport(softwareFixture(t, tt.file))
+			views, err := parseRegExport(fixture(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +225,7 @@ func TestParseSoftwareRegExport(t *testing.T) {
 				t.Fatalf("got views %v, want %v", views, tt.want)
 			}
 			for arch, want := range tt.want {
-				if got := softwareUninstallPackages(views[arch], arch); !slices.Equal(got, want) {
+				if got := uninstallPackages(views[arch], arch); !slices.Equal(got, want) {
 					t.Errorf("%s: got %+v\nwant %+v", arch, got, want)
 				}
 			}
@@ -233,11 +234,11 @@ func TestParseSoftwareRegExport(t *testing.T) {
 }
 
 func TestParseSoftwareRegExportJoinsContinuedHexValues(t *testing.T) {
-	views, err := parseSoftwareRegExport(softwareFixture(t, "uninstall-x86.reg"))
+	views, err := parseRegExport(fixture(t, "uninstall-x86.reg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(views["x86"], func(e softwareRegEntry) bool { return e.Key == "{3A4BE2E5-6E0F-4F5B-8D1A-0C66C5E36B2D}" })
+	i := slices.IndexFunc(views["x86"], func(e regEntry) bool { return e.Key == "{3A4BE2E5-6E0F-4F5B-8D1A-0C66C5E36B2D}" })
 	if i < 0 {
 		t.Fatalf("key not found in %+v", views["x86"])
 	}
@@ -251,8 +252,8 @@ func TestParseSoftwareRegExportJoinsContinuedHexValues(t *testing.T) {
 }
 
 func TestParseSoftwareRegExportNamesTheBadLine(t *testing.T) {
-	in := "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\" + softwareUninstallKey + "\\X]\r\n\"DisplayName\"=\"X\"\r\n\"Bad\"=dword:\r\n"
-	_, err := parseSoftwareRegExport([]byte(in))
+	in := "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\" + uninstallKey + "\\X]\r\n\"DisplayName\"=\"X\"\r\n\"Bad\"=dword:\r\n"
+	_, err := parseRegExport([]byte(in))
 	if err == nil || !strings.Contains(err.Error(), "line 5:") {
 		t.Errorf("got error %v, want one naming line 5", err)
 	}
@@ -263,47 +264,47 @@ func TestSoftwareCompareVersions(t *testing.T) {
 		src, a, b string
 		want      int
 	}{
-		{SoftwareSourceDpkg, "2.36-9+deb12u13", "2.36-9+deb12u14", -1},
-		{SoftwareSourceDpkg, "1.0~rc1-1", "1.0-1", -1},
-		{SoftwareSourceDpkg, "1:0.9-1", "2.0-1", 1},
-		{SoftwareSourceDpkg, "1.0-1", "1.0-1.1", -1},
-		{SoftwareSourceDpkg, "1.0a", "1.0", 1},
-		{SoftwareSourceDpkg, "1.10", "1.9", 1},
-		{SoftwareSourceDpkg, "1.0+dfsg-1", "1.0-1", 1},
-		{SoftwareSourceDpkg, "007", "7", 0},
-		{SoftwareSourceRPM, "1.0~rc1-1", "1.0-1", -1},
-		{SoftwareSourceRPM, "1.0^git1-1", "1.0-1", 1},
-		{SoftwareSourceRPM, "2:1-1", "1:9-9", 1},
-		{SoftwareSourceRPM, "1.10-1", "1.9-1", 1},
-		{SoftwareSourceRPM, "1.0a-1", "1.0.1-1", -1},
-		{SoftwareSourceRPM, "5.14.0-362.8.1.el9_3", "5.14.0-362.13.1.el9_3", -1},
-		{SoftwareSourceRPM, "1.0-1.el9", "1.0-1.el9", 0},
-		{SoftwareSourceAPK, "1.36.1-r15", "1.36.1-r2", 1},
-		{SoftwareSourceWindows, "121.0.6167.140", "121.0.6167.85", 1},
+		{SourceDpkg, "2.36-9+deb12u13", "2.36-9+deb12u14", -1},
+		{SourceDpkg, "1.0~rc1-1", "1.0-1", -1},
+		{SourceDpkg, "1:0.9-1", "2.0-1", 1},
+		{SourceDpkg, "1.0-1", "1.0-1.1", -1},
+		{SourceDpkg, "1.0a", "1.0", 1},
+		{SourceDpkg, "1.10", "1.9", 1},
+		{SourceDpkg, "1.0+dfsg-1", "1.0-1", 1},
+		{SourceDpkg, "007", "7", 0},
+		{SourceRPM, "1.0~rc1-1", "1.0-1", -1},
+		{SourceRPM, "1.0^git1-1", "1.0-1", 1},
+		{SourceRPM, "2:1-1", "1:9-9", 1},
+		{SourceRPM, "1.10-1", "1.9-1", 1},
+		{SourceRPM, "1.0a-1", "1.0.1-1", -1},
+		{SourceRPM, "5.14.0-362.8.1.el9_3", "5.14.0-362.13.1.el9_3", -1},
+		{SourceRPM, "1.0-1.el9", "1.0-1.el9", 0},
+		{SourceAPK, "1.36.1-r15", "1.36.1-r2", 1},
+		{SourceWindows, "121.0.6167.140", "121.0.6167.85", 1},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s against %s", tt.src, tt.a, tt.b), func(t *testing.T) {
-			if got := softwareCompareVersions(tt.src, tt.a, tt.b); got != tt.want {
+			if got := compareVersions(tt.src, tt.a, tt.b); got != tt.want {
 				t.Errorf("got %d, want %d", got, tt.want)
 			}
-			if got := softwareCompareVersions(tt.src, tt.b, tt.a); got != -tt.want {
+			if got := compareVersions(tt.src, tt.b, tt.a); got != -tt.want {
 				t.Errorf("reversed: got %d, want %d", got, -tt.want)
 			}
 		})
 	}
 }
 
-// softwareFake serves programmable databases to a Software check.
-type softwareFake struct {
-	dbs []softwareDB
+// fakeGather serves programmable databases to a Software check.
+type fakeGather struct {
+	dbs []database
 	err error
 }
 
-func (f *softwareFake) gather(context.Context) ([]softwareDB, error) { return f.dbs, f.err }
+func (f *fakeGather) gather(context.Context) ([]database, error) { return f.dbs, f.err }
 
-func newSoftwareWithFake(t *testing.T, state *State, f *softwareFake) *Software {
+func newWithFake(t *testing.T, state *checks.State, f *fakeGather) *Software {
 	t.Helper()
-	s, err := NewSoftware(SoftwareConfig{}, Env{State: state})
+	s, err := New(Config{}, checks.Env{State: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func newSoftwareWithFake(t *testing.T, state *State, f *softwareFake) *Software 
 	return s
 }
 
-func softwareCodes(fs []protocol.Finding) []string {
+func codes(fs []protocol.Finding) []string {
 	var out []string
 	for _, f := range fs {
 		out = append(out, f.Code+" "+f.Message)
@@ -320,16 +321,16 @@ func softwareCodes(fs []protocol.Finding) []string {
 }
 
 func TestSoftwareRunReportsChangesOnlyUntilCommitted(t *testing.T) {
-	state := NewState(t.TempDir(), SoftwareName)
-	fake := &softwareFake{dbs: []softwareDB{{Source: SoftwareSourceRPM, Path: "/var/lib/rpm", Packages: []softwarePackage{
+	state := checks.NewState(t.TempDir(), Name)
+	fake := &fakeGather{dbs: []database{{Source: SourceRPM, Path: "/var/lib/rpm", Packages: []pkg{
 		{"bash", "5.1.8-6.el9", "x86_64"},
 		{"kernel", "5.14.0-362.8.1.el9_3", "x86_64"},
 		{"openssl", "1:3.0.7-24.el9", "x86_64"},
 		{"zlib", "1.2.11-40.el9", "x86_64"},
 	}}}}
-	s := newSoftwareWithFake(t, state, fake)
+	s := newWithFake(t, state, fake)
 	res := s.Run(context.Background())
-	data := res.Data.(SoftwareData)
+	data := res.Data.(Data)
 	if res.Status != protocol.StatusOK || len(res.Findings) != 0 || !data.Baseline || data.Total != 4 {
 		t.Fatalf("first run: got %s %q findings %v data %+v, want an ok baseline of 4", res.Status, res.Summary, res.Findings, data)
 	}
@@ -340,7 +341,7 @@ func TestSoftwareRunReportsChangesOnlyUntilCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fake.dbs[0].Packages = []softwarePackage{
+	fake.dbs[0].Packages = []pkg{
 		{"bash", "5.1.8-9.el9", "x86_64"},
 		{"kernel", "5.14.0-362.8.1.el9_3", "x86_64"},
 		{"kernel", "5.14.0-362.13.1.el9_3", "x86_64"},
@@ -356,7 +357,7 @@ func TestSoftwareRunReportsChangesOnlyUntilCommitted(t *testing.T) {
 	}
 	for run := range 2 { // not committed: the second run reports the same
 		res = s.Run(context.Background())
-		if got := softwareCodes(res.Findings); !slices.Equal(got, want) {
+		if got := codes(res.Findings); !slices.Equal(got, want) {
 			t.Fatalf("run %d: got findings\n%s\nwant\n%s", run, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		for _, f := range res.Findings {
@@ -365,7 +366,7 @@ func TestSoftwareRunReportsChangesOnlyUntilCommitted(t *testing.T) {
 			}
 		}
 	}
-	data = res.Data.(SoftwareData)
+	data = res.Data.(Data)
 	if res.Status != protocol.StatusOK || data.Installed != 2 || data.Removed != 1 || data.Upgraded != 2 || len(data.Changes) != 5 {
 		t.Errorf("got status %s data %+v, want ok with 2 installed, 1 removed, 2 upgraded", res.Status, data)
 	}
@@ -376,55 +377,55 @@ func TestSoftwareRunReportsChangesOnlyUntilCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res = s.Run(context.Background()); len(res.Findings) != 0 {
-		t.Errorf("after commit: got findings %v, want none", softwareCodes(res.Findings))
+		t.Errorf("after commit: got findings %v, want none", codes(res.Findings))
 	}
 
-	restarted := newSoftwareWithFake(t, state, fake)
+	restarted := newWithFake(t, state, fake)
 	res = restarted.Run(context.Background())
-	if data := res.Data.(SoftwareData); len(res.Findings) != 0 || data.Baseline {
-		t.Errorf("after restart: got %q findings %v, want no changes and no new baseline", res.Summary, softwareCodes(res.Findings))
+	if data := res.Data.(Data); len(res.Findings) != 0 || data.Baseline {
+		t.Errorf("after restart: got %q findings %v, want no changes and no new baseline", res.Summary, codes(res.Findings))
 	}
 }
 
 func TestSoftwareRunAggregatesManyChanges(t *testing.T) {
-	fake := &softwareFake{dbs: []softwareDB{{Source: SoftwareSourceDpkg, Path: "/var/lib/dpkg/status"}}}
-	s := newSoftwareWithFake(t, nil, fake)
+	fake := &fakeGather{dbs: []database{{Source: SourceDpkg, Path: "/var/lib/dpkg/status"}}}
+	s := newWithFake(t, nil, fake)
 	s.cfg.MaxListed = 100
 	s.Run(context.Background())
 	s.Commit()
 	for i := range 120 {
-		fake.dbs[0].Packages = append(fake.dbs[0].Packages, softwarePackage{fmt.Sprintf("pkg%03d", i), "1.0", "amd64"})
+		fake.dbs[0].Packages = append(fake.dbs[0].Packages, pkg{fmt.Sprintf("pkg%03d", i), "1.0", "amd64"})
 	}
 	res := s.Run(context.Background())
-	if got, want := len(res.Findings), softwareFindingsPerCode+1; got != want {
+	if got, want := len(res.Findings), findingsPerCode+1; got != want {
 		t.Fatalf("got %d findings, want %d", got, want)
 	}
 	last := res.Findings[len(res.Findings)-1]
-	if last.Count != 120-softwareFindingsPerCode || last.Message != "105 more packages installed (listed in the data)" {
+	if last.Count != 120-findingsPerCode || last.Message != "105 more packages installed (listed in the data)" {
 		t.Errorf("got aggregate %+v", last)
 	}
-	data := res.Data.(SoftwareData)
+	data := res.Data.(Data)
 	if len(data.Changes) != 100 || data.ChangesOmitted != 20 || data.Installed != 120 {
 		t.Errorf("got %d changes, %d omitted, %d installed; want 100, 20, 120", len(data.Changes), data.ChangesOmitted, data.Installed)
 	}
 }
 
 func TestSoftwareRunBaselinesANewSourceOnItsOwn(t *testing.T) {
-	fake := &softwareFake{dbs: []softwareDB{{Source: SoftwareSourceDpkg, Path: "/var/lib/dpkg/status", Packages: []softwarePackage{{"a", "1", "all"}}}}}
-	s := newSoftwareWithFake(t, nil, fake)
+	fake := &fakeGather{dbs: []database{{Source: SourceDpkg, Path: "/var/lib/dpkg/status", Packages: []pkg{{"a", "1", "all"}}}}}
+	s := newWithFake(t, nil, fake)
 	s.Run(context.Background())
 	s.Commit()
-	fake.dbs = []softwareDB{{Source: SoftwareSourceRPM, Path: "/var/lib/rpm", Packages: []softwarePackage{{"b", "1-1", "noarch"}}}}
+	fake.dbs = []database{{Source: SourceRPM, Path: "/var/lib/rpm", Packages: []pkg{{"b", "1-1", "noarch"}}}}
 	res := s.Run(context.Background())
-	data := res.Data.(SoftwareData)
+	data := res.Data.(Data)
 	if len(res.Findings) != 0 || !slices.Equal(data.NewSources, []string{"rpm"}) || !slices.Equal(data.GoneSources, []string{"dpkg"}) {
 		t.Errorf("got %q findings %v data %+v, want rpm baselined and dpkg gone without findings", res.Summary, res.Findings, data)
 	}
 }
 
 func TestSoftwareRunIsUnknownWhenItCannotGather(t *testing.T) {
-	fake := &softwareFake{err: fmt.Errorf("%w (looked for /var/lib/dpkg/status)", softwareErrNoDatabase)}
-	s := newSoftwareWithFake(t, nil, fake)
+	fake := &fakeGather{err: fmt.Errorf("%w (looked for /var/lib/dpkg/status)", errNoDatabase)}
+	s := newWithFake(t, nil, fake)
 	res := s.Run(context.Background())
 	if res.Status != protocol.StatusUnknown || res.Summary != "no package database found (looked for /var/lib/dpkg/status)" {
 		t.Errorf("got %s %q", res.Status, res.Summary)
@@ -435,7 +436,7 @@ func TestSoftwareRunIsUnknownWhenItCannotGather(t *testing.T) {
 }
 
 func TestSoftwareConfigRejectsABadRPMMode(t *testing.T) {
-	if _, err := NewSoftware(SoftwareConfig{RPM: "yes"}, Env{}); err == nil {
+	if _, err := New(Config{RPM: "yes"}, checks.Env{}); err == nil {
 		t.Error("got no error for rpm \"yes\"")
 	}
 }

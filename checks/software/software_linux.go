@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"bytes"
@@ -16,24 +16,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// softwareRPMFiles are the files that hold an rpm database, by backend:
+// rpmFiles are the files that hold an rpm database, by backend:
 // sqlite (rpm 4.16 and later, Fedora 33+, RHEL 9), ndb (openSUSE) and
 // Berkeley DB (older systems).
-var softwareRPMFiles = []string{"rpmdb.sqlite", "Packages.db", "Packages"}
+var rpmFiles = []string{"rpmdb.sqlite", "Packages.db", "Packages"}
+
+// rpmQueryFormat makes `rpm -qa` print name, [epoch:]version-release
+// and arch separated by tabs, one package a line.
+const rpmQueryFormat = `%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n`
+
+// osState is what Software keeps on Linux only.
+type osState struct {
+	// watching, when set, is called once Watch is ready to see changes;
+	// tests wait for it instead of sleeping.
+	watching func()
+}
 
 func (s *Software) path(p string) string { return filepath.Join(s.cfg.Root, p) }
 
 // gatherOS reads dpkg's status file, apk's installed file and, through
 // `rpm -qa`, the rpm database, whichever exist.
-func (s *Software) gatherOS(ctx context.Context) ([]softwareDB, error) {
-	var dbs []softwareDB
+func (s *Software) gatherOS(ctx context.Context) ([]database, error) {
+	var dbs []database
 	looked := []string{s.path(s.cfg.DpkgStatus), s.path(s.cfg.APKInstalled)}
 	for _, f := range []struct {
 		source, path string
-		parse        func([]byte) ([]softwarePackage, error)
+		parse        func([]byte) ([]pkg, error)
 	}{
-		{SoftwareSourceDpkg, s.path(s.cfg.DpkgStatus), parseSoftwareDpkgStatus},
-		{SoftwareSourceAPK, s.path(s.cfg.APKInstalled), parseSoftwareAPKInstalled},
+		{SourceDpkg, s.path(s.cfg.DpkgStatus), parseDpkgStatus},
+		{SourceAPK, s.path(s.cfg.APKInstalled), parseAPKInstalled},
 	} {
 		b, err := os.ReadFile(f.path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -46,36 +57,36 @@ func (s *Software) gatherOS(ctx context.Context) ([]softwareDB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", f.path, err)
 		}
-		dbs = append(dbs, softwareDB{Source: f.source, Path: f.path, Packages: pkgs})
+		dbs = append(dbs, database{Source: f.source, Path: f.path, Packages: pkgs})
 	}
 
-	if s.cfg.RPM != SoftwareRPMOff {
+	if s.cfg.RPM != RPMOff {
 		dir := ""
 		for _, d := range s.cfg.RPMDBPaths {
 			looked = append(looked, s.path(d))
-			if dir == "" && softwareHasRPMDB(s.path(d)) {
+			if dir == "" && hasRPMDB(s.path(d)) {
 				dir = s.path(d)
 			}
 		}
 		switch {
 		case dir != "":
-			pkgs, err := softwareRPMQuery(ctx, dir)
+			pkgs, err := rpmQuery(ctx, dir)
 			if err != nil {
 				return nil, err
 			}
-			dbs = append(dbs, softwareDB{Source: SoftwareSourceRPM, Path: dir, Packages: pkgs})
-		case s.cfg.RPM == SoftwareRPMOn:
+			dbs = append(dbs, database{Source: SourceRPM, Path: dir, Packages: pkgs})
+		case s.cfg.RPM == RPMOn:
 			return nil, fmt.Errorf("rpm is on but no rpm database found in %s", strings.Join(looked[2:], ", "))
 		}
 	}
 	if len(dbs) == 0 {
-		return nil, fmt.Errorf("%w (looked for %s)", softwareErrNoDatabase, strings.Join(looked, ", "))
+		return nil, fmt.Errorf("%w (looked for %s)", errNoDatabase, strings.Join(looked, ", "))
 	}
 	return dbs, nil
 }
 
-func softwareHasRPMDB(dir string) bool {
-	for _, f := range softwareRPMFiles {
+func hasRPMDB(dir string) bool {
+	for _, f := range rpmFiles {
 		if st, err := os.Stat(filepath.Join(dir, f)); err == nil && st.Mode().IsRegular() {
 			return true
 		}
@@ -83,16 +94,16 @@ func softwareHasRPMDB(dir string) bool {
 	return false
 }
 
-// softwareRPMQuery lists the packages of the rpm database in dir. It runs
+// rpmQuery lists the packages of the rpm database in dir. It runs
 // rpm rather than reading the database itself: a pure Go reader of the
 // sqlite backend would double the agent binary, and rpm knows its own
 // locking and backends.
-func softwareRPMQuery(ctx context.Context, dir string) ([]softwarePackage, error) {
+func rpmQuery(ctx context.Context, dir string) ([]pkg, error) {
 	bin, err := exec.LookPath("rpm")
 	if err != nil {
 		return nil, fmt.Errorf("rpm database in %s but no rpm command (set rpm to off to skip it): %w", dir, err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "-qa", "--dbpath", dir, "--queryformat", softwareRPMQueryFormat)
+	cmd := exec.CommandContext(ctx, bin, "-qa", "--dbpath", dir, "--queryformat", rpmQueryFormat)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -100,7 +111,7 @@ func softwareRPMQuery(ctx context.Context, dir string) ([]softwarePackage, error
 	if err != nil {
 		return nil, fmt.Errorf("rpm -qa --dbpath %s: %w: %s", dir, err, protocol.Clip(strings.TrimSpace(stderr.String()), 300))
 	}
-	pkgs, err := parseSoftwareRPMQuery(out)
+	pkgs, err := parseRPMQuery(out)
 	if err != nil {
 		return nil, fmt.Errorf("parse rpm -qa output for %s: %w", dir, err)
 	}
@@ -118,7 +129,7 @@ func (s *Software) Watch(ctx context.Context, trigger func()) error {
 	f := os.NewFile(uintptr(fd), "inotify") // non-blocking, so Close ends a pending Read
 	defer f.Close()
 
-	w := softwareWatchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]softwareFileSig{}}
+	w := watchSet{names: map[int32]map[string]bool{}, dirs: map[int32]string{}, seen: map[string]fileSig{}}
 	add := func(dir string, files ...string) {
 		wd, err := unix.InotifyAddWatch(fd, dir, unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO|unix.IN_CREATE|unix.IN_DELETE)
 		if err != nil {
@@ -133,9 +144,9 @@ func (s *Software) Watch(ctx context.Context, trigger func()) error {
 	add(filepath.Dir(dpkg), filepath.Base(dpkg))
 	apk := s.path(s.cfg.APKInstalled)
 	add(filepath.Dir(apk), filepath.Base(apk))
-	if s.cfg.RPM != SoftwareRPMOff {
+	if s.cfg.RPM != RPMOff {
 		for _, d := range s.cfg.RPMDBPaths {
-			add(s.path(d), softwareRPMFiles...)
+			add(s.path(d), rpmFiles...)
 		}
 	}
 	if len(w.names) == 0 {
@@ -158,29 +169,29 @@ func (s *Software) Watch(ctx context.Context, trigger func()) error {
 			}
 			return fmt.Errorf("software: read inotify: %w", err)
 		}
-		if w.changed(softwareInotifyEvents(buf[:n])) {
+		if w.changed(inotifyEvents(buf[:n])) {
 			trigger()
 		}
 	}
 }
 
-// softwareWatchSet is what Watch watches: by inotify watch descriptor, the
+// watchSet is what Watch watches: by inotify watch descriptor, the
 // directory and the database files in it, and how each file looked when
 // last seen.
-type softwareWatchSet struct {
+type watchSet struct {
 	names map[int32]map[string]bool
 	dirs  map[int32]string
-	seen  map[string]softwareFileSig
+	seen  map[string]fileSig
 }
 
-func (w *softwareWatchSet) add(wd int32, dir string, files ...string) {
+func (w *watchSet) add(wd int32, dir string, files ...string) {
 	if w.names[wd] == nil {
 		w.names[wd] = map[string]bool{}
 	}
 	w.dirs[wd] = dir
 	for _, f := range files {
 		w.names[wd][f] = true
-		w.seen[filepath.Join(dir, f)] = softwareSigOf(filepath.Join(dir, f))
+		w.seen[filepath.Join(dir, f)] = sigOf(filepath.Join(dir, f))
 	}
 }
 
@@ -188,7 +199,7 @@ func (w *softwareWatchSet) add(wd int32, dir string, files ...string) {
 // or removed, or the kernel dropping events. rpm closes its database
 // written-to even for a query (the check's own included), so an event
 // counts only when the file really differs from when it was last seen.
-func (w *softwareWatchSet) changed(events []softwareInotifyEvent) bool {
+func (w *watchSet) changed(events []inotifyEvent) bool {
 	changed := false
 	for _, ev := range events {
 		if ev.overflow {
@@ -199,7 +210,7 @@ func (w *softwareWatchSet) changed(events []softwareInotifyEvent) bool {
 			continue
 		}
 		p := filepath.Join(w.dirs[ev.wd], ev.name)
-		if sig := softwareSigOf(p); sig != w.seen[p] {
+		if sig := sigOf(p); sig != w.seen[p] {
 			w.seen[p] = sig
 			changed = true
 		}
@@ -207,38 +218,38 @@ func (w *softwareWatchSet) changed(events []softwareInotifyEvent) bool {
 	return changed
 }
 
-// softwareFileSig tells whether a file was replaced or written: its inode,
+// fileSig tells whether a file was replaced or written: its inode,
 // size and modification time, all zero when it does not exist.
-type softwareFileSig struct {
+type fileSig struct {
 	ino, size uint64
 	mtime     int64
 }
 
-func softwareSigOf(path string) softwareFileSig {
+func sigOf(path string) fileSig {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return softwareFileSig{}
+		return fileSig{}
 	}
-	return softwareFileSig{ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim.Nano()}
+	return fileSig{ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim.Nano()}
 }
 
-type softwareInotifyEvent struct {
+type inotifyEvent struct {
 	wd       int32
 	name     string
 	overflow bool
 }
 
-// softwareInotifyEvents splits a read from an inotify descriptor into its
+// inotifyEvents splits a read from an inotify descriptor into its
 // events; a truncated tail is dropped.
-func softwareInotifyEvents(b []byte) []softwareInotifyEvent {
-	var out []softwareInotifyEvent
+func inotifyEvents(b []byte) []inotifyEvent {
+	var out []inotifyEvent
 	for len(b) >= unix.SizeofInotifyEvent {
 		ev := (*unix.InotifyEvent)(unsafe.Pointer(&b[0]))
 		end := unix.SizeofInotifyEvent + int(ev.Len)
 		if end > len(b) {
 			break
 		}
-		out = append(out, softwareInotifyEvent{
+		out = append(out, inotifyEvent{
 			wd:       ev.Wd,
 			name:     string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00")),
 			overflow: ev.Mask&unix.IN_Q_OVERFLOW != 0,

@@ -1,4 +1,4 @@
-package checks
+package software
 
 import (
 	"cmp"
@@ -12,15 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// SoftwareName is the registered name of the software check.
-const SoftwareName = "software"
+// Name is the registered name of the software check.
+const Name = "software"
 
 func init() {
-	Register(SoftwareName, true, 15*time.Minute, time.Minute, DefaultSoftwareConfig,
-		func(cfg SoftwareConfig, env Env) (Check, error) { return NewSoftware(cfg, env) })
+	checks.Register(Name, true, 15*time.Minute, time.Minute, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env) })
 }
 
 // Finding codes of the software check. All are info: a package change is
@@ -35,27 +36,27 @@ const (
 
 // Package sources: the package database a package was read from.
 const (
-	SoftwareSourceDpkg    = "dpkg"
-	SoftwareSourceRPM     = "rpm"
-	SoftwareSourceAPK     = "apk"
-	SoftwareSourceWindows = "windows"
+	SourceDpkg    = "dpkg"
+	SourceRPM     = "rpm"
+	SourceAPK     = "apk"
+	SourceWindows = "windows"
 )
 
-// The values of SoftwareConfig.RPM.
+// The values of Config.RPM.
 const (
-	SoftwareRPMAuto = "auto"
-	SoftwareRPMOn   = "on"
-	SoftwareRPMOff  = "off"
+	RPMAuto = "auto"
+	RPMOn   = "on"
+	RPMOff  = "off"
 )
 
-// softwareFindingsPerCode is how many changes of one kind get a finding of
+// findingsPerCode is how many changes of one kind get a finding of
 // their own; the rest of that kind share one aggregated finding. Three
 // codes at 15 plus one each keep a result under 50 findings.
-const softwareFindingsPerCode = 15
+const findingsPerCode = 15
 
-// SoftwareConfig tunes the software check. Empty fields take the defaults
-// of DefaultSoftwareConfig.
-type SoftwareConfig struct {
+// Config tunes the software check. Empty fields take the defaults
+// of DefaultConfig.
+type Config struct {
 	// Root is prefixed to every database path (Linux), so that a test or a
 	// rescue system can read another tree.
 	Root string `json:"root"`
@@ -75,22 +76,22 @@ type SoftwareConfig struct {
 	MaxListed int `json:"max_listed"`
 }
 
-const softwareMaxListedLimit = 1000
+const maxListedLimit = 1000
 
-// DefaultSoftwareConfig returns the usual database locations.
-func DefaultSoftwareConfig() SoftwareConfig {
-	return SoftwareConfig{
+// DefaultConfig returns the usual database locations.
+func DefaultConfig() Config {
+	return Config{
 		Root:         "/",
 		DpkgStatus:   "/var/lib/dpkg/status",
 		APKInstalled: "/lib/apk/db/installed",
-		RPM:          SoftwareRPMAuto,
+		RPM:          RPMAuto,
 		RPMDBPaths:   []string{"/usr/lib/sysimage/rpm", "/var/lib/rpm"},
 		MaxListed:    500,
 	}
 }
 
-func (c SoftwareConfig) withDefaults() (SoftwareConfig, error) {
-	d := DefaultSoftwareConfig()
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
 	if c.Root == "" {
 		c.Root = d.Root
 	}
@@ -103,7 +104,7 @@ func (c SoftwareConfig) withDefaults() (SoftwareConfig, error) {
 	switch c.RPM {
 	case "":
 		c.RPM = d.RPM
-	case SoftwareRPMAuto, SoftwareRPMOn, SoftwareRPMOff:
+	case RPMAuto, RPMOn, RPMOff:
 	default:
 		return c, fmt.Errorf("software: rpm %q: want auto, on or off", c.RPM)
 	}
@@ -113,35 +114,35 @@ func (c SoftwareConfig) withDefaults() (SoftwareConfig, error) {
 	if c.MaxListed <= 0 {
 		c.MaxListed = d.MaxListed
 	}
-	c.MaxListed = min(c.MaxListed, softwareMaxListedLimit)
+	c.MaxListed = min(c.MaxListed, maxListedLimit)
 	return c, nil
 }
 
-// softwarePackage is one installed package.
-type softwarePackage struct {
+// pkg is one installed package.
+type pkg struct {
 	Name, Version, Arch string
 }
 
-// softwareDB is what one package database holds.
-type softwareDB struct {
+// database is what one package database holds.
+type database struct {
 	Source   string // SoftwareSource*
 	Path     string // the file or directory read
-	Packages []softwarePackage
+	Packages []pkg
 }
 
-// softwareErrNoDatabase is returned by a gatherer that found no package
+// errNoDatabase is returned by a gatherer that found no package
 // database at all.
-var softwareErrNoDatabase = errors.New("no package database found")
+var errNoDatabase = errors.New("no package database found")
 
-// softwareSnapshot is what the check remembers between runs: per source,
+// snapshot is what the check remembers between runs: per source,
 // the packages sorted by name, arch and version, each as [name, arch,
 // version] to keep the state file small.
-type softwareSnapshot struct {
+type snapshot struct {
 	Sources map[string][][3]string `json:"sources"`
 }
 
-func softwareSnapshotOf(dbs []softwareDB) softwareSnapshot {
-	s := softwareSnapshot{Sources: map[string][][3]string{}}
+func snapshotOf(dbs []database) snapshot {
+	s := snapshot{Sources: map[string][][3]string{}}
 	for _, db := range dbs {
 		rows := make([][3]string, 0, len(db.Packages))
 		for _, p := range db.Packages {
@@ -155,16 +156,16 @@ func softwareSnapshotOf(dbs []softwareDB) softwareSnapshot {
 	return s
 }
 
-// The kinds of SoftwareChange.
+// The kinds of Change.
 const (
-	softwareInstalled  = "installed"
-	softwareRemoved    = "removed"
-	softwareUpgraded   = "upgraded"
-	softwareDowngraded = "downgraded"
+	installed  = "installed"
+	removed    = "removed"
+	upgraded   = "upgraded"
+	downgraded = "downgraded"
 )
 
-// SoftwareChange is one package that changed since the last snapshot.
-type SoftwareChange struct {
+// Change is one package that changed since the last snapshot.
+type Change struct {
 	Change     string `json:"change"` // installed, removed, upgraded or downgraded
 	Source     string `json:"source"`
 	Name       string `json:"name"`
@@ -173,8 +174,8 @@ type SoftwareChange struct {
 	OldVersion string `json:"old_version,omitempty"`
 }
 
-// SoftwareData is the data of a software result.
-type SoftwareData struct {
+// Data is the data of a software result.
+type Data struct {
 	// Baseline is true when this run recorded the first snapshot and so
 	// reports no changes.
 	Baseline bool `json:"baseline,omitempty"`
@@ -187,11 +188,11 @@ type SoftwareData struct {
 	// baseline of their own instead of as thousands of installs.
 	NewSources []string `json:"new_sources,omitempty"`
 	// GoneSources were in the last snapshot but have no database now.
-	GoneSources []string         `json:"gone_sources,omitempty"`
-	Installed   int              `json:"installed"`
-	Removed     int              `json:"removed"`
-	Upgraded    int              `json:"upgraded"` // downgrades included
-	Changes     []SoftwareChange `json:"changes,omitempty"`
+	GoneSources []string `json:"gone_sources,omitempty"`
+	Installed   int      `json:"installed"`
+	Removed     int      `json:"removed"`
+	Upgraded    int      `json:"upgraded"` // downgrades included
+	Changes     []Change `json:"changes,omitempty"`
 	// ChangesOmitted counts the changes left out of Changes by max_listed.
 	ChangesOmitted int `json:"changes_omitted,omitempty"`
 }
@@ -199,26 +200,24 @@ type SoftwareData struct {
 // Software is the software check: installed packages and their changes
 // since the last committed snapshot.
 type Software struct {
-	cfg    SoftwareConfig
-	env    Env
+	cfg    Config
+	env    checks.Env
 	logger *slog.Logger
-	gather func(ctx context.Context) ([]softwareDB, error)
-	// watching, when set, is called once Watch is ready to see changes;
-	// tests wait for it instead of sleeping.
-	watching func()
+	gather func(ctx context.Context) ([]database, error)
+	osState
 
 	mu      sync.Mutex
 	loaded  bool
-	base    *softwareSnapshot // the committed snapshot; nil before the first
-	pending *softwareSnapshot // computed by Run, saved by Commit
+	base    *snapshot // the committed snapshot; nil before the first
+	pending *snapshot // computed by Run, saved by Commit
 }
 
-// softwareStateKey is the env.State key of the snapshot.
-const softwareStateKey = "snapshot"
+// stateKey is the env.State key of the snapshot.
+const stateKey = "snapshot"
 
-// NewSoftware returns the software check reading this system's package
+// New returns the software check reading this system's package
 // databases.
-func NewSoftware(cfg SoftwareConfig, env Env) (*Software, error) {
+func New(cfg Config, env checks.Env) (*Software, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -229,17 +228,17 @@ func NewSoftware(cfg SoftwareConfig, env Env) (*Software, error) {
 }
 
 // Name returns "software".
-func (s *Software) Name() string { return SoftwareName }
+func (s *Software) Name() string { return Name }
 
 // Run reads every package database and compares it with the last committed
 // snapshot. The new snapshot stays pending until Commit.
-func (s *Software) Run(ctx context.Context) Result {
+func (s *Software) Run(ctx context.Context) checks.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pending = nil
 	if !s.loaded {
-		var snap softwareSnapshot
-		ok, err := s.env.State.Load(softwareStateKey, &snap)
+		var snap snapshot
+		ok, err := s.env.State.Load(stateKey, &snap)
 		switch {
 		case err != nil:
 			s.logger.Warn("software_state_unreadable", "err", err)
@@ -251,10 +250,10 @@ func (s *Software) Run(ctx context.Context) Result {
 
 	dbs, err := s.gather(ctx)
 	if err != nil {
-		return Unknown("%v", err)
+		return checks.Unknown("%v", err)
 	}
-	cur := softwareSnapshotOf(dbs)
-	data := SoftwareData{Packages: map[string]int{}, Databases: []string{}}
+	cur := snapshotOf(dbs)
+	data := Data{Packages: map[string]int{}, Databases: []string{}}
 	for _, db := range dbs {
 		data.Databases = append(data.Databases, db.Path)
 	}
@@ -266,21 +265,21 @@ func (s *Software) Run(ctx context.Context) Result {
 
 	if s.base == nil {
 		data.Baseline = true
-		return Result{
+		return checks.Result{
 			Status:  protocol.StatusOK,
-			Summary: protocol.Clip(fmt.Sprintf("baseline recorded: %d packages (%s)", data.Total, softwareCounts(data.Packages)), protocol.MaxSummaryLen),
+			Summary: protocol.Clip(fmt.Sprintf("baseline recorded: %d packages (%s)", data.Total, counts(data.Packages)), protocol.MaxSummaryLen),
 			Data:    data,
 		}
 	}
 
-	var changes []SoftwareChange
+	var changes []Change
 	for _, src := range slices.Sorted(maps.Keys(cur.Sources)) {
 		old, ok := s.base.Sources[src]
 		if !ok {
 			data.NewSources = append(data.NewSources, src)
 			continue
 		}
-		changes = append(changes, softwareDiff(src, old, cur.Sources[src])...)
+		changes = append(changes, diff(src, old, cur.Sources[src])...)
 	}
 	for _, src := range slices.Sorted(maps.Keys(s.base.Sources)) {
 		if _, ok := cur.Sources[src]; !ok {
@@ -289,22 +288,22 @@ func (s *Software) Run(ctx context.Context) Result {
 	}
 	for _, c := range changes {
 		switch c.Change {
-		case softwareInstalled:
+		case installed:
 			data.Installed++
-		case softwareRemoved:
+		case removed:
 			data.Removed++
 		default:
 			data.Upgraded++
 		}
 	}
-	findings := softwareFindings(changes)
+	findings := findingsOf(changes)
 	if len(changes) > s.cfg.MaxListed {
 		data.ChangesOmitted = len(changes) - s.cfg.MaxListed
 		changes = changes[:s.cfg.MaxListed]
 	}
 	data.Changes = changes
 
-	summary := fmt.Sprintf("%d packages (%s)", data.Total, softwareCounts(data.Packages))
+	summary := fmt.Sprintf("%d packages (%s)", data.Total, counts(data.Packages))
 	if n := data.Installed + data.Removed + data.Upgraded; n > 0 {
 		noun := "changes"
 		if n == 1 {
@@ -321,8 +320,8 @@ func (s *Software) Run(ctx context.Context) Result {
 	if len(data.GoneSources) > 0 {
 		summary += "; database gone: " + strings.Join(data.GoneSources, ", ")
 	}
-	return Result{
-		Status:   StatusOf(findings),
+	return checks.Result{
+		Status:   checks.StatusOf(findings),
 		Summary:  protocol.Clip(summary, protocol.MaxSummaryLen),
 		Findings: findings,
 		Data:     data,
@@ -339,13 +338,13 @@ func (s *Software) Commit() error {
 		return nil
 	}
 	s.base, s.pending = s.pending, nil
-	if err := s.env.State.Save(softwareStateKey, s.base); err != nil {
+	if err := s.env.State.Save(stateKey, s.base); err != nil {
 		return fmt.Errorf("software: save snapshot: %w", err)
 	}
 	return nil
 }
 
-func softwareCounts(n map[string]int) string {
+func counts(n map[string]int) string {
 	parts := make([]string, 0, len(n))
 	for _, src := range slices.Sorted(maps.Keys(n)) {
 		parts = append(parts, fmt.Sprintf("%s %d", src, n[src]))
@@ -356,12 +355,12 @@ func softwareCounts(n map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// softwareDiff compares two sorted snapshots of one source. A package is
+// diff compares two sorted snapshots of one source. A package is
 // its name and architecture; when one version of it went and one came, it
 // was upgraded (or downgraded). Packages that may be installed in several
 // versions at once (rpm's kernel) show each version that came or went as
 // installed or removed.
-func softwareDiff(src string, old, cur [][3]string) []SoftwareChange {
+func diff(src string, old, cur [][3]string) []Change {
 	type key struct{ name, arch string }
 	versions := func(rows [][3]string) map[key][]string {
 		m := map[key][]string{}
@@ -381,40 +380,40 @@ func softwareDiff(src string, old, cur [][3]string) []SoftwareChange {
 	}
 	sorted := slices.SortedFunc(maps.Keys(keys), func(a, b key) int { return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.arch, b.arch)) })
 
-	var out []SoftwareChange
+	var out []Change
 	for _, k := range sorted {
 		b, a := before[k], after[k]
 		gone := slices.DeleteFunc(slices.Clone(b), func(v string) bool { return slices.Contains(a, v) })
 		came := slices.DeleteFunc(slices.Clone(a), func(v string) bool { return slices.Contains(b, v) })
 		if len(gone) == 1 && len(came) == 1 {
-			kind := softwareUpgraded
-			if softwareCompareVersions(src, came[0], gone[0]) < 0 {
-				kind = softwareDowngraded
+			kind := upgraded
+			if compareVersions(src, came[0], gone[0]) < 0 {
+				kind = downgraded
 			}
-			out = append(out, SoftwareChange{Change: kind, Source: src, Name: k.name, Arch: k.arch, Version: came[0], OldVersion: gone[0]})
+			out = append(out, Change{Change: kind, Source: src, Name: k.name, Arch: k.arch, Version: came[0], OldVersion: gone[0]})
 			continue
 		}
 		for _, v := range came {
-			out = append(out, SoftwareChange{Change: softwareInstalled, Source: src, Name: k.name, Arch: k.arch, Version: v})
+			out = append(out, Change{Change: installed, Source: src, Name: k.name, Arch: k.arch, Version: v})
 		}
 		for _, v := range gone {
-			out = append(out, SoftwareChange{Change: softwareRemoved, Source: src, Name: k.name, Arch: k.arch, Version: v})
+			out = append(out, Change{Change: removed, Source: src, Name: k.name, Arch: k.arch, Version: v})
 		}
 	}
 	return out
 }
 
-// softwareFindings makes one info finding per change, up to
-// softwareFindingsPerCode per code, and one more per code for the rest.
-func softwareFindings(changes []SoftwareChange) []protocol.Finding {
+// findingsOf makes one info finding per change, up to
+// findingsPerCode per code, and one more per code for the rest.
+func findingsOf(changes []Change) []protocol.Finding {
 	var findings []protocol.Finding
 	for _, code := range []string{CodeSoftwareInstalled, CodeSoftwareRemoved, CodeSoftwareUpgraded} {
 		var listed, rest int
 		for _, c := range changes {
-			if softwareCode(c.Change) != code {
+			if codeOf(c.Change) != code {
 				continue
 			}
-			if listed == softwareFindingsPerCode {
+			if listed == findingsPerCode {
 				rest++
 				continue
 			}
@@ -422,7 +421,7 @@ func softwareFindings(changes []SoftwareChange) []protocol.Finding {
 			findings = append(findings, protocol.Finding{
 				Code:     code,
 				Severity: protocol.SeverityInfo,
-				Message:  protocol.Clip(softwareMessage(c), protocol.MaxMessageLen),
+				Message:  protocol.Clip(message(c), protocol.MaxMessageLen),
 				Source:   protocol.Clip(c.Source+":"+c.Name, protocol.MaxSourceLen),
 			})
 		}
@@ -439,23 +438,23 @@ func softwareFindings(changes []SoftwareChange) []protocol.Finding {
 	return findings
 }
 
-func softwareCode(change string) string {
+func codeOf(change string) string {
 	switch change {
-	case softwareInstalled:
+	case installed:
 		return CodeSoftwareInstalled
-	case softwareRemoved:
+	case removed:
 		return CodeSoftwareRemoved
 	}
 	return CodeSoftwareUpgraded
 }
 
-func softwareMessage(c SoftwareChange) string {
+func message(c Change) string {
 	what := c.Name
 	if c.Arch != "" {
 		what += " (" + c.Arch + ")"
 	}
 	switch c.Change {
-	case softwareInstalled, softwareRemoved:
+	case installed, removed:
 		return fmt.Sprintf("%s %s %s [%s]", c.Change, what, c.Version, c.Source)
 	}
 	return fmt.Sprintf("%s %s from %s to %s [%s]", c.Change, what, c.OldVersion, c.Version, c.Source)
