@@ -6,5 +6,6 @@ import (
 	_ "github.com/guestdiag/guestdiag/checks/firewall"
 	_ "github.com/guestdiag/guestdiag/checks/logs"
 	_ "github.com/guestdiag/guestdiag/checks/network"
+	_ "github.com/guestdiag/guestdiag/checks/processes"
 	_ "github.com/guestdiag/guestdiag/checks/software"
 )

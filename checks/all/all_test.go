@@ -11,6 +11,7 @@ import (
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/checks/logs"
 	"github.com/guestdiag/guestdiag/checks/network"
+	"github.com/guestdiag/guestdiag/checks/processes"
 	"github.com/guestdiag/guestdiag/checks/software"
 )
 
@@ -22,7 +23,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		{firewall.Name, 5 * time.Minute},
 		{logs.Name, time.Minute},
 		{network.Name, time.Minute},
-		{checks.ProcessesName, 15 * time.Second},
+		{processes.Name, 15 * time.Second},
 		{checks.ResourcesName, 30 * time.Second},
 		{software.Name, 15 * time.Minute},
 	}

@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// ProcessesName is the registered name of the processes check.
-const ProcessesName = "processes"
+// Name is the registered name of the processes check.
+const Name = "processes"
 
 func init() {
-	Register(ProcessesName, true, 15*time.Second, 12*time.Second, DefaultProcessesConfig,
-		func(cfg ProcessesConfig, env Env) (Check, error) { return NewProcesses(cfg, env.Log()) })
+	checks.Register(Name, true, 15*time.Second, 12*time.Second, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env.Log()) })
 }
 
 // Finding codes of the processes check.
@@ -32,27 +33,27 @@ const (
 
 // Bounds that keep one result small: per code, this many findings name one
 // process, unit or probe each, and one more counts the rest; the lists in
-// the data stop at processesMaxListed entries.
+// the data stop at maxListed entries.
 const (
-	processesMaxPerCode = 10
-	processesMaxListed  = 50
-	processesMaxProbes  = 32
-	processesCmdlineLen = 256
+	maxPerCode = 10
+	maxListed  = 50
+	maxProbes  = 32
+	cmdlineLen = 256
 )
 
-// ProcessesConfig tunes the processes check. Zero durations and counts take
-// the defaults of DefaultProcessesConfig.
-type ProcessesConfig struct {
+// Config tunes the processes check. Zero durations and counts take
+// the defaults of DefaultConfig.
+type Config struct {
 	// HungAfter is how long a process may stay in D (uninterruptible sleep)
 	// without running before proc.hung; the kernel's hung-task detector
 	// uses 120 s as well.
-	HungAfter Duration `json:"hung_after"`
+	HungAfter checks.Duration `json:"hung_after"`
 	// StoppedAfter is how long a process may stay stopped (T, or t under a
 	// debugger) before proc.stopped.
-	StoppedAfter Duration `json:"stopped_after"`
+	StoppedAfter checks.Duration `json:"stopped_after"`
 	// ZombieAge is how long a zombie may wait for its parent to reap it
 	// before proc.zombies.
-	ZombieAge Duration `json:"zombie_age"`
+	ZombieAge checks.Duration `json:"zombie_age"`
 	// ZombieCount is how many zombies at once, of any age, make
 	// proc.zombies.
 	ZombieCount int `json:"zombie_count"`
@@ -67,45 +68,45 @@ type ProcessesConfig struct {
 	// ActivatingAfter is how long a watched unit may stay activating or
 	// deactivating (Linux), or a watched service in a *_PENDING state
 	// (Windows), before it is reported as stuck.
-	ActivatingAfter Duration `json:"activating_after"`
+	ActivatingAfter checks.Duration `json:"activating_after"`
 	// Services are Windows services to watch, by service (not display)
 	// name.
 	Services []string `json:"services"`
 	// Probes are liveness probes of applications.
-	Probes []ProcessesProbe `json:"probes"`
+	Probes []Probe `json:"probes"`
 }
 
-// ProcessesProbe is one liveness probe: a TCP connect to TCP, or an HTTP
+// Probe is one liveness probe: a TCP connect to TCP, or an HTTP
 // GET of HTTP (plain http only; no TLS) that must answer 2xx or 3xx.
-type ProcessesProbe struct {
-	Name    string   `json:"name"`
-	TCP     string   `json:"tcp,omitempty"`
-	HTTP    string   `json:"http,omitempty"`
-	Timeout Duration `json:"timeout,omitempty"` // default 5s
+type Probe struct {
+	Name    string          `json:"name"`
+	TCP     string          `json:"tcp,omitempty"`
+	HTTP    string          `json:"http,omitempty"`
+	Timeout checks.Duration `json:"timeout,omitempty"` // default 5s
 }
 
-// DefaultProcessesConfig returns the default thresholds and watch lists.
-func DefaultProcessesConfig() ProcessesConfig {
-	return ProcessesConfig{
-		HungAfter:       D(120 * time.Second),
-		StoppedAfter:    D(60 * time.Second),
-		ZombieAge:       D(300 * time.Second),
+// DefaultConfig returns the default thresholds and watch lists.
+func DefaultConfig() Config {
+	return Config{
+		HungAfter:       checks.D(120 * time.Second),
+		StoppedAfter:    checks.D(60 * time.Second),
+		ZombieAge:       checks.D(300 * time.Second),
 		ZombieCount:     50,
 		ProcRoot:        "/proc",
 		Units:           []string{},
 		FailedUnits:     true,
-		ActivatingAfter: D(5 * time.Minute),
+		ActivatingAfter: checks.D(5 * time.Minute),
 		// Services whose absence breaks logging, name resolution, addresses,
 		// time, file sharing, remote management or WMI. Only those set to
 		// start automatically are expected to run.
 		Services: []string{"EventLog", "RpcSs", "Dhcp", "Dnscache", "LanmanServer", "LanmanWorkstation", "W32Time", "WinRM", "Winmgmt", "Schedule"},
-		Probes:   []ProcessesProbe{},
+		Probes:   []Probe{},
 	}
 }
 
-func (c ProcessesConfig) withDefaults() ProcessesConfig {
-	d := DefaultProcessesConfig()
-	for _, p := range []struct{ v, def *Duration }{
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	for _, p := range []struct{ v, def *checks.Duration }{
 		{&c.HungAfter, &d.HungAfter}, {&c.StoppedAfter, &d.StoppedAfter},
 		{&c.ZombieAge, &d.ZombieAge}, {&c.ActivatingAfter, &d.ActivatingAfter},
 	} {
@@ -121,15 +122,15 @@ func (c ProcessesConfig) withDefaults() ProcessesConfig {
 	}
 	for i := range c.Probes {
 		if c.Probes[i].Timeout.Duration <= 0 {
-			c.Probes[i].Timeout = D(5 * time.Second)
+			c.Probes[i].Timeout = checks.D(5 * time.Second)
 		}
 	}
 	return c
 }
 
-func (c ProcessesConfig) validate() error {
-	if len(c.Probes) > processesMaxProbes {
-		return fmt.Errorf("processes: %d probes, limit %d", len(c.Probes), processesMaxProbes)
+func (c Config) validate() error {
+	if len(c.Probes) > maxProbes {
+		return fmt.Errorf("processes: %d probes, limit %d", len(c.Probes), maxProbes)
 	}
 	names := map[string]bool{}
 	for i, p := range c.Probes {
@@ -147,37 +148,37 @@ func (c ProcessesConfig) validate() error {
 			if _, _, err := net.SplitHostPort(p.TCP); err != nil {
 				return fmt.Errorf("processes: probe %q: tcp %q: %w", p.Name, p.TCP, err)
 			}
-		} else if _, _, err := processesParseHTTPTarget(p.HTTP); err != nil {
+		} else if _, _, err := parseHTTPTarget(p.HTTP); err != nil {
 			return fmt.Errorf("processes: probe %q: %w", p.Name, err)
 		}
 	}
 	return nil
 }
 
-// ProcessesData is the data of a processes result.
-type ProcessesData struct {
+// Data is the data of a processes result.
+type Data struct {
 	// Total is how many processes the sample read; States counts them by
 	// the state letter of /proc/<pid>/stat. Both are absent on Windows.
 	Total  int            `json:"total,omitempty"`
 	States map[string]int `json:"states,omitempty"`
 	// Processes are the processes now in D, T, t or Z, oldest first.
-	Processes []ProcessesProc `json:"processes"`
-	// ProcessesLeftOut counts those beyond the list's limit.
-	ProcessesLeftOut int `json:"processes_left_out,omitempty"`
+	Processes []Proc `json:"processes"`
+	// LeftOut counts those beyond the list's limit.
+	LeftOut int `json:"processes_left_out,omitempty"`
 	// ProcessStates says why process states were not sampled (Windows).
 	ProcessStates string `json:"process_states,omitempty"`
 	// Units are the watched units or services and every failed unit.
-	Units        []ProcessesUnit        `json:"units"`
-	UnitsLeftOut int                    `json:"units_left_out,omitempty"`
-	UnitsSkipped string                 `json:"units_skipped,omitempty"`
-	Probes       []ProcessesProbeResult `json:"probes"`
-	Errors       []string               `json:"errors,omitempty"`
+	Units        []Unit        `json:"units"`
+	UnitsLeftOut int           `json:"units_left_out,omitempty"`
+	UnitsSkipped string        `json:"units_skipped,omitempty"`
+	Probes       []ProbeResult `json:"probes"`
+	Errors       []string      `json:"errors,omitempty"`
 }
 
-// ProcessesProc is one process in a state worth watching. Since is the
+// Proc is one process in a state worth watching. Since is the
 // first sample that saw it in this state (for D: without running since), so
 // the real time is up to one interval longer.
-type ProcessesProc struct {
+type Proc struct {
 	PID          int       `json:"pid"`
 	PPID         int       `json:"ppid"`
 	Name         string    `json:"name"`
@@ -189,12 +190,12 @@ type ProcessesProc struct {
 	KernelThread bool      `json:"kernel_thread,omitempty"`
 }
 
-// ProcessesUnit is a systemd unit (Manager "systemd") or a Windows service
+// Unit is a systemd unit (Manager "systemd") or a Windows service
 // (Manager "scm"). State is systemd's ActiveState, or the service state in
 // lower case (stopped, start_pending, running, ...). Since is when the unit
 // entered State as systemd reports it, or else the first sample that saw it
 // in State.
-type ProcessesUnit struct {
+type Unit struct {
 	Name      string     `json:"name"`
 	Manager   string     `json:"manager"`
 	LoadState string     `json:"load_state,omitempty"`
@@ -206,8 +207,8 @@ type ProcessesUnit struct {
 	Watched   bool       `json:"watched"`
 }
 
-// ProcessesProbeResult is the outcome of one liveness probe.
-type ProcessesProbeResult struct {
+// ProbeResult is the outcome of one liveness probe.
+type ProbeResult struct {
 	Name       string  `json:"name"`
 	Target     string  `json:"target"`
 	Alive      bool    `json:"alive"`
@@ -216,9 +217,9 @@ type ProcessesProbeResult struct {
 	Error      string  `json:"error,omitempty"`
 }
 
-// processesProc is one process as a sample saw it. Wchan is read for D, T
+// proc is one process as a sample saw it. Wchan is read for D, T
 // and Z, Switches only for D.
-type processesProc struct {
+type proc struct {
 	PID, PPID int
 	Start     uint64 // clock ticks after boot: with PID, names one process
 	Name      string // comm
@@ -228,13 +229,13 @@ type processesProc struct {
 	Switches  uint64 // voluntary plus involuntary context switches
 }
 
-type processesKey struct {
+type key struct {
 	PID   int
 	Start uint64
 }
 
-// processesSeen is what the check remembers of a process in D, T or Z.
-type processesSeen struct {
+// seenState is what the check remembers of a process in D, T or Z.
+type seenState struct {
 	Class       byte // 'D', 'T' or 'Z'
 	Since       time.Time
 	Switches    uint64
@@ -242,78 +243,78 @@ type processesSeen struct {
 	CmdlineRead bool
 }
 
-// errProcessesNoManager says that no service manager runs (no systemd), so
+// errNoManager says that no service manager runs (no systemd), so
 // there are no units to look at.
-var errProcessesNoManager = errors.New("no service manager")
+var errNoManager = errors.New("no service manager")
 
-// processesSource gathers for the check. cmdline may block (reading it
+// source gathers for the check. cmdline may block (reading it
 // takes the target's memory map lock, which a hung process may hold); the
 // caller bounds it.
-type processesSource interface {
-	processes(ctx context.Context) ([]processesProc, error)
+type source interface {
+	processes(ctx context.Context) ([]proc, error)
 	cmdline(pid int) (string, error)
-	units(ctx context.Context, cfg ProcessesConfig) ([]ProcessesUnit, error)
+	units(ctx context.Context, cfg Config) ([]Unit, error)
 }
 
 // Processes is the processes check: hung, stopped and zombie processes,
 // failed or stuck services, and application liveness probes.
 type Processes struct {
-	cfg    ProcessesConfig
-	src    processesSource
+	cfg    Config
+	src    source
 	logger *slog.Logger
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	mu        sync.Mutex // serialises Run
-	seen      map[processesKey]processesSeen
-	unitsSeen map[string]processesUnitSeen
+	seen      map[key]seenState
+	unitsSeen map[string]unitSeen
 
 	busyMu sync.Mutex
-	busy   map[processesKey]bool // command lines being read, maybe stuck
+	busy   map[key]bool // command lines being read, maybe stuck
 }
 
-type processesUnitSeen struct {
+type unitSeen struct {
 	State string
 	Since time.Time
 }
 
-// NewProcesses returns the processes check reading this system.
-func NewProcesses(cfg ProcessesConfig, logger *slog.Logger) (*Processes, error) {
+// New returns the processes check reading this system.
+func New(cfg Config, logger *slog.Logger) (*Processes, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return newProcesses(cfg, newProcessesSource(cfg), logger), nil
+	return newCheck(cfg, newSource(cfg), logger), nil
 }
 
-func newProcesses(cfg ProcessesConfig, src processesSource, logger *slog.Logger) *Processes {
+func newCheck(cfg Config, src source, logger *slog.Logger) *Processes {
 	var d net.Dialer
 	return &Processes{
 		cfg:       cfg.withDefaults(),
 		src:       src,
 		logger:    logger,
 		dial:      d.DialContext,
-		seen:      map[processesKey]processesSeen{},
-		unitsSeen: map[string]processesUnitSeen{},
-		busy:      map[processesKey]bool{},
+		seen:      map[key]seenState{},
+		unitsSeen: map[string]unitSeen{},
+		busy:      map[key]bool{},
 	}
 }
 
 // Name returns "processes".
-func (p *Processes) Name() string { return ProcessesName }
+func (p *Processes) Name() string { return Name }
 
 // Run samples the processes, the units or services and the probes. It is
 // unknown when the process table cannot be read, or when units were asked
 // for and the service manager cannot be asked; findings from the parts that
 // worked are still reported.
-func (p *Processes) Run(ctx context.Context) Result {
+func (p *Processes) Run(ctx context.Context) checks.Result {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
-	probes := make(chan []ProcessesProbeResult, 1)
+	probes := make(chan []ProbeResult, 1)
 	go func() { probes <- p.runProbes(ctx) }()
 
 	var (
-		data     = ProcessesData{Processes: []ProcessesProc{}, Units: []ProcessesUnit{}}
+		data     = Data{Processes: []Proc{}, Units: []Unit{}}
 		findings []protocol.Finding
 		unknown  []string
 	)
@@ -326,11 +327,11 @@ func (p *Processes) Run(ctx context.Context) Result {
 	case err != nil:
 		unknown = append(unknown, "processes: "+err.Error())
 	default:
-		p.seen = processesTrack(p.seen, procs, now)
+		p.seen = track(p.seen, procs, now)
 		p.readCmdlines(ctx)
-		fs, listed, left := processesFindings(p.cfg, procs, p.seen, now)
+		fs, listed, left := findingsOf(p.cfg, procs, p.seen, now)
 		findings = append(findings, fs...)
-		data.Processes, data.ProcessesLeftOut = listed, left
+		data.Processes, data.LeftOut = listed, left
 		data.Total = len(procs)
 		data.States = map[string]int{}
 		for _, pr := range procs {
@@ -340,23 +341,23 @@ func (p *Processes) Run(ctx context.Context) Result {
 
 	units, err := p.src.units(ctx, p.cfg)
 	switch {
-	case errors.Is(err, errProcessesNoManager) && len(processesWatched(p.cfg)) == 0:
+	case errors.Is(err, errNoManager) && len(watched(p.cfg)) == 0:
 		data.UnitsSkipped = err.Error()
 	case err != nil:
 		unknown = append(unknown, "units: "+err.Error())
 	}
-	p.unitsSeen = processesTrackUnits(p.unitsSeen, units, now)
-	findings = append(findings, processesUnitFindings(units, now, p.cfg.ActivatingAfter.Duration)...)
-	if len(units) > processesMaxListed {
-		data.UnitsLeftOut = len(units) - processesMaxListed
-		units = units[:processesMaxListed]
+	p.unitsSeen = trackUnits(p.unitsSeen, units, now)
+	findings = append(findings, unitFindings(units, now, p.cfg.ActivatingAfter.Duration)...)
+	if len(units) > maxListed {
+		data.UnitsLeftOut = len(units) - maxListed
+		units = units[:maxListed]
 	}
 	data.Units = append(data.Units, units...)
 
 	data.Probes = <-probes
-	findings = append(findings, processesProbeFindings(data.Probes)...)
+	findings = append(findings, probeFindings(data.Probes)...)
 
-	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
+	res := checks.Result{Status: checks.StatusOf(findings), Findings: findings, Data: data}
 	switch {
 	case len(unknown) > 0:
 		data.Errors = unknown
@@ -364,18 +365,18 @@ func (p *Processes) Run(ctx context.Context) Result {
 		res.Status = protocol.StatusUnknown
 		res.Summary = "could not gather " + strings.Join(unknown, "; ")
 		if len(findings) > 0 {
-			res.Summary += "; " + JoinMessages(findings)
+			res.Summary += "; " + checks.JoinMessages(findings)
 		}
 	case len(findings) > 0:
-		res.Summary = JoinMessages(findings)
+		res.Summary = checks.JoinMessages(findings)
 	default:
-		res.Summary = processesOKSummary(data)
+		res.Summary = okSummary(data)
 	}
 	res.Summary = protocol.Clip(res.Summary, protocol.MaxSummaryLen)
 	return res
 }
 
-func processesOKSummary(d ProcessesData) string {
+func okSummary(d Data) string {
 	var parts []string
 	if d.ProcessStates == "" {
 		parts = append(parts, fmt.Sprintf("%d processes, none hung, stopped or zombie too long (now %d in D, %d stopped, %d zombies)",

@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// processesClass groups the states the check follows: D is uninterruptible
+// class groups the states the check follows: D is uninterruptible
 // sleep, T stopped by a signal and t by a tracer, Z a zombie.
-func processesClass(state string) byte {
+func class(state string) byte {
 	switch state {
 	case "D":
 		return 'D'
@@ -25,20 +25,20 @@ func processesClass(state string) byte {
 	return 0
 }
 
-// processesTrack returns what to remember after a sample taken at now:
+// track returns what to remember after a sample taken at now:
 // every process in D, T or Z, since when it has been so. A process keeps
 // its Since while every sample sees it in the same class and, in D, with
 // the same count of context switches: like the kernel's hung-task detector,
 // a task that ran in between is not hung, however often it is caught in D.
 // Processes are keyed by PID and start time, so a reused PID starts afresh.
-func processesTrack(prev map[processesKey]processesSeen, procs []processesProc, now time.Time) map[processesKey]processesSeen {
-	next := make(map[processesKey]processesSeen, len(prev))
+func track(prev map[key]seenState, procs []proc, now time.Time) map[key]seenState {
+	next := make(map[key]seenState, len(prev))
 	for _, pr := range procs {
-		c := processesClass(pr.State)
+		c := class(pr.State)
 		if c == 0 {
 			continue
 		}
-		k := processesKey{pr.PID, pr.Start}
+		k := key{pr.PID, pr.Start}
 		s, ok := prev[k]
 		if !ok || s.Class != c || (c == 'D' && s.Switches != pr.Switches) {
 			s.Class, s.Since, s.Switches = c, now, pr.Switches
@@ -53,13 +53,13 @@ func processesTrack(prev map[processesKey]processesSeen, procs []processesProc, 
 // that process is not asked again until the read returns.
 func (p *Processes) readCmdlines(ctx context.Context) {
 	type answer struct {
-		k   processesKey
+		k   key
 		cmd string
 		err error
 	}
-	var want []processesKey
+	var want []key
 	for k, s := range p.seen {
-		if !s.CmdlineRead && s.Class != 'Z' && len(want) < processesMaxListed {
+		if !s.CmdlineRead && s.Class != 'Z' && len(want) < maxListed {
 			want = append(want, k)
 		}
 	}
@@ -87,7 +87,7 @@ func (p *Processes) readCmdlines(ctx context.Context) {
 			}
 			s.CmdlineRead = true
 			if a.err == nil {
-				s.Cmdline = protocol.Clip(a.cmd, processesCmdlineLen)
+				s.Cmdline = protocol.Clip(a.cmd, cmdlineLen)
 			}
 			p.seen[a.k] = s
 		case <-t.C:
@@ -99,7 +99,7 @@ func (p *Processes) readCmdlines(ctx context.Context) {
 	}
 }
 
-func (p *Processes) startRead(k processesKey) bool {
+func (p *Processes) startRead(k key) bool {
 	p.busyMu.Lock()
 	defer p.busyMu.Unlock()
 	if p.busy[k] {
@@ -109,42 +109,42 @@ func (p *Processes) startRead(k processesKey) bool {
 	return true
 }
 
-func (p *Processes) endRead(k processesKey) {
+func (p *Processes) endRead(k key) {
 	p.busyMu.Lock()
 	defer p.busyMu.Unlock()
 	delete(p.busy, k)
 }
 
-// processesFindings judges one sample against the thresholds. It returns
+// findingsOf judges one sample against the thresholds. It returns
 // the findings, the followed processes for the data (oldest first, at most
-// processesMaxListed) and how many were left out of that list.
-func processesFindings(cfg ProcessesConfig, procs []processesProc, seen map[processesKey]processesSeen, now time.Time) ([]protocol.Finding, []ProcessesProc, int) {
-	byPID := make(map[int]processesProc, len(procs))
-	var followed []ProcessesProc
+// maxListed) and how many were left out of that list.
+func findingsOf(cfg Config, procs []proc, seen map[key]seenState, now time.Time) ([]protocol.Finding, []Proc, int) {
+	byPID := make(map[int]proc, len(procs))
+	var followed []Proc
 	for _, pr := range procs {
 		byPID[pr.PID] = pr
-		s, ok := seen[processesKey{pr.PID, pr.Start}]
+		s, ok := seen[key{pr.PID, pr.Start}]
 		if !ok {
 			continue
 		}
-		followed = append(followed, ProcessesProc{
-			PID: pr.PID, PPID: pr.PPID, Name: processesDisplayName(pr), Cmdline: s.Cmdline,
+		followed = append(followed, Proc{
+			PID: pr.PID, PPID: pr.PPID, Name: displayName(pr), Cmdline: s.Cmdline,
 			State: pr.State, Since: s.Since, ForSec: num.Round1(now.Sub(s.Since).Seconds()),
 			Wchan: pr.Wchan, KernelThread: pr.Kernel,
 		})
 	}
-	slices.SortFunc(followed, func(a, b ProcessesProc) int {
+	slices.SortFunc(followed, func(a, b Proc) int {
 		if c := a.Since.Compare(b.Since); c != 0 {
 			return c
 		}
 		return a.PID - b.PID
 	})
 
-	var hung, stopped, zombies []ProcessesProc
+	var hung, stopped, zombies []Proc
 	zombieCount := 0
 	for _, f := range followed {
 		age := now.Sub(f.Since)
-		switch processesClass(f.State) {
+		switch class(f.State) {
 		case 'D':
 			if age >= cfg.HungAfter.Duration {
 				hung = append(hung, f)
@@ -162,52 +162,52 @@ func processesFindings(cfg ProcessesConfig, procs []processesProc, seen map[proc
 	}
 
 	var out []protocol.Finding
-	out = append(out, processesEach(hung, func(f ProcessesProc) protocol.Finding {
+	out = append(out, each(hung, func(f Proc) protocol.Finding {
 		what := "pid"
 		if f.KernelThread {
 			what = "kernel thread"
 		}
-		msg := fmt.Sprintf("%s %d %s in uninterruptible sleep (D) without running for %s", what, f.PID, f.Name, processesAge(now, f.Since))
+		msg := fmt.Sprintf("%s %d %s in uninterruptible sleep (D) without running for %s", what, f.PID, f.Name, ageSince(now, f.Since))
 		if f.Wchan != "" {
 			msg += ", waiting in " + f.Wchan
 		}
-		return processesProcFinding(CodeProcessesHung, protocol.SeverityCrit, msg, f, now)
+		return procFinding(CodeProcessesHung, protocol.SeverityCrit, msg, f, now)
 	}, func(n int) protocol.Finding {
 		return protocol.Finding{Code: CodeProcessesHung, Severity: protocol.SeverityCrit, Count: uint64(n),
 			Message: fmt.Sprintf("%d more processes in D state for over %s", n, cfg.HungAfter)}
 	})...)
-	out = append(out, processesEach(stopped, func(f ProcessesProc) protocol.Finding {
+	out = append(out, each(stopped, func(f Proc) protocol.Finding {
 		by := "by a signal"
 		if f.State == "t" {
 			by = "by a debugger or tracer"
 		}
-		msg := fmt.Sprintf("pid %d %s stopped (%s) %s for %s", f.PID, f.Name, f.State, by, processesAge(now, f.Since))
-		return processesProcFinding(CodeProcessesStopped, protocol.SeverityWarn, msg, f, now)
+		msg := fmt.Sprintf("pid %d %s stopped (%s) %s for %s", f.PID, f.Name, f.State, by, ageSince(now, f.Since))
+		return procFinding(CodeProcessesStopped, protocol.SeverityWarn, msg, f, now)
 	}, func(n int) protocol.Finding {
 		return protocol.Finding{Code: CodeProcessesStopped, Severity: protocol.SeverityWarn, Count: uint64(n),
 			Message: fmt.Sprintf("%d more processes stopped for over %s", n, cfg.StoppedAfter)}
 	})...)
-	out = append(out, processesZombieFindings(cfg, zombies, zombieCount, byPID, now)...)
-	listed, left := processesCap(followed)
+	out = append(out, zombieFindings(cfg, zombies, zombieCount, byPID, now)...)
+	listed, left := capList(followed)
 	return out, listed, left
 }
 
-func processesCap(l []ProcessesProc) ([]ProcessesProc, int) {
+func capList(l []Proc) ([]Proc, int) {
 	if l == nil {
-		return []ProcessesProc{}, 0
+		return []Proc{}, 0
 	}
-	if len(l) > processesMaxListed {
-		return l[:processesMaxListed], len(l) - processesMaxListed
+	if len(l) > maxListed {
+		return l[:maxListed], len(l) - maxListed
 	}
 	return l, 0
 }
 
-// processesZombieFindings reports zombies by parent, since the parent is
+// zombieFindings reports zombies by parent, since the parent is
 // what fails to reap them, and the total when it is over ZombieCount.
-func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total int, byPID map[int]processesProc, now time.Time) []protocol.Finding {
+func zombieFindings(cfg Config, aged []Proc, total int, byPID map[int]proc, now time.Time) []protocol.Finding {
 	type parent struct {
 		pid    int
-		oldest ProcessesProc
+		oldest Proc
 		n      int
 	}
 	var parents []*parent
@@ -223,7 +223,7 @@ func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total in
 	}
 	var out []protocol.Finding
 	for i, pa := range parents {
-		if i == processesMaxPerCode {
+		if i == maxPerCode {
 			rest := 0
 			for _, q := range parents[i:] {
 				rest += q.n
@@ -234,7 +234,7 @@ func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total in
 		}
 		pname := "?"
 		if pp, ok := byPID[pa.pid]; ok {
-			pname = processesDisplayName(pp)
+			pname = displayName(pp)
 		}
 		first := pa.oldest.Since
 		last := now
@@ -242,7 +242,7 @@ func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total in
 			Code:     CodeProcessesZombies,
 			Severity: protocol.SeverityWarn,
 			Message: fmt.Sprintf("parent pid %d %s has not reaped %d zombie children for over %s (oldest pid %d %s, %s)",
-				pa.pid, pname, pa.n, cfg.ZombieAge, pa.oldest.PID, pa.oldest.Name, processesAge(now, first)),
+				pa.pid, pname, pa.n, cfg.ZombieAge, pa.oldest.PID, pa.oldest.Name, ageSince(now, first)),
 			Source: protocol.Clip(fmt.Sprintf("%s[%d]", pname, pa.pid), protocol.MaxSourceLen),
 			Count:  uint64(pa.n),
 			First:  &first,
@@ -256,12 +256,12 @@ func processesZombieFindings(cfg ProcessesConfig, aged []ProcessesProc, total in
 	return out
 }
 
-// processesEach makes one finding per entry up to processesMaxPerCode and
+// each makes one finding per entry up to maxPerCode and
 // one that counts the rest.
-func processesEach[T any](l []T, one func(T) protocol.Finding, rest func(int) protocol.Finding) []protocol.Finding {
+func each[T any](l []T, one func(T) protocol.Finding, rest func(int) protocol.Finding) []protocol.Finding {
 	var out []protocol.Finding
 	for i, v := range l {
-		if i == processesMaxPerCode {
+		if i == maxPerCode {
 			return append(out, rest(len(l)-i))
 		}
 		out = append(out, one(v))
@@ -269,7 +269,7 @@ func processesEach[T any](l []T, one func(T) protocol.Finding, rest func(int) pr
 	return out
 }
 
-func processesProcFinding(code string, sev protocol.Severity, msg string, f ProcessesProc, now time.Time) protocol.Finding {
+func procFinding(code string, sev protocol.Severity, msg string, f Proc, now time.Time) protocol.Finding {
 	first, last := f.Since, now
 	if f.Cmdline != "" {
 		msg += ": " + f.Cmdline
@@ -284,15 +284,15 @@ func processesProcFinding(code string, sev protocol.Severity, msg string, f Proc
 	}
 }
 
-// processesDisplayName is comm, in brackets for a kernel thread as ps
+// displayName is comm, in brackets for a kernel thread as ps
 // shows them.
-func processesDisplayName(pr processesProc) string {
+func displayName(pr proc) string {
 	if pr.Kernel {
 		return "[" + pr.Name + "]"
 	}
 	return pr.Name
 }
 
-func processesAge(now, since time.Time) string {
+func ageSince(now, since time.Time) string {
 	return now.Sub(since).Round(time.Second).String()
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package checks
+package processes
 
 import (
 	"context"
@@ -14,23 +14,23 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// processesProcfs reads processes from procfs under root and units from
+// procfsSource reads processes from procfs under root and units from
 // systemd over D-Bus.
-type processesProcfs struct {
+type procfsSource struct {
 	root string
 	// systemdDir exists when systemd is PID 1 (what sd_booted looks at).
 	systemdDir string
 }
 
-func newProcessesSource(cfg ProcessesConfig) processesSource {
-	return processesProcfs{root: cfg.ProcRoot, systemdDir: "/run/systemd/system"}
+func newSource(cfg Config) source {
+	return procfsSource{root: cfg.ProcRoot, systemdDir: "/run/systemd/system"}
 }
 
 // processes reads every process's stat, and for those in D, T or Z its
 // wchan, and for D its context switch counts. A process that exits while
 // being read is left out; any other failure to read one process is an error
 // only if no process at all could be read.
-func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error) {
+func (s procfsSource) processes(ctx context.Context) ([]proc, error) {
 	stats, err := procstat.ReadAll(ctx, s.root)
 	if err != nil {
 		return nil, err
@@ -39,10 +39,10 @@ func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", s.root, err)
 	}
-	out := make([]processesProc, 0, len(stats))
+	out := make([]proc, 0, len(stats))
 	for _, st := range stats {
-		pr := processesProc{PID: st.PID, PPID: st.PPID, Start: st.Start, Name: st.Name, State: st.State, Kernel: st.Kernel}
-		if processesClass(pr.State) != 0 {
+		pr := proc{PID: st.PID, PPID: st.PPID, Start: st.Start, Name: st.Name, State: st.State, Kernel: st.Kernel}
+		if class(pr.State) != 0 {
 			if p, err := pfs.Proc(st.PID); err == nil {
 				if w, err := p.Wchan(); err == nil {
 					pr.Wchan = w
@@ -61,7 +61,7 @@ func (s processesProcfs) processes(ctx context.Context) ([]processesProc, error)
 
 // cmdline reads /proc/<pid>/cmdline, arguments joined by spaces. It blocks
 // while another task holds the process's memory map lock.
-func (s processesProcfs) cmdline(pid int) (string, error) {
+func (s procfsSource) cmdline(pid int) (string, error) {
 	pfs, err := procfs.NewFS(s.root)
 	if err != nil {
 		return "", err
@@ -78,13 +78,13 @@ func (s processesProcfs) cmdline(pid int) (string, error) {
 }
 
 // units asks systemd for the watched units and, with FailedUnits, for every
-// failed one. Without systemd it returns errProcessesNoManager.
-func (s processesProcfs) units(ctx context.Context, cfg ProcessesConfig) ([]ProcessesUnit, error) {
+// failed one. Without systemd it returns errNoManager.
+func (s procfsSource) units(ctx context.Context, cfg Config) ([]Unit, error) {
 	if len(cfg.Units) == 0 && !cfg.FailedUnits {
 		return nil, nil
 	}
 	if _, err := os.Stat(s.systemdDir); err != nil {
-		return nil, fmt.Errorf("systemd is not running (%s absent): %w", s.systemdDir, errProcessesNoManager)
+		return nil, fmt.Errorf("systemd is not running (%s absent): %w", s.systemdDir, errNoManager)
 	}
 	conn, err := sddbus.NewWithContext(ctx)
 	if err != nil {
@@ -97,7 +97,7 @@ func (s processesProcfs) units(ctx context.Context, cfg ProcessesConfig) ([]Proc
 	if len(cfg.Units) > 0 {
 		names := make([]string, len(cfg.Units))
 		for i, n := range cfg.Units {
-			names[i] = processesSystemdUnitName(n)
+			names[i] = systemdUnitName(n)
 			watched[names[i]] = true
 		}
 		us, err := conn.ListUnitsByNamesContext(ctx, names)
@@ -117,13 +117,13 @@ func (s processesProcfs) units(ctx context.Context, cfg ProcessesConfig) ([]Proc
 			}
 		}
 	}
-	out := make([]ProcessesUnit, 0, len(statuses))
+	out := make([]Unit, 0, len(statuses))
 	for _, st := range statuses {
-		u := ProcessesUnit{
+		u := Unit{
 			Name: st.Name, Manager: "systemd", LoadState: st.LoadState,
 			State: st.ActiveState, SubState: st.SubState, Watched: watched[st.Name],
 		}
-		if prop := processesSystemdSinceProperty(u.State); prop != "" && len(out) < processesMaxListed && u.LoadState != "not-found" {
+		if prop := systemdSinceProperty(u.State); prop != "" && len(out) < maxListed && u.LoadState != "not-found" {
 			if v, err := conn.GetUnitPropertyContext(ctx, u.Name, prop); err == nil {
 				if us, ok := v.Value.Value().(uint64); ok && us > 0 {
 					t := time.UnixMicro(int64(us))

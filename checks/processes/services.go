@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"fmt"
@@ -10,24 +10,24 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// processesWatched is the watch list that applies on this OS.
-func processesWatched(cfg ProcessesConfig) []string {
+// watched is the watch list that applies on this OS.
+func watched(cfg Config) []string {
 	if runtime.GOOS == "windows" {
 		return cfg.Services
 	}
 	return cfg.Units
 }
 
-// processesTrackUnits fills in Since where the service manager did not say
+// trackUnits fills in Since where the service manager did not say
 // when a unit entered its state, with the first sample that saw it there,
 // and returns what to remember for the next sample.
-func processesTrackUnits(prev map[string]processesUnitSeen, units []ProcessesUnit, now time.Time) map[string]processesUnitSeen {
-	next := make(map[string]processesUnitSeen, len(units))
+func trackUnits(prev map[string]unitSeen, units []Unit, now time.Time) map[string]unitSeen {
+	next := make(map[string]unitSeen, len(units))
 	for i := range units {
 		u := &units[i]
 		s, ok := prev[u.Name]
 		if !ok || s.State != u.State {
-			s = processesUnitSeen{State: u.State, Since: now}
+			s = unitSeen{State: u.State, Since: now}
 		}
 		next[u.Name] = s
 		if u.Since == nil {
@@ -38,14 +38,14 @@ func processesTrackUnits(prev map[string]processesUnitSeen, units []ProcessesUni
 	return next
 }
 
-// processesUnitFindings judges units and services. Linux: a failed unit is
+// unitFindings judges units and services. Linux: a failed unit is
 // crit when watched and warn otherwise; a watched unit activating,
 // deactivating or reloading for stuckAfter is stuck. Windows: a watched
 // service set to start automatically that is stopped is crit (a delayed
 // automatic one only once stopped for stuckAfter, since it starts a while
 // after boot); one in a *_pending state for stuckAfter is stuck. A watched
 // name that does not exist is info.
-func processesUnitFindings(units []ProcessesUnit, now time.Time, stuckAfter time.Duration) []protocol.Finding {
+func unitFindings(units []Unit, now time.Time, stuckAfter time.Duration) []protocol.Finding {
 	var failed, stuck, missing []protocol.Finding
 	for _, u := range units {
 		var age time.Duration
@@ -77,12 +77,12 @@ func processesUnitFindings(units []ProcessesUnit, now time.Time, stuckAfter time
 			}
 			f.Message = fmt.Sprintf("unit %s failed (%s)", u.Name, u.SubState)
 			if u.Since != nil {
-				f.Message += fmt.Sprintf(" %s ago", processesAge(now, *u.Since))
+				f.Message += fmt.Sprintf(" %s ago", ageSince(now, *u.Since))
 			}
 			failed = append(failed, f)
 		case u.Manager == "systemd" && u.Watched && (u.State == "activating" || u.State == "deactivating" || u.State == "reloading") && u.Since != nil && age >= stuckAfter:
 			f.Severity = protocol.SeverityWarn
-			f.Message = fmt.Sprintf("unit %s stuck %s (%s) for %s", u.Name, u.State, u.SubState, processesAge(now, *u.Since))
+			f.Message = fmt.Sprintf("unit %s stuck %s (%s) for %s", u.Name, u.State, u.SubState, ageSince(now, *u.Since))
 			stuck = append(stuck, f)
 		case u.Manager == "scm" && u.Watched && u.State == "stopped" &&
 			(u.StartType == "auto" || u.StartType == "auto_delayed" && u.Since != nil && age >= stuckAfter):
@@ -94,27 +94,27 @@ func processesUnitFindings(units []ProcessesUnit, now time.Time, stuckAfter time
 			failed = append(failed, f)
 		case u.Manager == "scm" && u.Watched && strings.HasSuffix(u.State, "_pending") && u.Since != nil && age >= stuckAfter:
 			f.Severity = protocol.SeverityWarn
-			f.Message = fmt.Sprintf("service %s stuck in %s for %s", u.Name, strings.ToUpper(u.State), processesAge(now, *u.Since))
+			f.Message = fmt.Sprintf("service %s stuck in %s for %s", u.Name, strings.ToUpper(u.State), ageSince(now, *u.Since))
 			stuck = append(stuck, f)
 		}
 	}
 	all := append(append(failed, stuck...), missing...)
-	return processesEach(all, func(f protocol.Finding) protocol.Finding { return f }, func(n int) protocol.Finding {
+	return each(all, func(f protocol.Finding) protocol.Finding { return f }, func(n int) protocol.Finding {
 		return protocol.Finding{Code: CodeProcessesServiceFailed, Severity: protocol.SeverityWarn, Count: uint64(n),
 			Message: fmt.Sprintf("%d more units or services failed, stuck or missing", n)}
 	})
 }
 
-// processesWindowsUnit maps a Windows service's status and configuration,
+// windowsUnit maps a Windows service's status and configuration,
 // as QueryServiceStatusEx and QueryServiceConfig give them, to a unit. The
 // numbers are those of winsvc.h.
-func processesWindowsUnit(name string, state, startType uint32, delayed bool, exitCode, serviceExitCode uint32) ProcessesUnit {
+func windowsUnit(name string, state, startType uint32, delayed bool, exitCode, serviceExitCode uint32) Unit {
 	states := map[uint32]string{
 		1: "stopped", 2: "start_pending", 3: "stop_pending", 4: "running",
 		5: "continue_pending", 6: "pause_pending", 7: "paused",
 	}
 	starts := map[uint32]string{0: "boot", 1: "system", 2: "auto", 3: "manual", 4: "disabled"}
-	u := ProcessesUnit{Name: name, Manager: "scm", State: states[state], StartType: starts[startType], Watched: true}
+	u := Unit{Name: name, Manager: "scm", State: states[state], StartType: starts[startType], Watched: true}
 	if u.State == "" {
 		u.State = "state_" + strconv.FormatUint(uint64(state), 10)
 	}
@@ -131,9 +131,9 @@ func processesWindowsUnit(name string, state, startType uint32, delayed bool, ex
 	return u
 }
 
-// processesSystemdUnitName completes a unit name the way systemctl does: a
+// systemdUnitName completes a unit name the way systemctl does: a
 // name without a type suffix is a service.
-func processesSystemdUnitName(name string) string {
+func systemdUnitName(name string) string {
 	for _, t := range []string{".service", ".socket", ".target", ".device", ".mount", ".automount", ".swap", ".path", ".timer", ".slice", ".scope"} {
 		if strings.HasSuffix(name, t) {
 			return name
@@ -142,9 +142,9 @@ func processesSystemdUnitName(name string) string {
 	return name + ".service"
 }
 
-// processesSystemdSinceProperty names the unit property (a timestamp in µs
+// systemdSinceProperty names the unit property (a timestamp in µs
 // since the epoch) that says when a unit entered state.
-func processesSystemdSinceProperty(state string) string {
+func systemdSinceProperty(state string) string {
 	switch state {
 	case "activating":
 		return "InactiveExitTimestamp"

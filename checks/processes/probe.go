@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"bufio"
@@ -16,8 +16,8 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func (p *Processes) runProbes(ctx context.Context) []ProcessesProbeResult {
-	out := make([]ProcessesProbeResult, len(p.cfg.Probes))
+func (p *Processes) runProbes(ctx context.Context) []ProbeResult {
+	out := make([]ProbeResult, len(p.cfg.Probes))
 	var wg sync.WaitGroup
 	for i, pr := range p.cfg.Probes {
 		wg.Go(func() { out[i] = p.probe(ctx, pr) })
@@ -28,13 +28,13 @@ func (p *Processes) runProbes(ctx context.Context) []ProcessesProbeResult {
 
 // probe connects to the probe's target, and for HTTP sends a GET and reads
 // the status line, all within the probe's timeout.
-func (p *Processes) probe(ctx context.Context, pr ProcessesProbe) ProcessesProbeResult {
-	res := ProcessesProbeResult{Name: pr.Name, Target: pr.TCP}
+func (p *Processes) probe(ctx context.Context, pr Probe) ProbeResult {
+	res := ProbeResult{Name: pr.Name, Target: pr.TCP}
 	addr, reqPath := pr.TCP, ""
 	if pr.HTTP != "" {
 		res.Target = pr.HTTP
 		var err error
-		if addr, reqPath, err = processesParseHTTPTarget(pr.HTTP); err != nil {
+		if addr, reqPath, err = parseHTTPTarget(pr.HTTP); err != nil {
 			res.Error = err.Error()
 			return res
 		}
@@ -67,7 +67,7 @@ func (p *Processes) probe(ctx context.Context, pr ProcessesProbe) ProcessesProbe
 		if err != nil {
 			return fmt.Errorf("read status line: %w", err)
 		}
-		code, err := processesParseStatusLine(line)
+		code, err := parseStatusLine(line)
 		res.HTTPStatus = code
 		if err != nil {
 			return err
@@ -90,9 +90,9 @@ func (p *Processes) probe(ctx context.Context, pr ProcessesProbe) ProcessesProbe
 	return res
 }
 
-// processesParseHTTPTarget returns the host:port to dial and the request
+// parseHTTPTarget returns the host:port to dial and the request
 // target of a plain http URL.
-func processesParseHTTPTarget(raw string) (addr, reqPath string, err error) {
+func parseHTTPTarget(raw string) (addr, reqPath string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", "", fmt.Errorf("http %q: %w", raw, err)
@@ -110,9 +110,9 @@ func processesParseHTTPTarget(raw string) (addr, reqPath string, err error) {
 	return net.JoinHostPort(u.Hostname(), port), u.RequestURI(), nil
 }
 
-// processesParseStatusLine reads the code of an HTTP/1.x status line such
+// parseStatusLine reads the code of an HTTP/1.x status line such
 // as "HTTP/1.1 200 OK\r\n".
-func processesParseStatusLine(line []byte) (int, error) {
+func parseStatusLine(line []byte) (int, error) {
 	s := strings.TrimRight(string(line), "\r\n")
 	proto, rest, _ := strings.Cut(s, " ")
 	if !strings.HasPrefix(proto, "HTTP/1.") {
@@ -126,14 +126,14 @@ func processesParseStatusLine(line []byte) (int, error) {
 	return code, nil
 }
 
-func processesProbeFindings(results []ProcessesProbeResult) []protocol.Finding {
-	var dead []ProcessesProbeResult
+func probeFindings(results []ProbeResult) []protocol.Finding {
+	var dead []ProbeResult
 	for _, r := range results {
 		if !r.Alive {
 			dead = append(dead, r)
 		}
 	}
-	return processesEach(dead, func(r ProcessesProbeResult) protocol.Finding {
+	return each(dead, func(r ProbeResult) protocol.Finding {
 		return protocol.Finding{
 			Code:     CodeProcessesAppNotResponds,
 			Severity: protocol.SeverityWarn,

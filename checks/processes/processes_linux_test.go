@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"errors"
@@ -13,13 +13,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func processesFixtureRoot(t *testing.T) string {
+func fixtureRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("testdata/processes/proc")
+	root, err := filepath.Abs("testdata/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,19 +30,19 @@ func processesFixtureRoot(t *testing.T) string {
 // TestProcessesProcfsReadsFixtures checks the wiring to procfs against real
 // format stat, status, wchan and cmdline files.
 func TestProcessesProcfsReadsFixtures(t *testing.T) {
-	src := processesProcfs{root: processesFixtureRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
+	src := procfsSource{root: fixtureRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
 	procs, err := src.processes(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	byPID := map[int]processesProc{}
+	byPID := map[int]proc{}
 	for _, p := range procs {
 		byPID[p.PID] = p
 	}
 	if len(procs) != 9 {
 		t.Errorf("read %d processes, want 9", len(procs))
 	}
-	want := map[int]processesProc{
+	want := map[int]proc{
 		2:    {PID: 2, PPID: 0, Start: 9, Name: "kthreadd", State: "S", Kernel: true},
 		45:   {PID: 45, PPID: 2, Start: 512, Name: "kworker/u4:2+flush-253:0", State: "D", Kernel: true, Wchan: "io_schedule", Switches: 1203},
 		812:  {PID: 812, PPID: 640, Start: 881234, Name: "cp", State: "D", Wchan: "rpc_wait_bit_killable", Switches: 5037},
@@ -64,11 +65,11 @@ func TestProcessesProcfsReadsFixtures(t *testing.T) {
 		t.Errorf("cmdline of a kernel thread = %q, %v; want empty", cmd, err)
 	}
 
-	_, err = src.units(t.Context(), ProcessesConfig{FailedUnits: true})
-	if !errors.Is(err, errProcessesNoManager) {
+	_, err = src.units(t.Context(), Config{FailedUnits: true})
+	if !errors.Is(err, errNoManager) {
 		t.Errorf("units without systemd: %v, want errProcessesNoManager", err)
 	}
-	if us, err := src.units(t.Context(), ProcessesConfig{}); us != nil || err != nil {
+	if us, err := src.units(t.Context(), Config{}); us != nil || err != nil {
 		t.Errorf("units with nothing to ask = %v, %v; want nothing", us, err)
 	}
 }
@@ -77,17 +78,17 @@ func TestProcessesProcfsReadsFixtures(t *testing.T) {
 // a fake clock: nothing at first, every threshold passed five minutes on.
 func TestProcessesRunOnFixtures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := processesProcfs{root: processesFixtureRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
-		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
+		src := procfsSource{root: fixtureRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
+		c := newCheck(Config{}, src, checktest.Discard())
 		res := c.Run(t.Context())
 		if res.Status != protocol.StatusOK {
 			t.Fatalf("first run = %s %q %+v", res.Status, res.Summary, res.Findings)
 		}
-		d := res.Data.(ProcessesData)
+		d := res.Data.(Data)
 		if d.Total != 9 || d.States["D"] != 2 || len(d.Processes) != 5 {
 			t.Errorf("data = total %d, states %v, %d followed; want 9, 2 in D, 5", d.Total, d.States, len(d.Processes))
 		}
-		i := slices.IndexFunc(d.Processes, func(p ProcessesProc) bool { return p.PID == 812 })
+		i := slices.IndexFunc(d.Processes, func(p Proc) bool { return p.PID == 812 })
 		if i < 0 || d.Processes[i].Cmdline != "cp -a /srv/data /mnt/nfs/backup" {
 			t.Errorf("cp in data: %+v", d.Processes)
 		}
@@ -114,8 +115,8 @@ func TestProcessesRunOnFixtures(t *testing.T) {
 
 func TestProcessesUnreadableProcIsUnknown(t *testing.T) {
 	for _, root := range []string{filepath.Join(t.TempDir(), "missing"), t.TempDir()} {
-		src := processesProcfs{root: root, systemdDir: filepath.Join(root, "absent")}
-		res := newProcesses(ProcessesConfig{}, src, checktest.Discard()).Run(t.Context())
+		src := procfsSource{root: root, systemdDir: filepath.Join(root, "absent")}
+		res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
 		if res.Status != protocol.StatusUnknown || !strings.Contains(res.Summary, root) {
 			t.Errorf("root %s: %s %q, want unknown naming the root", root, res.Status, res.Summary)
 		}
@@ -147,7 +148,7 @@ func TestIntegrationProcessesStoppedAndZombie(t *testing.T) {
 	}
 	t.Cleanup(func() { reaper.Process.Kill(); reaper.Wait() })
 
-	c, err := NewProcesses(ProcessesConfig{StoppedAfter: D(time.Second), ZombieAge: D(time.Millisecond)}, checktest.Discard())
+	c, err := New(Config{StoppedAfter: checks.D(time.Second), ZombieAge: checks.D(time.Millisecond)}, checktest.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestIntegrationProcessesStoppedAndZombie(t *testing.T) {
 	reaperSrc := "sleep[" + strconv.Itoa(reaper.Process.Pid) + "]"
 	start := time.Now()
 	var stoppedF, zombieF *protocol.Finding
-	var res Result
+	var res checks.Result
 	for deadline := start.Add(10 * time.Second); time.Now().Before(deadline) && (stoppedF == nil || zombieF == nil); {
 		res = c.Run(t.Context())
 		for i, f := range res.Findings {
@@ -180,7 +181,7 @@ func TestIntegrationProcessesStoppedAndZombie(t *testing.T) {
 	if zombieF.Count != 1 {
 		t.Errorf("zombie finding = %+v, want one zombie child", zombieF)
 	}
-	d := res.Data.(ProcessesData)
+	d := res.Data.(Data)
 	var sawStopped, sawZombie bool
 	for _, p := range d.Processes {
 		sawStopped = sawStopped || p.PID == stopped.Process.Pid && p.State == "T"

@@ -1,4 +1,4 @@
-package checks
+package processes
 
 import (
 	"context"
@@ -13,29 +13,30 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// processesFake is a processesSource whose answers the test sets.
-type processesFake struct {
+// fake is a source whose answers the test sets.
+type fake struct {
 	mu       sync.Mutex
-	procs    []processesProc
+	procs    []proc
 	procErr  error
-	unitList []ProcessesUnit
+	unitList []Unit
 	unitErr  error
 	cmdlines map[int]string
 	block    chan struct{} // when set, cmdline waits for it to close
 	reads    int
 }
 
-func (f *processesFake) processes(context.Context) ([]processesProc, error) {
+func (f *fake) processes(context.Context) ([]proc, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]processesProc(nil), f.procs...), f.procErr
+	return append([]proc(nil), f.procs...), f.procErr
 }
 
-func (f *processesFake) cmdline(pid int) (string, error) {
+func (f *fake) cmdline(pid int) (string, error) {
 	f.mu.Lock()
 	f.reads++
 	block := f.block
@@ -51,19 +52,19 @@ func (f *processesFake) cmdline(pid int) (string, error) {
 	return "", errors.New("no such process")
 }
 
-func (f *processesFake) units(context.Context, ProcessesConfig) ([]ProcessesUnit, error) {
+func (f *fake) units(context.Context, Config) ([]Unit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]ProcessesUnit(nil), f.unitList...), f.unitErr
+	return append([]Unit(nil), f.unitList...), f.unitErr
 }
 
-func (f *processesFake) set(procs ...processesProc) {
+func (f *fake) set(procs ...proc) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.procs = procs
 }
 
-func processesFindingsWith(fs []protocol.Finding, code string) []protocol.Finding {
+func findingsWith(fs []protocol.Finding, code string) []protocol.Finding {
 	var out []protocol.Finding
 	for _, f := range fs {
 		if f.Code == code {
@@ -73,38 +74,38 @@ func processesFindingsWith(fs []protocol.Finding, code string) []protocol.Findin
 	return out
 }
 
-var processesT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func TestProcessesTrack(t *testing.T) {
-	t1 := processesT0.Add(15 * time.Second)
-	d := processesProc{PID: 10, Start: 100, Name: "cp", State: "D", Switches: 7}
+	t1 := t0.Add(15 * time.Second)
+	d := proc{PID: 10, Start: 100, Name: "cp", State: "D", Switches: 7}
 	tests := []struct {
 		name      string
-		prev      map[processesKey]processesSeen
-		proc      processesProc
+		prev      map[key]seenState
+		proc      proc
 		wantSince time.Time
 		wantKept  bool
 	}{
 		{"a process first seen in D starts now", nil, d, t1, true},
 		{"a process still in D without running keeps its since",
-			map[processesKey]processesSeen{{10, 100}: {Class: 'D', Since: processesT0, Switches: 7}}, d, processesT0, true},
+			map[key]seenState{{10, 100}: {Class: 'D', Since: t0, Switches: 7}}, d, t0, true},
 		{"a process in D that ran in between starts afresh",
-			map[processesKey]processesSeen{{10, 100}: {Class: 'D', Since: processesT0, Switches: 6}}, d, t1, true},
+			map[key]seenState{{10, 100}: {Class: 'D', Since: t0, Switches: 6}}, d, t1, true},
 		{"a process that went from T to D starts afresh",
-			map[processesKey]processesSeen{{10, 100}: {Class: 'T', Since: processesT0, Switches: 7}}, d, t1, true},
+			map[key]seenState{{10, 100}: {Class: 'T', Since: t0, Switches: 7}}, d, t1, true},
 		{"a reused PID with another start time starts afresh",
-			map[processesKey]processesSeen{{10, 99}: {Class: 'D', Since: processesT0, Switches: 7}}, d, t1, true},
+			map[key]seenState{{10, 99}: {Class: 'D', Since: t0, Switches: 7}}, d, t1, true},
 		{"stopped by a tracer counts as stopped",
-			map[processesKey]processesSeen{{10, 100}: {Class: 'T', Since: processesT0}},
-			processesProc{PID: 10, Start: 100, State: "t"}, processesT0, true},
+			map[key]seenState{{10, 100}: {Class: 'T', Since: t0}},
+			proc{PID: 10, Start: 100, State: "t"}, t0, true},
 		{"a process that left D is forgotten",
-			map[processesKey]processesSeen{{10, 100}: {Class: 'D', Since: processesT0}},
-			processesProc{PID: 10, Start: 100, State: "S"}, time.Time{}, false},
+			map[key]seenState{{10, 100}: {Class: 'D', Since: t0}},
+			proc{PID: 10, Start: 100, State: "S"}, time.Time{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := processesTrack(tt.prev, []processesProc{tt.proc}, t1)
-			s, ok := got[processesKey{10, 100}]
+			got := track(tt.prev, []proc{tt.proc}, t1)
+			s, ok := got[key{10, 100}]
 			if ok != tt.wantKept {
 				t.Fatalf("kept = %v, want %v (%v)", ok, tt.wantKept, got)
 			}
@@ -119,9 +120,9 @@ func TestProcessesTrack(t *testing.T) {
 }
 
 func TestProcessesFindingsThresholds(t *testing.T) {
-	cfg := DefaultProcessesConfig().withDefaults()
-	now := processesT0.Add(10 * time.Minute)
-	procs := []processesProc{
+	cfg := DefaultConfig().withDefaults()
+	now := t0.Add(10 * time.Minute)
+	procs := []proc{
 		{PID: 2, Name: "kthreadd", State: "S", Kernel: true},
 		{PID: 45, PPID: 2, Start: 5, Name: "kworker/0:1", State: "D", Kernel: true, Wchan: "io_schedule"},
 		{PID: 812, PPID: 1, Start: 6, Name: "cp", State: "D", Wchan: "rpc_wait_bit_killable"},
@@ -134,7 +135,7 @@ func TestProcessesFindingsThresholds(t *testing.T) {
 		{PID: 1300, PPID: 1, Start: 13, Name: "fresh", State: "Z"},
 	}
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	seen := map[processesKey]processesSeen{
+	seen := map[key]seenState{
 		{45, 5}:    {Class: 'D', Since: ago(3 * time.Minute)},
 		{812, 6}:   {Class: 'D', Since: ago(2 * time.Minute), Cmdline: "cp -a /srv /mnt/nfs", CmdlineRead: true},
 		{813, 7}:   {Class: 'D', Since: ago(119 * time.Second)},
@@ -144,9 +145,9 @@ func TestProcessesFindingsThresholds(t *testing.T) {
 		{1202, 12}: {Class: 'Z', Since: ago(5 * time.Minute)},
 		{1300, 13}: {Class: 'Z', Since: ago(time.Second)},
 	}
-	fs, listed, left := processesFindings(cfg, procs, seen, now)
+	fs, listed, left := findingsOf(cfg, procs, seen, now)
 
-	hung := processesFindingsWith(fs, CodeProcessesHung)
+	hung := findingsWith(fs, CodeProcessesHung)
 	if len(hung) != 2 {
 		t.Fatalf("hung findings = %+v, want the kworker and cp (dd is 1 s short)", hung)
 	}
@@ -158,12 +159,12 @@ func TestProcessesFindingsThresholds(t *testing.T) {
 		t.Errorf("cp finding = %+v", hung[1])
 	}
 
-	stopped := processesFindingsWith(fs, CodeProcessesStopped)
+	stopped := findingsWith(fs, CodeProcessesStopped)
 	if len(stopped) != 1 || stopped[0].Source != "sleep[900]" || stopped[0].Severity != protocol.SeverityWarn {
 		t.Errorf("stopped findings = %+v, want only sleep[900] (app is 1 s short)", stopped)
 	}
 
-	zombies := processesFindingsWith(fs, CodeProcessesZombies)
+	zombies := findingsWith(fs, CodeProcessesZombies)
 	if len(zombies) != 1 {
 		t.Fatalf("zombie findings = %+v, want one for parent bash", zombies)
 	}
@@ -183,95 +184,95 @@ func TestProcessesFindingsThresholds(t *testing.T) {
 }
 
 func TestProcessesZombieCount(t *testing.T) {
-	cfg := ProcessesConfig{ZombieCount: 3}.withDefaults()
-	var procs []processesProc
-	seen := map[processesKey]processesSeen{}
+	cfg := Config{ZombieCount: 3}.withDefaults()
+	var procs []proc
+	seen := map[key]seenState{}
 	for i := range 4 {
-		procs = append(procs, processesProc{PID: 100 + i, PPID: 1, Start: 1, Name: "z", State: "Z"})
-		seen[processesKey{100 + i, 1}] = processesSeen{Class: 'Z', Since: processesT0}
+		procs = append(procs, proc{PID: 100 + i, PPID: 1, Start: 1, Name: "z", State: "Z"})
+		seen[key{100 + i, 1}] = seenState{Class: 'Z', Since: t0}
 	}
-	fs, _, _ := processesFindings(cfg, procs, seen, processesT0)
+	fs, _, _ := findingsOf(cfg, procs, seen, t0)
 	if len(fs) != 1 || fs[0].Code != CodeProcessesZombies || fs[0].Count != 4 || !strings.Contains(fs[0].Message, "more than 3") {
 		t.Errorf("findings = %+v, want one counting 4 zombies", fs)
 	}
 }
 
 func TestProcessesFindingsAreBounded(t *testing.T) {
-	cfg := DefaultProcessesConfig().withDefaults()
-	now := processesT0.Add(time.Hour)
-	var procs []processesProc
-	seen := map[processesKey]processesSeen{}
+	cfg := DefaultConfig().withDefaults()
+	now := t0.Add(time.Hour)
+	var procs []proc
+	seen := map[key]seenState{}
 	for i := range 70 {
-		procs = append(procs, processesProc{PID: 1000 + i, Start: 1, Name: "hung", State: "D"})
-		seen[processesKey{1000 + i, 1}] = processesSeen{Class: 'D', Since: processesT0}
-		procs = append(procs, processesProc{PID: 5000 + i, PPID: 3000 + i, Start: 1, Name: "z", State: "Z"})
-		seen[processesKey{5000 + i, 1}] = processesSeen{Class: 'Z', Since: processesT0}
+		procs = append(procs, proc{PID: 1000 + i, Start: 1, Name: "hung", State: "D"})
+		seen[key{1000 + i, 1}] = seenState{Class: 'D', Since: t0}
+		procs = append(procs, proc{PID: 5000 + i, PPID: 3000 + i, Start: 1, Name: "z", State: "Z"})
+		seen[key{5000 + i, 1}] = seenState{Class: 'Z', Since: t0}
 	}
-	fs, listed, left := processesFindings(cfg, procs, seen, now)
-	hung := processesFindingsWith(fs, CodeProcessesHung)
-	if len(hung) != processesMaxPerCode+1 || hung[processesMaxPerCode].Count != 60 {
-		t.Errorf("hung: %d findings, last %+v; want %d and one counting 60", len(hung), hung[len(hung)-1], processesMaxPerCode)
+	fs, listed, left := findingsOf(cfg, procs, seen, now)
+	hung := findingsWith(fs, CodeProcessesHung)
+	if len(hung) != maxPerCode+1 || hung[maxPerCode].Count != 60 {
+		t.Errorf("hung: %d findings, last %+v; want %d and one counting 60", len(hung), hung[len(hung)-1], maxPerCode)
 	}
-	zombies := processesFindingsWith(fs, CodeProcessesZombies)
+	zombies := findingsWith(fs, CodeProcessesZombies)
 	// ten parents by name, one for the other 60, one for the count over 50
-	if len(zombies) != processesMaxPerCode+2 || zombies[processesMaxPerCode].Count != 60 || zombies[processesMaxPerCode+1].Count != 70 {
+	if len(zombies) != maxPerCode+2 || zombies[maxPerCode].Count != 60 || zombies[maxPerCode+1].Count != 70 {
 		t.Errorf("zombies: %d findings: %+v", len(zombies), zombies)
 	}
-	if len(listed) != processesMaxListed || left != 140-processesMaxListed {
+	if len(listed) != maxListed || left != 140-maxListed {
 		t.Errorf("listed %d, left out %d", len(listed), left)
 	}
 }
 
 func TestProcessesUnitFindings(t *testing.T) {
-	now := processesT0
+	now := t0
 	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 	after := 5 * time.Minute
 	tests := []struct {
 		name    string
-		unit    ProcessesUnit
+		unit    Unit
 		wantSev protocol.Severity // "" for no finding
 		wantMsg string
 	}{
 		{"a failed watched unit is critical",
-			ProcessesUnit{Name: "nginx.service", Manager: "systemd", LoadState: "loaded", State: "failed", SubState: "failed", Since: ago(time.Hour), Watched: true},
+			Unit{Name: "nginx.service", Manager: "systemd", LoadState: "loaded", State: "failed", SubState: "failed", Since: ago(time.Hour), Watched: true},
 			protocol.SeverityCrit, "unit nginx.service failed (failed) 1h0m0s ago"},
 		{"a failed unit that is not watched is a warning",
-			ProcessesUnit{Name: "foo.mount", Manager: "systemd", LoadState: "loaded", State: "failed", SubState: "failed"},
+			Unit{Name: "foo.mount", Manager: "systemd", LoadState: "loaded", State: "failed", SubState: "failed"},
 			protocol.SeverityWarn, "unit foo.mount failed (failed)"},
 		{"a watched unit activating past the limit is stuck",
-			ProcessesUnit{Name: "db.service", Manager: "systemd", State: "activating", SubState: "start-pre", Since: ago(6 * time.Minute), Watched: true},
+			Unit{Name: "db.service", Manager: "systemd", State: "activating", SubState: "start-pre", Since: ago(6 * time.Minute), Watched: true},
 			protocol.SeverityWarn, "unit db.service stuck activating (start-pre) for 6m0s"},
 		{"a watched unit activating within the limit is fine",
-			ProcessesUnit{Name: "db.service", Manager: "systemd", State: "activating", SubState: "start", Since: ago(4 * time.Minute), Watched: true},
+			Unit{Name: "db.service", Manager: "systemd", State: "activating", SubState: "start", Since: ago(4 * time.Minute), Watched: true},
 			"", ""},
 		{"a watched unit that is active is fine",
-			ProcessesUnit{Name: "db.service", Manager: "systemd", State: "active", SubState: "running", Since: ago(time.Hour), Watched: true},
+			Unit{Name: "db.service", Manager: "systemd", State: "active", SubState: "running", Since: ago(time.Hour), Watched: true},
 			"", ""},
 		{"a watched unit that does not exist is info",
-			ProcessesUnit{Name: "nope.service", Manager: "systemd", LoadState: "not-found", State: "inactive", SubState: "dead", Watched: true},
+			Unit{Name: "nope.service", Manager: "systemd", LoadState: "not-found", State: "inactive", SubState: "dead", Watched: true},
 			protocol.SeverityInfo, "watched unit nope.service does not exist"},
 		{"a stopped automatic service is critical",
-			ProcessesUnit{Name: "Dnscache", Manager: "scm", State: "stopped", StartType: "auto", ExitCode: 1067, Since: ago(0), Watched: true},
+			Unit{Name: "Dnscache", Manager: "scm", State: "stopped", StartType: "auto", ExitCode: 1067, Since: ago(0), Watched: true},
 			protocol.SeverityCrit, "service Dnscache is set to start automatically but is stopped, exit code 1067"},
 		{"a stopped delayed automatic service is fine for a while after boot",
-			ProcessesUnit{Name: "WinRM", Manager: "scm", State: "stopped", StartType: "auto_delayed", Since: ago(time.Minute), Watched: true},
+			Unit{Name: "WinRM", Manager: "scm", State: "stopped", StartType: "auto_delayed", Since: ago(time.Minute), Watched: true},
 			"", ""},
 		{"a delayed automatic service stopped past the limit is critical",
-			ProcessesUnit{Name: "WinRM", Manager: "scm", State: "stopped", StartType: "auto_delayed", Since: ago(10 * time.Minute), Watched: true},
+			Unit{Name: "WinRM", Manager: "scm", State: "stopped", StartType: "auto_delayed", Since: ago(10 * time.Minute), Watched: true},
 			protocol.SeverityCrit, "service WinRM is set to start automatically but is stopped"},
 		{"a stopped manual service is fine",
-			ProcessesUnit{Name: "W32Time", Manager: "scm", State: "stopped", StartType: "manual", Since: ago(time.Hour), Watched: true},
+			Unit{Name: "W32Time", Manager: "scm", State: "stopped", StartType: "manual", Since: ago(time.Hour), Watched: true},
 			"", ""},
 		{"a service stuck starting is a warning",
-			ProcessesUnit{Name: "LanmanServer", Manager: "scm", State: "start_pending", StartType: "auto", Since: ago(5 * time.Minute), Watched: true},
+			Unit{Name: "LanmanServer", Manager: "scm", State: "start_pending", StartType: "auto", Since: ago(5 * time.Minute), Watched: true},
 			protocol.SeverityWarn, "service LanmanServer stuck in START_PENDING for 5m0s"},
 		{"a watched service that does not exist is info",
-			ProcessesUnit{Name: "QEMU-GA", Manager: "scm", State: "not_found", Watched: true},
+			Unit{Name: "QEMU-GA", Manager: "scm", State: "not_found", Watched: true},
 			protocol.SeverityInfo, "watched service QEMU-GA does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := processesUnitFindings([]ProcessesUnit{tt.unit}, now, after)
+			fs := unitFindings([]Unit{tt.unit}, now, after)
 			if tt.wantSev == "" {
 				if len(fs) != 0 {
 					t.Errorf("findings = %+v, want none", fs)
@@ -290,23 +291,23 @@ func TestProcessesUnitFindings(t *testing.T) {
 }
 
 func TestProcessesTrackUnitsFillsSinceOnlyWhereUnknown(t *testing.T) {
-	told := processesT0.Add(-time.Hour)
-	units := []ProcessesUnit{
+	told := t0.Add(-time.Hour)
+	units := []Unit{
 		{Name: "a", State: "start_pending"},
 		{Name: "b", State: "activating", Since: &told},
 	}
-	seen := processesTrackUnits(nil, units, processesT0)
-	if !units[0].Since.Equal(processesT0) || !units[1].Since.Equal(told) {
+	seen := trackUnits(nil, units, t0)
+	if !units[0].Since.Equal(t0) || !units[1].Since.Equal(told) {
 		t.Fatalf("since = %v, %v; want first seen for a, systemd's for b", units[0].Since, units[1].Since)
 	}
-	later := processesT0.Add(time.Minute)
-	units = []ProcessesUnit{{Name: "a", State: "start_pending"}}
-	seen = processesTrackUnits(seen, units, later)
-	if !units[0].Since.Equal(processesT0) {
-		t.Errorf("a still pending: since = %v, want %v", units[0].Since, processesT0)
+	later := t0.Add(time.Minute)
+	units = []Unit{{Name: "a", State: "start_pending"}}
+	seen = trackUnits(seen, units, later)
+	if !units[0].Since.Equal(t0) {
+		t.Errorf("a still pending: since = %v, want %v", units[0].Since, t0)
 	}
-	units = []ProcessesUnit{{Name: "a", State: "running"}}
-	processesTrackUnits(seen, units, later)
+	units = []Unit{{Name: "a", State: "running"}}
+	trackUnits(seen, units, later)
 	if !units[0].Since.Equal(later) {
 		t.Errorf("a now running: since = %v, want %v", units[0].Since, later)
 	}
@@ -330,7 +331,7 @@ func TestProcessesWindowsUnit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u := processesWindowsUnit("svc", tt.state, tt.start, tt.delayed, tt.exit, tt.svcExit)
+			u := windowsUnit("svc", tt.state, tt.start, tt.delayed, tt.exit, tt.svcExit)
 			if u.State != tt.wantState || u.StartType != tt.wantStart || u.ExitCode != tt.wantExit || u.Manager != "scm" || !u.Watched {
 				t.Errorf("unit = %+v, want state %s, start %s, exit %d", u, tt.wantState, tt.wantStart, tt.wantExit)
 			}
@@ -340,12 +341,12 @@ func TestProcessesWindowsUnit(t *testing.T) {
 
 func TestProcessesSystemdNames(t *testing.T) {
 	for in, want := range map[string]string{"nginx": "nginx.service", "sshd.service": "sshd.service", "home.mount": "home.mount", "backup.timer": "backup.timer"} {
-		if got := processesSystemdUnitName(in); got != want {
+		if got := systemdUnitName(in); got != want {
 			t.Errorf("processesSystemdUnitName(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for state, want := range map[string]string{"activating": "InactiveExitTimestamp", "deactivating": "ActiveExitTimestamp", "failed": "InactiveEnterTimestamp", "maintenance": ""} {
-		if got := processesSystemdSinceProperty(state); got != want {
+		if got := systemdSinceProperty(state); got != want {
 			t.Errorf("processesSystemdSinceProperty(%q) = %q, want %q", state, got, want)
 		}
 	}
@@ -365,7 +366,7 @@ func TestProcessesParseStatusLine(t *testing.T) {
 		{"HTTP/1.1 abc OK\r\n", 0, true},
 	}
 	for _, tt := range tests {
-		got, err := processesParseStatusLine([]byte(tt.line))
+		got, err := parseStatusLine([]byte(tt.line))
 		if got != tt.want || (err != nil) != tt.wantErr {
 			t.Errorf("processesParseStatusLine(%q) = %d, %v; want %d, error %v", tt.line, got, err, tt.want, tt.wantErr)
 		}
@@ -375,21 +376,21 @@ func TestProcessesParseStatusLine(t *testing.T) {
 func TestProcessesConfigValidate(t *testing.T) {
 	tests := []struct {
 		name    string
-		probes  []ProcessesProbe
+		probes  []Probe
 		wantErr string
 	}{
-		{"tcp and http probes are fine", []ProcessesProbe{{Name: "db", TCP: "127.0.0.1:5432"}, {Name: "web", HTTP: "http://localhost:8080/healthz?full=1"}}, ""},
-		{"a probe needs a name", []ProcessesProbe{{TCP: "127.0.0.1:1"}}, "no name"},
-		{"a probe needs one target", []ProcessesProbe{{Name: "x", TCP: "127.0.0.1:1", HTTP: "http://127.0.0.1/"}}, "exactly one"},
-		{"a tcp probe needs a port", []ProcessesProbe{{Name: "x", TCP: "127.0.0.1"}}, "missing port"},
-		{"https is refused", []ProcessesProbe{{Name: "x", HTTP: "https://127.0.0.1/"}}, "no TLS"},
-		{"names are unique", []ProcessesProbe{{Name: "x", TCP: "a:1"}, {Name: "x", TCP: "b:1"}}, "named twice"},
+		{"tcp and http probes are fine", []Probe{{Name: "db", TCP: "127.0.0.1:5432"}, {Name: "web", HTTP: "http://localhost:8080/healthz?full=1"}}, ""},
+		{"a probe needs a name", []Probe{{TCP: "127.0.0.1:1"}}, "no name"},
+		{"a probe needs one target", []Probe{{Name: "x", TCP: "127.0.0.1:1", HTTP: "http://127.0.0.1/"}}, "exactly one"},
+		{"a tcp probe needs a port", []Probe{{Name: "x", TCP: "127.0.0.1"}}, "missing port"},
+		{"https is refused", []Probe{{Name: "x", HTTP: "https://127.0.0.1/"}}, "no TLS"},
+		{"names are unique", []Probe{{Name: "x", TCP: "a:1"}, {Name: "x", TCP: "b:1"}}, "named twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultProcessesConfig()
+			cfg := DefaultConfig()
 			cfg.Probes = tt.probes
-			_, err := NewProcesses(cfg, checktest.Discard())
+			_, err := New(cfg, checktest.Discard())
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Errorf("NewProcesses: %v", err)
@@ -407,16 +408,16 @@ func TestProcessesConfigValidate(t *testing.T) {
 // until the stopped process passes stopped_after.
 func TestProcessesRunFollowsAStoppedProcess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := &processesFake{cmdlines: map[int]string{900: "sleep 600"}}
-		src.set(processesProc{PID: 1, Name: "init", State: "S"}, processesProc{PID: 900, PPID: 1, Start: 42, Name: "sleep", State: "T", Wchan: "do_signal_stop"})
-		src.unitErr = fmt.Errorf("systemd is not running: %w", errProcessesNoManager)
-		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
+		src := &fake{cmdlines: map[int]string{900: "sleep 600"}}
+		src.set(proc{PID: 1, Name: "init", State: "S"}, proc{PID: 900, PPID: 1, Start: 42, Name: "sleep", State: "T", Wchan: "do_signal_stop"})
+		src.unitErr = fmt.Errorf("systemd is not running: %w", errNoManager)
+		c := newCheck(Config{}, src, checktest.Discard())
 
 		res := c.Run(t.Context())
 		if res.Status != protocol.StatusOK || len(res.Findings) != 0 {
 			t.Fatalf("first run = %s %q %+v, want ok", res.Status, res.Summary, res.Findings)
 		}
-		d := res.Data.(ProcessesData)
+		d := res.Data.(Data)
 		if len(d.Processes) != 1 || d.Processes[0].Cmdline != "sleep 600" || d.Processes[0].Wchan != "do_signal_stop" {
 			t.Errorf("data processes = %+v", d.Processes)
 		}
@@ -437,7 +438,7 @@ func TestProcessesRunFollowsAStoppedProcess(t *testing.T) {
 			t.Errorf("summary = %q, want %q", res.Summary, want)
 		}
 
-		src.set(processesProc{PID: 1, Name: "init", State: "S"}, processesProc{PID: 900, PPID: 1, Start: 42, Name: "sleep", State: "S"})
+		src.set(proc{PID: 1, Name: "init", State: "S"}, proc{PID: 900, PPID: 1, Start: 42, Name: "sleep", State: "S"})
 		if res := c.Run(t.Context()); res.Status != protocol.StatusOK {
 			t.Errorf("after SIGCONT = %s %+v, want ok", res.Status, res.Findings)
 		}
@@ -448,7 +449,7 @@ func TestProcessesRunFollowsAStoppedProcess(t *testing.T) {
 }
 
 func TestProcessesRunIsUnknownWhenItCannotGather(t *testing.T) {
-	noSystemd := fmt.Errorf("systemd is not running: %w", errProcessesNoManager)
+	noSystemd := fmt.Errorf("systemd is not running: %w", errNoManager)
 	tests := []struct {
 		name        string
 		procErr     error
@@ -470,9 +471,9 @@ func TestProcessesRunIsUnknownWhenItCannotGather(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := &processesFake{procErr: tt.procErr, unitErr: tt.unitErr}
-			src.set(processesProc{PID: 1, Name: "init", State: "S"})
-			c := newProcesses(ProcessesConfig{Units: tt.units, Services: append([]string{}, tt.units...)}, src, checktest.Discard())
+			src := &fake{procErr: tt.procErr, unitErr: tt.unitErr}
+			src.set(proc{PID: 1, Name: "init", State: "S"})
+			c := newCheck(Config{Units: tt.units, Services: append([]string{}, tt.units...)}, src, checktest.Discard())
 			res := c.Run(t.Context())
 			if res.Status != tt.wantStatus || !strings.Contains(res.Summary, tt.wantSummary) {
 				t.Errorf("run = %s %q, want %s containing %q", res.Status, res.Summary, tt.wantStatus, tt.wantSummary)
@@ -486,16 +487,16 @@ func TestProcessesRunIsUnknownWhenItCannotGather(t *testing.T) {
 // it and not start a second read while the first is stuck.
 func TestProcessesStuckCmdlineReadIsAbandoned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := &processesFake{block: make(chan struct{}), cmdlines: map[int]string{7: "stuck --hard"}}
-		src.set(processesProc{PID: 7, Start: 1, Name: "stuck", State: "D"})
-		src.unitErr = errProcessesNoManager
-		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
+		src := &fake{block: make(chan struct{}), cmdlines: map[int]string{7: "stuck --hard"}}
+		src.set(proc{PID: 7, Start: 1, Name: "stuck", State: "D"})
+		src.unitErr = errNoManager
+		c := newCheck(Config{}, src, checktest.Discard())
 		start := time.Now()
 		res := c.Run(t.Context())
 		if took := time.Since(start); took != time.Second {
 			t.Errorf("run took %v, want the 1 s cmdline limit", took)
 		}
-		if d := res.Data.(ProcessesData); len(d.Processes) != 1 || d.Processes[0].Cmdline != "" {
+		if d := res.Data.(Data); len(d.Processes) != 1 || d.Processes[0].Cmdline != "" {
 			t.Errorf("processes = %+v, want one without a command line", d.Processes)
 		}
 		c.Run(t.Context())
@@ -505,7 +506,7 @@ func TestProcessesStuckCmdlineReadIsAbandoned(t *testing.T) {
 		close(src.block)
 		synctest.Wait()
 		res = c.Run(t.Context())
-		if d := res.Data.(ProcessesData); d.Processes[0].Cmdline != "stuck --hard" {
+		if d := res.Data.(Data); d.Processes[0].Cmdline != "stuck --hard" {
 			t.Errorf("after the read returned: cmdline %q, want it read again", d.Processes[0].Cmdline)
 		}
 	})
@@ -575,31 +576,31 @@ func TestProcessesProbes(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		probe     ProcessesProbe
+		probe     Probe
 		wantAlive bool
 		wantErr   string
 		wantCode  int
 	}{
-		{"a listening port is alive", ProcessesProbe{Name: "tcp-up", TCP: alive.Addr().String()}, true, "", 0},
-		{"a closed port does not respond", ProcessesProbe{Name: "tcp-down", TCP: closedAddr}, false, "refused", 0},
-		{"an http 200 is alive", ProcessesProbe{Name: "web", HTTP: srv.URL + "/healthz?deep=1"}, true, "", 200},
-		{"an http redirect is alive", ProcessesProbe{Name: "web-moved", HTTP: srv.URL + "/moved"}, true, "", 302},
-		{"an http 503 does not respond", ProcessesProbe{Name: "web-down", HTTP: srv.URL + "/broken"}, false, "http status 503", 503},
-		{"a server that never answers times out", ProcessesProbe{Name: "web-silent", HTTP: "http://" + silent.Addr().String() + "/", Timeout: D(200 * time.Millisecond)}, false, "no answer within 200ms", 0},
+		{"a listening port is alive", Probe{Name: "tcp-up", TCP: alive.Addr().String()}, true, "", 0},
+		{"a closed port does not respond", Probe{Name: "tcp-down", TCP: closedAddr}, false, "refused", 0},
+		{"an http 200 is alive", Probe{Name: "web", HTTP: srv.URL + "/healthz?deep=1"}, true, "", 200},
+		{"an http redirect is alive", Probe{Name: "web-moved", HTTP: srv.URL + "/moved"}, true, "", 302},
+		{"an http 503 does not respond", Probe{Name: "web-down", HTTP: srv.URL + "/broken"}, false, "http status 503", 503},
+		{"a server that never answers times out", Probe{Name: "web-silent", HTTP: "http://" + silent.Addr().String() + "/", Timeout: checks.D(200 * time.Millisecond)}, false, "no answer within 200ms", 0},
 	}
-	var probes []ProcessesProbe
+	var probes []Probe
 	for _, tt := range tests {
 		probes = append(probes, tt.probe)
 	}
-	src := &processesFake{unitErr: errProcessesNoManager}
-	src.set(processesProc{PID: 1, Name: "init", State: "S"})
-	c, err := NewProcesses(ProcessesConfig{Probes: probes}, checktest.Discard())
+	src := &fake{unitErr: errNoManager}
+	src.set(proc{PID: 1, Name: "init", State: "S"})
+	c, err := New(Config{Probes: probes}, checktest.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.src = src
 	res := c.Run(t.Context())
-	got := res.Data.(ProcessesData).Probes
+	got := res.Data.(Data).Probes
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := got[i]
@@ -608,7 +609,7 @@ func TestProcessesProbes(t *testing.T) {
 			}
 		})
 	}
-	dead := processesFindingsWith(res.Findings, CodeProcessesAppNotResponds)
+	dead := findingsWith(res.Findings, CodeProcessesAppNotResponds)
 	if len(dead) != 3 || res.Status != protocol.StatusWarn {
 		t.Fatalf("findings = %+v, want 3 proc.app_not_responding", res.Findings)
 	}
@@ -619,17 +620,17 @@ func TestProcessesProbes(t *testing.T) {
 
 func TestProcessesResultIsAValidEnvelope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := &processesFake{unitErr: errProcessesNoManager}
-		var procs []processesProc
+		src := &fake{unitErr: errNoManager}
+		var procs []proc
 		for i := range 300 {
-			procs = append(procs, processesProc{PID: 100 + i, PPID: 1, Start: 1, Name: strings.Repeat("n", 15), State: []string{"D", "T", "Z"}[i%3]})
+			procs = append(procs, proc{PID: 100 + i, PPID: 1, Start: 1, Name: strings.Repeat("n", 15), State: []string{"D", "T", "Z"}[i%3]})
 		}
 		src.set(procs...)
-		src.unitList = []ProcessesUnit{}
+		src.unitList = []Unit{}
 		for i := range 80 {
-			src.unitList = append(src.unitList, ProcessesUnit{Name: fmt.Sprintf("u%d.service", i), Manager: "systemd", State: "failed", SubState: "failed"})
+			src.unitList = append(src.unitList, Unit{Name: fmt.Sprintf("u%d.service", i), Manager: "systemd", State: "failed", SubState: "failed"})
 		}
-		c := newProcesses(ProcessesConfig{}, src, checktest.Discard())
+		c := newCheck(Config{}, src, checktest.Discard())
 		c.Run(t.Context())
 		time.Sleep(time.Hour)
 		res := c.Run(t.Context())
@@ -637,11 +638,11 @@ func TestProcessesResultIsAValidEnvelope(t *testing.T) {
 			t.Errorf("%d findings, want about 50 at most", len(res.Findings))
 		}
 		e := protocol.Envelope{V: protocol.Version, Kind: protocol.KindResult, Run: "r", Seq: 1, TS: time.Now(),
-			Check: ProcessesName, Status: res.Status, Summary: res.Summary, Findings: res.Findings}
+			Check: Name, Status: res.Status, Summary: res.Summary, Findings: res.Findings}
 		if err := e.Validate(); err != nil {
 			t.Errorf("result does not validate as an envelope: %v", err)
 		}
-		if d := res.Data.(ProcessesData); len(d.Units) != processesMaxListed || d.UnitsLeftOut != 30 {
+		if d := res.Data.(Data); len(d.Units) != maxListed || d.UnitsLeftOut != 30 {
 			t.Errorf("units listed %d, left out %d", len(d.Units), d.UnitsLeftOut)
 		}
 	})
