@@ -12,6 +12,7 @@ import (
 	"github.com/guestdiag/guestdiag/checks/logs"
 	"github.com/guestdiag/guestdiag/checks/network"
 	"github.com/guestdiag/guestdiag/checks/processes"
+	"github.com/guestdiag/guestdiag/checks/resources"
 	"github.com/guestdiag/guestdiag/checks/software"
 )
 
@@ -24,7 +25,7 @@ func TestTheSixChecksAreRegisteredOnByDefaultAndBuildFromTheirDefaults(t *testin
 		{logs.Name, time.Minute},
 		{network.Name, time.Minute},
 		{processes.Name, 15 * time.Second},
-		{checks.ResourcesName, 30 * time.Second},
+		{resources.Name, 30 * time.Second},
 		{software.Name, 15 * time.Minute},
 	}
 	var names []string

@@ -204,7 +204,6 @@ type Software struct {
 	env    checks.Env
 	logger *slog.Logger
 	gather func(ctx context.Context) ([]database, error)
-	osState
 
 	mu      sync.Mutex
 	loaded  bool

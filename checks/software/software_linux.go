@@ -25,13 +25,6 @@ var rpmFiles = []string{"rpmdb.sqlite", "Packages.db", "Packages"}
 // and arch separated by tabs, one package a line.
 const rpmQueryFormat = `%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n`
 
-// osState is what Software keeps on Linux only.
-type osState struct {
-	// watching, when set, is called once Watch is ready to see changes;
-	// tests wait for it instead of sleeping.
-	watching func()
-}
-
 func (s *Software) path(p string) string { return filepath.Join(s.cfg.Root, p) }
 
 // gatherOS reads dpkg's status file, apk's installed file and, through
@@ -122,6 +115,12 @@ func rpmQuery(ctx context.Context, dir string) ([]pkg, error) {
 // directories holding the databases rather than the files, because dpkg
 // and apk replace their file by a rename.
 func (s *Software) Watch(ctx context.Context, trigger func()) error {
+	return s.watch(ctx, trigger, nil)
+}
+
+// watch is Watch that calls ready, when not nil, once it sees changes:
+// tests wait for that instead of sleeping.
+func (s *Software) watch(ctx context.Context, trigger, ready func()) error {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("software: inotify: %w", err)
@@ -157,8 +156,8 @@ func (s *Software) Watch(ctx context.Context, trigger func()) error {
 		<-ctx.Done()
 		f.Close()
 	}()
-	if s.watching != nil {
-		s.watching()
+	if ready != nil {
+		ready()
 	}
 	buf := make([]byte, 64*1024)
 	for {

@@ -125,8 +125,9 @@ func TestSoftwareWatchSeesDpkgReplaceItsStatusFile(t *testing.T) {
 	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b7"))
 	s := newUnder(t, root, nil)
 	ready := make(chan struct{})
-	s.watching = func() { close(ready) }
-	w := checktest.StartWatch(t, s)
+	w := checktest.StartWatch(t, watchFunc(func(ctx context.Context, trigger func()) error {
+		return s.watch(ctx, trigger, func() { close(ready) })
+	}))
 	w.Until(t, ready)
 
 	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b8"))
@@ -282,3 +283,8 @@ func TestSoftwareRPMOnWithoutADatabaseIsUnknown(t *testing.T) {
 		t.Errorf("got %s %q", res.Status, res.Summary)
 	}
 }
+
+// watchFunc makes a function a Watcher.
+type watchFunc func(ctx context.Context, trigger func()) error
+
+func (f watchFunc) Watch(ctx context.Context, trigger func()) error { return f(ctx, trigger) }

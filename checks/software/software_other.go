@@ -8,9 +8,6 @@ import (
 	"fmt"
 )
 
-// osState is what Software keeps on Linux only: nothing here.
-type osState struct{}
-
 func (s *Software) gatherOS(context.Context) ([]database, error) {
 	return nil, fmt.Errorf("software: %w on this OS", errors.ErrUnsupported)
 }

@@ -22,9 +22,6 @@ var views = []struct {
 	{"x86", winreg.WOW64_32KEY},
 }
 
-// osState is what Software keeps on Linux only: nothing here.
-type osState struct{}
-
 // gatherOS reads the Uninstall key of HKLM in both registry views, which is
 // what Programs and Features lists. Per-user installs under HKCU are left
 // out: the agent runs as LocalSystem, whose HKCU nobody installs into.

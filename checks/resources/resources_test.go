@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -31,12 +32,12 @@ type fakeSource struct {
 	usages    map[string]diskUsage
 	block     map[string]chan struct{} // usage of these mountpoints waits for the channel
 	calls     map[string]int
-	procList  []resProc
+	procList  []proc
 	procStep  map[int]time.Duration
 	procErr   error
 	procCalls int
 	users     map[int]string
-	pressure  *ResourcesPSI
+	pressure  *PSI
 }
 
 func newFakeSource() *fakeSource {
@@ -95,7 +96,7 @@ func (f *fakeSource) usage(path string) (diskUsage, error) {
 	return u, nil
 }
 
-func (f *fakeSource) procs(context.Context) ([]resProc, error) {
+func (f *fakeSource) procs(context.Context) ([]proc, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.procCalls++
@@ -108,13 +109,13 @@ func (f *fakeSource) procs(context.Context) ([]resProc, error) {
 	return slices.Clone(f.procList), nil
 }
 
-func (f *fakeSource) procUser(_ context.Context, p resProc) string {
+func (f *fakeSource) procUser(_ context.Context, p proc) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.users[p.PID]
 }
 
-func (f *fakeSource) psi(context.Context) *ResourcesPSI { return f.pressure }
+func (f *fakeSource) psi(context.Context) *PSI { return f.pressure }
 
 func codes(fs []protocol.Finding) string {
 	var out []string
@@ -158,8 +159,8 @@ func TestResourcesCPUHigh(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
-				r := newResources(ResourcesConfig{}, src, checktest.Discard())
-				var res Result
+				r := newCheck(Config{}, src, checktest.Discard())
+				var res checks.Result
 				for _, s := range tt.samples {
 					src.setCPU(s)
 					res = r.Run(t.Context())
@@ -183,13 +184,13 @@ func TestResourcesFirstRunMeasuresOverWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		src.setCPU(25)
-		r := newResources(ResourcesConfig{FirstWindow: D(2 * time.Second)}, src, checktest.Discard())
+		r := newCheck(Config{FirstWindow: checks.D(2 * time.Second)}, src, checktest.Discard())
 		start := time.Now()
 		res := r.Run(t.Context())
 		if got := time.Since(start); got != 2*time.Second {
 			t.Errorf("first run took %v, want the 2s window", got)
 		}
-		d := res.Data.(ResourcesData)
+		d := res.Data.(Data)
 		if d.CPU == nil || d.CPU.UsedPct != 25 || d.CPU.WindowSec != 2 {
 			t.Fatalf("first run cpu = %+v, want 25%% over 2s", d.CPU)
 		}
@@ -199,7 +200,7 @@ func TestResourcesFirstRunMeasuresOverWindow(t *testing.T) {
 		if got := time.Since(start); got != 0 {
 			t.Errorf("second run took %v, want no extra window", got)
 		}
-		if d := res.Data.(ResourcesData); d.CPU.WindowSec != 30 {
+		if d := res.Data.(Data); d.CPU.WindowSec != 30 {
 			t.Errorf("second run window = %vs, want the 30s since the first", d.CPU.WindowSec)
 		}
 	})
@@ -225,7 +226,7 @@ func TestResourcesThresholds(t *testing.T) {
 				src := newFakeSource()
 				src.mem.Available = tt.available
 				src.usages["/"] = diskUsage{Total: 100, Used: tt.rootUsed, Free: 100 - tt.rootUsed}
-				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
+				res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
 				if got := codes(res.Findings); got != tt.wantCodes {
 					t.Errorf("findings = %q, want %q", got, tt.wantCodes)
 				}
@@ -257,7 +258,7 @@ func TestResourcesUnknownWhenAMetricFails(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
 				tt.fail(src)
-				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
+				res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
 				if res.Status != protocol.StatusUnknown {
 					t.Errorf("status = %q, want unknown", res.Status)
 				}
@@ -276,7 +277,7 @@ func TestResourcesStuckStatfsIsAbandoned(t *testing.T) {
 		src.usages["/mnt/nfs"] = diskUsage{Total: 100, Used: 10, Free: 90}
 		release := make(chan struct{})
 		src.block["/mnt/nfs"] = release
-		r := newResources(ResourcesConfig{DiskTimeout: D(5 * time.Second)}, src, checktest.Discard())
+		r := newCheck(Config{DiskTimeout: checks.D(5 * time.Second)}, src, checktest.Discard())
 
 		start := time.Now()
 		res := r.Run(t.Context())
@@ -287,7 +288,7 @@ func TestResourcesStuckStatfsIsAbandoned(t *testing.T) {
 		if res.Status != protocol.StatusUnknown || !strings.Contains(res.Summary, "statfs /mnt/nfs: no answer within 5s") {
 			t.Errorf("got %q %q, want unknown naming the stuck mount", res.Status, res.Summary)
 		}
-		if d := res.Data.(ResourcesData); len(d.Disks) != 1 || d.Disks[0].Mountpoint != "/" {
+		if d := res.Data.(Data); len(d.Disks) != 1 || d.Disks[0].Mountpoint != "/" {
 			t.Errorf("disks = %+v, want / measured anyway", d.Disks)
 		}
 
@@ -350,7 +351,7 @@ func TestStatusOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := StatusOf(tt.findings); got != tt.want {
+			if got := checks.StatusOf(tt.findings); got != tt.want {
 				t.Errorf("StatusOf = %q, want %q", got, tt.want)
 			}
 		})
@@ -361,9 +362,9 @@ func TestResourcesResultIsAValidEnvelope(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		src.mem.Available = 10
-		res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
+		res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
 		e := protocol.Envelope{V: protocol.Version, Kind: protocol.KindResult, Run: "r", Seq: 1, TS: time.Now(),
-			Check: ResourcesName, Status: res.Status, Summary: res.Summary, Findings: res.Findings}
+			Check: Name, Status: res.Status, Summary: res.Summary, Findings: res.Findings}
 		if err := e.Validate(); err != nil {
 			t.Errorf("result does not validate as an envelope: %v", err)
 		}

@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // common.EnvKey context value, which the fixture tests use. The process
 // listing, which gopsutil would make expensive, is in the per-OS files.
 type psutilSource struct {
-	users *resUsers
+	users *users
 }
 
 func (psutilSource) cpuTimes(ctx context.Context) (cpuTimes, error) {

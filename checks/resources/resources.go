@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"context"
@@ -13,16 +13,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// ResourcesName is the registered name of the resources check.
-const ResourcesName = "resources"
+// Name is the registered name of the resources check.
+const Name = "resources"
 
 func init() {
-	Register(ResourcesName, true, 30*time.Second, 20*time.Second, DefaultResourcesConfig,
-		func(cfg ResourcesConfig, env Env) (Check, error) { return NewResources(cfg, env.Log()), nil })
+	checks.Register(Name, true, 30*time.Second, 20*time.Second, DefaultConfig,
+		func(cfg Config, env checks.Env) (checks.Check, error) {
+			return New(cfg, env.Log()), nil
+		})
 }
 
 // Finding codes of the resources check.
@@ -38,12 +41,12 @@ const (
 	CodeStealHigh = "res.steal_high"
 )
 
-// resMaxTop bounds top_processes, to keep a result's data small.
-const resMaxTop = 20
+// maxTop bounds top_processes, to keep a result's data small.
+const maxTop = 20
 
-// ResourcesConfig tunes the resources check. Zero fields take the defaults
-// of DefaultResourcesConfig.
-type ResourcesConfig struct {
+// Config tunes the resources check. Zero fields take the defaults
+// of DefaultConfig.
+type Config struct {
 	CPU Threshold `json:"cpu"` // percent of CPU time used (everything but idle and iowait)
 	// CPUSamples is how many consecutive samples must reach CPU.Warn (or
 	// CPU.Crit) before res.cpu_high is reported.
@@ -66,16 +69,16 @@ type ResourcesConfig struct {
 	// FirstWindow is the window the first run measures CPU over, since it
 	// has no previous sample to compare with. Later runs measure over the
 	// time since the previous run.
-	FirstWindow Duration `json:"first_window"`
+	FirstWindow checks.Duration `json:"first_window"`
 	// DiskTimeout bounds the listing of mounts and every statfs. A call that
 	// does not return in time is abandoned, and its mount is skipped until it
 	// does return.
-	DiskTimeout Duration `json:"disk_timeout"`
+	DiskTimeout checks.Duration `json:"disk_timeout"`
 }
 
-// DefaultResourcesConfig returns the default thresholds and time limits.
-func DefaultResourcesConfig() ResourcesConfig {
-	return ResourcesConfig{
+// DefaultConfig returns the default thresholds and time limits.
+func DefaultConfig() Config {
+	return Config{
 		CPU:          Threshold{Warn: 90, Crit: 98},
 		CPUSamples:   3,
 		Steal:        Threshold{Warn: 10, Crit: 30},
@@ -84,13 +87,13 @@ func DefaultResourcesConfig() ResourcesConfig {
 		Disk:         Threshold{Warn: 90, Crit: 97},
 		Inodes:       Threshold{Warn: 90, Crit: 97},
 		TopProcesses: 5,
-		FirstWindow:  D(time.Second),
-		DiskTimeout:  D(5 * time.Second),
+		FirstWindow:  checks.D(time.Second),
+		DiskTimeout:  checks.D(5 * time.Second),
 	}
 }
 
-func (c ResourcesConfig) withDefaults() ResourcesConfig {
-	d := DefaultResourcesConfig()
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	c.CPU = c.CPU.or(d.CPU)
 	c.Steal = c.Steal.or(d.Steal)
 	c.Memory = c.Memory.or(d.Memory)
@@ -109,7 +112,7 @@ func (c ResourcesConfig) withDefaults() ResourcesConfig {
 	case c.TopProcesses < 0:
 		c.TopProcesses = 0
 	}
-	c.TopProcesses = min(c.TopProcesses, resMaxTop)
+	c.TopProcesses = min(c.TopProcesses, maxTop)
 	if c.FirstWindow.Duration <= 0 {
 		c.FirstWindow = d.FirstWindow
 	}
@@ -119,24 +122,24 @@ func (c ResourcesConfig) withDefaults() ResourcesConfig {
 	return c
 }
 
-// ResourcesData is the data of a resources result. A section is absent when
+// Data is the data of a resources result. A section is absent when
 // it could not be gathered; Errors then says why.
-type ResourcesData struct {
+type Data struct {
 	CPU    *CPUData    `json:"cpu,omitempty"`
 	Memory *MemoryData `json:"memory,omitempty"`
 	Swap   *SwapData   `json:"swap,omitempty"`
 	Load   *LoadData   `json:"load,omitempty"`
 	Disks  []DiskData  `json:"disks"`
 	// PSI is Linux pressure stall information; absent on other systems.
-	PSI *ResourcesPSI `json:"psi,omitempty"`
+	PSI *PSI `json:"psi,omitempty"`
 	// TopCPU and TopMemory are the busiest processes, listed when CPU,
 	// steal, memory or swap is high (or always, by config). TopError says
 	// why they are missing; it does not make the result unknown, since
 	// they only explain findings.
-	TopCPU    []ResourcesProc `json:"top_cpu,omitempty"`
-	TopMemory []ResourcesProc `json:"top_memory,omitempty"`
-	TopError  string          `json:"top_error,omitempty"`
-	Errors    []string        `json:"errors,omitempty"`
+	TopCPU    []Proc   `json:"top_cpu,omitempty"`
+	TopMemory []Proc   `json:"top_memory,omitempty"`
+	TopError  string   `json:"top_error,omitempty"`
+	Errors    []string `json:"errors,omitempty"`
 }
 
 // CPUData is CPU time by mode, in percent of all CPUs over WindowSec. The
@@ -187,11 +190,11 @@ type DiskData struct {
 	UsedPct    float64 `json:"used_pct"`
 	// Inodes is absent for filesystems without a fixed inode table
 	// (btrfs, vfat, most network filesystems report none).
-	Inodes *ResourcesInodes `json:"inodes,omitempty"`
+	Inodes *Inodes `json:"inodes,omitempty"`
 }
 
-// ResourcesInodes is the inode usage of a filesystem.
-type ResourcesInodes struct {
+// Inodes is the inode usage of a filesystem.
+type Inodes struct {
 	Total   uint64  `json:"total"`
 	Used    uint64  `json:"used"`
 	Free    uint64  `json:"free"`
@@ -233,10 +236,10 @@ type resourceSource interface {
 	usage(path string) (diskUsage, error)
 	// procs lists the processes, kernel threads left out; procUser names
 	// one's user, "" when unknown. Both are cheap enough for every run.
-	procs(ctx context.Context) ([]resProc, error)
-	procUser(ctx context.Context, p resProc) string
+	procs(ctx context.Context) ([]proc, error)
+	procUser(ctx context.Context, p proc) string
 	// psi returns nil where the OS has no such thing.
-	psi(ctx context.Context) *ResourcesPSI
+	psi(ctx context.Context) *PSI
 }
 
 // Resources is the resources check: CPU (steal included), memory, swap,
@@ -244,7 +247,7 @@ type resourceSource interface {
 // reading. It lists the processes with every CPU sample, so that the top
 // CPU ranking covers the same window as the CPU figures.
 type Resources struct {
-	cfg    ResourcesConfig
+	cfg    Config
 	src    resourceSource
 	logger *slog.Logger
 
@@ -258,11 +261,11 @@ type Resources struct {
 
 	// The process listing taken with this run's CPU sample, and the CPU
 	// times of the one before it, which the top CPU ranking subtracts.
-	procs      []resProc
+	procs      []proc
 	procsAt    time.Time
 	procsErr   error
 	procsFresh bool // procs was listed in this run
-	procBase   map[resProcKey]time.Duration
+	procBase   map[procKey]time.Duration
 	procBaseAt time.Time
 	procBaseOK bool
 
@@ -270,12 +273,12 @@ type Resources struct {
 	busy   map[string]time.Time // mountpoints with a statfs in flight, and since when
 }
 
-// NewResources returns the resources check gathering through gopsutil.
-func NewResources(cfg ResourcesConfig, logger *slog.Logger) *Resources {
-	return newResources(cfg, psutilSource{users: &resUsers{}}, logger)
+// New returns the resources check gathering through gopsutil.
+func New(cfg Config, logger *slog.Logger) *Resources {
+	return newCheck(cfg, psutilSource{users: &users{}}, logger)
 }
 
-func newResources(cfg ResourcesConfig, src resourceSource, logger *slog.Logger) *Resources {
+func newCheck(cfg Config, src resourceSource, logger *slog.Logger) *Resources {
 	return &Resources{
 		cfg:    cfg.withDefaults(),
 		src:    src,
@@ -285,17 +288,17 @@ func newResources(cfg ResourcesConfig, src resourceSource, logger *slog.Logger) 
 }
 
 // Name returns "resources".
-func (r *Resources) Name() string { return ResourcesName }
+func (r *Resources) Name() string { return Name }
 
 // Run gathers one sample. If any metric cannot be gathered the status is
 // unknown, never ok, and the summary says what failed; findings about the
 // metrics that were gathered are still reported.
-func (r *Resources) Run(ctx context.Context) Result {
+func (r *Resources) Run(ctx context.Context) checks.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
 	var (
-		data     ResourcesData
+		data     Data
 		findings []protocol.Finding
 	)
 	fail := func(what string, err error) {
@@ -345,21 +348,21 @@ func (r *Resources) Run(ctx context.Context) Result {
 		findings = append(findings, r.inodeFindings(d)...)
 	}
 	data.PSI = r.src.psi(ctx)
-	if r.cfg.TopProcessesAlways || slices.ContainsFunc(findings, resExplainable) {
+	if r.cfg.TopProcessesAlways || slices.ContainsFunc(findings, explainable) {
 		data.TopCPU, data.TopMemory, data.TopError = r.top(ctx)
-		resNameTop(findings, data.TopCPU, data.TopMemory)
+		nameTop(findings, data.TopCPU, data.TopMemory)
 	}
 
-	res := Result{Status: StatusOf(findings), Findings: findings, Data: data}
+	res := checks.Result{Status: checks.StatusOf(findings), Findings: findings, Data: data}
 	switch {
 	case len(data.Errors) > 0:
 		res.Status = protocol.StatusUnknown
 		res.Summary = "could not gather " + strings.Join(data.Errors, "; ")
 		if len(findings) > 0 {
-			res.Summary += "; " + JoinMessages(findings)
+			res.Summary += "; " + checks.JoinMessages(findings)
 		}
 	case len(findings) > 0:
-		res.Summary = JoinMessages(findings)
+		res.Summary = checks.JoinMessages(findings)
 	default:
 		res.Summary = okSummary(data)
 	}
@@ -477,7 +480,7 @@ func (r *Resources) disks(ctx context.Context) ([]DiskData, []string) {
 				UsedPct:    num.Pct(float64(a.u.Used), float64(a.u.Used+a.u.Free)),
 			}
 			if a.u.InodesTotal > 0 {
-				got[a.i].Inodes = &ResourcesInodes{
+				got[a.i].Inodes = &Inodes{
 					Total:   a.u.InodesTotal,
 					Used:    a.u.InodesUsed,
 					Free:    a.u.InodesFree,

@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"fmt"
@@ -15,7 +15,7 @@ type Threshold struct {
 }
 
 func (r *Resources) cpuFindings(c CPUData) []protocol.Finding {
-	sev, limit, ok := resSustained(&r.cpuWarnN, &r.cpuCritN, c.UsedPct, r.cfg.CPU, r.cfg.CPUSamples)
+	sev, limit, ok := sustained(&r.cpuWarnN, &r.cpuCritN, c.UsedPct, r.cfg.CPU, r.cfg.CPUSamples)
 	if !ok {
 		return nil
 	}
@@ -28,7 +28,7 @@ func (r *Resources) cpuFindings(c CPUData) []protocol.Finding {
 }
 
 func (r *Resources) stealFindings(c CPUData) []protocol.Finding {
-	sev, limit, ok := resSustained(&r.stealWarnN, &r.stealCritN, c.StealPct, r.cfg.Steal, r.cfg.StealSamples)
+	sev, limit, ok := sustained(&r.stealWarnN, &r.stealCritN, c.StealPct, r.cfg.Steal, r.cfg.StealSamples)
 	if !ok {
 		return nil
 	}
@@ -41,10 +41,10 @@ func (r *Resources) stealFindings(c CPUData) []protocol.Finding {
 	}}
 }
 
-// resSustained counts v into the streaks of samples at or above t.Warn and
+// sustained counts v into the streaks of samples at or above t.Warn and
 // t.Crit, and reports once n samples in a row reached t.Warn: crit if they
 // all reached t.Crit.
-func resSustained(warnN, critN *int, v float64, t Threshold, n int) (protocol.Severity, float64, bool) {
+func sustained(warnN, critN *int, v float64, t Threshold, n int) (protocol.Severity, float64, bool) {
 	*warnN = streak(*warnN, v >= t.Warn)
 	*critN = streak(*critN, v >= t.Crit)
 	switch {
@@ -141,7 +141,7 @@ func (t Threshold) classify(v float64) (protocol.Severity, float64, bool) {
 	return "", 0, false
 }
 
-func okSummary(d ResourcesData) string {
+func okSummary(d Data) string {
 	var parts []string
 	if d.CPU != nil {
 		parts = append(parts, fmt.Sprintf("cpu %.1f%%", d.CPU.UsedPct))

@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"bytes"
@@ -6,46 +6,46 @@ import (
 	"strconv"
 )
 
-// ResourcesPSI is Linux pressure stall information: the share of time in
+// PSI is Linux pressure stall information: the share of time in
 // which some (or all, for full) runnable tasks waited for CPU, memory or
 // I/O. Available is false, with the reason, on a kernel without PSI; the
 // section is absent on other systems.
-type ResourcesPSI struct {
-	Available bool                  `json:"available"`
-	Reason    string                `json:"reason,omitempty"`
-	CPU       *ResourcesPSIResource `json:"cpu,omitempty"`
-	Memory    *ResourcesPSIResource `json:"memory,omitempty"`
-	IO        *ResourcesPSIResource `json:"io,omitempty"`
+type PSI struct {
+	Available bool         `json:"available"`
+	Reason    string       `json:"reason,omitempty"`
+	CPU       *PSIResource `json:"cpu,omitempty"`
+	Memory    *PSIResource `json:"memory,omitempty"`
+	IO        *PSIResource `json:"io,omitempty"`
 }
 
-// ResourcesPSIResource is one file of /proc/pressure. Full is absent for
+// PSIResource is one file of /proc/pressure. Full is absent for
 // cpu before Linux 5.13.
-type ResourcesPSIResource struct {
-	Some *ResourcesPSILine `json:"some,omitempty"`
-	Full *ResourcesPSILine `json:"full,omitempty"`
+type PSIResource struct {
+	Some *PSILine `json:"some,omitempty"`
+	Full *PSILine `json:"full,omitempty"`
 }
 
-// ResourcesPSILine holds the percentages of time stalled over the last 10,
+// PSILine holds the percentages of time stalled over the last 10,
 // 60 and 300 seconds, and the total stall time since boot.
-type ResourcesPSILine struct {
+type PSILine struct {
 	Avg10   float64 `json:"avg10"`
 	Avg60   float64 `json:"avg60"`
 	Avg300  float64 `json:"avg300"`
 	TotalUs uint64  `json:"total_us"`
 }
 
-// parseResPSI reads one /proc/pressure file:
+// parsePSI reads one /proc/pressure file:
 //
 //	some avg10=0.12 avg60=0.05 avg300=0.01 total=123456
 //	full avg10=0.00 avg60=0.00 avg300=0.00 total=0
-func parseResPSI(b []byte) (ResourcesPSIResource, error) {
-	var r ResourcesPSIResource
+func parsePSI(b []byte) (PSIResource, error) {
+	var r PSIResource
 	for line := range bytes.Lines(b) {
 		f := bytes.Fields(line)
 		if len(f) == 0 {
 			continue
 		}
-		var l ResourcesPSILine
+		var l PSILine
 		seen := 0
 		for _, kv := range f[1:] {
 			k, v, ok := bytes.Cut(kv, []byte("="))

@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"bytes"
@@ -15,14 +15,13 @@ import (
 	"github.com/guestdiag/guestdiag/checks/internal/num"
 	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/guestdiag/guestdiag/protocol"
-	"github.com/shirou/gopsutil/v3/common"
 )
 
-// ResourcesProc is one process in the top lists of a resources result.
+// Proc is one process in the top lists of a resources result.
 // CPUPct is its CPU time over the same window as the CPU figures, in
 // percent of one CPU the way top shows it: a process busy on two CPUs is at
 // 200.
-type ResourcesProc struct {
+type Proc struct {
 	PID      int     `json:"pid"`
 	Name     string  `json:"name"`
 	User     string  `json:"user,omitempty"`
@@ -30,8 +29,8 @@ type ResourcesProc struct {
 	RSSBytes uint64  `json:"rss_bytes"`
 }
 
-// resProc is one process as a gatherer sees it.
-type resProc struct {
+// proc is one process as a gatherer sees it.
+type proc struct {
 	PID int
 	// Start is when the process started, in the OS's own units; with PID it
 	// tells a process from a later one that got the same pid.
@@ -44,19 +43,19 @@ type resProc struct {
 	Kernel bool
 }
 
-// resProcOf keeps what the resources check reports of a process's stat.
-func resProcOf(p procstat.Stat) resProc {
-	return resProc{PID: p.PID, Start: p.Start, Name: p.Name, CPU: p.CPU, RSS: p.RSS, Kernel: p.Kernel}
+// procOf keeps what the resources check reports of a process's stat.
+func procOf(p procstat.Stat) proc {
+	return proc{PID: p.PID, Start: p.Start, Name: p.Name, CPU: p.CPU, RSS: p.RSS, Kernel: p.Kernel}
 }
 
-type resProcKey struct {
+type procKey struct {
 	PID   int
 	Start uint64
 }
 
-// parseResStatusUID returns the effective uid from /proc/<pid>/status, the
+// parseStatusUID returns the effective uid from /proc/<pid>/status, the
 // one ps shows as the process's user.
-func parseResStatusUID(b []byte) (string, bool) {
+func parseStatusUID(b []byte) (string, bool) {
 	for line := range bytes.Lines(b) {
 		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
 		if !ok {
@@ -74,9 +73,9 @@ func parseResStatusUID(b []byte) (string, bool) {
 	return "", false
 }
 
-// parseResPasswd maps uids to user names from an /etc/passwd. The first
+// parsePasswd maps uids to user names from an /etc/passwd. The first
 // entry of a uid wins, as with getpwuid.
-func parseResPasswd(b []byte) map[string]string {
+func parsePasswd(b []byte) map[string]string {
 	names := map[string]string{}
 	for line := range bytes.Lines(b) {
 		line = bytes.TrimRight(line, "\r\n")
@@ -98,9 +97,9 @@ func parseResPasswd(b []byte) map[string]string {
 	return names
 }
 
-// resUsers caches user names: on Linux uid to name from /etc/passwd, on
-// Windows SID to DOMAIN\name. A nil *resUsers caches nothing.
-type resUsers struct {
+// users caches user names: on Linux uid to name from /etc/passwd, on
+// Windows SID to DOMAIN\name. A nil *users caches nothing.
+type users struct {
 	mu    sync.Mutex
 	names map[string]string
 	stamp string // Linux: which /etc/passwd, with its size and mtime, names came from
@@ -108,9 +107,9 @@ type resUsers struct {
 
 // passwdName returns the name of uid from etcRoot/passwd, re-reading the
 // file only when it changed. An unknown uid comes back as itself.
-func (u *resUsers) passwdName(etcRoot, uid string) string {
+func (u *users) passwdName(etcRoot, uid string) string {
 	if u == nil {
-		u = &resUsers{}
+		u = &users{}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -125,7 +124,7 @@ func (u *resUsers) passwdName(etcRoot, uid string) string {
 		if err != nil {
 			return uid
 		}
-		u.names, u.stamp = parseResPasswd(b), stamp
+		u.names, u.stamp = parsePasswd(b), stamp
 	}
 	if n, ok := u.names[uid]; ok {
 		return n
@@ -133,57 +132,18 @@ func (u *resUsers) passwdName(etcRoot, uid string) string {
 	return uid
 }
 
-func (u *resUsers) cached(key string) (string, bool) {
-	if u == nil {
-		return "", false
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	n, ok := u.names[key]
-	return n, ok
-}
-
-// remember keeps at most a few thousand names: an account per key is all
-// a guest has, but the map must not grow without bound.
-func (u *resUsers) remember(key, name string) {
-	if u == nil {
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.names == nil || len(u.names) >= 4096 {
-		u.names = map[string]string{}
-	}
-	u.names[key] = name
-}
-
-// resHostRoot returns where gopsutil reads key (its HOST_PROC, HOST_ETC
-// settings): the context's common.EnvMap, then the environment, then def.
-// Fixture tests move the roots the same way for every part of the check.
-func resHostRoot(ctx context.Context, key common.EnvKeyType, def string) string {
-	if m, ok := ctx.Value(common.EnvKey).(common.EnvMap); ok {
-		if v := m[key]; v != "" {
-			return v
-		}
-	}
-	if v := os.Getenv(string(key)); v != "" {
-		return v
-	}
-	return def
-}
-
-// resTopProcs ranks the processes of cur by CPU over window and by
+// topProcs ranks the processes of cur by CPU over window and by
 // resident memory, n of each. prev holds the CPU time of every process of
 // the previous listing; a process missing from it started within the
 // window, so all its CPU time counts. A nil prev means no previous listing:
 // the CPU ranking is then empty. Kernel threads are left out, and so are
 // processes that used no CPU from the CPU ranking.
-func resTopProcs(prev map[resProcKey]time.Duration, cur []resProc, window time.Duration, n, cpus int) (byCPU, byMem []ResourcesProc) {
+func topProcs(prev map[procKey]time.Duration, cur []proc, window time.Duration, n, cpus int) (byCPU, byMem []Proc) {
 	if n <= 0 {
 		return nil, nil
 	}
 	type ranked struct {
-		p   *resProc
+		p   *proc
 		cpu time.Duration
 	}
 	rs := make([]ranked, 0, len(cur))
@@ -193,13 +153,13 @@ func resTopProcs(prev map[resProcKey]time.Duration, cur []resProc, window time.D
 			continue
 		}
 		used := p.CPU
-		if before, ok := prev[resProcKey{p.PID, p.Start}]; ok {
+		if before, ok := prev[procKey{p.PID, p.Start}]; ok {
 			used -= before
 		}
 		rs = append(rs, ranked{p, max(used, 0)})
 	}
-	entry := func(r ranked) ResourcesProc {
-		e := ResourcesProc{PID: r.p.PID, Name: r.p.Name, RSSBytes: r.p.RSS}
+	entry := func(r ranked) Proc {
+		e := Proc{PID: r.p.PID, Name: r.p.Name, RSSBytes: r.p.RSS}
 		if prev != nil && window > 0 {
 			// A process seen for the first time after a gap in the listings
 			// may bring more CPU time than the window holds.
@@ -230,11 +190,11 @@ func resTopProcs(prev map[resProcKey]time.Duration, cur []resProc, window time.D
 	return byCPU, byMem
 }
 
-// resWindowsKernelProc tells the processes the Windows kernel runs for
+// windowsKernelProc tells the processes the Windows kernel runs for
 // itself: the idle process (its CPU time is the idle time), System, and the
 // minimal processes System starts for the registry, memory compression and
 // the secure kernel.
-func resWindowsKernelProc(pid, ppid int, name string) bool {
+func windowsKernelProc(pid, ppid int, name string) bool {
 	if pid == 0 || pid == 4 {
 		return true
 	}
@@ -255,11 +215,11 @@ func (r *Resources) listProcs(ctx context.Context) {
 		return
 	}
 	if r.procBase == nil {
-		r.procBase = map[resProcKey]time.Duration{}
+		r.procBase = map[procKey]time.Duration{}
 	}
 	clear(r.procBase)
 	for _, p := range r.procs {
-		r.procBase[resProcKey{p.PID, p.Start}] = p.CPU
+		r.procBase[procKey{p.PID, p.Start}] = p.CPU
 	}
 	r.procBaseAt, r.procBaseOK = r.procsAt, r.procsErr == nil && !r.procsAt.IsZero()
 
@@ -273,7 +233,7 @@ func (r *Resources) listProcs(ctx context.Context) {
 
 // top ranks this run's process listing and names the users of the
 // processes it keeps. The third result says why a list is missing.
-func (r *Resources) top(ctx context.Context) (byCPU, byMem []ResourcesProc, why string) {
+func (r *Resources) top(ctx context.Context) (byCPU, byMem []Proc, why string) {
 	switch {
 	case r.cfg.TopProcesses == 0:
 		return nil, nil, ""
@@ -287,12 +247,12 @@ func (r *Resources) top(ctx context.Context) (byCPU, byMem []ResourcesProc, why 
 		base = nil
 		why = "no earlier process listing to measure cpu against"
 	}
-	byCPU, byMem = resTopProcs(base, r.procs, r.procsAt.Sub(r.procBaseAt), r.cfg.TopProcesses, runtime.NumCPU())
+	byCPU, byMem = topProcs(base, r.procs, r.procsAt.Sub(r.procBaseAt), r.cfg.TopProcesses, runtime.NumCPU())
 	users := map[int]string{}
-	name := func(e *ResourcesProc) {
+	name := func(e *Proc) {
 		u, ok := users[e.PID]
 		if !ok {
-			u = r.src.procUser(ctx, resProc{PID: e.PID})
+			u = r.src.procUser(ctx, proc{PID: e.PID})
 			users[e.PID] = u
 		}
 		e.User = u
@@ -306,8 +266,8 @@ func (r *Resources) top(ctx context.Context) (byCPU, byMem []ResourcesProc, why 
 	return byCPU, byMem, why
 }
 
-// resExplainable tells the findings that the top processes may explain.
-func resExplainable(f protocol.Finding) bool {
+// explainable tells the findings that the top processes may explain.
+func explainable(f protocol.Finding) bool {
 	switch f.Code {
 	case CodeCPUHigh, CodeStealHigh, CodeMemoryHigh, CodeSwapHigh:
 		return true
@@ -315,9 +275,9 @@ func resExplainable(f protocol.Finding) bool {
 	return false
 }
 
-// resNameTop adds the busiest process to the message of a CPU, memory or
+// nameTop adds the busiest process to the message of a CPU, memory or
 // swap finding, so that the one line an operator reads says who.
-func resNameTop(fs []protocol.Finding, byCPU, byMem []ResourcesProc) {
+func nameTop(fs []protocol.Finding, byCPU, byMem []Proc) {
 	for i := range fs {
 		f := &fs[i]
 		switch {

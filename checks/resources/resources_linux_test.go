@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/shirou/gopsutil/v3/common"
 )
@@ -68,8 +69,8 @@ func TestPsutilSourceReadsProcFixtures(t *testing.T) {
 // TestResourcesOnThisMachine gathers real data: every section must come
 // back on a Linux machine.
 func TestResourcesOnThisMachine(t *testing.T) {
-	res := NewResources(ResourcesConfig{}, checktest.Discard()).Run(t.Context())
-	d := res.Data.(ResourcesData)
+	res := New(Config{}, checktest.Discard()).Run(t.Context())
+	d := res.Data.(Data)
 	if d.CPU == nil || d.Memory == nil || d.Swap == nil || d.Load == nil {
 		t.Fatalf("missing sections: %+v (summary %q)", d, res.Summary)
 	}
@@ -81,13 +82,13 @@ func TestResourcesOnThisMachine(t *testing.T) {
 	}
 }
 
-func resFixtureCtx(t testing.TB, proc string) context.Context {
+func fixtureCtx(t testing.TB, proc string) context.Context {
 	t.Helper()
 	root, err := filepath.Abs(proc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	etc, err := filepath.Abs("testdata/resources/etc")
+	etc, err := filepath.Abs("testdata/etc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +100,8 @@ func resFixtureCtx(t testing.TB, proc string) context.Context {
 // agent reads /proc: kernel threads left out, users from the fixture
 // passwd.
 func TestPsutilSourceListsProcessFixtures(t *testing.T) {
-	ctx := resFixtureCtx(t, "testdata/proc")
-	src := psutilSource{users: &resUsers{}}
+	ctx := fixtureCtx(t, "testdata/proc")
+	src := psutilSource{users: &users{}}
 	ps, err := src.procs(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -118,21 +119,21 @@ func TestPsutilSourceListsProcessFixtures(t *testing.T) {
 			t.Errorf("pid %d = %q, want %q", pid, got[pid], w)
 		}
 	}
-	if u := src.procUser(ctx, resProc{PID: 999999}); u != "" {
+	if u := src.procUser(ctx, proc{PID: 999999}); u != "" {
 		t.Errorf("user of a process that is gone = %q, want empty", u)
 	}
 }
 
 func TestPsutilSourcePSI(t *testing.T) {
 	src := psutilSource{}
-	got := src.psi(resFixtureCtx(t, "testdata/proc"))
+	got := src.psi(fixtureCtx(t, "testdata/proc"))
 	if got == nil || !got.Available || got.CPU == nil || got.Memory == nil || got.IO == nil {
 		t.Fatalf("psi from fixtures = %+v, want all three", got)
 	}
 	if got.IO.Full.Avg60 != 0.71 || got.CPU.Some.TotalUs != 775730103 {
 		t.Errorf("psi io full = %+v, cpu some = %+v; want the fixture's numbers", got.IO.Full, got.CPU.Some)
 	}
-	none := src.psi(resFixtureCtx(t, t.TempDir()))
+	none := src.psi(fixtureCtx(t, t.TempDir()))
 	if none == nil || none.Available || !strings.Contains(none.Reason, "CONFIG_PSI") {
 		t.Errorf("psi without /proc/pressure = %+v, want not available, saying why", none)
 	}
@@ -153,21 +154,21 @@ func TestIntegrationResourcesNamesACPUHog(t *testing.T) {
 		hog.Process.Kill()
 		hog.Wait()
 	})
-	r := NewResources(ResourcesConfig{
+	r := New(Config{
 		CPU:         Threshold{Warn: 1, Crit: 100},
 		CPUSamples:  2,
-		FirstWindow: D(500 * time.Millisecond),
+		FirstWindow: checks.D(500 * time.Millisecond),
 	}, checktest.Discard())
 	r.Run(t.Context())
 	// The agent's interval, shortened: the second sample needs a window in
 	// which the hog can run.
 	time.Sleep(500 * time.Millisecond)
 	res := r.Run(t.Context())
-	d := res.Data.(ResourcesData)
+	d := res.Data.(Data)
 	if !strings.Contains(codes(res.Findings), CodeCPUHigh) {
 		t.Fatalf("findings = %q, want %s (summary %q)", codes(res.Findings), CodeCPUHigh, res.Summary)
 	}
-	var found *ResourcesProc
+	var found *Proc
 	for i, p := range d.TopCPU {
 		if p.PID == hog.Process.Pid {
 			found = &d.TopCPU[i]
@@ -191,7 +192,7 @@ func TestIntegrationResourcesNamesACPUHog(t *testing.T) {
 // top processes listed every time; cpu-ns/op is the CPU time the process
 // spent, which is the agent's budget (statfs goroutines included).
 func BenchmarkResourcesRun(b *testing.B) {
-	r := NewResources(ResourcesConfig{TopProcessesAlways: true, FirstWindow: D(100 * time.Millisecond)}, checktest.Discard())
+	r := New(Config{TopProcessesAlways: true, FirstWindow: checks.D(100 * time.Millisecond)}, checktest.Discard())
 	r.Run(b.Context()) // the first run waits for its CPU window
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)

@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"encoding/json"
@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"fmt"
+	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"github.com/guestdiag/guestdiag/checks/internal/procstat"
 	"github.com/guestdiag/guestdiag/protocol"
@@ -29,20 +31,20 @@ func TestParseResProcStat(t *testing.T) {
 	tests := []struct {
 		name string
 		pid  string
-		want resProc
+		want proc
 	}{
 		{"init is a user process", "1",
-			resProc{PID: 1, Start: 12, Name: "systemd", CPU: 5480 * time.Millisecond, RSS: 3224 * page}},
+			proc{PID: 1, Start: 12, Name: "systemd", CPU: 5480 * time.Millisecond, RSS: 3224 * page}},
 		{"kthreadd is a kernel thread by its flags", "2",
-			resProc{PID: 2, Start: 25, Name: "kthreadd", CPU: 30 * time.Millisecond, Kernel: true}},
+			proc{PID: 2, Start: 25, Name: "kthreadd", CPU: 30 * time.Millisecond, Kernel: true}},
 		{"a kworker is a kernel thread", "10",
-			resProc{PID: 10, Start: 25, Name: "kworker/0:0H-kblockd", CPU: 610 * time.Millisecond, Kernel: true}},
+			proc{PID: 10, Start: 25, Name: "kworker/0:0H-kblockd", CPU: 610 * time.Millisecond, Kernel: true}},
 		{"a name in parentheses keeps them", "812",
-			resProc{PID: 812, Start: 1203, Name: "(sd-pam)", CPU: 10 * time.Millisecond, RSS: 1181 * page}},
+			proc{PID: 812, Start: 1203, Name: "(sd-pam)", CPU: 10 * time.Millisecond, RSS: 1181 * page}},
 		{"a name with a colon and a space", "1500",
-			resProc{PID: 1500, Start: 5210, Name: "tmux: server", CPU: 2400 * time.Millisecond, RSS: 1024 * page}},
+			proc{PID: 1500, Start: 5210, Name: "tmux: server", CPU: 2400 * time.Millisecond, RSS: 1024 * page}},
 		{"a name that looks like the end of the name", "2001",
-			resProc{PID: 2001, Start: 90000, Name: "a) (b", CPU: 10 * time.Second, RSS: 51200 * page}},
+			proc{PID: 2001, Start: 90000, Name: "a) (b", CPU: 10 * time.Second, RSS: 51200 * page}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,7 +52,7 @@ func TestParseResProcStat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := resProcOf(st); got != tt.want {
+			if got := procOf(st); got != tt.want {
 				t.Errorf("parseProcStat = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -87,19 +89,19 @@ func TestParseResStatusUID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := parseResStatusUID(readFixture(t, "proc", tt.pid, "status"))
+			got, ok := parseStatusUID(readFixture(t, "proc", tt.pid, "status"))
 			if !ok || got != tt.want {
 				t.Errorf("parseResStatusUID = %q, %v; want %q", got, ok, tt.want)
 			}
 		})
 	}
-	if got, ok := parseResStatusUID([]byte("Name:\tx\nGid:\t0\t0\t0\t0\n")); ok {
+	if got, ok := parseStatusUID([]byte("Name:\tx\nGid:\t0\t0\t0\t0\n")); ok {
 		t.Errorf("status without Uid: got %q, want none", got)
 	}
 }
 
 func TestParseResPasswd(t *testing.T) {
-	got := parseResPasswd(readFixture(t, "resources", "etc", "passwd"))
+	got := parsePasswd(readFixture(t, "etc", "passwd"))
 	want := map[string]string{"0": "root", "1": "daemon", "33": "www-data", "1000": "alice"}
 	if len(got) != len(want) {
 		t.Errorf("parseResPasswd = %v, want %v", got, want)
@@ -120,7 +122,7 @@ func TestResUsersRereadsAChangedPasswd(t *testing.T) {
 		}
 	}
 	write("root:x:0:0::/root:/bin/sh\n")
-	u := &resUsers{}
+	u := &users{}
 	if got := u.passwdName(dir, "1000"); got != "1000" {
 		t.Errorf("unknown uid = %q, want the uid itself", got)
 	}
@@ -137,20 +139,20 @@ func TestParseResPSI(t *testing.T) {
 	tests := []struct {
 		name string
 		file []string
-		want ResourcesPSIResource
+		want PSIResource
 	}{
-		{"cpu with a full line", []string{"proc", "pressure", "cpu"}, ResourcesPSIResource{
-			Some: &ResourcesPSILine{Avg10: 16.59, Avg60: 8.90, Avg300: 4.93, TotalUs: 775730103},
-			Full: &ResourcesPSILine{}}},
-		{"memory", []string{"proc", "pressure", "memory"}, ResourcesPSIResource{
-			Some: &ResourcesPSILine{Avg10: 2.04, Avg60: 1.10, Avg300: 0.35, TotalUs: 41234567},
-			Full: &ResourcesPSILine{Avg10: 1.50, Avg60: 0.80, Avg300: 0.21, TotalUs: 30123456}}},
-		{"cpu before Linux 5.13 has no full line", []string{"resources", "psi", "cpu-before-5.13"}, ResourcesPSIResource{
-			Some: &ResourcesPSILine{Avg10: 0, Avg60: 0.12, Avg300: 0.07, TotalUs: 2345678}}},
+		{"cpu with a full line", []string{"proc", "pressure", "cpu"}, PSIResource{
+			Some: &PSILine{Avg10: 16.59, Avg60: 8.90, Avg300: 4.93, TotalUs: 775730103},
+			Full: &PSILine{}}},
+		{"memory", []string{"proc", "pressure", "memory"}, PSIResource{
+			Some: &PSILine{Avg10: 2.04, Avg60: 1.10, Avg300: 0.35, TotalUs: 41234567},
+			Full: &PSILine{Avg10: 1.50, Avg60: 0.80, Avg300: 0.21, TotalUs: 30123456}}},
+		{"cpu before Linux 5.13 has no full line", []string{"psi", "cpu-before-5.13"}, PSIResource{
+			Some: &PSILine{Avg10: 0, Avg60: 0.12, Avg300: 0.07, TotalUs: 2345678}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseResPSI(readFixture(t, tt.file...))
+			got, err := parsePSI(readFixture(t, tt.file...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +165,7 @@ func TestParseResPSI(t *testing.T) {
 	}
 	for _, bad := range []string{"bad-number", "missing-avg300"} {
 		t.Run("a file with "+bad+" is an error", func(t *testing.T) {
-			if got, err := parseResPSI(readFixture(t, "resources", "psi", bad)); err == nil {
+			if got, err := parsePSI(readFixture(t, "psi", bad)); err == nil {
 				t.Errorf("parseResPSI = %+v, want an error", got)
 			}
 		})
@@ -172,14 +174,14 @@ func TestParseResPSI(t *testing.T) {
 
 func TestResTopProcs(t *testing.T) {
 	s := time.Second
-	prev := map[resProcKey]time.Duration{
+	prev := map[procKey]time.Duration{
 		{1, 10}:   5 * s,
 		{100, 50}: 10 * s,
 		{200, 60}: 20 * s,
 		{300, 70}: 30 * s,
 		{400, 80}: 1 * s, // exited; pid 400 now belongs to a new process
 	}
-	cur := []resProc{
+	cur := []proc{
 		{PID: 1, Start: 10, Name: "systemd", CPU: 5 * s, RSS: 10 << 20},
 		{PID: 100, Start: 50, Name: "hog", CPU: 40 * s, RSS: 50 << 20},     // 30 s of 30: 100 %
 		{PID: 200, Start: 60, Name: "java", CPU: 35 * s, RSS: 900 << 20},   // 15 s: 50 %
@@ -187,13 +189,13 @@ func TestResTopProcs(t *testing.T) {
 		{PID: 400, Start: 999, Name: "new", CPU: 3 * s, RSS: 5 << 20},      // started in the window: 10 %
 		{PID: 7, Start: 1, Name: "kworker/0:1", CPU: 99 * s, Kernel: true}, // never listed
 	}
-	byCPU, byMem := resTopProcs(prev, cur, 30*s, 3, 2)
+	byCPU, byMem := topProcs(prev, cur, 30*s, 3, 2)
 	var gotCPU, gotMem []string
 	for _, p := range byCPU {
-		gotCPU = append(gotCPU, sprintf("%s %.1f", p.Name, p.CPUPct))
+		gotCPU = append(gotCPU, fmt.Sprintf("%s %.1f", p.Name, p.CPUPct))
 	}
 	for _, p := range byMem {
-		gotMem = append(gotMem, sprintf("%s %d", p.Name, p.RSSBytes>>20))
+		gotMem = append(gotMem, fmt.Sprintf("%s %d", p.Name, p.RSSBytes>>20))
 	}
 	if got, want := strings.Join(gotCPU, ", "), "hog 100.0, java 50.0, new 10.0"; got != want {
 		t.Errorf("by cpu = %s, want %s", got, want)
@@ -206,13 +208,13 @@ func TestResTopProcs(t *testing.T) {
 	}
 
 	t.Run("without a previous listing only memory is ranked", func(t *testing.T) {
-		byCPU, byMem := resTopProcs(nil, cur, 30*s, 3, 2)
+		byCPU, byMem := topProcs(nil, cur, 30*s, 3, 2)
 		if len(byCPU) != 0 || len(byMem) != 3 || byMem[0].CPUPct != 0 {
 			t.Errorf("got cpu %+v, memory %+v; want no cpu ranking and three by memory without cpu", byCPU, byMem)
 		}
 	})
 	t.Run("a process is capped at all cpus", func(t *testing.T) {
-		byCPU, _ := resTopProcs(map[resProcKey]time.Duration{}, cur[1:2], 10*s, 1, 2)
+		byCPU, _ := topProcs(map[procKey]time.Duration{}, cur[1:2], 10*s, 1, 2)
 		if len(byCPU) != 1 || byCPU[0].CPUPct != 200 {
 			t.Errorf("got %+v, want hog capped at 200%%", byCPU)
 		}
@@ -234,17 +236,17 @@ func TestResWindowsKernelProc(t *testing.T) {
 		{6000, 900, "sqlservr.exe", false},
 	}
 	for _, tt := range tests {
-		if got := resWindowsKernelProc(tt.pid, tt.ppid, tt.name); got != tt.want {
+		if got := windowsKernelProc(tt.pid, tt.ppid, tt.name); got != tt.want {
 			t.Errorf("resWindowsKernelProc(%d, %d, %q) = %v, want %v", tt.pid, tt.ppid, tt.name, got, tt.want)
 		}
 	}
 }
 
-// resHogSource is a fakeSource with a busy process, an idle one and a big
+// hogSource is a fakeSource with a busy process, an idle one and a big
 // one, and their users.
-func resHogSource() *fakeSource {
+func hogSource() *fakeSource {
 	src := newFakeSource()
-	src.procList = []resProc{
+	src.procList = []proc{
 		{PID: 1, Start: 1, Name: "systemd", RSS: 8 << 20},
 		{PID: 4242, Start: 900, Name: "hog", RSS: 2 << 20},
 		{PID: 5151, Start: 950, Name: "java", RSS: 600 << 20},
@@ -257,27 +259,27 @@ func resHogSource() *fakeSource {
 func TestResourcesTopProcesses(t *testing.T) {
 	tests := []struct {
 		name     string
-		cfg      ResourcesConfig
+		cfg      Config
 		cpu      float64
 		avail    uint64 // of 1000
 		wantTop  bool
 		wantText string // in the summary
 	}{
-		{"nothing high lists nobody", ResourcesConfig{CPUSamples: 1}, 20, 600, false, ""},
-		{"high cpu names the hog", ResourcesConfig{CPUSamples: 1}, 95, 600, true, `top: "hog" (pid 4242) 95.0% of a cpu`},
-		{"high memory names the biggest", ResourcesConfig{CPUSamples: 1}, 20, 50, true, `top: "java" (pid 5151) 600.0 MiB resident`},
-		{"always lists even when fine", ResourcesConfig{CPUSamples: 1, TopProcessesAlways: true}, 20, 600, true, ""},
-		{"top_processes -1 lists nobody", ResourcesConfig{CPUSamples: 1, TopProcesses: -1}, 95, 600, false, "cpu 95.0% used"},
+		{"nothing high lists nobody", Config{CPUSamples: 1}, 20, 600, false, ""},
+		{"high cpu names the hog", Config{CPUSamples: 1}, 95, 600, true, `top: "hog" (pid 4242) 95.0% of a cpu`},
+		{"high memory names the biggest", Config{CPUSamples: 1}, 20, 50, true, `top: "java" (pid 5151) 600.0 MiB resident`},
+		{"always lists even when fine", Config{CPUSamples: 1, TopProcessesAlways: true}, 20, 600, true, ""},
+		{"top_processes -1 lists nobody", Config{CPUSamples: 1, TopProcesses: -1}, 95, 600, false, "cpu 95.0% used"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				src := resHogSource()
+				src := hogSource()
 				src.setCPU(tt.cpu)
 				src.mem.Available = tt.avail
-				r := newResources(tt.cfg, src, checktest.Discard())
+				r := newCheck(tt.cfg, src, checktest.Discard())
 				res := r.Run(t.Context()) // the first run measures over the 1s first window
-				d := res.Data.(ResourcesData)
+				d := res.Data.(Data)
 				if !tt.wantTop {
 					if d.TopCPU != nil || d.TopMemory != nil {
 						t.Errorf("top lists = %+v %+v, want none", d.TopCPU, d.TopMemory)
@@ -286,7 +288,7 @@ func TestResourcesTopProcesses(t *testing.T) {
 						t.Errorf("processes were listed %d times with top_processes -1, want never", src.procCalls)
 					}
 				} else {
-					want := []ResourcesProc{
+					want := []Proc{
 						{PID: 4242, Name: "hog", User: "alice", CPUPct: 95, RSSBytes: 2 << 20},
 						{PID: 5151, Name: "java", User: "tomcat", CPUPct: 10, RSSBytes: 600 << 20},
 					}
@@ -307,16 +309,16 @@ func TestResourcesTopProcesses(t *testing.T) {
 
 func TestResourcesTopCPUIsOverTheRunWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := resHogSource()
+		src := hogSource()
 		src.setCPU(95)
-		r := newResources(ResourcesConfig{CPUSamples: 2}, src, checktest.Discard())
+		r := newCheck(Config{CPUSamples: 2}, src, checktest.Discard())
 		r.Run(t.Context())
 		time.Sleep(30 * time.Second) // the agent's interval, on the fake clock
 		res := r.Run(t.Context())
 		if got := codes(res.Findings); got != "res.cpu_high/warn" {
 			t.Fatalf("findings = %q, want res.cpu_high/warn", got)
 		}
-		d := res.Data.(ResourcesData)
+		d := res.Data.(Data)
 		// The fake adds 950 ms per listing; the second run's window is 30 s.
 		if len(d.TopCPU) == 0 || d.TopCPU[0].PID != 4242 || d.TopCPU[0].CPUPct != 3.2 {
 			t.Errorf("top cpu = %+v, want the hog at 0.95 s of 30 s, 3.2%%", d.TopCPU)
@@ -326,11 +328,11 @@ func TestResourcesTopCPUIsOverTheRunWindow(t *testing.T) {
 
 func TestResourcesTopProcessesFailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := resHogSource()
+		src := hogSource()
 		src.setCPU(95)
 		src.procErr = errors.New("permission denied")
-		res := newResources(ResourcesConfig{CPUSamples: 1}, src, checktest.Discard()).Run(t.Context())
-		d := res.Data.(ResourcesData)
+		res := newCheck(Config{CPUSamples: 1}, src, checktest.Discard()).Run(t.Context())
+		d := res.Data.(Data)
 		if res.Status != protocol.StatusWarn {
 			t.Errorf("status = %q, want warn: missing top processes do not hide the finding", res.Status)
 		}
@@ -343,23 +345,23 @@ func TestResourcesTopProcessesFailing(t *testing.T) {
 func TestResourcesStealHigh(t *testing.T) {
 	tests := []struct {
 		name    string
-		cfg     ResourcesConfig
+		cfg     Config
 		samples []float64 // steal percent of consecutive runs
 		want    string
 	}{
-		{"two samples of steal are not yet a finding", ResourcesConfig{}, []float64{15, 15}, ""},
-		{"three samples of steal warn", ResourcesConfig{}, []float64{15, 15, 15}, "res.steal_high/warn"},
-		{"three samples of heavy steal are critical", ResourcesConfig{}, []float64{35, 40, 30}, "res.steal_high/crit"},
-		{"a quiet sample resets the streak", ResourcesConfig{}, []float64{15, 15, 5, 15}, ""},
-		{"steal_samples overrides cpu_samples", ResourcesConfig{CPUSamples: 5, StealSamples: 2}, []float64{15, 15}, "res.steal_high/warn"},
-		{"steal follows cpu_samples by default", ResourcesConfig{CPUSamples: 2}, []float64{15, 15}, "res.steal_high/warn"},
+		{"two samples of steal are not yet a finding", Config{}, []float64{15, 15}, ""},
+		{"three samples of steal warn", Config{}, []float64{15, 15, 15}, "res.steal_high/warn"},
+		{"three samples of heavy steal are critical", Config{}, []float64{35, 40, 30}, "res.steal_high/crit"},
+		{"a quiet sample resets the streak", Config{}, []float64{15, 15, 5, 15}, ""},
+		{"steal_samples overrides cpu_samples", Config{CPUSamples: 5, StealSamples: 2}, []float64{15, 15}, "res.steal_high/warn"},
+		{"steal follows cpu_samples by default", Config{CPUSamples: 2}, []float64{15, 15}, "res.steal_high/warn"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				src := newFakeSource()
-				r := newResources(tt.cfg, src, checktest.Discard())
-				var res Result
+				r := newCheck(tt.cfg, src, checktest.Discard())
+				var res checks.Result
 				for _, s := range tt.samples {
 					src.mu.Lock()
 					src.cpuSteal = s
@@ -399,7 +401,7 @@ func TestResourcesSwapAndInodes(t *testing.T) {
 				u := tt.inodes
 				u.Total, u.Used, u.Free = 100, 40, 60
 				src.usages["/"] = u
-				res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
+				res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
 				if got := codes(res.Findings); got != tt.want {
 					t.Errorf("findings = %q, want %q (summary %q)", got, tt.want, res.Summary)
 				}
@@ -419,12 +421,12 @@ func TestResourcesSkipsInodesOfFilesystemsWithout(t *testing.T) {
 		src.mountList = append(src.mountList, mount{Device: "/dev/vdb1", Mountpoint: "/data", Fstype: "btrfs"})
 		src.usages["/"] = diskUsage{Total: 100, Used: 40, Free: 60, InodesTotal: 1000, InodesUsed: 250, InodesFree: 750}
 		src.usages["/data"] = diskUsage{Total: 100, Used: 10, Free: 90} // btrfs reports no inodes
-		res := newResources(ResourcesConfig{}, src, checktest.Discard()).Run(t.Context())
-		d := res.Data.(ResourcesData)
+		res := newCheck(Config{}, src, checktest.Discard()).Run(t.Context())
+		d := res.Data.(Data)
 		if len(d.Disks) != 2 {
 			t.Fatalf("disks = %+v, want two", d.Disks)
 		}
-		want := ResourcesInodes{Total: 1000, Used: 250, Free: 750, UsedPct: 25}
+		want := Inodes{Total: 1000, Used: 250, Free: 750, UsedPct: 25}
 		if d.Disks[0].Inodes == nil || *d.Disks[0].Inodes != want {
 			t.Errorf("inodes of / = %+v, want %+v", d.Disks[0].Inodes, want)
 		}
@@ -438,7 +440,7 @@ func TestResourcesSkipsInodesOfFilesystemsWithout(t *testing.T) {
 }
 
 func TestResourcesConfigDefaults(t *testing.T) {
-	c := ResourcesConfig{CPU: Threshold{Warn: 50}, Swap: Threshold{Crit: 99}, TopProcesses: 100}.withDefaults()
+	c := Config{CPU: Threshold{Warn: 50}, Swap: Threshold{Crit: 99}, TopProcesses: 100}.withDefaults()
 	if c.CPU != (Threshold{Warn: 50, Crit: 98}) {
 		t.Errorf("cpu with only warn set = %+v, want the default crit", c.CPU)
 	}
@@ -448,25 +450,25 @@ func TestResourcesConfigDefaults(t *testing.T) {
 	if c.StealSamples != c.CPUSamples || c.Steal != (Threshold{Warn: 10, Crit: 30}) || c.Inodes != (Threshold{Warn: 90, Crit: 97}) {
 		t.Errorf("defaults = %+v", c)
 	}
-	if c.TopProcesses != resMaxTop {
-		t.Errorf("top_processes 100 = %d, want capped at %d", c.TopProcesses, resMaxTop)
+	if c.TopProcesses != maxTop {
+		t.Errorf("top_processes 100 = %d, want capped at %d", c.TopProcesses, maxTop)
 	}
-	var decoded ResourcesConfig
+	var decoded Config
 	if err := json.Unmarshal([]byte(`{"steal":{"warn":5,"crit":20},"steal_samples":4,"swap":{"warn":70,"crit":90},"inodes":{"warn":80,"crit":95},"top_processes":3,"top_processes_always":true}`), &decoded); err != nil {
 		t.Fatal(err)
 	}
-	want := ResourcesConfig{Steal: Threshold{5, 20}, StealSamples: 4, Swap: Threshold{70, 90}, Inodes: Threshold{80, 95}, TopProcesses: 3, TopProcessesAlways: true}
+	want := Config{Steal: Threshold{5, 20}, StealSamples: 4, Swap: Threshold{70, 90}, Inodes: Threshold{80, 95}, TopProcesses: 3, TopProcessesAlways: true}
 	if decoded != want {
 		t.Errorf("decoded config = %+v, want %+v", decoded, want)
 	}
 }
 
 func TestResourcesDataJSON(t *testing.T) {
-	d := ResourcesData{
-		Disks:     []DiskData{{Mountpoint: "/", Inodes: &ResourcesInodes{Total: 10, Used: 5, Free: 5, UsedPct: 50}}},
-		PSI:       &ResourcesPSI{Reason: "kernel has no /proc/pressure"},
-		TopCPU:    []ResourcesProc{{PID: 1, Name: "x", User: "root", CPUPct: 1.5, RSSBytes: 4096}},
-		TopMemory: []ResourcesProc{{PID: 1, Name: "x", RSSBytes: 4096}},
+	d := Data{
+		Disks:     []DiskData{{Mountpoint: "/", Inodes: &Inodes{Total: 10, Used: 5, Free: 5, UsedPct: 50}}},
+		PSI:       &PSI{Reason: "kernel has no /proc/pressure"},
+		TopCPU:    []Proc{{PID: 1, Name: "x", User: "root", CPUPct: 1.5, RSSBytes: 4096}},
+		TopMemory: []Proc{{PID: 1, Name: "x", RSSBytes: 4096}},
 	}
 	b, err := json.Marshal(d)
 	if err != nil {

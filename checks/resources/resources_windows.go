@@ -1,4 +1,4 @@
-package checks
+package resources
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // returns every process's times, working set and name together; opening
 // each process as gopsutil does would cost a handle per process, and fail
 // for protected ones.
-func (s psutilSource) procs(ctx context.Context) ([]resProc, error) {
+func (s psutilSource) procs(ctx context.Context) ([]proc, error) {
 	size := uint32(256 << 10)
 	var buf []byte
 	for try := 0; ; try++ {
@@ -35,13 +35,13 @@ func (s psutilSource) procs(ctx context.Context) ([]resProc, error) {
 		// Processes start between the calls: ask for more than was needed.
 		size = max(need, size) + 64<<10
 	}
-	var out []resProc
+	var out []proc
 	for off := uintptr(0); off+unsafe.Sizeof(windows.SYSTEM_PROCESS_INFORMATION{}) <= uintptr(len(buf)); {
 		p := (*windows.SYSTEM_PROCESS_INFORMATION)(unsafe.Pointer(&buf[off]))
 		name := p.ImageName.String()
 		pid, ppid := int(p.UniqueProcessID), int(p.InheritedFromUniqueProcessID)
-		if !resWindowsKernelProc(pid, ppid, name) {
-			out = append(out, resProc{
+		if !windowsKernelProc(pid, ppid, name) {
+			out = append(out, proc{
 				PID:   pid,
 				Start: uint64(p.CreateTime),
 				Name:  name,
@@ -59,7 +59,7 @@ func (s psutilSource) procs(ctx context.Context) ([]resProc, error) {
 
 // procUser returns DOMAIN\name of the process's token user, or "" when
 // the process is gone or protected from this account.
-func (s psutilSource) procUser(ctx context.Context, p resProc) string {
+func (s psutilSource) procUser(ctx context.Context, p proc) string {
 	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(p.PID))
 	if err != nil {
 		return ""
@@ -99,4 +99,28 @@ func (s psutilSource) procUser(ctx context.Context, p resProc) string {
 }
 
 // psi is Linux only.
-func (s psutilSource) psi(context.Context) *ResourcesPSI { return nil }
+func (s psutilSource) psi(context.Context) *PSI { return nil }
+
+func (u *users) cached(key string) (string, bool) {
+	if u == nil {
+		return "", false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, ok := u.names[key]
+	return n, ok
+}
+
+// remember keeps at most a few thousand names: an account per key is all
+// a guest has, but the map must not grow without bound.
+func (u *users) remember(key, name string) {
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.names == nil || len(u.names) >= 4096 {
+		u.names = map[string]string{}
+	}
+	u.names[key] = name
+}
