@@ -188,6 +188,11 @@ type Proc struct {
 	ForSec       float64   `json:"for_s"`
 	Wchan        string    `json:"wchan,omitempty"`
 	KernelThread bool      `json:"kernel_thread,omitempty"`
+	// TID and Thread name a worker thread of process PID (Name) that is in
+	// State while its main thread is not; both are empty for the process
+	// itself.
+	TID    int    `json:"tid,omitempty"`
+	Thread string `json:"thread,omitempty"`
 }
 
 // Unit is a systemd unit (Manager "systemd") or a Windows service
@@ -217,16 +222,30 @@ type ProbeResult struct {
 	Error      string  `json:"error,omitempty"`
 }
 
-// proc is one process as a sample saw it. Wchan is read for D, T
-// and Z, Switches only for D.
+// proc is one process, or one worker thread of a process, as a sample saw
+// it. Wchan is read for D, T and Z, Switches only for D.
 type proc struct {
 	PID, PPID int
-	Start     uint64 // clock ticks after boot: with PID, names one process
-	Name      string // comm
+	Start     uint64 // clock ticks after boot: with PID (TID), names one task
+	Name      string // comm of the process
 	State     string // the letter of /proc/<pid>/stat
 	Kernel    bool
 	Wchan     string
 	Switches  uint64 // voluntary plus involuntary context switches
+	// TID and Thread are set for a worker thread: its id and its comm.
+	// Start is then the thread's start time.
+	TID    int
+	Thread string
+}
+
+// key names what the check follows: a process by its pid, a worker thread
+// by its tid (tids and pids share one number space), with the start time
+// so that a reused number starts afresh.
+func (pr proc) key() key {
+	if pr.TID != 0 {
+		return key{pr.TID, pr.Start}
+	}
+	return key{pr.PID, pr.Start}
 }
 
 type key struct {
@@ -236,6 +255,7 @@ type key struct {
 
 // seenState is what the check remembers of a process in D, T or Z.
 type seenState struct {
+	PID         int  // of the process, also when the key is a thread's
 	Class       byte // 'D', 'T' or 'Z'
 	Since       time.Time
 	Switches    uint64

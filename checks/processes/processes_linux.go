@@ -27,7 +27,8 @@ func newSource(cfg Config) source {
 }
 
 // processes reads every process's stat, and for those in D, T or Z its
-// wchan, and for D its context switch counts. A process that exits while
+// wchan, and for D its context switch counts; of a process with worker
+// threads, also the threads in D or T. A process that exits while
 // being read is left out; any other failure to read one process is an error
 // only if no process at all could be read.
 func (s procfsSource) processes(ctx context.Context) ([]proc, error) {
@@ -55,8 +56,45 @@ func (s procfsSource) processes(ctx context.Context) ([]proc, error) {
 			}
 		}
 		out = append(out, pr)
+		if st.Threads > 1 && !st.Kernel {
+			out = append(out, s.threads(ctx, pfs, pr)...)
+		}
 	}
 	return out, nil
+}
+
+// threads returns the worker threads of main that are in D or T: a
+// process whose main thread sleeps while a worker is stuck on a dead NFS
+// server looks healthy from /proc/<pid>/stat alone. Stopped threads of a
+// stopped process are left out, since a job-control stop stops them all
+// and the process itself is already reported; Z is left to processes, as
+// threads are reaped with their group.
+func (s procfsSource) threads(ctx context.Context, pfs procfs.FS, main proc) []proc {
+	tasks, err := procstat.ReadTasks(ctx, s.root, main.PID)
+	if err != nil {
+		return nil
+	}
+	var out []proc
+	for _, t := range tasks {
+		c := class(t.State)
+		if c == 0 || c == 'Z' || (c == 'T' && class(main.State) == 'T') {
+			continue
+		}
+		pr := proc{PID: main.PID, PPID: main.PPID, Start: t.Start, Name: main.Name, State: t.State,
+			TID: t.PID, Thread: t.Name}
+		if tp, err := pfs.Thread(main.PID, t.PID); err == nil {
+			if w, err := tp.Wchan(); err == nil {
+				pr.Wchan = w
+			}
+			if pr.State == "D" {
+				if ps, err := tp.NewStatus(); err == nil {
+					pr.Switches = ps.TotalCtxtSwitches()
+				}
+			}
+		}
+		out = append(out, pr)
+	}
+	return out
 }
 
 // cmdline reads /proc/<pid>/cmdline, arguments joined by spaces. It blocks

@@ -38,11 +38,12 @@ func track(prev map[key]seenState, procs []proc, now time.Time) map[key]seenStat
 		if c == 0 {
 			continue
 		}
-		k := key{pr.PID, pr.Start}
+		k := pr.key()
 		s, ok := prev[k]
 		if !ok || s.Class != c || (c == 'D' && s.Switches != pr.Switches) {
 			s.Class, s.Since, s.Switches = c, now, pr.Switches
 		}
+		s.PID = pr.PID
 		next[k] = s
 	}
 	return next
@@ -70,8 +71,9 @@ func (p *Processes) readCmdlines(ctx context.Context) {
 			continue
 		}
 		n++
+		pid := p.seen[k].PID // a thread's key holds its tid
 		go func() {
-			cmd, err := p.src.cmdline(k.PID)
+			cmd, err := p.src.cmdline(pid)
 			p.endRead(k)
 			answers <- answer{k, cmd, err}
 		}()
@@ -122,15 +124,17 @@ func findingsOf(cfg Config, procs []proc, seen map[key]seenState, now time.Time)
 	byPID := make(map[int]proc, len(procs))
 	var followed []Proc
 	for _, pr := range procs {
-		byPID[pr.PID] = pr
-		s, ok := seen[key{pr.PID, pr.Start}]
+		if pr.TID == 0 {
+			byPID[pr.PID] = pr
+		}
+		s, ok := seen[pr.key()]
 		if !ok {
 			continue
 		}
 		followed = append(followed, Proc{
 			PID: pr.PID, PPID: pr.PPID, Name: displayName(pr), Cmdline: s.Cmdline,
 			State: pr.State, Since: s.Since, ForSec: num.Round1(now.Sub(s.Since).Seconds()),
-			Wchan: pr.Wchan, KernelThread: pr.Kernel,
+			Wchan: pr.Wchan, KernelThread: pr.Kernel, TID: pr.TID, Thread: pr.Thread,
 		})
 	}
 	slices.SortFunc(followed, func(a, b Proc) int {
@@ -167,7 +171,7 @@ func findingsOf(cfg Config, procs []proc, seen map[key]seenState, now time.Time)
 		if f.KernelThread {
 			what = "kernel thread"
 		}
-		msg := fmt.Sprintf("%s %d %s in uninterruptible sleep (D) without running for %s", what, f.PID, f.Name, ageSince(now, f.Since))
+		msg := fmt.Sprintf("%s %d %s%s in uninterruptible sleep (D) without running for %s", what, f.PID, f.Name, threadOf(f), ageSince(now, f.Since))
 		if f.Wchan != "" {
 			msg += ", waiting in " + f.Wchan
 		}
@@ -181,7 +185,7 @@ func findingsOf(cfg Config, procs []proc, seen map[key]seenState, now time.Time)
 		if f.State == "t" {
 			by = "by a debugger or tracer"
 		}
-		msg := fmt.Sprintf("pid %d %s stopped (%s) %s for %s", f.PID, f.Name, f.State, by, ageSince(now, f.Since))
+		msg := fmt.Sprintf("pid %d %s%s stopped (%s) %s for %s", f.PID, f.Name, threadOf(f), f.State, by, ageSince(now, f.Since))
 		return procFinding(CodeProcessesStopped, protocol.SeverityWarn, msg, f, now)
 	}, func(n int) protocol.Finding {
 		return protocol.Finding{Code: CodeProcessesStopped, Severity: protocol.SeverityWarn, Count: uint64(n),
@@ -278,10 +282,28 @@ func procFinding(code string, sev protocol.Severity, msg string, f Proc, now tim
 		Code:     code,
 		Severity: sev,
 		Message:  protocol.Clip(msg, protocol.MaxMessageLen),
-		Source:   protocol.Clip(fmt.Sprintf("%s[%d]", strings.Trim(f.Name, "[]"), f.PID), protocol.MaxSourceLen),
+		Source:   protocol.Clip(procSource(f), protocol.MaxSourceLen),
 		First:    &first,
 		Last:     &last,
 	}
+}
+
+// threadOf names the worker thread of f, or is empty for a process.
+func threadOf(f Proc) string {
+	if f.TID == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" thread %d %s", f.TID, f.Thread)
+}
+
+// procSource is name[pid] for a process and name[pid]/thread[tid] for a
+// worker thread, so that two hung threads of one process are two sources.
+func procSource(f Proc) string {
+	s := fmt.Sprintf("%s[%d]", strings.Trim(f.Name, "[]"), f.PID)
+	if f.TID != 0 {
+		s += fmt.Sprintf("/%s[%d]", f.Thread, f.TID)
+	}
+	return s
 }
 
 // displayName is comm, in brackets for a kernel thread as ps

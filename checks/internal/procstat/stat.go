@@ -16,6 +16,7 @@ type Stat struct {
 	Name      string // comm
 	CPU       time.Duration
 	RSS       uint64 // bytes
+	Threads   int    // num_threads: 1 for a process without worker threads
 	// Kernel marks kernel threads: PF_KTHREAD, kthreadd itself, or its
 	// children.
 	Kernel bool
@@ -48,13 +49,14 @@ func Parse(b []byte, pageSize uint64) (Stat, error) {
 	// Fields after the name, counted from 0 (state); man 5 proc numbers them
 	// from 3.
 	const (
-		fState = 0
-		fPPID  = 1
-		fFlags = 6
-		fUtime = 11
-		fStime = 12
-		fStart = 19
-		fRSS   = 21
+		fState   = 0
+		fPPID    = 1
+		fFlags   = 6
+		fUtime   = 11
+		fStime   = 12
+		fThreads = 17
+		fStart   = 19
+		fRSS     = 21
 	)
 	var (
 		vals  [fRSS + 1]uint64
@@ -76,7 +78,7 @@ func Parse(b []byte, pageSize uint64) (Stat, error) {
 		case fState:
 			state = field
 			continue
-		case fPPID, fFlags, fUtime, fStime, fStart, fRSS:
+		case fPPID, fFlags, fUtime, fStime, fThreads, fStart, fRSS:
 		default:
 			continue // numbers that may be negative, and ones nobody reads
 		}
@@ -85,14 +87,15 @@ func Parse(b []byte, pageSize uint64) (Stat, error) {
 		}
 	}
 	return Stat{
-		PID:    int(pid),
-		PPID:   int(vals[fPPID]),
-		State:  string(state),
-		Start:  vals[fStart],
-		Name:   string(b[open+1 : shut]),
-		CPU:    time.Duration(vals[fUtime]+vals[fStime]) * userTick,
-		RSS:    vals[fRSS] * pageSize,
-		Kernel: vals[fFlags]&pfKthread != 0 || pid == 2 || vals[fPPID] == 2,
+		PID:     int(pid),
+		PPID:    int(vals[fPPID]),
+		State:   string(state),
+		Start:   vals[fStart],
+		Name:    string(b[open+1 : shut]),
+		CPU:     time.Duration(vals[fUtime]+vals[fStime]) * userTick,
+		RSS:     vals[fRSS] * pageSize,
+		Threads: int(vals[fThreads]),
+		Kernel:  vals[fFlags]&pfKthread != 0 || pid == 2 || vals[fPPID] == 2,
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,6 +45,45 @@ func ReadAll(ctx context.Context, root string) ([]Stat, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no readable processes under %s", root)
+	}
+	return out, nil
+}
+
+// ReadTasks parses /proc/<pid>/task/<tid>/stat of every thread of pid
+// but the main one, whose state /proc/<pid>/stat already gives. Each Stat's
+// PID is the thread's id and Name its own comm. A thread that exits while
+// being read is left out, and so is a process that exited.
+func ReadTasks(ctx context.Context, root string, pid int) ([]Stat, error) {
+	dir := root + "/" + strconv.Itoa(pid) + "/task"
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, nil // gone since the listing, or no task directory
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, nil
+	}
+	page := uint64(os.Getpagesize())
+	buf := make([]byte, 4096)
+	main := strconv.Itoa(pid)
+	var out []Stat
+	for i, name := range names {
+		if name == main || name[0] < '1' || name[0] > '9' {
+			continue
+		}
+		if i%64 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		b, err := readSmall(dir+"/"+name+"/stat", buf)
+		if err != nil {
+			continue
+		}
+		t, err := Parse(b, page)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s/stat: %w", dir, name, err)
+		}
+		out = append(out, t)
 	}
 	return out, nil
 }
