@@ -19,7 +19,7 @@ const Name = "processes"
 
 func init() {
 	checks.Register(Name, true, 15*time.Second, 12*time.Second, DefaultConfig,
-		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env.Log()) })
+		func(cfg Config, env checks.Env) (checks.Check, error) { return New(cfg, env) })
 }
 
 // Finding codes of the processes check.
@@ -274,6 +274,8 @@ type source interface {
 	processes(ctx context.Context) ([]proc, error)
 	cmdline(pid int) (string, error)
 	units(ctx context.Context, cfg Config) ([]Unit, error)
+	// bootID names this boot of the system, "" where nothing does.
+	bootID() string
 }
 
 // Processes is the processes check: hung, stopped and zombie processes,
@@ -286,6 +288,9 @@ type Processes struct {
 
 	mu        sync.Mutex // serialises Run
 	seen      map[key]seenState
+	state     *checks.State // keeps seen across restarts; nil keeps nothing
+	bootID    string
+	saved     []byte // seen as last saved
 	unitsSeen map[string]unitSeen
 
 	busyMu sync.Mutex
@@ -297,13 +302,16 @@ type unitSeen struct {
 	Since time.Time
 }
 
-// New returns the processes check reading this system.
-func New(cfg Config, logger *slog.Logger) (*Processes, error) {
+// New returns the processes check reading this system. It follows on from
+// the processes that env.State says an earlier agent was following.
+func New(cfg Config, env checks.Env) (*Processes, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return newCheck(cfg, newSource(cfg), logger), nil
+	p := newCheck(cfg, newSource(cfg), env.Log())
+	p.restore(env.State)
+	return p, nil
 }
 
 func newCheck(cfg Config, src source, logger *slog.Logger) *Processes {
@@ -349,6 +357,7 @@ func (p *Processes) Run(ctx context.Context) checks.Result {
 	default:
 		p.seen = track(p.seen, procs, now)
 		p.readCmdlines(ctx)
+		p.save()
 		fs, listed, left := findingsOf(p.cfg, procs, p.seen, now)
 		findings = append(findings, fs...)
 		data.Processes, data.LeftOut = listed, left

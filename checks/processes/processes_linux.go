@@ -97,6 +97,15 @@ func (s procfsSource) threads(ctx context.Context, pfs procfs.FS, main proc) []p
 	return out
 }
 
+// bootID reads the kernel's boot_id under the proc root.
+func (s procfsSource) bootID() string {
+	b, err := os.ReadFile(s.root + "/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // cmdline reads /proc/<pid>/cmdline, arguments joined by spaces. It blocks
 // while another task holds the process's memory map lock.
 func (s procfsSource) cmdline(pid int) (string, error) {

@@ -148,7 +148,7 @@ func TestIntegrationProcessesStoppedAndZombie(t *testing.T) {
 	}
 	t.Cleanup(func() { reaper.Process.Kill(); reaper.Wait() })
 
-	c, err := New(Config{StoppedAfter: checks.D(time.Second), ZombieAge: checks.D(time.Millisecond)}, checktest.Discard())
+	c, err := New(Config{StoppedAfter: checks.D(time.Second), ZombieAge: checks.D(time.Millisecond)}, checks.Env{Logger: checktest.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ func (none) processes(context.Context) ([]proc, error) {
 
 func (none) cmdline(int) (string, error) { return "", errors.ErrUnsupported }
 
+func (none) bootID() string { return "" }
+
 func (none) units(context.Context, Config) ([]Unit, error) {
 	return nil, fmt.Errorf("no service manager support on this OS: %w", errNoManager)
 }

@@ -28,7 +28,10 @@ type fake struct {
 	cmdlines map[int]string
 	block    chan struct{} // when set, cmdline waits for it to close
 	reads    int
+	boot     string
 }
+
+func (f *fake) bootID() string { return f.boot }
 
 func (f *fake) processes(context.Context) ([]proc, error) {
 	f.mu.Lock()
@@ -390,7 +393,7 @@ func TestProcessesConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Probes = tt.probes
-			_, err := New(cfg, checktest.Discard())
+			_, err := New(cfg, checks.Env{Logger: checktest.Discard()})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Errorf("NewProcesses: %v", err)
@@ -594,7 +597,7 @@ func TestProcessesProbes(t *testing.T) {
 	}
 	src := &fake{unitErr: errNoManager}
 	src.set(proc{PID: 1, Name: "init", State: "S"})
-	c, err := New(Config{Probes: probes}, checktest.Discard())
+	c, err := New(Config{Probes: probes}, checks.Env{Logger: checktest.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ func (scm) processes(context.Context) ([]proc, error) {
 
 func (scm) cmdline(int) (string, error) { return "", errors.ErrUnsupported }
 
+func (scm) bootID() string { return "" }
+
 // units queries every watched service with the least access that reads its
 // status and configuration, so that the agent need not be an
 // administrator. A service that does not exist is a unit in state

@@ -138,7 +138,7 @@ func TestIntegrationProcessesStoppedThreadsAreOneProcess(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // the interval between samples
 	}
 
-	c, err := New(Config{StoppedAfter: checks.D(time.Millisecond)}, checktest.Discard())
+	c, err := New(Config{StoppedAfter: checks.D(time.Millisecond)}, checks.Env{Logger: checktest.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
