@@ -495,3 +495,60 @@ func waitTrigger(h *helper, d time.Duration) bool {
 		}
 	}
 }
+
+// TestNetworkNoIPv4RoutesAtAllIsNoDefaultRoute reads route tables of
+// namespaces without routes: /proc/net/route with only its header, and
+// the one of a namespace that never had an IPv4 route, which is empty,
+// not even a header.
+func TestNetworkNoIPv4RoutesAtAllIsNoDefaultRoute(t *testing.T) {
+	tests := []struct {
+		name, proc string
+	}{
+		{"an empty route file (no IPv4 table at all, no IPv6 routes)", "testdata/noroutes/proc"},
+		{"a route file with only its header (IPv6 disabled)", "testdata/headeronly/proc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := linuxGatherer{proc: tt.proc, sys: "testdata/sys"}
+			routes, err := g.defaultRoutes(t.Context())
+			if err != nil || len(routes) != 0 {
+				t.Fatalf("defaultRoutes = %v, %v; want none and no error", routes, err)
+			}
+			p := &fakeProber{}
+			res := newCheck(Config{}, g, p, checks.Env{}).Run(t.Context())
+			var codes []string
+			for _, f := range res.Findings {
+				codes = append(codes, f.Code)
+			}
+			if res.Status != protocol.StatusCrit || !slices.Equal(codes, []string{CodeNetNoDefaultRoute}) {
+				t.Errorf("run = %s %q %q; want crit, %s", res.Status, res.Summary, codes, CodeNetNoDefaultRoute)
+			}
+			if len(p.pinged) != 0 {
+				t.Errorf("pinged %q without a route", p.pinged)
+			}
+		})
+	}
+}
+
+// TestIntegrationNetworkInAnEmptyNamespace runs the check in a namespace
+// that has only its loopback, down: no IPv4 table exists there yet.
+func TestIntegrationNetworkInAnEmptyNamespace(t *testing.T) {
+	t.Parallel()
+	needNetns(t)
+	ns := fmt.Sprintf("gdnet-empty-%d%d", os.Getpid()%100000, time.Now().UnixNano()%1000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/route").CombinedOutput()
+	if err != nil {
+		t.Fatalf("read /proc/net/route in %s: %v: %s", ns, err, out)
+	}
+	t.Logf("/proc/net/route in a new namespace is %d bytes", len(out))
+
+	h := startHelper(t, ns, Config{InternetTargets: []string{}, DNSName: ""}, os.Args[0])
+	m, _ := h.run(t)
+	if m.Result.Status != protocol.StatusCrit || !slices.Equal(allCodes(m), []string{CodeNetNoDefaultRoute}) {
+		t.Errorf("status %s, codes %q (%s); want crit, %s", m.Result.Status, allCodes(m), m.Result.Summary, CodeNetNoDefaultRoute)
+	}
+}

@@ -54,7 +54,6 @@ func TestParseNetworkRouteRejectsWhatIsNotARouteTable(t *testing.T) {
 	tests := []struct {
 		name, in string
 	}{
-		{"an empty file has no header", ""},
 		{"a different header is refused", "Iface\tDest\tGateway\n"},
 		{"an address that is not hex is an error", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\neth0\t00000000\tZZ02000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"},
 		{"a short line is an error", "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\neth0\t00000000\n"},

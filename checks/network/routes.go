@@ -94,9 +94,9 @@ func parseRoute(b []byte) ([]defaultRoute, error) {
 		}
 		out = append(out, defaultRoute{Iface: f[0], Gateway: gw, Metric: uint32(metric)})
 	}
-	if first {
-		return nil, errors.New("route table is empty, not even a header")
-	}
+	// An empty file, without even the header, is a namespace with no IPv4
+	// routing table at all: the kernel prints nothing until its main table
+	// exists. That is no default route, not a table it cannot read.
 	return out, sc.Err()
 }
 
