@@ -74,6 +74,12 @@ type Config struct {
 	// MaxListed caps the changes listed in a result's data; at most
 	// 1000, which keeps the data near 150 KiB.
 	MaxListed int `json:"max_listed"`
+	// Settle is how long the package databases must stay unchanged after
+	// a change before the check runs, so that one apt or dnf run, which
+	// rewrites them many times, makes one result. SettleMax bounds that
+	// wait while they keep changing.
+	Settle    checks.Duration `json:"settle"`
+	SettleMax checks.Duration `json:"settle_max"`
 }
 
 const maxListedLimit = 1000
@@ -87,6 +93,8 @@ func DefaultConfig() Config {
 		RPM:          RPMAuto,
 		RPMDBPaths:   []string{"/usr/lib/sysimage/rpm", "/var/lib/rpm"},
 		MaxListed:    500,
+		Settle:       checks.D(5 * time.Second),
+		SettleMax:    checks.D(time.Minute),
 	}
 }
 
@@ -115,6 +123,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxListed = d.MaxListed
 	}
 	c.MaxListed = min(c.MaxListed, maxListedLimit)
+	if c.Settle.Duration <= 0 {
+		c.Settle = d.Settle
+	}
+	if c.SettleMax.Duration <= 0 {
+		c.SettleMax = d.SettleMax
+	}
 	return c, nil
 }
 
@@ -228,6 +242,12 @@ func New(cfg Config, env checks.Env) (*Software, error) {
 
 // Name returns "software".
 func (s *Software) Name() string { return Name }
+
+// Settle makes the Runner wait for the package databases to go quiet
+// after a change (checks.Settler).
+func (s *Software) Settle() (quiet, max time.Duration) {
+	return s.cfg.Settle.Duration, s.cfg.SettleMax.Duration
+}
 
 // Run reads every package database and compares it with the last committed
 // snapshot. The new snapshot stays pending until Commit.

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"fmt"
 	"github.com/guestdiag/guestdiag/checks"
 	"github.com/guestdiag/guestdiag/checks/internal/checktest"
 	"golang.org/x/sys/unix"
@@ -288,3 +289,79 @@ func TestSoftwareRPMOnWithoutADatabaseIsUnknown(t *testing.T) {
 type watchFunc func(ctx context.Context, trigger func()) error
 
 func (f watchFunc) Watch(ctx context.Context, trigger func()) error { return f(ctx, trigger) }
+
+// readyWatch is a Software whose Watch says when it is ready.
+type readyWatch struct {
+	*Software
+	ready chan struct{}
+}
+
+func (r readyWatch) Watch(ctx context.Context, trigger func()) error {
+	return r.Software.watch(ctx, trigger, func() { close(r.ready) })
+}
+
+// TestSoftwareBurstOfDatabaseWritesIsOneRun rewrites dpkg's status file
+// every 250 ms for 3 s, as a large apt run does, under a real Runner: the
+// settle time (1 s here, 5 s by default) makes it one run and one result.
+func TestSoftwareBurstOfDatabaseWritesIsOneRun(t *testing.T) {
+	root := t.TempDir()
+	status := filepath.Join(root, "var/lib/dpkg/status")
+	if err := os.MkdirAll(filepath.Dir(status), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	replace(t, status, dpkgParagraph("bash", "5.2.15-2+b7"))
+	s, err := New(Config{Root: root, RPM: RPMOff, Settle: checks.D(time.Second), SettleMax: checks.D(30 * time.Second)}, checks.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := readyWatch{Software: s, ready: make(chan struct{})}
+	results := make(chan checks.Result, 16)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		checks.Runner{Check: rw, Interval: time.Hour, Timeout: 10 * time.Second,
+			Report: func(r checks.Result) bool { results <- r; return true }}.Run(ctx)
+	}()
+	select {
+	case <-results: // the baseline
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first run")
+	}
+	select {
+	case <-rw.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch not ready")
+	}
+
+	start := time.Now()
+	var last string
+	for i := 0; time.Since(start) < 3*time.Second; i++ {
+		last = fmt.Sprintf("5.2.15-2+b%d", 8+i)
+		replace(t, status, dpkgParagraph("bash", last))
+		time.Sleep(250 * time.Millisecond) // the pace of the burst, not a wait for state
+	}
+
+	var got []checks.Result
+	timeout, quiet := time.After(5*time.Second), time.After(time.Hour)
+collect:
+	for {
+		select {
+		case r := <-results:
+			got = append(got, r)
+			quiet = time.After(2 * time.Second) // long enough for a second run to show
+		case <-quiet:
+			break collect
+		case <-timeout:
+			break collect
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d results after the burst, want 1: %+v", len(got), got)
+	}
+	d := got[0].Data.(Data)
+	if d.Upgraded != 1 || len(d.Changes) != 1 || d.Changes[0].Version != last {
+		t.Errorf("result = %q %+v, want one upgrade of bash to %s", got[0].Summary, d.Changes, last)
+	}
+}
