@@ -243,18 +243,24 @@ func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, rea
 	}
 	data, err := protocol.Marshal(ev)
 	if err == nil {
-		var paf jetstream.PubAckFuture
-		paf, err = r.js.PublishMsgAsync(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]})
-		if err == nil {
-			r.events.Go(func() {
-				select {
-				case <-paf.Ok():
-				case err := <-paf.Err():
-					r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
-				}
-			})
-			return
-		}
+		r.publishEvent(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]}, ch.Name, state)
+		return
 	}
 	r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
+}
+
+// publishEvent publishes a channel event without waiting for it.
+func (r *Relay) publishEvent(msg *nats.Msg, vm string, state protocol.ChannelState) {
+	paf, err := r.js.PublishMsgAsync(msg)
+	if err != nil {
+		r.log.Warn("channel_event_publish_failed", "vm", vm, "state", state, "err", err)
+		return
+	}
+	r.events.Go(func() {
+		select {
+		case <-paf.Ok():
+		case err := <-paf.Err():
+			r.log.Warn("channel_event_publish_failed", "vm", vm, "state", state, "err", err)
+		}
+	})
 }
