@@ -94,6 +94,9 @@ type Config struct {
 	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
+	// LegacyGapWait is how long a gap from an agent without resume must
+	// stand before the relay accepts it; default DefaultLegacyGapWait.
+	LegacyGapWait time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -179,6 +182,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.LegacyGapWait <= 0 {
+		c.LegacyGapWait = DefaultLegacyGapWait
 	}
 	return c, nil
 }

@@ -202,7 +202,7 @@ func (r *Relay) vm(name string) *vmState {
 // to the next.
 func (r *Relay) watch(ctx context.Context, ch Channel) {
 	var d net.Dialer
-	book := newRunBook()
+	book := newRunBook(r.cfg.LegacyGapWait)
 	backoff := r.cfg.BackoffMin
 	for {
 		wait := backoff

@@ -39,8 +39,8 @@ const (
 // still holds them; the connection is ended so that the agent connects
 // again, resumes and resends. Only for an agent that has never sent a
 // resume on this channel (one older than the resume) does the relay fall
-// back to guessing: a second connection in a row that starts past the same
-// gap.
+// back to guessing: connections that start past the same gap for longer
+// than legacyWait, which an agent that resumes cannot make.
 type runBook struct {
 	mu    sync.Mutex
 	runs  map[string]*runState
@@ -55,12 +55,23 @@ type runBook struct {
 	// it held back since the last one published.
 	losses       *rate.Limiter
 	lossesHidden uint64
+	// legacyWait is how long a gap must have stood before the fallback
+	// accepts it.
+	legacyWait time.Duration
 }
 
-func newRunBook() *runBook {
+// DefaultLegacyGapWait is how long the same gap must stand at the start of
+// connection after connection before the relay accepts it from an agent
+// that has not sent a resume. It is above the agent's default ack timeout
+// (30 s), after which an agent that does resume has connected again and
+// resumed, however many reconnects it missed.
+const DefaultLegacyGapWait = 40 * time.Second
+
+func newRunBook(legacyWait time.Duration) *runBook {
 	return &runBook{
-		runs:   make(map[string]*runState),
-		losses: rate.NewLimiter(rate.Every(lossEventEvery), lossEventBurst),
+		runs:       make(map[string]*runState),
+		losses:     rate.NewLimiter(rate.Every(lossEventEvery), lossEventBurst),
+		legacyWait: legacyWait,
 	}
 }
 
@@ -73,9 +84,14 @@ type runState struct {
 	// accepted the highest seq since acked that it admitted without a hole.
 	conn, accepted uint64
 	// gapAt is the first missing seq of the gap that ended the last
-	// connection, or 0. Only the fallback for agents without resume uses it.
-	gapAt uint64
-	used  uint64
+	// connection, or 0, and gapSince when that gap was first found. Only
+	// the fallback for agents without resume uses them.
+	gapAt    uint64
+	gapSince time.Time
+	// unsure is set while the relay does not know where the run starts:
+	// it was first seen on a connection without a resume.
+	unsure bool
+	used   uint64
 }
 
 // verdict says what to do with a message after admit.
@@ -126,12 +142,17 @@ func (b *runBook) resumedOn(conn uint64, r protocol.Resume) {
 
 // admit decides how far seq of run, read on connection conn, lets the relay
 // acknowledge. A run the relay has not seen starts at its first message,
-// or at the oldest seq the connection's resume says the agent holds, or,
-// for an agent that resumes but has not on this connection, at seq 1. A
+// or at the oldest seq the connection's resume says the agent holds; on a
+// connection without a resume it is taken to start at seq 1 until a resume
+// or the fallback says otherwise. A
 // known run is acknowledged only up to the end of a contiguous stretch
 // from its last ack; a seq past a hole is a gap, accepted or not as the
 // book's comment says.
 func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
+	return b.admitAt(time.Now(), conn, run, seq)
+}
+
+func (b *runBook) admitAt(now time.Time, conn uint64, run string, seq uint64) admission {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	resumed := b.resumed == conn
@@ -146,18 +167,20 @@ func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
 	}
 	rs, ok := b.runs[run]
 	if !ok {
+		// Without a resume the first seq seen may be the middle of what the
+		// agent holds: after a relay restart, a live migration or a run
+		// forgotten, with bytes lost in a reconnect the agent did not
+		// notice. Only the agent can say where the run starts.
+		rs = &runState{unsure: true}
+		b.addRun(run, rs)
+	}
+	if rs.unsure && resumed {
 		// What came before the start was acknowledged by someone, or
 		// dropped: the relay cannot tell which, and reports no loss.
-		rs = &runState{acked: seq - 1}
-		switch {
-		case held.Oldest != 0 && held.Oldest <= seq:
+		rs.acked, rs.unsure = seq-1, false
+		if held.Oldest != 0 && held.Oldest <= seq {
 			rs.acked = held.Oldest - 1
-		case b.speaks && !resumed:
-			// A run forgotten, or the agent's first words lost while the
-			// relay reconnected: only a resume can say where it starts.
-			rs.acked = 0
 		}
-		b.addRun(run, rs)
 	}
 	b.clock++
 	rs.used = b.clock
@@ -168,6 +191,7 @@ func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
 	switch {
 	case seq <= rs.accepted || seq-rs.accepted == 1: // no overflow at MaxUint64
 		rs.accepted = max(rs.accepted, seq)
+		rs.unsure = false // seq 1 came, or the start was settled before
 		if first {
 			rs.gapAt = 0
 		}
@@ -176,11 +200,19 @@ func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
 		from := rs.accepted + 1
 		rs.gapAt, rs.accepted = 0, seq
 		return b.lost(admission{rs: rs, ackTo: seq, verdict: gapAccepted, from: from, to: seq - 1, resumed: true, held: held})
-	case !b.speaks && first && rs.gapAt != 0 && rs.gapAt == rs.accepted+1:
+	case !b.speaks && first && rs.gapAt != 0 && rs.gapAt == rs.accepted+1 && now.Sub(rs.gapSince) >= b.legacyWait:
 		from := rs.accepted + 1
 		rs.gapAt, rs.accepted = 0, seq
+		if rs.unsure {
+			// The start of a run seen mid-way: nothing is known lost.
+			rs.unsure = false
+			return admission{rs: rs, ackTo: seq}
+		}
 		return b.lost(admission{rs: rs, ackTo: seq, verdict: gapAccepted, from: from, to: seq - 1})
 	default:
+		if rs.gapAt != rs.accepted+1 {
+			rs.gapSince = now
+		}
 		rs.gapAt = rs.accepted + 1
 		return admission{rs: rs, ackTo: rs.accepted, verdict: gapFound, from: rs.gapAt, to: seq - 1}
 	}

@@ -2,6 +2,7 @@ package hostrelay
 
 import (
 	"testing"
+	"time"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -80,7 +81,7 @@ func TestAdmitWithResume(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newRunBook()
+			b := newRunBook(0)
 			var conn uint64
 			for i, st := range tt.steps {
 				for conn < st.conn {
@@ -104,7 +105,7 @@ func TestAdmitWithResume(t *testing.T) {
 }
 
 func TestAdmitBoundsTheLossEvents(t *testing.T) {
-	b := newRunBook()
+	b := newRunBook(0)
 	b.resumedOn(1, protocol.Resume{Held: []protocol.HeldRun{}})
 	var published int
 	for seq := uint64(1); seq <= 2*lossEventBurst*2; seq += 2 {
@@ -121,5 +122,25 @@ func TestAdmitBoundsTheLossEvents(t *testing.T) {
 	}
 	if published != lossEventBurst {
 		t.Errorf("%d loss events published in a burst of gaps, want %d", published, lossEventBurst)
+	}
+}
+
+func TestAdmitTakesTheOldGuessOnlyAfterTheLegacyWait(t *testing.T) {
+	b := newRunBook(DefaultLegacyGapWait)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	b.acking(b.admitAt(t0, 1, "r", 1).rs, 1)
+	for i, st := range []struct {
+		after time.Duration
+		want  verdict
+	}{
+		{0, gapFound},
+		{time.Second, gapFound},
+		{DefaultLegacyGapWait - time.Second, gapFound},
+		{DefaultLegacyGapWait, gapAccepted},
+	} {
+		conn := uint64(i + 2)
+		if adm := b.admitAt(t0.Add(st.after), conn, "r", 5); adm.verdict != st.want {
+			t.Errorf("the gap %v after it was first found: verdict %d, want %d", st.after, adm.verdict, st.want)
+		}
 	}
 }
