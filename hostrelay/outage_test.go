@@ -3,8 +3,8 @@ package hostrelay
 import (
 	"encoding/json"
 	"math"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
