@@ -94,6 +94,12 @@ type Config struct {
 	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
+	// HostUsageInterval is how often host usage is published on
+	// guestdiag.host.<host>; default DefaultHostUsageInterval, negative
+	// turns it off.
+	HostUsageInterval time.Duration
+	// ProcRoot is where QEMU processes are looked for; default /proc.
+	ProcRoot string
 	// LegacyGapWait is how long a gap from an agent without resume must
 	// stand before the relay accepts it; default DefaultLegacyGapWait.
 	LegacyGapWait time.Duration
@@ -182,6 +188,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.HostUsageInterval == 0 {
+		c.HostUsageInterval = DefaultHostUsageInterval
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
 	}
 	if c.LegacyGapWait <= 0 {
 		c.LegacyGapWait = DefaultLegacyGapWait

@@ -332,6 +332,8 @@ func testConfig(dir string) Config {
 		PublishTimeout: 5 * time.Second,
 		// Fake guests that send no resume play agents from before it.
 		LegacyGapWait: time.Nanosecond,
+		// Tests of host usage turn it on.
+		HostUsageInterval: -1,
 	}
 }
 

@@ -114,6 +114,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}()
 
+	if r.cfg.HostUsageInterval > 0 {
+		uctx, stopUsage := context.WithCancel(ctx)
+		defer stopUsage()
+		wg.Go(func() { r.publishUsage(uctx) })
+	}
+
 	chans := newChannelSet(r.cfg, r.log)
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()

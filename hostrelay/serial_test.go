@@ -289,12 +289,7 @@ func clipSeqs(s []uint64) []uint64 {
 // waitStoredPast waits until the stream holds a seq above n.
 func waitStoredPast(tb testing.TB, js jetstream.JetStream, n uint64) uint64 {
 	tb.Helper()
-	eventually(tb, "the relay to create the stream", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.Stream(ctx, natsutil.StreamName)
-		return err == nil
-	})
+	waitStream(tb, js)
 	var top uint64
 	eventually(tb, "the stream to move on", func() bool {
 		top = maxStored(tb, js)
@@ -314,4 +309,15 @@ func resumeLine(tb testing.TB, conn uint64, held ...protocol.HeldRun) []byte {
 		tb.Fatal(err)
 	}
 	return line(tb, protocol.Envelope{V: 1, Kind: protocol.KindResume, Run: "agent", Seq: conn, TS: time.Now().UTC(), Data: data})
+}
+
+// waitStream waits until a relay has created the stream.
+func waitStream(tb testing.TB, js jetstream.JetStream) {
+	tb.Helper()
+	eventually(tb, "the relay to create the stream", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.Stream(ctx, natsutil.StreamName)
+		return err == nil
+	})
 }
