@@ -57,8 +57,12 @@ type Config struct {
 	// Host names this hypervisor in subjects and envelopes; default
 	// os.Hostname().
 	Host string
-	// NATSURL is used by Run only; default nats.DefaultURL.
+	// NATSURL is used by Run only; default nats.DefaultURL. Several URLs
+	// are comma separated.
 	NATSURL string
+	// NATSAuth is how Run authenticates to NATS. Run sets its InboxPrefix
+	// to RelayInboxPrefix(Host), which the relay's permissions name.
+	NATSAuth natsutil.Auth
 	// Globs find channel sockets. The VM name is the socket's folder name
 	// with libvirt's "domain-<id>-" prefix removed. Nil means DefaultGlob; an
 	// empty non-nil slice turns globbing off.

@@ -30,6 +30,13 @@ var (
 	errShutdown = errors.New("relay shutting down")
 )
 
+// RelayInboxPrefix is where the relay of host receives replies (publish
+// acks, stream info): a subject of its own, so that its permissions can let
+// it subscribe there and nowhere else.
+func RelayInboxPrefix(host string) string {
+	return "_GDINBOX.relay." + protocol.EscapeToken(host)
+}
+
 // Relay moves guest messages from VM channels to JetStream.
 type Relay struct {
 	cfg Config
@@ -76,8 +83,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("relay config: %w", err)
 	}
+	auth := cfg.NATSAuth
+	auth.InboxPrefix = RelayInboxPrefix(cfg.Host)
+	opts, err := auth.Options()
+	if err != nil {
+		return err
+	}
 	logger.Info("nats_connecting", "url", cfg.NATSURL)
-	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger)
+	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger, opts...)
 	if err != nil {
 		return err
 	}
