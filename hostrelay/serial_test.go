@@ -217,39 +217,70 @@ func startAgent(tb testing.TB, tr guestagent.Transport, stateDir string) context
 }
 
 // storedSeqs returns, per run, how many times each seq of the channel's
-// reports and heartbeats is in the stream.
+// reports and heartbeats is in the stream. It reads the stream once, with
+// an ordered consumer.
 func storedSeqs(tb testing.TB, js jetstream.JetStream) map[string]map[uint64]int {
 	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*waitFor)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, natsutil.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"guestdiag.report.>", "guestdiag.heartbeat.>"},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	out := map[string]map[uint64]int{}
-	for _, prefix := range []string{"guestdiag.report.", "guestdiag.heartbeat."} {
-		for _, m := range streamMsgs(tb, js, prefix) {
+	for left := info.NumPending; left > 0; {
+		batch, err := cons.Fetch(int(min(left, 1000)), jetstream.FetchMaxWait(waitFor))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
 			var r struct {
 				Guest struct {
 					Run string `json:"run"`
 					Seq uint64 `json:"seq"`
 				} `json:"guest"`
 			}
-			if err := json.Unmarshal(m.Data, &r); err != nil {
-				tb.Fatalf("stream message %d: %v", m.Sequence, err)
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				tb.Fatalf("stream message on %s: %v", m.Subject(), err)
 			}
 			if out[r.Guest.Run] == nil {
 				out[r.Guest.Run] = map[uint64]int{}
 			}
 			out[r.Guest.Run][r.Guest.Seq]++
 		}
+		if err := batch.Error(); err != nil {
+			tb.Fatal(err)
+		}
+		if got == 0 {
+			tb.Fatalf("stream reading stopped with %d messages left", left)
+		}
+		left -= uint64(got)
 	}
 	return out
 }
 
-// maxStored returns the highest seq stored of any run.
-func maxStored(tb testing.TB, js jetstream.JetStream) uint64 {
-	var top uint64
-	for _, seqs := range storedSeqs(tb, js) {
-		for s := range seqs {
-			top = max(top, s)
-		}
+// streamCount returns how many messages the stream holds.
+func streamCount(tb testing.TB, js jetstream.JetStream) uint64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	st, err := js.Stream(ctx, natsutil.StreamName)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return top
+	info, err := st.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.State.Msgs
 }
 
 // checkContiguous checks that every run in the stream holds seqs 1 to its
@@ -286,16 +317,17 @@ func clipSeqs(s []uint64) []uint64 {
 	return s
 }
 
-// waitStoredPast waits until the stream holds a seq above n.
+// waitStoredPast waits until the stream holds more than n messages, and
+// returns how many it holds.
 func waitStoredPast(tb testing.TB, js jetstream.JetStream, n uint64) uint64 {
 	tb.Helper()
 	waitStream(tb, js)
-	var top uint64
+	var count uint64
 	eventually(tb, "the stream to move on", func() bool {
-		top = maxStored(tb, js)
-		return top > n
+		count = streamCount(tb, js)
+		return count > n
 	})
-	return top
+	return count
 }
 
 // resumeLine is the resume an agent writes on its conn-th connection.
