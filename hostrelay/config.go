@@ -107,6 +107,8 @@ type Config struct {
 	// LegacyGapWait is how long a gap from an agent without resume must
 	// stand before the relay accepts it; default DefaultLegacyGapWait.
 	LegacyGapWait time.Duration
+	// Lifecycle says where VMs are watched from the host (QMP, libvirt).
+	Lifecycle LifecycleConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -201,6 +203,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.LegacyGapWait <= 0 {
 		c.LegacyGapWait = DefaultLegacyGapWait
+	}
+	var err error
+	if c.Lifecycle, err = c.Lifecycle.withDefaults(); err != nil {
+		return c, err
 	}
 	return c, nil
 }

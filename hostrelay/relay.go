@@ -133,6 +133,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Go(func() { r.publishUsage(uctx) })
 	}
 
+	wg.Go(func() { r.watchLifecycle(ctx) })
 	chans := newChannelSet(r.cfg, r.log)
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
