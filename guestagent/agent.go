@@ -102,7 +102,9 @@ func (a *agent) run(ctx context.Context) error {
 		senderErr error
 	)
 	wg.Go(func() {
-		if err := newSender(sp, a.tr, a.cfg, a.logger).run(ctx); err != nil {
+		snd := newSender(sp, a.tr, a.cfg, a.logger)
+		snd.runID = a.runID
+		if err := snd.run(ctx); err != nil {
 			senderErr = err
 			cancelAll()
 		}

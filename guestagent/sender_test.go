@@ -37,7 +37,9 @@ func runSenderOn(t *testing.T, sp *spool, tr Transport, cfg Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- newSender(sp, tr, cfg.withDefaults(), discardLogger()).run(ctx) }()
+	snd := newSender(sp, tr, cfg.withDefaults(), discardLogger())
+	snd.runID = "S"
+	go func() { done <- snd.run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

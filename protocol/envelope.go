@@ -15,13 +15,14 @@ const MaxLineLen = 256 << 10
 // Kind says what an envelope carries.
 type Kind string
 
-// The kinds of envelope. Guests write hello, result, event and heartbeat;
-// the host writes only ack.
+// The kinds of envelope. Guests write hello, result, event and heartbeat,
+// which are spooled, and resume, which is not; the host writes only ack.
 const (
 	KindHello     Kind = "hello"
 	KindResult    Kind = "result"
 	KindEvent     Kind = "event"
 	KindHeartbeat Kind = "heartbeat"
+	KindResume    Kind = "resume"
 	KindAck       Kind = "ack"
 )
 
@@ -62,8 +63,8 @@ type Envelope struct {
 	Summary  string    `json:"summary,omitempty"`
 	Findings []Finding `json:"findings,omitempty"`
 
-	// Data is check specific for result and event, a Hello for hello, and a
-	// Heartbeat for heartbeat.
+	// Data is check specific for result and event, a Hello for hello, a
+	// Heartbeat for heartbeat and a Resume for resume.
 	Data json.RawMessage `json:"data,omitempty"`
 }
 

@@ -51,11 +51,11 @@ func (e *Envelope) Validate() error {
 		return versionErr(e.V)
 	}
 	switch e.Kind {
-	case KindHello, KindResult, KindEvent, KindHeartbeat:
+	case KindHello, KindResult, KindEvent, KindHeartbeat, KindResume:
 	case "":
 		return fieldErr("kind", "missing")
 	default:
-		return fieldErr("kind", "%q is not one of hello, result, event, heartbeat", clip(string(e.Kind)))
+		return fieldErr("kind", "%q is not one of hello, result, event, heartbeat, resume", clip(string(e.Kind)))
 	}
 	if err := checkToken("run", e.Run, MaxRunLen, isRunByte); err != nil {
 		return err
@@ -118,6 +118,15 @@ func (e *Envelope) validateData() error {
 		if err := strictUnmarshal(d, &hb); err != nil {
 			return fieldErr("data", "%v", err)
 		}
+	case KindResume:
+		if len(d) == 0 {
+			return fieldErr("data", "resume needs held")
+		}
+		var r Resume
+		if err := strictUnmarshal(d, &r); err != nil {
+			return fieldErr("data", "%v", err)
+		}
+		return r.validate()
 	}
 	return nil
 }
