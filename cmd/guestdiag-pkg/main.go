@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ func run() error {
 	packaging := flag.String("packaging", "packaging", "the repository's packaging `dir`ectory")
 	out := flag.String("out", "dist", "`dir`ectory to write the packages into")
 	arches := flag.String("arch", "amd64,arm64", "comma-separated GOARCH `list` of the Linux packages")
+	only := flag.String("packages", "", "comma-separated `names` of the Linux packages to build (default all)")
+	formats := flag.String("formats", strings.Join(pkgbuild.Formats, ","), "comma-separated Linux package `formats`")
 	msi := flag.Bool("msi", true, "build the Windows agent's MSI too (needs wixl and msibuild)")
 	flag.Parse()
 
@@ -40,10 +43,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *only != "" {
+		for _, n := range strings.Split(*only, ",") {
+			if !slices.ContainsFunc(pkgbuild.Packages(), func(p pkgbuild.Package) bool { return p.Name == n }) {
+				return fmt.Errorf("-packages: no package is named %q", n)
+			}
+		}
+	}
 	in := pkgbuild.Inputs{Packaging: *packaging, Bin: *bin, Version: version, MTime: mtime}
 	for _, arch := range strings.Split(*arches, ",") {
 		for _, p := range pkgbuild.Packages() {
-			for _, format := range pkgbuild.Formats {
+			if *only != "" && !slices.Contains(strings.Split(*only, ","), p.Name) {
+				continue
+			}
+			for _, format := range strings.Split(*formats, ",") {
 				name, err := pkgbuild.Build(p, in, format, arch, *out)
 				if err != nil {
 					return err

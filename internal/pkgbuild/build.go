@@ -74,6 +74,10 @@ func Build(p Package, in Inputs, format, arch, dir string) (string, error) {
 			Scripts:    scripts,
 		},
 	}
+	// zstd: a third of gzip's time for the control plane's 37 MB, and read
+	// by dpkg since 1.21.18 (bookworm has 1.21.22) and rpm since 4.14 (RHEL 8).
+	info.Deb.Compression = "zstd"
+	info.RPM.Compression = "zstd"
 	if format == "rpm" {
 		info.Release = "1"
 		info.RPM.Summary = p.Description

@@ -40,7 +40,7 @@ func (p Package) SysusersPath() string {
 	if p.User == "" {
 		return ""
 	}
-	return "/usr/lib/sysusers.d/" + p.Name + ".conf"
+	return "/usr/lib/sysusers.d/" + p.User + ".conf"
 }
 
 const (
