@@ -45,7 +45,7 @@ func run() error {
 	}
 	if *only != "" {
 		for _, n := range strings.Split(*only, ",") {
-			if !slices.ContainsFunc(pkgbuild.Packages(), func(p pkgbuild.Package) bool { return p.Name == n }) {
+			if _, ok := pkgbuild.ByName(n); !ok {
 				return fmt.Errorf("-packages: no package is named %q", n)
 			}
 		}

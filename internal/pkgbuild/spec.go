@@ -99,3 +99,13 @@ func Packages() []Package {
 		},
 	}
 }
+
+// ByName returns the package named name, as Packages lists it.
+func ByName(name string) (Package, bool) {
+	for _, p := range Packages() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Package{}, false
+}
