@@ -4,8 +4,8 @@
 # downloads it with `apt-get download` on first use), and the tools the checks'
 # integration tests drive: ip (network namespaces), nft (rulesets), rpm and
 # rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); the
-# packaging tools `make packages` and its tests use: dpkg-deb, wixl and
-# msitools (msibuild, msiinfo); and the real
+# packaging tools `make packages` and its tests use: dpkg-deb, wixl,
+# msitools (msibuild, msiinfo) and systemd-sysusers; and the real
 # peers of the alert and dashboard tests: Prometheus Alertmanager and headless
 # Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
@@ -21,6 +21,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
 command -v wixl >/dev/null 2>&1 || missing+=(wixl)
 command -v msiinfo >/dev/null 2>&1 || missing+=(msitools)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
