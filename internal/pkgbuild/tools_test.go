@@ -161,3 +161,13 @@ func output(t *testing.T, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestMain removes what builtBinaries and buildPackages left: the binaries
+// and packages are kept across tests, so no test's TempDir may hold them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" && binErr == nil {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
