@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/host"
@@ -28,18 +29,20 @@ import (
 // check, no transport for this OS).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg = cfg.withDefaults()
-	tr := cfg.Transport
-	if tr == nil {
-		var err error
-		if tr, err = newPortTransport(cfg, logger); err != nil {
-			return err
-		}
-	}
 	list, err := selectChecks(cfg, logger)
 	if err != nil {
 		return err
 	}
-	return newAgent(cfg, tr, list, logger).run(ctx)
+	if cfg.Transport != nil {
+		return newAgent(cfg, cfg.Transport, list, logger).run(ctx)
+	}
+	sel, err := newTransports(cfg, logger)
+	if err != nil {
+		return err
+	}
+	a := newAgent(cfg, sel, list, logger)
+	sel.onActive = a.transportChanged
+	return a.run(ctx)
 }
 
 type agent struct {
@@ -54,6 +57,8 @@ type agent struct {
 
 	runID string
 	spool *spool
+	// transport is the name of the active transport, once known.
+	transport atomic.Value
 
 	mu      sync.Mutex // orders seq allocation with spool appends
 	nextSeq uint64
@@ -88,11 +93,7 @@ func (a *agent) run(ctx context.Context) error {
 	a.logger.Info("agent_started", "run", a.runID, "version", version.Version, "state_dir", a.cfg.StateDir,
 		"checks", len(a.checks), "spooled", sp.waiting())
 
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	h := a.hello(hctx)
-	cancel()
-	data, _ := json.Marshal(h)
-	a.emit(protocol.Envelope{Kind: protocol.KindHello, Data: data})
+	a.sendHello(ctx)
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -113,6 +114,27 @@ func (a *agent) run(ctx context.Context) error {
 	wg.Wait()
 	a.logger.Info("agent_stopped", "run", a.runID, "spooled", sp.waiting())
 	return senderErr
+}
+
+// sendHello spools a hello. It is seq 1 of the run, and comes again each
+// time the agent connects over a different transport, naming it.
+func (a *agent) sendHello(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	h := a.hello(hctx)
+	cancel()
+	if name, ok := a.transport.Load().(string); ok {
+		h.Transport = name
+	}
+	data, _ := json.Marshal(h)
+	a.emit(protocol.Envelope{Kind: protocol.KindHello, Data: data})
+}
+
+// transportChanged is called by the selector when a connection is made
+// over another transport than before.
+func (a *agent) transportChanged(name string) {
+	a.transport.Store(name)
+	a.logger.Info("transport_changed", "transport", name)
+	a.sendHello(context.Background())
 }
 
 func (a *agent) heartbeats(ctx context.Context) {

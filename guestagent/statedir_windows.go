@@ -15,4 +15,7 @@ func defaultStateDir() string {
 
 // DefaultConfigFile is read when --config is not given; its absence is not
 // an error.
-var DefaultConfigFile = filepath.Join(defaultStateDir(), "agent.json")
+var DefaultConfigFile = filepath.Join(defaultStateDir(), "agent.yaml")
+
+// mdlayher/vsock is Linux only, so Windows has virtio-serial alone.
+func defaultTransports() []string { return []string{TransportVirtioSerial} }

@@ -113,13 +113,13 @@ func TestParseSize(t *testing.T) {
 		{"1048576", 1 << 20}, {"512KiB", 512 << 10}, {"16MiB", 16 << 20}, {"16M", 16 << 20}, {"1GiB", 1 << 30}, {"2048B", 2048},
 	}
 	for _, tt := range tests {
-		if got, err := parseSize(tt.in); err != nil || got != tt.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		if got, err := guestagent.ParseSize(tt.in); err != nil || got != tt.want {
+			t.Errorf("guestagent.ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"", "0", "-1", "1.5MiB", "MiB", "99999999999GiB"} {
-		if got, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
+		if got, err := guestagent.ParseSize(bad); err == nil {
+			t.Errorf("guestagent.ParseSize(%q) = %d, want an error", bad, got)
 		}
 	}
 }
