@@ -63,8 +63,7 @@ type agent struct {
 	mu      sync.Mutex // orders seq allocation with spool appends
 	nextSeq uint64
 	// Spool drops already reported in an event, by reason.
-	droppedReported uint64
-	damagedReported uint64
+	reported drops
 }
 
 func newAgent(cfg Config, tr Transport, list []checks.Runner, logger *slog.Logger) *agent {
@@ -88,6 +87,7 @@ func (a *agent) run(ctx context.Context) error {
 		return err
 	}
 	defer sp.close()
+	sp.setMaxAge(a.cfg.SpoolMaxAge)
 	a.spool = sp
 	a.runID = newRunID()
 	a.logger.Info("agent_started", "run", a.runID, "version", version.Version, "state_dir", a.cfg.StateDir,
@@ -158,37 +158,49 @@ func (a *agent) heartbeats(ctx context.Context) {
 // event says it once, as a finding with the reason, so that it shows up
 // wherever findings are read without comparing heartbeats.
 func (a *agent) reportDrops() {
-	full, damaged := a.spool.dropCounts()
+	now := a.spool.dropCounts()
 	a.mu.Lock()
-	lastFull, lastDamaged := a.droppedReported, a.damagedReported
-	a.droppedReported, a.damagedReported = full, damaged
+	last := a.reported
+	a.reported = now
 	a.mu.Unlock()
-	if full == lastFull && damaged == lastDamaged {
+	if now == last {
 		return
 	}
 	var findings []protocol.Finding
-	if full != lastFull {
+	if now.full != last.full {
 		findings = append(findings, protocol.Finding{
 			Code:     "agent.spool_dropped",
 			Severity: protocol.SeverityWarn,
+			Source:   "bytes",
 			Message:  fmt.Sprintf("the spool reached its bound of %d bytes while the host did not acknowledge; the oldest messages were dropped", a.cfg.SpoolMaxBytes),
-			Count:    full,
+			Count:    now.full,
 		})
 	}
-	if damaged != lastDamaged {
+	if now.expired != last.expired {
+		findings = append(findings, protocol.Finding{
+			Code:     "agent.spool_dropped",
+			Severity: protocol.SeverityWarn,
+			Source:   "age",
+			Message:  fmt.Sprintf("messages waited longer than the spool's maximum age of %v without an ack and were dropped", a.cfg.SpoolMaxAge),
+			Count:    now.expired,
+		})
+	}
+	if now.damaged != last.damaged {
 		findings = append(findings, protocol.Finding{
 			Code:     "agent.spool_damaged",
 			Severity: protocol.SeverityWarn,
+			Source:   "damaged",
 			Message:  "spooled messages could not be read back (missing or failing their checksum) and were dropped unsent",
-			Count:    damaged,
+			Count:    now.damaged,
 		})
 	}
-	n, last := full+damaged, lastFull+lastDamaged
+	n := now.full + now.expired + now.damaged
+	delta := n - (last.full + last.expired + last.damaged)
 	a.emit(protocol.Envelope{
 		Kind:     protocol.KindEvent,
 		Check:    "agent",
 		Status:   protocol.StatusWarn,
-		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", n-last, n),
+		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", delta, n),
 		Findings: findings,
 	})
 }

@@ -80,8 +80,10 @@ var options = []option{
 	{"write_timeout", durationOpt(func(c *Config) *time.Duration { return &c.WriteTimeout }), func(c Config) any { return c.WriteTimeout.String() }},
 }
 
-// CheckTransports says what is wrong with a transport list.
-func CheckTransports(list []string) error {
+// CheckTransports says what is wrong with a transport list for this OS.
+func CheckTransports(list []string) error { return checkTransportsOn(runtime.GOOS, list) }
+
+func checkTransportsOn(goos string, list []string) error {
 	if len(list) == 0 {
 		return errors.New("transports: want at least one of virtio-serial, vsock")
 	}
@@ -89,8 +91,8 @@ func CheckTransports(list []string) error {
 		switch name {
 		case TransportVirtioSerial:
 		case TransportVsock:
-			if runtime.GOOS != "linux" {
-				return fmt.Errorf("transports: vsock is not supported on %s: AF_VSOCK is reached through mdlayher/vsock, which is Linux only", runtime.GOOS)
+			if goos != "linux" {
+				return fmt.Errorf("transports: vsock is not supported on %s: AF_VSOCK is reached through mdlayher/vsock, which is Linux only", goos)
 			}
 		default:
 			return fmt.Errorf("transports: unknown transport %q; known: virtio-serial, vsock", name)

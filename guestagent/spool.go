@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -40,7 +41,10 @@ import (
 // A segment file is deleted as soon as none of its records is waiting for
 // an ack. The byte bound counts whole segment files; when an append would
 // exceed it, the oldest segments are deleted with their unacknowledged
-// records, which are counted as dropped.
+// records, which are counted as dropped. The age bound drops, and counts,
+// records spooled longer ago than the maximum age; a record's age is taken
+// from the time it was appended, or after a restart from its envelope's
+// ts (the file's modification time if that cannot be read).
 //
 // Each read of a record for sending checks it again. A record whose bytes
 // are gone or no longer match their CRC will never be readable: it is
@@ -84,13 +88,15 @@ type record struct {
 	run string
 	seq uint64
 	seg *segment
-	off int64 // offset of the line in the segment file
-	n   int   // length of the line
+	off int64     // offset of the line in the segment file
+	n   int       // length of the line
+	at  time.Time // when it was spooled
 }
 
 type spool struct {
 	dir    string
 	max    int64
+	maxAge time.Duration // 0: no age bound
 	segMax int64
 	logger *slog.Logger
 	lock   *os.File // held open, and locked, while the spool is open
@@ -105,10 +111,12 @@ type spool struct {
 	acked   map[string]uint64
 	bytes   int64  // sum of segment sizes
 	dropped uint64 // records dropped because the spool was full
+	expired uint64 // records dropped because they were older than maxAge
 	damaged uint64 // records dropped because they could not be read back
 	changed chan struct{}
 
 	fsync func(*os.File) error // (*os.File).Sync; replaced in tests
+	now   func() time.Time
 }
 
 // openSpool opens or creates the spool in dir and recovers what an earlier
@@ -130,6 +138,7 @@ func openSpool(dir string, maxBytes int64, logger *slog.Logger) (*spool, error) 
 		acked:   map[string]uint64{},
 		changed: make(chan struct{}),
 		fsync:   (*os.File).Sync,
+		now:     time.Now,
 	}
 	// Two processes appending to one spool would interleave records and
 	// delete each other's segments.
@@ -197,6 +206,10 @@ func (s *spool) loadSegment(num uint64) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	seg.size = int64(len(b))
+	var mtime time.Time
+	if st, err := os.Stat(seg.path); err == nil {
+		mtime = st.ModTime()
+	}
 	off := 0
 	for off < len(b) {
 		run, seq, line, n, ok := parseRecord(b[off:])
@@ -208,7 +221,7 @@ func (s *spool) loadSegment(num uint64) error {
 		if seq > s.acked[run] {
 			s.recs = append(s.recs, &record{
 				id: s.nextID, run: run, seq: seq, seg: seg,
-				off: int64(off + n - len(line)), n: len(line),
+				off: int64(off + n - len(line)), n: len(line), at: lineTime(line, mtime),
 			})
 			s.nextID++
 			seg.live++
@@ -224,6 +237,17 @@ func (s *spool) loadSegment(num uint64) error {
 	s.segs = append(s.segs, seg)
 	s.bytes += seg.size
 	return nil
+}
+
+// lineTime returns the ts of a spooled wire line, or def.
+func lineTime(line []byte, def time.Time) time.Time {
+	var e struct {
+		TS time.Time `json:"ts"`
+	}
+	if json.Unmarshal(line, &e) != nil || e.TS.IsZero() {
+		return def
+	}
+	return e.TS
 }
 
 // parseRecord decodes the record at the start of b and returns its length.
@@ -270,6 +294,8 @@ func (s *spool) append(run string, seq uint64, line []byte) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	s.expireLocked(now)
 	for s.bytes+size > s.max && len(s.segs) > 0 {
 		s.dropOldest()
 	}
@@ -289,7 +315,7 @@ func (s *spool) append(run string, seq uint64, line []byte) error {
 	s.bytes += size
 	seg.live++
 	seg.runs[run] = true
-	s.recs = append(s.recs, &record{id: s.nextID, run: run, seq: seq, seg: seg, off: off + int64(recHeader+len(run)), n: len(line)})
+	s.recs = append(s.recs, &record{id: s.nextID, run: run, seq: seq, seg: seg, off: off + int64(recHeader+len(run)), n: len(line), at: now})
 	s.nextID++
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -360,6 +386,41 @@ func (s *spool) closeActive() {
 	if seg != nil && seg.live == 0 {
 		s.removeSegment(seg)
 	}
+}
+
+// setMaxAge sets the age bound and applies it at once.
+func (s *spool) setMaxAge(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxAge = d
+	s.expireLocked(s.now())
+}
+
+// expireLocked drops the records spooled before now less the age bound.
+// Records are in append order, so they are the oldest ones. s.mu must be
+// held.
+func (s *spool) expireLocked(now time.Time) {
+	if s.maxAge <= 0 || len(s.recs) == 0 {
+		return
+	}
+	cut := now.Add(-s.maxAge)
+	n := 0
+	for n < len(s.recs) && s.recs[n].at.Before(cut) {
+		s.recs[n].seg.live--
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	oldest := s.recs[0].at
+	s.recs = slices.Delete(s.recs, 0, n)
+	s.expired += uint64(n)
+	for _, seg := range slices.Clone(s.segs) {
+		if seg.live == 0 && seg != s.active {
+			s.removeSegment(seg)
+		}
+	}
+	s.logger.Warn("spool_expired_dropped", "messages", n, "oldest", oldest, "max_age", s.maxAge, "expired_total", s.expired)
 }
 
 // dropOldest deletes the oldest segment to make room, with its records.
@@ -534,19 +595,25 @@ func (s *spool) size() int64 {
 }
 
 // droppedCount returns how many unacknowledged records this process
-// dropped, for either reason of dropCounts.
+// dropped, for any reason of dropCounts.
 func (s *spool) droppedCount() uint64 {
-	full, damaged := s.dropCounts()
-	return full + damaged
+	d := s.dropCounts()
+	return d.full + d.expired + d.damaged
 }
 
-// dropCounts returns how many unacknowledged records this process dropped
-// to stay within the bound, and how many because they could not be read
-// back.
-func (s *spool) dropCounts() (full, damaged uint64) {
+// drops counts records dropped unacknowledged, by reason.
+type drops struct {
+	full    uint64 // to stay within the byte bound
+	expired uint64 // older than the age bound
+	damaged uint64 // could not be read back
+}
+
+// dropCounts returns how many unacknowledged records this process dropped,
+// by reason.
+func (s *spool) dropCounts() drops {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.dropped, s.damaged
+	return drops{full: s.dropped, expired: s.expired, damaged: s.damaged}
 }
 
 // changes returns a channel that is closed at the next append.
