@@ -8,6 +8,10 @@ func defaultStateDir() string { return "/var/lib/guestdiag" }
 // an error.
 const DefaultConfigFile = "/etc/guestdiag/agent.yaml"
 
+// LegacyConfigFile is read in its place when only it exists: the JSON file
+// of earlier versions, which reads as YAML.
+const LegacyConfigFile = "/etc/guestdiag/agent.json"
+
 // vsock is Linux only (AF_VSOCK through mdlayher/vsock); other Unix
 // systems are not built for, but keep to the same rule.
 func defaultTransports() []string {

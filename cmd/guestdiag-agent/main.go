@@ -121,12 +121,22 @@ func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.L
 // over the defaults.
 func loadConfigFile(name string) (guestagent.Config, error) {
 	if name == "" {
-		if _, err := os.Stat(guestagent.DefaultConfigFile); err != nil {
+		if name = defaultConfigFile(); name == "" {
 			return guestagent.DefaultConfig(), nil
 		}
-		name = guestagent.DefaultConfigFile
 	}
 	return guestagent.LoadConfigFile(name)
+}
+
+// defaultConfigFile returns the default config file, or the earlier
+// versions' JSON file when only that exists, or "" when neither does.
+func defaultConfigFile() string {
+	for _, name := range []string{guestagent.DefaultConfigFile, guestagent.LegacyConfigFile} {
+		if _, err := os.Stat(name); err == nil {
+			return name
+		}
+	}
+	return ""
 }
 
 // runConfig is "config check [FILE]": every mistake in the file on its own
@@ -136,9 +146,11 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: guestdiag-agent config check [FILE]   (default "+guestagent.DefaultConfigFile+")")
 		return cli.ExitUsage
 	}
-	name := guestagent.DefaultConfigFile
+	name := defaultConfigFile()
 	if len(args) == 2 {
 		name = args[1]
+	} else if name == "" {
+		name = guestagent.DefaultConfigFile // its absence is the error to report
 	}
 	cfg, err := guestagent.LoadConfigFile(name)
 	if err != nil {
