@@ -84,6 +84,10 @@ func (s *selector) Active() string {
 	return s.active
 }
 
+// Connect tries the transports in order, round after round, until one
+// reaches the host or ctx ends. Each failure is logged once per kind by
+// noteFailure. It returns an error only when every transport is
+// unsupported here, which is final.
 func (s *selector) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	s.mu.Lock()
 	conn, i := s.pending, s.pendingIdx
@@ -92,36 +96,36 @@ func (s *selector) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
 	if conn != nil {
 		return s.activate(ctx, i, conn), nil
 	}
-	var errs []error
-	unsupported := 0
-	for i, nt := range s.list {
-		cctx, cancel := ctx, context.CancelFunc(func() {})
-		if len(s.list) > 1 {
-			cctx, cancel = context.WithTimeout(ctx, s.fallbackAfter)
+	for {
+		var errs []error
+		for i, nt := range s.list {
+			cctx, cancel := ctx, context.CancelFunc(func() {})
+			if len(s.list) > 1 {
+				cctx, cancel = context.WithTimeout(ctx, s.fallbackAfter)
+			}
+			conn, err := nt.t.Connect(cctx)
+			cancel()
+			if err == nil {
+				return s.activate(ctx, i, conn), nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if errors.Is(err, errors.ErrUnsupported) {
+				errs = append(errs, fmt.Errorf("%s: %w", nt.name, err))
+			} else if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no host within %v", s.fallbackAfter)
+			}
+			s.noteFailure(nt.name, err)
 		}
-		conn, err := nt.t.Connect(cctx)
-		cancel()
-		if err == nil {
-			return s.activate(ctx, i, conn), nil
+		if len(errs) == len(s.list) {
+			return nil, errors.Join(errs...)
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		// Transports that fail at once must not make this spin.
+		if err := pause.For(ctx, connectRetry); err != nil {
+			return nil, err
 		}
-		if errors.Is(err, errors.ErrUnsupported) {
-			unsupported++
-		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("no host within %v", s.fallbackAfter)
-		}
-		s.noteFailure(nt.name, err)
-		errs = append(errs, fmt.Errorf("%s: %w", nt.name, err))
 	}
-	err := errors.Join(errs...)
-	if unsupported < len(s.list) {
-		// Some transport may come up: not final, even if one said so.
-		err = fmt.Errorf("no transport reached the host: %s", err)
-	}
-	return nil, err
 }
 
 // noteFailure logs a transport's failure once per kind, not every round.

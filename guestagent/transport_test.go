@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -224,6 +225,48 @@ func TestAgentNamesTheActiveTransportInAHello(t *testing.T) {
 		h.conn.Close()
 		if err := <-done; err != nil {
 			t.Error(err)
+		}
+	})
+}
+
+// flakyTransport fails at once its first fails calls, then hands out pipe
+// connections.
+type flakyTransport struct {
+	fails int
+	calls atomic.Int32
+	pipe  *pipeTransport
+}
+
+func (f *flakyTransport) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
+	if int(f.calls.Add(1)) <= f.fails {
+		return nil, errors.New("connection refused")
+	}
+	return f.pipe.Connect(ctx)
+}
+
+func TestSelectorKeepsTryingWithoutSpinningWhenEveryTransportFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &flakyTransport{fails: 3, pipe: newPipeTransport()}
+		b := &flakyTransport{fails: 1 << 30}
+		s, _ := testSelector(a, b)
+		start := time.Now()
+		got := make(chan error, 1)
+		go func() {
+			c, err := s.Connect(t.Context())
+			if c != nil {
+				defer c.Close()
+			}
+			got <- err
+		}()
+		a.pipe.connect(t, time.Minute)
+		if err := <-got; err != nil {
+			t.Fatalf("Connect = %v, want it to keep trying, not give up", err)
+		}
+		if elapsed := time.Since(start); elapsed != 3*connectRetry {
+			t.Errorf("connected after %v, want 3 rounds %v apart", elapsed, connectRetry)
+		}
+		if n := b.calls.Load(); n != 3 {
+			t.Errorf("b tried %d times, want once per failed round of a (3)", n)
 		}
 	})
 }
