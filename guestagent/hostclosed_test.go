@@ -45,6 +45,7 @@ func TestHostClosedWhileTheAgentProduces(t *testing.T) {
 		go func() { done <- a.run(ctx) }()
 
 		time.Sleep(5 * time.Minute)
+		synctest.Wait() // orders run's setup before the reads below
 		spooledWhileClosed := a.spool.waiting()
 		tr.open.Store(true)
 		h := tr.pipe.connect(t, time.Minute)
@@ -123,7 +124,10 @@ func TestIntegrationHostClosedFiveMinutes(t *testing.T) {
 	go func() { done <- a.run(ctx) }()
 
 	time.Sleep(closedFor) // the host stays closed this long; nothing is waited for
-	spooledWhileClosed := a.spool.waiting()
+	// Nothing was delivered, so every seq used so far is spooled.
+	a.mu.Lock()
+	spooledWhileClosed := int(a.nextSeq - 1)
+	a.mu.Unlock()
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
