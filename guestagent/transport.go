@@ -20,8 +20,8 @@ type namedTransport struct {
 
 // selector is the Transport the agent uses: it tries the configured
 // transports in order of preference and hands out one connection at a
-// time. A transport that cannot reach the host within fallbackAfter makes
-// way for the next; while a less preferred one is active, the more
+// time. A transport that cannot reach the host within fallbackAfter, or
+// fails at once, makes way for the next; while a less preferred one is active, the more
 // preferred ones are tried every retryPreferred in the background, and when
 // one of them connects the active connection is closed so that the sender
 // reconnects, and takes it.
@@ -229,29 +229,4 @@ func (c *activeConn) SetWriteDeadline(t time.Time) error {
 		return dl.SetWriteDeadline(t)
 	}
 	return errors.ErrUnsupported
-}
-
-// retryDial calls dial until it connects or ctx ends, every retry, logging
-// each new kind of failure once.
-func retryDial(ctx context.Context, logger *slog.Logger, retry time.Duration, dial func(context.Context) (io.ReadWriteCloser, error)) (io.ReadWriteCloser, error) {
-	var lastErr string
-	for {
-		conn, err := dial(ctx)
-		if err == nil {
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if errors.Is(err, errors.ErrUnsupported) {
-			return nil, err
-		}
-		if msg := err.Error(); msg != lastErr {
-			logger.Warn("dial_failed", "err", err, "retry", retry)
-			lastErr = msg
-		}
-		if err := pause.For(ctx, retry); err != nil {
-			return nil, err
-		}
-	}
 }

@@ -151,7 +151,7 @@ func TestSelectorIsFinalOnlyWhenNoTransportIsSupported(t *testing.T) {
 	}
 }
 
-func TestVsockTransportDialsTheHostAndRetries(t *testing.T) {
+func TestVsockTransportDialsTheHostAndTheSelectorRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var (
 			calls []time.Duration
@@ -172,7 +172,8 @@ func TestVsockTransportDialsTheHostAndRetries(t *testing.T) {
 			hostEnd <- h
 			return g, nil
 		}
-		c, err := v.Connect(t.Context())
+		s := &selector{list: []namedTransport{{TransportVsock, v}}, logger: discardLogger(), lastErr: map[string]string{}}
+		c, err := s.Connect(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,16 +29,14 @@ func dialVsock(ctx context.Context, cid, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, cid, port, nil)
 }
 
+// Connect dials once. A refused or failed dial returns at once, so that
+// the selector moves on to the next transport instead of waiting out
+// fallback_after on a host side that is not listening, and paces retries.
 func (v *vsockTransport) Connect(ctx context.Context) (io.ReadWriteCloser, error) {
-	conn, err := retryDial(ctx, v.logger, connectRetry, func(ctx context.Context) (io.ReadWriteCloser, error) {
-		c, err := v.dial(ctx, v.cid, v.port)
-		if err != nil {
-			return nil, fmt.Errorf("vsock %d:%d: %w", v.cid, v.port, err)
-		}
-		return c, nil
-	})
-	if err == nil {
-		v.logger.Info("host_connected", "cid", v.cid, "port", v.port)
+	c, err := v.dial(ctx, v.cid, v.port)
+	if err != nil {
+		return nil, fmt.Errorf("vsock %d:%d: %w", v.cid, v.port, err)
 	}
-	return conn, err
+	v.logger.Info("host_connected", "cid", v.cid, "port", v.port)
+	return c, nil
 }
