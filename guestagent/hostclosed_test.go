@@ -115,8 +115,9 @@ func TestIntegrationHostClosedFiveMinutes(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}
+	sel := vsockOnly(v)
 	cfg := Config{StateDir: t.TempDir(), HeartbeatInterval: 10 * time.Second}.withDefaults()
-	a := newAgent(cfg, v, []checks.Runner{{Check: &fakeCheck{}, Interval: 100 * time.Millisecond, Timeout: time.Minute}}, discardLogger())
+	a := newAgent(cfg, sel, []checks.Runner{{Check: &fakeCheck{}, Interval: 100 * time.Millisecond, Timeout: time.Minute}}, discardLogger())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
@@ -173,4 +174,14 @@ func TestIntegrationHostClosedFiveMinutes(t *testing.T) {
 		t.Errorf("%d messages dropped, want none", n)
 	}
 	t.Logf("total run %v", time.Since(start).Round(time.Second))
+}
+
+// vsockOnly is the selector Run builds for transports: [vsock].
+func vsockOnly(v *vsockTransport) *selector {
+	cfg := Config{}.withDefaults()
+	return &selector{
+		list:          []namedTransport{{TransportVsock, v}},
+		fallbackAfter: cfg.FallbackAfter, retryPreferred: cfg.RetryPreferred,
+		logger: discardLogger(), lastErr: map[string]string{},
+	}
 }

@@ -38,8 +38,9 @@ func TestKillLoopChild(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}
+	sel := vsockOnly(v)
 	cfg := Config{StateDir: dir}.withDefaults()
-	a := newAgent(cfg, v, nil, discardLogger())
+	a := newAgent(cfg, sel, nil, discardLogger())
 	sp, err := openSpool(filepath.Join(dir, "spool"), cfg.SpoolMaxBytes, discardLogger())
 	if err != nil {
 		fmt.Println("ERR", err)
@@ -48,7 +49,7 @@ func TestKillLoopChild(t *testing.T) {
 	a.spool, a.runID = sp, newRunID()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	go newSender(sp, v, cfg, discardLogger()).run(ctx)
+	go newSender(sp, sel, cfg, discardLogger()).run(ctx)
 	if os.Getenv(envKillDrain) != "" {
 		<-ctx.Done()
 		return
