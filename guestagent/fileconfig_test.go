@@ -173,3 +173,19 @@ func TestEffectiveYAMLReadsBackTheSameConfig(t *testing.T) {
 		t.Errorf("effective config changed when read back:\n%s\nthen\n%s", b, b2)
 	}
 }
+
+func TestEveryOptionIsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"checks", "checks.NAME.enabled", "checks.NAME.interval", "checks.NAME.timeout", "checks.NAME.cpu_budget", "checks.NAME.config"}
+	for _, o := range options {
+		keys = append(keys, o.key)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(b), "| `"+k+"` |") {
+			t.Errorf("docs/configuration.md has no row for option %s", k)
+		}
+	}
+}
