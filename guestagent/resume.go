@@ -43,8 +43,8 @@ func (s *sender) resumeLine() ([]byte, error) {
 	s.conns++
 	n := s.conns
 	s.mu.Unlock()
-	full, damaged := s.spool.dropCounts()
-	data, err := json.Marshal(protocol.Resume{Held: s.spool.heldRuns(), Dropped: full, Damaged: damaged})
+	d := s.spool.dropCounts()
+	data, err := json.Marshal(protocol.Resume{Held: s.spool.heldRuns(), Dropped: d.full + d.expired, Damaged: d.damaged})
 	if err != nil {
 		return nil, fmt.Errorf("encode resume: %w", err)
 	}

@@ -99,6 +99,10 @@ type Hello struct {
 	// agent or a stuck check from one that is merely slow.
 	HeartbeatS uint32            `json:"heartbeat_s,omitempty"`
 	Intervals  map[string]uint32 `json:"intervals,omitempty"`
+	// Transport names the transport the agent is connected over
+	// ("virtio-serial", "vsock"); the hello written before the first
+	// connection has none.
+	Transport string `json:"transport,omitempty"`
 }
 
 // Heartbeat is the data of a heartbeat envelope.

@@ -143,7 +143,7 @@ func (h *Hello) validate() error {
 	if err := checkLabel("data.hostname", h.Hostname, MaxHostnameLen); err != nil {
 		return err
 	}
-	for _, s := range []struct{ name, v string }{{"os", h.OS}, {"platform", h.Platform}, {"kernel", h.Kernel}, {"arch", h.Arch}, {"agent_version", h.AgentVersion}} {
+	for _, s := range []struct{ name, v string }{{"os", h.OS}, {"platform", h.Platform}, {"kernel", h.Kernel}, {"arch", h.Arch}, {"agent_version", h.AgentVersion}, {"transport", h.Transport}} {
 		if err := checkLabel("data."+s.name, s.v, MaxSourceLen); err != nil {
 			return err
 		}
