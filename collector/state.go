@@ -173,7 +173,12 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		if err := checkIdentity(ev.V, ev.Host, ev.VM); err != nil {
 			return update{}, fmt.Errorf("channel event: %w", err)
 		}
-		if ev.State != protocol.ChannelConnected && ev.State != protocol.ChannelDisconnected {
+		switch ev.State {
+		case protocol.ChannelConnected, protocol.ChannelDisconnected:
+		case protocol.ChannelViolations, protocol.ChannelRefused:
+			// Reports about the channel, not changes of its state.
+			return update{host: ev.Host, vm: ev.VM, apply: func(*VM) outcome { return stale }}, nil
+		default:
 			return update{}, fmt.Errorf("channel event: unknown state %q", ev.State)
 		}
 		return update{host: ev.Host, vm: ev.VM, apply: func(v *VM) outcome { return applyChannel(v, &ev) }}, nil
