@@ -117,10 +117,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	paths := make(map[string]bool, len(c.Static))
 	names := make(map[string]bool, len(c.Static))
+	uuids := make(map[string]bool, len(c.Static))
 	static := make([]Channel, len(c.Static))
 	for i, ch := range c.Static {
 		if ch.Name == "" || ch.Path == "" {
 			return c, fmt.Errorf("static channel %q=%q: name and path are required", ch.Name, ch.Path)
+		}
+		if err := checkVMName(ch.Name); err != nil {
+			return c, fmt.Errorf("static channel %s: %w", ch.Path, err)
 		}
 		if paths[ch.Path] {
 			return c, fmt.Errorf("static channel %s: path listed twice", ch.Path)
@@ -139,6 +143,10 @@ func (c Config) withDefaults() (Config, error) {
 				return c, fmt.Errorf("static channel %s: %q is not a UUID", ch.Name, ch.UUID)
 			}
 			ch.UUID = u
+			if uuids[u] {
+				return c, fmt.Errorf("static channel %s: UUID %s listed twice", ch.Path, u)
+			}
+			uuids[u] = true
 		}
 		static[i] = ch
 	}

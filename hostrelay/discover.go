@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // libvirtShortNameMax is how many characters of a domain name libvirt keeps
@@ -66,9 +68,16 @@ type channelSet struct {
 	watched map[string]Channel // by path
 	names   map[string]string  // VM name → path of its watched channel
 	waiting map[string]int     // path → scans so far without a status file
-	// skipped holds, by path, settled channels whose name another channel
-	// already has; they are logged once and watched when the name is free.
+	// skipped holds, by path, settled channels whose name or UUID another
+	// channel already has; they are logged once and watched when it is free.
 	skipped map[string]Channel
+	uuids   map[string]string // VM UUID → path of its watched channel
+	// refused holds the paths of channels that can never be watched as
+	// found (a name that is not UTF-8, a path too long to connect to);
+	// they are logged once, while they exist.
+	refused map[string]bool
+	// onRefuse, when set, is told each channel skipped or refused, once.
+	onRefuse func(ch Channel, reason string)
 }
 
 func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
@@ -79,6 +88,8 @@ func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
 		names:   make(map[string]string),
 		waiting: make(map[string]int),
 		skipped: make(map[string]Channel),
+		uuids:   make(map[string]string),
+		refused: make(map[string]bool),
 	}
 }
 
@@ -90,6 +101,14 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 			gone = append(gone, path)
 			delete(c.watched, path)
 			delete(c.names, ch.Name)
+			if ch.UUID != "" {
+				delete(c.uuids, ch.UUID)
+			}
+		}
+	}
+	for path := range c.refused {
+		if _, ok := found[path]; !ok {
+			delete(c.refused, path)
 		}
 	}
 	slices.Sort(gone)
@@ -122,16 +141,36 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 		return cmp.Compare(a.Path, b.Path)
 	})
 	for _, t := range fresh {
+		if c.refused[t.Path] {
+			continue
+		}
 		ch, known := c.skipped[t.Path]
 		if !known {
 			var wait bool
 			if ch, wait = c.settle(t); wait {
 				continue
 			}
+			if err := cmp.Or(checkVMName(ch.Name), checkSocketPath(ch.Path)); err != nil {
+				c.refused[ch.Path] = true
+				c.log.Warn("channel_refused", "vm", ch.Name, "vm_token", protocol.EscapeToken(ch.Name), "channel", ch.Path, "err", err)
+				c.refuse(ch, err.Error())
+				continue
+			}
 		}
 		if other, taken := c.names[ch.Name]; taken {
 			if !known {
 				c.log.Warn("channel_name_conflict", "vm", ch.Name, "channel", ch.Path, "watched", other)
+				c.refuse(ch, "VM name already watched on "+other)
+			}
+			c.skipped[ch.Path] = ch
+			continue
+		}
+		// The UUID keys the VM's message ids: two channels with one UUID
+		// would de-duplicate each other's messages away.
+		if other, taken := c.uuids[ch.UUID]; taken && ch.UUID != "" {
+			if !known {
+				c.log.Warn("channel_uuid_conflict", "vm", ch.Name, "uuid", ch.UUID, "channel", ch.Path, "watched", other)
+				c.refuse(ch, "VM UUID already watched on "+other)
 			}
 			c.skipped[ch.Path] = ch
 			continue
@@ -139,9 +178,24 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 		delete(c.skipped, ch.Path)
 		c.watched[ch.Path] = ch
 		c.names[ch.Name] = ch.Path
+		if ch.UUID != "" {
+			c.uuids[ch.UUID] = ch.Path
+		}
 		start = append(start, ch)
 	}
 	return start, gone
+}
+
+func (c *channelSet) refuse(ch Channel, reason string) {
+	if c.onRefuse == nil {
+		return
+	}
+	if !utf8.ValidString(ch.Name) {
+		// The event is JSON too: it names the VM by its escaped token,
+		// which keeps every byte.
+		ch.Name = protocol.EscapeToken(ch.Name)
+	}
+	c.onRefuse(ch, reason)
 }
 
 // settle works out the identity a channel keeps while it exists, or says

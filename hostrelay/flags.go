@@ -21,6 +21,9 @@ func ParseChannel(s string) (Channel, error) {
 	if !ok || name == "" || rest == "" {
 		return bad("name and path are required")
 	}
+	if err := checkVMName(name); err != nil {
+		return bad(err.Error())
+	}
 	ch := Channel{Name: name, Path: rest}
 	if i := strings.LastIndex(rest, ",uuid="); i >= 0 {
 		ch.Path = rest[:i]

@@ -115,6 +115,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 
 	chans := newChannelSet(r.cfg, r.log)
+	chans.onRefuse = func(ch Channel, reason string) { r.publishChannelEvent(ch, protocol.ChannelRefused, reason) }
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
 	for {
