@@ -38,6 +38,11 @@ const (
 	// of the next, through without waiting.
 	DefaultMaxBytesBurst    = 2 * protocol.MaxLineLen
 	DefaultMaxInFlightBytes = 16 << 20
+	// DefaultMaxRelayInFlightBytes holds a few maximal lines from each of
+	// many channels at once; at 600-byte messages, 1,000 channels with 64
+	// messages in flight each use 38 MiB.
+	DefaultMaxRelayInFlightBytes = 48 << 20
+	DefaultViolationInterval     = 10 * time.Second
 )
 
 // Channel is one VM's channel socket and the host-side identity of whatever
@@ -94,6 +99,19 @@ type Config struct {
 	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
+	// MaxRelayInFlightBytes bounds the bytes in flight over all
+	// connections together, so that the relay's memory does not grow with
+	// the number of channels.
+	MaxRelayInFlightBytes int
+	// MaxAnnouncedChecks bounds the check names beyond the six the agent
+	// ships that one VM may use; see DefaultMaxAnnouncedChecks.
+	MaxAnnouncedChecks int
+	// ViolationInterval is how often at most one violations event is
+	// published per VM, summing what the guest sent that was refused.
+	ViolationInterval time.Duration
+	// MaxMsgsPerSubject is the stream's per-subject limit when the relay
+	// creates the stream; see natsutil.DefaultMaxMsgsPerSubject.
+	MaxMsgsPerSubject int64
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -187,6 +205,19 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.MaxRelayInFlightBytes <= 0 {
+		c.MaxRelayInFlightBytes = DefaultMaxRelayInFlightBytes
+	}
+	c.MaxInFlightBytes = min(c.MaxInFlightBytes, c.MaxRelayInFlightBytes)
+	if c.MaxAnnouncedChecks <= 0 {
+		c.MaxAnnouncedChecks = DefaultMaxAnnouncedChecks
+	}
+	if c.ViolationInterval <= 0 {
+		c.ViolationInterval = DefaultViolationInterval
+	}
+	if c.MaxMsgsPerSubject == 0 {
+		c.MaxMsgsPerSubject = natsutil.DefaultMaxMsgsPerSubject
 	}
 	return c, nil
 }

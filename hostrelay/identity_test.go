@@ -122,4 +122,3 @@ func TestVMNamesStaySingleSubjectTokens(t *testing.T) {
 		})
 	}
 }
-

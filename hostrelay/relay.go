@@ -39,6 +39,8 @@ type Relay struct {
 
 	// events tracks channel events not yet confirmed.
 	events sync.WaitGroup
+	// budget bounds the bytes in flight over all connections.
+	budget *byteBudget
 
 	mu  sync.Mutex
 	vms map[string]*vmState
@@ -61,11 +63,12 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Relay{
-		cfg: cfg,
-		nc:  nc,
-		js:  js,
-		log: logger,
-		vms: make(map[string]*vmState),
+		cfg:    cfg,
+		nc:     nc,
+		js:     js,
+		log:    logger,
+		vms:    make(map[string]*vmState),
+		budget: newByteBudget(cfg.MaxRelayInFlightBytes),
 	}, nil
 }
 
@@ -103,11 +106,16 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	stops := make(map[string]context.CancelCauseFunc)
+	vctx, stopViolations := context.WithCancel(context.WithoutCancel(ctx))
+	violations := make(chan struct{})
+	go func() { r.reportViolations(vctx); close(violations) }()
 	defer func() {
 		for _, stop := range stops {
 			stop(errShutdown)
 		}
 		wg.Wait()
+		stopViolations()
+		<-violations
 		r.events.Wait()
 		r.mu.Lock()
 		r.watching = nil
@@ -135,7 +143,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		for _, ch := range start {
 			wctx, stop := context.WithCancelCause(ctx)
 			stops[ch.Path] = stop
-			wg.Go(func() { r.watch(wctx, ch) })
+			r.adopt(ch)
+			wg.Go(func() {
+				r.watch(wctx, ch)
+				r.forget(ch)
+			})
 		}
 
 		select {
@@ -152,7 +164,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 	wait := r.cfg.BackoffMin
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := natsutil.EnsureStream(actx, r.js, natsutil.StreamConfig{Duplicates: r.cfg.Duplicates})
+		_, err := natsutil.EnsureStream(actx, r.js, natsutil.StreamConfig{Duplicates: r.cfg.Duplicates, MaxMsgsPerSubject: r.cfg.MaxMsgsPerSubject})
 		cancel()
 		if err == nil {
 			return nil
@@ -184,6 +196,44 @@ func (r *Relay) Stats() map[string]VMStats {
 		out[name] = v.snapshot()
 	}
 	return out
+}
+
+// adopt makes the VM state of a channel about to be watched, or takes the
+// one a vanishing channel of the same name still holds.
+func (r *Relay) adopt(ch Channel) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.vms[ch.Name]
+	if !ok {
+		v = newVMState(r.cfg)
+		r.vms[ch.Name] = v
+	}
+	v.ch = ch
+	v.watchers++
+}
+
+// forget drops the state of a VM whose last watcher stopped, so that the
+// relay's tables hold the VMs it watches, not every VM it ever saw. What
+// the VM's guest got refused since the last violations event is published
+// first.
+func (r *Relay) forget(ch Channel) {
+	r.mu.Lock()
+	v, ok := r.vms[ch.Name]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	v.watchers--
+	if v.watchers > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.vms, ch.Name)
+	counts := v.newViolations()
+	r.mu.Unlock()
+	if counts != nil {
+		r.publishViolations(ch, counts)
+	}
 }
 
 func (r *Relay) vm(name string) *vmState {
@@ -238,10 +288,14 @@ func (r *Relay) watch(ctx context.Context, ch Channel) {
 // does not wait: a guest's messages must not queue behind it. Run waits for
 // the outcome before it returns, so that the last disconnect is stored.
 func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, reason string) {
-	ev := protocol.ChannelEvent{
-		V: protocol.Version, Host: r.cfg.Host, VM: ch.Name, UUID: ch.UUID, Channel: ch.Path,
-		State: state, TS: time.Now().UTC(), Reason: reason,
-	}
+	r.publishEvent(ch, protocol.ChannelEvent{State: state, Reason: reason})
+}
+
+// publishEvent fills in the channel's identity and publishes ev as
+// publishChannelEvent does.
+func (r *Relay) publishEvent(ch Channel, ev protocol.ChannelEvent) {
+	state := ev.State
+	ev.V, ev.Host, ev.VM, ev.UUID, ev.Channel, ev.TS = protocol.Version, r.cfg.Host, ch.Name, ch.UUID, ch.Path, time.Now().UTC()
 	data, err := protocol.Marshal(ev)
 	if err == nil {
 		var paf jetstream.PubAckFuture

@@ -45,6 +45,9 @@ type session struct {
 	// will resend.
 	failed atomic.Bool
 	dead   chan struct{}
+	// deadCtx is done once dead is closed, for waits on the relay's
+	// shared byte budget.
+	deadCtx context.Context
 }
 
 type inflight struct {
@@ -95,6 +98,16 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 		freed:         make(chan struct{}, 1),
 		dead:          make(chan struct{}),
 	}
+	var stopDead context.CancelFunc
+	s.deadCtx, stopDead = context.WithCancel(context.Background())
+	defer stopDead()
+	go func() {
+		select {
+		case <-s.dead:
+			stopDead()
+		case <-s.deadCtx.Done():
+		}
+	}()
 	vm.conns.Add(1)
 	defer vm.conns.Add(-1)
 	vm.connects.Add(1)
@@ -149,6 +162,10 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		if !s.vm.limiter.Allow() {
 			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
 		}
+		if reason, ok := s.vm.screen(&env); !ok {
+			s.refuse(ctx, env, reason)
+			continue
+		}
 		adm := s.book.admit(s.connNo, env.Run, env.Seq)
 		if adm.verdict == gapAccepted {
 			s.vm.gaps.Add(1)
@@ -200,6 +217,9 @@ func (s *session) reserve(size int64) bool {
 		// time Add runs.
 		held := s.held.Load()
 		if held == 0 || held+size <= int64(s.r.cfg.MaxInFlightBytes) {
+			if !s.r.budget.acquire(s.deadCtx, size) {
+				return false
+			}
 			s.held.Add(size)
 			return true
 		}
@@ -213,6 +233,7 @@ func (s *session) reserve(size int64) bool {
 
 func (s *session) release(size int64) {
 	s.held.Add(-size)
+	s.r.budget.release(size)
 	select {
 	case s.freed <- struct{}{}:
 	default: // a wake-up is already waiting
