@@ -2,6 +2,7 @@ package hostrelay
 
 import (
 	"context"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -13,6 +14,7 @@ import (
 type byteBudget struct {
 	sem   *semaphore.Weighted
 	total int64
+	used  atomic.Int64 // for the metrics
 }
 
 func newByteBudget(total int) *byteBudget {
@@ -25,7 +27,14 @@ func (b *byteBudget) cost(n int64) int64 { return min(n, b.total) }
 
 // acquire waits for n bytes and reports false if ctx ends first.
 func (b *byteBudget) acquire(ctx context.Context, n int64) bool {
-	return b.sem.Acquire(ctx, b.cost(n)) == nil
+	if b.sem.Acquire(ctx, b.cost(n)) != nil {
+		return false
+	}
+	b.used.Add(b.cost(n))
+	return true
 }
 
-func (b *byteBudget) release(n int64) { b.sem.Release(b.cost(n)) }
+func (b *byteBudget) release(n int64) {
+	b.used.Add(-b.cost(n))
+	b.sem.Release(b.cost(n))
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -67,6 +68,7 @@ func (c *checkNames) announce(data []byte) (refused int) {
 // screen decides whether a validated envelope may be published, and says
 // why not. A hello widens what later results may name.
 func (v *vmState) screen(env *protocol.Envelope) (DropReason, bool) {
+	v.lag.Store(int64(time.Since(env.TS)))
 	switch env.Kind {
 	case protocol.KindHello:
 		if n := v.checks.announce(env.Data); n > 0 {

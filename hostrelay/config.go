@@ -112,6 +112,9 @@ type Config struct {
 	// MaxMsgsPerSubject is the stream's per-subject limit when the relay
 	// creates the stream; see natsutil.DefaultMaxMsgsPerSubject.
 	MaxMsgsPerSubject int64
+	// MetricsListen is the TCP address of /metrics and /healthz; "" (the
+	// default) serves neither.
+	MetricsListen string
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -40,7 +40,8 @@ type Relay struct {
 	// events tracks channel events not yet confirmed.
 	events sync.WaitGroup
 	// budget bounds the bytes in flight over all connections.
-	budget *byteBudget
+	budget  *byteBudget
+	metrics *relayMetrics
 
 	mu  sync.Mutex
 	vms map[string]*vmState
@@ -63,12 +64,13 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Relay{
-		cfg:    cfg,
-		nc:     nc,
-		js:     js,
-		log:    logger,
-		vms:    make(map[string]*vmState),
-		budget: newByteBudget(cfg.MaxRelayInFlightBytes),
+		cfg:     cfg,
+		nc:      nc,
+		js:      js,
+		log:     logger,
+		vms:     make(map[string]*vmState),
+		budget:  newByteBudget(cfg.MaxRelayInFlightBytes),
+		metrics: newRelayMetrics(),
 	}, nil
 }
 
@@ -96,12 +98,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // returns nil after every connection has been drained: messages already
 // published are acknowledged to their guests before the connection closes.
 func (r *Relay) Run(ctx context.Context) error {
+	waitMetrics, err := r.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer waitMetrics()
 	if err := r.ensureStream(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	r.metrics.ready.Store(true)
 	r.log.Info("relay_started", "host", r.cfg.Host, "globs", r.cfg.Globs, "static", len(r.cfg.Static))
 
 	var wg sync.WaitGroup

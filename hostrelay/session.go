@@ -56,6 +56,7 @@ type inflight struct {
 	rs   *runState
 	seq  uint64
 	size int64
+	sent time.Time // for the publish latency metric
 	// ackTo is how far the run may be acknowledged once this message and
 	// every one before it are stored.
 	ackTo uint64
@@ -195,7 +196,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			s.r.log.Warn("publish_failed", "vm", s.ch.Name, "run", env.Run, "seq", env.Seq, "err", err)
 			return sessionEnd{reason: "publish failed: " + err.Error()}
 		}
-		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, ackTo: adm.ackTo}
+		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, sent: time.Now(), ackTo: adm.ackTo}
 		if adm.verdict == gapFound {
 			// What came before the gap is still acknowledged; the agent
 			// resends the rest from its oldest unacknowledged message. If
@@ -369,6 +370,7 @@ func (s *session) await(in inflight) error {
 	defer s.release(in.size)
 	select {
 	case pa := <-in.paf.Ok():
+		s.r.metrics.publish.Observe(time.Since(in.sent).Seconds())
 		s.confirmed(pa)
 		return nil
 	case err := <-in.paf.Err():
@@ -381,6 +383,7 @@ func (s *session) poll(in inflight) (bool, error) {
 	select {
 	case pa := <-in.paf.Ok():
 		s.release(in.size)
+		s.r.metrics.publish.Observe(time.Since(in.sent).Seconds())
 		s.confirmed(pa)
 		return true, nil
 	case err := <-in.paf.Err():

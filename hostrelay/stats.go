@@ -84,6 +84,9 @@ type vmState struct {
 	dropped    [len(dropReasons)]atomic.Uint64
 
 	checks checkNames
+	// lag is the receive time minus the guest's ts of the latest message,
+	// in nanoseconds.
+	lag atomic.Int64
 	// overAnnounced counts check names hellos announced past the bound.
 	overAnnounced atomic.Uint64
 	// reported is what the last violations event covered, by reason; only

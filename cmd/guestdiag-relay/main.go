@@ -39,6 +39,8 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	fs.IntVar(&cfg.Burst, "burst", hostrelay.DefaultBurst, "lines one VM may send at once above the rate")
 	cfg.MaxBytesRate = hostrelay.DefaultMaxBytesRate
 	fs.Var((*bytesRate)(&cfg.MaxBytesRate), "max-bytes-rate", "`bytes` per second read from one VM's channel, blank and dropped lines included; a guest that writes faster is read more slowly; inf for no limit")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9464 (default: off)")
+	fs.IntVar(&cfg.MaxRelayInFlightBytes, "max-inflight-bytes", hostrelay.DefaultMaxRelayInFlightBytes, "`bytes` published and not yet confirmed, over all channels together")
 	err := cli.Parse(fs, args)
 	return cfg, *level, err
 }
