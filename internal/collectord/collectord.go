@@ -35,6 +35,9 @@ type Config struct {
 	Auth webauth.Config
 	// Alertmanager is used when it names at least one URL.
 	Alertmanager alertmanager.Config
+	// MetricsListen is the TCP address of /metrics and /healthz; "" serves
+	// neither.
+	MetricsListen string
 }
 
 // Run serves the collector, its dashboard and API on ln and runs the
@@ -69,6 +72,10 @@ func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger
 				logger.Error("alertmanager_failed", "err", err)
 			}
 		})
+	}
+	if err := serveMetrics(ctx, &wg, cfg.MetricsListen, c, nc, logger.With("component", "metrics")); err != nil {
+		ln.Close()
+		return err
 	}
 	wg.Go(func() { reloadOnHangup(ctx, c, logger) })
 	return c.Serve(ctx, ln)
@@ -106,6 +113,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")
 	fs.Var(stringsFlag{&cfg.Alertmanager.URLs}, "alertmanager", "Alertmanager base `url` to push alerts to; repeat for an HA pair")
 	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9465 (default: off)")
 	fs.DurationVar(&cfg.Collector.ChannelGrace, "channel-grace", collector.DefaultChannelGrace, "how long a channel may stay disconnected before vm.channel_down fires")
 	return p
 }
