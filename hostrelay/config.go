@@ -23,7 +23,9 @@ const (
 	// DefaultLibvirtRunDir holds libvirt's status XML of each running domain.
 	DefaultLibvirtRunDir = "/run/libvirt/qemu"
 
-	DefaultRescanInterval = 5 * time.Second
+	// DefaultRescanInterval finds a new channel within 2 s even where
+	// inotify misses it; inotify usually finds it at once.
+	DefaultRescanInterval = 2 * time.Second
 	DefaultBackoffMin     = 100 * time.Millisecond
 	DefaultBackoffMax     = 5 * time.Second
 	DefaultRate           = 50.0
@@ -70,9 +72,15 @@ type Config struct {
 	Globs []string
 	// Static channels are watched whether or not their socket exists yet.
 	Static []Channel
+	// ProxmoxGlob finds Proxmox-style channel sockets named <vmid>.guestdiag;
+	// the VM's name and UUID come from <vmid>.conf in ProxmoxConfDir. ""
+	// means DefaultProxmoxGlob; "-" turns it off.
+	ProxmoxGlob    string
+	ProxmoxConfDir string
 	// LibvirtRunDir is searched for <name>.xml to learn a globbed VM's UUID.
 	LibvirtRunDir string
-	// RescanInterval is how often globs are re-evaluated.
+	// RescanInterval is how often globs are re-evaluated besides when
+	// inotify reports a change in a channel folder.
 	RescanInterval time.Duration
 	// BackoffMin and BackoffMax bound the wait between connection attempts.
 	BackoffMin, BackoffMax time.Duration
@@ -135,6 +143,15 @@ func (c Config) withDefaults() (Config, error) {
 		if _, err := filepath.Match(g, ""); err != nil {
 			return c, fmt.Errorf("glob %q: %w", g, err)
 		}
+	}
+	if c.ProxmoxGlob == "" {
+		c.ProxmoxGlob = DefaultProxmoxGlob
+	}
+	if _, err := filepath.Match(c.ProxmoxGlob, ""); err != nil {
+		return c, fmt.Errorf("proxmox glob %q: %w", c.ProxmoxGlob, err)
+	}
+	if c.ProxmoxConfDir == "" {
+		c.ProxmoxConfDir = DefaultProxmoxConfDir
 	}
 	paths := make(map[string]bool, len(c.Static))
 	names := make(map[string]bool, len(c.Static))

@@ -32,6 +32,8 @@ type target struct {
 	// channels and folders not named by libvirt.
 	domID   string
 	globbed bool
+	// settled: the source gave the whole identity; libvirt is not asked.
+	settled bool
 }
 
 // discover returns the channels to watch now, by socket path: every glob
@@ -46,6 +48,7 @@ func discover(cfg Config) map[string]target {
 			found[p] = target{Channel: Channel{Name: name, Path: p}, domID: id, globbed: true}
 		}
 	}
+	discoverProxmox(cfg, found)
 	for _, ch := range cfg.Static {
 		found[ch.Path] = target{Channel: ch}
 	}
@@ -244,7 +247,7 @@ func vmNameFromDir(dir string) (name, domID string) {
 // and the full name when the folder holds libvirt's truncated short name.
 // A missing or unreadable file leaves the target as it is.
 func identify(runDir string, t target) (target, error) {
-	if !t.globbed || t.UUID != "" {
+	if !t.globbed || t.UUID != "" || t.settled {
 		return t, nil
 	}
 	d, err := readDomainXML(filepath.Join(runDir, t.Name+".xml"))

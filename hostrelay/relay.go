@@ -134,8 +134,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	chans.onRefuse = func(ch Channel, reason string) { r.publishChannelEvent(ch, protocol.ChannelRefused, reason) }
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
+	rescan := newRescanner(r.log)
+	defer rescan.close()
 	for {
-		start, gone := chans.update(discover(r.cfg))
+		found := discover(r.cfg)
+		rescan.watch(watchDirs(r.cfg, found))
+		start, gone := chans.update(found)
 		if len(start) > 0 || len(gone) > 0 {
 			watching := slices.SortedFunc(maps.Values(chans.watched), func(a, b Channel) int {
 				return cmp.Compare(a.Path, b.Path)
@@ -162,6 +166,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-rescan.C:
 		}
 	}
 }
