@@ -30,7 +30,10 @@ const (
 	DefaultBackoffMax     = 5 * time.Second
 	DefaultRate           = 50.0
 	DefaultBurst          = 200
-	DefaultMaxInFlight    = 256
+	// DefaultMaxInFlight keeps a PubAck's round trip from limiting one
+	// channel (64 messages per millisecond is far more than a guest may
+	// send) while 1,000 channels' queues stay small.
+	DefaultMaxInFlight    = 64
 	DefaultPublishTimeout = 10 * time.Second
 
 	// DefaultMaxBytesRate (bytes per second) is far above what an agent
@@ -40,10 +43,13 @@ const (
 	// of the next, through without waiting.
 	DefaultMaxBytesBurst    = 2 * protocol.MaxLineLen
 	DefaultMaxInFlightBytes = 16 << 20
-	// DefaultMaxRelayInFlightBytes holds a few maximal lines from each of
-	// many channels at once; at 600-byte messages, 1,000 channels with 64
-	// messages in flight each use 38 MiB.
-	DefaultMaxRelayInFlightBytes = 48 << 20
+	// DefaultMaxRelayInFlightBytes bounds what all channels together have
+	// published and not yet seen confirmed. Each byte in flight is held
+	// about twice (the report and the NATS client's copy), so 16 MiB keeps
+	// a relay with 1,000 busy channels under 100 MB; at 600-byte messages
+	// it is 28,000 messages in flight, far more than a PubAck round trip
+	// needs.
+	DefaultMaxRelayInFlightBytes = 16 << 20
 	DefaultViolationInterval     = 10 * time.Second
 )
 

@@ -55,7 +55,7 @@ func TestRelayExportsMetricsPerVMWhileItIsWatched(t *testing.T) {
 		`guestdiag_relay_publish_seconds_count 2`,
 		`guestdiag_relay_nats_connected 1`,
 		`guestdiag_relay_channels 1`,
-		`guestdiag_relay_inflight_bytes_limit 5.0331648e+07`,
+		`guestdiag_relay_inflight_bytes_limit 1.6777216e+07`,
 		`guestdiag_relay_vm_lag_seconds{vm="web01"}`,
 	} {
 		if !strings.Contains(body, want) {

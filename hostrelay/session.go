@@ -47,7 +47,8 @@ type session struct {
 	dead   chan struct{}
 	// deadCtx is done once dead is closed, for waits on the relay's
 	// shared byte budget.
-	deadCtx context.Context
+	deadCtx  context.Context
+	stopDead context.CancelFunc
 }
 
 type inflight struct {
@@ -99,16 +100,8 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 		freed:         make(chan struct{}, 1),
 		dead:          make(chan struct{}),
 	}
-	var stopDead context.CancelFunc
-	s.deadCtx, stopDead = context.WithCancel(context.Background())
-	defer stopDead()
-	go func() {
-		select {
-		case <-s.dead:
-			stopDead()
-		case <-s.deadCtx.Done():
-		}
-	}()
+	s.deadCtx, s.stopDead = context.WithCancel(context.Background())
+	defer s.stopDead()
 	vm.conns.Add(1)
 	defer vm.conns.Add(-1)
 	vm.connects.Add(1)
@@ -137,7 +130,7 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 // publish fails.
 func (s *session) readLoop(ctx context.Context) sessionEnd {
 	src := &throttledReader{ctx: ctx, r: s.conn, lim: s.vm.bytes, n: &s.vm.read}
-	pr := protocol.NewReader(src, protocol.MaxLineLen)
+	pr := protocol.NewReaderSize(src, protocol.MaxLineLen, readBufSize)
 	for !s.failed.Load() {
 		env, line, err := pr.Next()
 		if err != nil {
@@ -413,6 +406,7 @@ func (s *session) publishErr(in inflight, err error) error {
 func (s *session) fail(err error) error {
 	s.failed.Store(true)
 	close(s.dead)
+	s.stopDead()
 	_ = s.conn.Close()
 	for in := range s.pending {
 		s.release(in.size)
