@@ -62,6 +62,9 @@ type Channel struct {
 	Path string
 	// UUID is the VM's UUID, lower case, or "" when unknown.
 	UUID string
+	// Listen says the relay creates the socket at Path and QEMU connects
+	// to it, rather than the other way round.
+	Listen bool
 }
 
 // Config configures a Relay. The zero value of every field means its
@@ -76,7 +79,8 @@ type Config struct {
 	// with libvirt's "domain-<id>-" prefix removed. Nil means DefaultGlob; an
 	// empty non-nil slice turns globbing off.
 	Globs []string
-	// Static channels are watched whether or not their socket exists yet.
+	// Static channels are watched whether or not their socket exists yet;
+	// those with Listen set are listened on.
 	Static []Channel
 	// ProxmoxGlob finds Proxmox-style channel sockets named <vmid>.guestdiag;
 	// the VM's name and UUID come from <vmid>.conf in ProxmoxConfDir. ""

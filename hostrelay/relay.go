@@ -157,7 +157,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			stops[ch.Path] = stop
 			r.adopt(ch)
 			wg.Go(func() {
-				r.watch(wctx, ch)
+				if ch.Listen {
+					r.listenOn(wctx, ch)
+				} else {
+					r.watch(wctx, ch)
+				}
 				r.forget(ch)
 			})
 		}

@@ -31,8 +31,8 @@ const (
 	// 16 announced ones, heartbeat, channel), so at most 24 × 256 messages
 	// of at most MaxMsgSize, 3 GiB, and with lines of the protocol's
 	// 256 KiB limit 1.5 GiB. Past that its own oldest messages go, not the
-	// fleet's. An agent's check reports every minute or slower, so 256
-	// messages are four hours of each check's results at least.
+	// fleet's. The agent's most frequent check reports every 15 s, so 256
+	// messages are an hour of each check's results at least.
 	DefaultMaxMsgsPerSubject = 256
 )
 
