@@ -130,6 +130,11 @@ type Config struct {
 	// MaxMsgsPerSubject is the stream's per-subject limit when the relay
 	// creates the stream; see natsutil.DefaultMaxMsgsPerSubject.
 	MaxMsgsPerSubject int64
+	// VsockPort, when not 0, is the host vsock port guests connect to;
+	// each connection is the channel of the VM its CID names in VsockVMs
+	// or, when virsh is installed, in the running domains' <vsock>.
+	VsockPort uint32
+	VsockVMs  []VsockVM
 	// MetricsListen is the TCP address of /metrics and /healthz; "" (the
 	// default) serves neither.
 	MetricsListen string

@@ -130,6 +130,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}()
 
+	if r.cfg.VsockPort != 0 {
+		ln, err := listenVsock(r.cfg.VsockPort)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { r.serveVsock(ctx, ln, newVsockTable(r.cfg.VsockVMs, virshVsockVMs)) })
+	}
 	chans := newChannelSet(r.cfg, r.log)
 	chans.onRefuse = func(ch Channel, reason string) { r.publishChannelEvent(ch, protocol.ChannelRefused, reason) }
 	tick := time.NewTicker(r.cfg.RescanInterval)

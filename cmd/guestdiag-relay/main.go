@@ -42,6 +42,21 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	fs.Var((*bytesRate)(&cfg.MaxBytesRate), "max-bytes-rate", "`bytes` per second read from one VM's channel, blank and dropped lines included; a guest that writes faster is read more slowly; inf for no limit")
 	fs.StringVar(&cfg.ProxmoxGlob, "proxmox-glob", hostrelay.DefaultProxmoxGlob, "Proxmox-style channel socket `pattern`, <vmid>.guestdiag; - turns it off")
 	fs.StringVar(&cfg.ProxmoxConfDir, "proxmox-conf-dir", hostrelay.DefaultProxmoxConfDir, "`dir`ectory of Proxmox <vmid>.conf files, read for VM names and UUIDs")
+	fs.Func("vsock-port", "host vsock `port` agents connect to; each connection is the VM its CID names (--vsock-vm, or the running domains' <vsock> through virsh); default off", func(v string) error {
+		p, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || p == 0 {
+			return fmt.Errorf("%q is not a vsock port", v)
+		}
+		cfg.VsockPort = uint32(p)
+		return nil
+	})
+	fs.Func("vsock-vm", "the VM of a vsock CID, `NAME=CID[,uuid=UUID]`; repeatable", func(v string) error {
+		vm, err := hostrelay.ParseVsockVM(v)
+		if err == nil {
+			cfg.VsockVMs = append(cfg.VsockVMs, vm)
+		}
+		return err
+	})
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9464 (default: off)")
 	fs.IntVar(&cfg.MaxRelayInFlightBytes, "max-inflight-bytes", hostrelay.DefaultMaxRelayInFlightBytes, "`bytes` published and not yet confirmed, over all channels together")
 	err := cli.Parse(fs, args)
