@@ -218,4 +218,3 @@ func (r *Relay) claim(ch Channel) bool {
 	r.adopt(ch)
 	return true
 }
-
