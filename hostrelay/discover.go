@@ -81,6 +81,9 @@ type channelSet struct {
 	refused map[string]bool
 	// onRefuse, when set, is told each channel skipped or refused, once.
 	onRefuse func(ch Channel, reason string)
+	// domainUUID asks libvirt for a domain's UUID when its status file
+	// cannot be read; virshUUID, or nil in tests.
+	domainUUID func(name string) (string, error)
 }
 
 func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
@@ -215,6 +218,14 @@ func (c *channelSet) settle(t target) (ch Channel, wait bool) {
 		return Channel{}, true
 	}
 	delete(c.waiting, t.Path)
+	if t.domID != "" && c.domainUUID != nil {
+		// The status file is root's alone on some hosts; libvirt's
+		// read-only API still answers.
+		if u, verr := c.domainUUID(t.Name); verr == nil {
+			t.UUID = u
+			return t.Channel, false
+		}
+	}
 	level := slog.LevelDebug // not a libvirt host: names are all there is
 	if libvirt {
 		level = slog.LevelWarn

@@ -122,3 +122,23 @@ func TestVMNamesStaySingleSubjectTokens(t *testing.T) {
 		})
 	}
 }
+
+func TestChannelSetAsksLibvirtForAUUIDWithoutAStatusFile(t *testing.T) {
+	dir := socketDir(t)
+	path := filepath.Join(dir, "domain-3-web09", channelFile)
+	touch(t, path)
+	cfg := mustDefaults(t, testConfig(dir)) // the run folder does not exist
+	log, _ := newTestLogger(t)
+	cs := newChannelSet(cfg, log)
+	// A stand-in for `virsh domuuid`, which needs a libvirt daemon.
+	cs.domainUUID = func(name string) (string, error) {
+		if name != "web09" {
+			t.Errorf("asked for the UUID of %q, want web09", name)
+		}
+		return "6f1c2a3b-4d5e-4f60-8172-93a4b5c6d7e8", nil
+	}
+	start, _ := cs.update(discover(cfg))
+	if want := []Channel{{Name: "web09", Path: path, UUID: "6f1c2a3b-4d5e-4f60-8172-93a4b5c6d7e8"}}; !reflect.DeepEqual(start, want) {
+		t.Errorf("started %v, want %v", start, want)
+	}
+}

@@ -138,6 +138,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		wg.Go(func() { r.serveVsock(ctx, ln, newVsockTable(r.cfg.VsockVMs, virshVsockVMs)) })
 	}
 	chans := newChannelSet(r.cfg, r.log)
+	chans.domainUUID = virshUUID
 	chans.onRefuse = func(ch Channel, reason string) { r.publishChannelEvent(ch, protocol.ChannelRefused, reason) }
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()

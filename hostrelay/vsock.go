@@ -115,6 +115,26 @@ func virshVsockVMs(ctx context.Context) ([]VsockVM, error) {
 	return out, nil
 }
 
+// virshUUID asks libvirt through `virsh domuuid` for a running domain's
+// UUID; it fails at once when virsh is not installed.
+func virshUUID(name string) (string, error) {
+	virsh, err := exec.LookPath("virsh")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, virsh, "--readonly", "domuuid", "--", name).Output()
+	if err != nil {
+		return "", fmt.Errorf("virsh domuuid %q: %w", name, err)
+	}
+	u, ok := normalizeUUID(strings.TrimSpace(string(out)))
+	if !ok {
+		return "", fmt.Errorf("virsh domuuid %q: %w", name, errNotUUID)
+	}
+	return u, nil
+}
+
 // vsockTable is the CID → VM map, static entries first, refreshed from
 // libvirt when a CID is not known.
 type vsockTable struct {
