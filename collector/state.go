@@ -66,6 +66,8 @@ type Hello struct {
 	// intervals in seconds, zero or absent when an older agent did not say.
 	HeartbeatS uint32            `json:"heartbeat_s,omitempty"`
 	Intervals  map[string]uint32 `json:"intervals,omitempty"`
+	// Transport is how the agent reached the host (virtio-serial, vsock).
+	Transport string `json:"transport,omitempty"`
 	Origin
 }
 
@@ -178,11 +180,13 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		if err := checkIdentity(ev.V, ev.Host, ev.VM); err != nil {
 			return update{}, fmt.Errorf("channel event: %w", err)
 		}
-		if ev.State == protocol.ChannelMessagesLost {
-			// The relay logs and counts it; the VM record keeps no losses.
+		switch ev.State {
+		case protocol.ChannelConnected, protocol.ChannelDisconnected:
+		case protocol.ChannelMessagesLost, protocol.ChannelViolations, protocol.ChannelRefused:
+			// Reports about the channel, not changes of its state: the
+			// relay logs and counts them; the VM record keeps none.
 			return update{host: ev.Host, vm: ev.VM, apply: func(*VM) outcome { return stale }}, nil
-		}
-		if ev.State != protocol.ChannelConnected && ev.State != protocol.ChannelDisconnected {
+		default:
 			return update{}, fmt.Errorf("channel event: unknown state %q", ev.State)
 		}
 		return update{host: ev.Host, vm: ev.VM, apply: func(v *VM) outcome { return applyChannel(v, &ev) }}, nil
@@ -253,7 +257,7 @@ func applyReport(v *VM, r *protocol.Report, e *protocol.Envelope) outcome {
 		v.Hello = &Hello{
 			ClaimedHostname: h.Hostname, OS: h.OS, Platform: h.Platform, Kernel: h.Kernel, Arch: h.Arch,
 			AgentVersion: h.AgentVersion, Checks: h.Checks, BootTime: h.BootTime,
-			HeartbeatS: h.HeartbeatS, Intervals: h.Intervals, Origin: o,
+			HeartbeatS: h.HeartbeatS, Intervals: h.Intervals, Transport: h.Transport, Origin: o,
 		}
 	case protocol.KindResult, protocol.KindEvent:
 		cur, ok := v.Checks[e.Check]

@@ -23,12 +23,17 @@ const (
 	// DefaultLibvirtRunDir holds libvirt's status XML of each running domain.
 	DefaultLibvirtRunDir = "/run/libvirt/qemu"
 
-	DefaultRescanInterval = 5 * time.Second
+	// DefaultRescanInterval finds a new channel within 2 s even where
+	// inotify misses it; inotify usually finds it at once.
+	DefaultRescanInterval = 2 * time.Second
 	DefaultBackoffMin     = 100 * time.Millisecond
 	DefaultBackoffMax     = 5 * time.Second
 	DefaultRate           = 50.0
 	DefaultBurst          = 200
-	DefaultMaxInFlight    = 256
+	// DefaultMaxInFlight: a VM may send DefaultRate lines a second, so 64
+	// in flight never holds one back, and 1,000 channels' queues stay
+	// small; only a benchmark with the rate limits off feels it.
+	DefaultMaxInFlight    = 64
 	DefaultPublishTimeout = 10 * time.Second
 
 	// DefaultMaxBytesRate (bytes per second) is far above what an agent
@@ -38,6 +43,14 @@ const (
 	// of the next, through without waiting.
 	DefaultMaxBytesBurst    = 2 * protocol.MaxLineLen
 	DefaultMaxInFlightBytes = 16 << 20
+	// DefaultMaxRelayInFlightBytes bounds what all channels together have
+	// published and not yet seen confirmed. Each byte in flight is held
+	// about twice (the report and the NATS client's copy), so 16 MiB keeps
+	// a relay with 1,000 busy channels under 100 MB; at 600-byte messages
+	// it is 28,000 messages in flight, far more than a PubAck round trip
+	// needs.
+	DefaultMaxRelayInFlightBytes = 16 << 20
+	DefaultViolationInterval     = 10 * time.Second
 )
 
 // Channel is one VM's channel socket and the host-side identity of whatever
@@ -49,6 +62,9 @@ type Channel struct {
 	Path string
 	// UUID is the VM's UUID, lower case, or "" when unknown.
 	UUID string
+	// Listen says the relay creates the socket at Path and QEMU connects
+	// to it, rather than the other way round.
+	Listen bool
 }
 
 // Config configures a Relay. The zero value of every field means its
@@ -67,11 +83,18 @@ type Config struct {
 	// with libvirt's "domain-<id>-" prefix removed. Nil means DefaultGlob; an
 	// empty non-nil slice turns globbing off.
 	Globs []string
-	// Static channels are watched whether or not their socket exists yet.
+	// Static channels are watched whether or not their socket exists yet;
+	// those with Listen set are listened on.
 	Static []Channel
+	// ProxmoxGlob finds Proxmox-style channel sockets named <vmid>.guestdiag;
+	// the VM's name and UUID come from <vmid>.conf in ProxmoxConfDir. ""
+	// means DefaultProxmoxGlob; "-" turns it off.
+	ProxmoxGlob    string
+	ProxmoxConfDir string
 	// LibvirtRunDir is searched for <name>.xml to learn a globbed VM's UUID.
 	LibvirtRunDir string
-	// RescanInterval is how often globs are re-evaluated.
+	// RescanInterval is how often globs are re-evaluated besides when
+	// inotify reports a change in a channel folder.
 	RescanInterval time.Duration
 	// BackoffMin and BackoffMax bound the wait between connection attempts.
 	BackoffMin, BackoffMax time.Duration
@@ -109,6 +132,27 @@ type Config struct {
 	LegacyGapWait time.Duration
 	// Lifecycle says where VMs are watched from the host (QMP, libvirt).
 	Lifecycle LifecycleConfig
+	// MaxRelayInFlightBytes bounds the bytes in flight over all
+	// connections together, so that the relay's memory does not grow with
+	// the number of channels.
+	MaxRelayInFlightBytes int
+	// MaxAnnouncedChecks bounds the check names beyond the six the agent
+	// ships that one VM may use; see DefaultMaxAnnouncedChecks.
+	MaxAnnouncedChecks int
+	// ViolationInterval is how often at most one violations event is
+	// published per VM, summing what the guest sent that was refused.
+	ViolationInterval time.Duration
+	// MaxMsgsPerSubject is the stream's per-subject limit when the relay
+	// creates the stream; see natsutil.DefaultMaxMsgsPerSubject.
+	MaxMsgsPerSubject int64
+	// VsockPort, when not 0, is the host vsock port guests connect to;
+	// each connection is the channel of the VM its CID names in VsockVMs
+	// or, when virsh is installed, in the running domains' <vsock>.
+	VsockPort uint32
+	VsockVMs  []VsockVM
+	// MetricsListen is the TCP address of /metrics and /healthz; "" (the
+	// default) serves neither.
+	MetricsListen string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -130,12 +174,25 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("glob %q: %w", g, err)
 		}
 	}
+	if c.ProxmoxGlob == "" {
+		c.ProxmoxGlob = DefaultProxmoxGlob
+	}
+	if _, err := filepath.Match(c.ProxmoxGlob, ""); err != nil {
+		return c, fmt.Errorf("proxmox glob %q: %w", c.ProxmoxGlob, err)
+	}
+	if c.ProxmoxConfDir == "" {
+		c.ProxmoxConfDir = DefaultProxmoxConfDir
+	}
 	paths := make(map[string]bool, len(c.Static))
 	names := make(map[string]bool, len(c.Static))
+	uuids := make(map[string]bool, len(c.Static))
 	static := make([]Channel, len(c.Static))
 	for i, ch := range c.Static {
 		if ch.Name == "" || ch.Path == "" {
 			return c, fmt.Errorf("static channel %q=%q: name and path are required", ch.Name, ch.Path)
+		}
+		if err := checkVMName(ch.Name); err != nil {
+			return c, fmt.Errorf("static channel %s: %w", ch.Path, err)
 		}
 		if paths[ch.Path] {
 			return c, fmt.Errorf("static channel %s: path listed twice", ch.Path)
@@ -154,6 +211,10 @@ func (c Config) withDefaults() (Config, error) {
 				return c, fmt.Errorf("static channel %s: %q is not a UUID", ch.Name, ch.UUID)
 			}
 			ch.UUID = u
+			if uuids[u] {
+				return c, fmt.Errorf("static channel %s: UUID %s listed twice", ch.Path, u)
+			}
+			uuids[u] = true
 		}
 		static[i] = ch
 	}
@@ -205,8 +266,24 @@ func (c Config) withDefaults() (Config, error) {
 		c.LegacyGapWait = DefaultLegacyGapWait
 	}
 	var err error
+	if c.Lifecycle.ProxmoxConfDir == "" {
+		c.Lifecycle.ProxmoxConfDir = c.ProxmoxConfDir
+	}
 	if c.Lifecycle, err = c.Lifecycle.withDefaults(); err != nil {
 		return c, err
+	}
+	if c.MaxRelayInFlightBytes <= 0 {
+		c.MaxRelayInFlightBytes = DefaultMaxRelayInFlightBytes
+	}
+	c.MaxInFlightBytes = min(c.MaxInFlightBytes, c.MaxRelayInFlightBytes)
+	if c.MaxAnnouncedChecks <= 0 {
+		c.MaxAnnouncedChecks = DefaultMaxAnnouncedChecks
+	}
+	if c.ViolationInterval <= 0 {
+		c.ViolationInterval = DefaultViolationInterval
+	}
+	if c.MaxMsgsPerSubject == 0 {
+		c.MaxMsgsPerSubject = natsutil.DefaultMaxMsgsPerSubject
 	}
 	return c, nil
 }

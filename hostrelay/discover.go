@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 // libvirtShortNameMax is how many characters of a domain name libvirt keeps
@@ -30,6 +32,8 @@ type target struct {
 	// channels and folders not named by libvirt.
 	domID   string
 	globbed bool
+	// settled: the source gave the whole identity; libvirt is not asked.
+	settled bool
 }
 
 // discover returns the channels to watch now, by socket path: every glob
@@ -44,6 +48,7 @@ func discover(cfg Config) map[string]target {
 			found[p] = target{Channel: Channel{Name: name, Path: p}, domID: id, globbed: true}
 		}
 	}
+	discoverProxmox(cfg, found)
 	for _, ch := range cfg.Static {
 		found[ch.Path] = target{Channel: ch}
 	}
@@ -66,9 +71,19 @@ type channelSet struct {
 	watched map[string]Channel // by path
 	names   map[string]string  // VM name → path of its watched channel
 	waiting map[string]int     // path → scans so far without a status file
-	// skipped holds, by path, settled channels whose name another channel
-	// already has; they are logged once and watched when the name is free.
+	// skipped holds, by path, settled channels whose name or UUID another
+	// channel already has; they are logged once and watched when it is free.
 	skipped map[string]Channel
+	uuids   map[string]string // VM UUID → path of its watched channel
+	// refused holds the paths of channels that can never be watched as
+	// found (a name that is not UTF-8, a path too long to connect to);
+	// they are logged once, while they exist.
+	refused map[string]bool
+	// onRefuse, when set, is told each channel skipped or refused, once.
+	onRefuse func(ch Channel, reason string)
+	// domainUUID asks libvirt for a domain's UUID when its status file
+	// cannot be read; virshUUID, or nil in tests.
+	domainUUID func(name string) (string, error)
 }
 
 func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
@@ -79,6 +94,8 @@ func newChannelSet(cfg Config, log *slog.Logger) *channelSet {
 		names:   make(map[string]string),
 		waiting: make(map[string]int),
 		skipped: make(map[string]Channel),
+		uuids:   make(map[string]string),
+		refused: make(map[string]bool),
 	}
 }
 
@@ -90,6 +107,14 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 			gone = append(gone, path)
 			delete(c.watched, path)
 			delete(c.names, ch.Name)
+			if ch.UUID != "" {
+				delete(c.uuids, ch.UUID)
+			}
+		}
+	}
+	for path := range c.refused {
+		if _, ok := found[path]; !ok {
+			delete(c.refused, path)
 		}
 	}
 	slices.Sort(gone)
@@ -122,16 +147,36 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 		return cmp.Compare(a.Path, b.Path)
 	})
 	for _, t := range fresh {
+		if c.refused[t.Path] {
+			continue
+		}
 		ch, known := c.skipped[t.Path]
 		if !known {
 			var wait bool
 			if ch, wait = c.settle(t); wait {
 				continue
 			}
+			if err := cmp.Or(checkVMName(ch.Name), checkSocketPath(ch.Path)); err != nil {
+				c.refused[ch.Path] = true
+				c.log.Warn("channel_refused", "vm", ch.Name, "vm_token", protocol.EscapeToken(ch.Name), "channel", ch.Path, "err", err)
+				c.refuse(ch, err.Error())
+				continue
+			}
 		}
 		if other, taken := c.names[ch.Name]; taken {
 			if !known {
 				c.log.Warn("channel_name_conflict", "vm", ch.Name, "channel", ch.Path, "watched", other)
+				c.refuse(ch, "VM name already watched on "+other)
+			}
+			c.skipped[ch.Path] = ch
+			continue
+		}
+		// The UUID keys the VM's message ids: two channels with one UUID
+		// would de-duplicate each other's messages away.
+		if other, taken := c.uuids[ch.UUID]; taken && ch.UUID != "" {
+			if !known {
+				c.log.Warn("channel_uuid_conflict", "vm", ch.Name, "uuid", ch.UUID, "channel", ch.Path, "watched", other)
+				c.refuse(ch, "VM UUID already watched on "+other)
 			}
 			c.skipped[ch.Path] = ch
 			continue
@@ -139,9 +184,24 @@ func (c *channelSet) update(found map[string]target) (start []Channel, gone []st
 		delete(c.skipped, ch.Path)
 		c.watched[ch.Path] = ch
 		c.names[ch.Name] = ch.Path
+		if ch.UUID != "" {
+			c.uuids[ch.UUID] = ch.Path
+		}
 		start = append(start, ch)
 	}
 	return start, gone
+}
+
+func (c *channelSet) refuse(ch Channel, reason string) {
+	if c.onRefuse == nil {
+		return
+	}
+	if !utf8.ValidString(ch.Name) {
+		// The event is JSON too: it names the VM by its escaped token,
+		// which keeps every byte.
+		ch.Name = protocol.EscapeToken(ch.Name)
+	}
+	c.onRefuse(ch, reason)
 }
 
 // settle works out the identity a channel keeps while it exists, or says
@@ -158,6 +218,14 @@ func (c *channelSet) settle(t target) (ch Channel, wait bool) {
 		return Channel{}, true
 	}
 	delete(c.waiting, t.Path)
+	if t.domID != "" && c.domainUUID != nil {
+		// The status file is root's alone on some hosts; libvirt's
+		// read-only API still answers.
+		if u, verr := c.domainUUID(t.Name); verr == nil {
+			t.UUID = u
+			return t.Channel, false
+		}
+	}
 	level := slog.LevelDebug // not a libvirt host: names are all there is
 	if libvirt {
 		level = slog.LevelWarn
@@ -190,7 +258,7 @@ func vmNameFromDir(dir string) (name, domID string) {
 // and the full name when the folder holds libvirt's truncated short name.
 // A missing or unreadable file leaves the target as it is.
 func identify(runDir string, t target) (target, error) {
-	if !t.globbed || t.UUID != "" {
+	if !t.globbed || t.UUID != "" || t.settled {
 		return t, nil
 	}
 	d, err := readDomainXML(filepath.Join(runDir, t.Name+".xml"))

@@ -30,7 +30,7 @@ func TestVMNameFromDir(t *testing.T) {
 }
 
 func TestDiscoverFindsLibvirtAndStaticChannels(t *testing.T) {
-	dir := t.TempDir()
+	dir := socketDir(t)
 	for _, p := range []string{
 		"domain-1-web01/" + channelFile,
 		"domain-12-db.prod eu/" + channelFile,
@@ -163,7 +163,7 @@ func TestChannelSetSettlesIdentityOnce(t *testing.T) {
 	const uuid = "6f1c2a3b-4d5e-4f60-8172-93a4b5c6d7e8"
 	fixture := filepath.Join("testdata", "libvirt-run", "web01.xml")
 	setup := func(t *testing.T) (Config, *channelSet, string) {
-		dir := t.TempDir()
+		dir := socketDir(t)
 		path := filepath.Join(dir, "domain-1-web01", channelFile)
 		touch(t, path)
 		if err := os.Mkdir(filepath.Join(dir, "run"), 0o755); err != nil {
@@ -216,7 +216,7 @@ func TestChannelSetSettlesIdentityOnce(t *testing.T) {
 		}
 	})
 	t.Run("a truncated name is completed before the channel is watched", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := socketDir(t)
 		path := filepath.Join(dir, "domain-6-accounting-postgres-", channelFile)
 		touch(t, path)
 		cfg := testConfig(dir)
@@ -242,7 +242,7 @@ func TestChannelSetSettlesIdentityOnce(t *testing.T) {
 
 func TestChannelSetGivesEachNameOneChannel(t *testing.T) {
 	t.Run("a globbed channel with a static channel's name is skipped and logged once", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := socketDir(t)
 		touch(t, filepath.Join(dir, "domain-1-web01", channelFile))
 		cfg := testConfig(dir)
 		cfg.LibvirtRunDir = filepath.Join("testdata", "libvirt-run")
@@ -263,7 +263,7 @@ func TestChannelSetGivesEachNameOneChannel(t *testing.T) {
 		}
 	})
 	t.Run("of two globbed channels with one name the first by path is watched, the other once it is gone", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := socketDir(t)
 		first := filepath.Join(dir, "domain-1-web01", channelFile)
 		second := filepath.Join(dir, "domain-2-web01", channelFile)
 		touch(t, first)

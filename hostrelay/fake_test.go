@@ -324,6 +324,7 @@ func testConfig(dir string) Config {
 		Host:           "hv1",
 		Globs:          []string{filepath.Join(dir, "domain-*", channelFile)},
 		LibvirtRunDir:  filepath.Join(dir, "run"),
+		ProxmoxGlob:    "-",
 		RescanInterval: 20 * time.Millisecond,
 		BackoffMin:     5 * time.Millisecond,
 		BackoffMax:     100 * time.Millisecond,

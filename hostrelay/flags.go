@@ -23,6 +23,9 @@ func ParseChannel(s string) (Channel, error) {
 	if !ok || name == "" || rest == "" {
 		return bad("name and path are required")
 	}
+	if err := checkVMName(name); err != nil {
+		return bad(err.Error())
+	}
 	ch := Channel{Name: name, Path: rest}
 	if i := strings.LastIndex(rest, ",uuid="); i >= 0 {
 		ch.Path = rest[:i]
@@ -38,18 +41,27 @@ func ParseChannel(s string) (Channel, error) {
 	return ch, nil
 }
 
+// ListenFlag is ChannelsFlag for channels in listen mode: the relay makes
+// the socket and QEMU connects to it. It appends to the same list, so that
+// names and paths are unique across both.
+func ListenFlag(p *[]Channel) flag.Value { return channelsFlag{p: p, listen: true} }
+
 // ChannelsFlag returns a repeatable flag that appends each
 // NAME=PATH[,uuid=UUID] to *p. A name or a path given twice is refused:
 // two channels under one name would be merged into one VM.
-func ChannelsFlag(p *[]Channel) flag.Value { return channelsFlag{p} }
+func ChannelsFlag(p *[]Channel) flag.Value { return channelsFlag{p: p} }
 
-type channelsFlag struct{ p *[]Channel }
+type channelsFlag struct {
+	p      *[]Channel
+	listen bool
+}
 
 func (f channelsFlag) Set(s string) error {
 	ch, err := ParseChannel(s)
 	if err != nil {
 		return err
 	}
+	ch.Listen = f.listen
 	for _, c := range *f.p {
 		if c.Name == ch.Name {
 			return fmt.Errorf("channel %q: VM name %q given twice", s, ch.Name)

@@ -232,7 +232,7 @@ func (r *Relay) publishUsage(ctx context.Context) {
 		cancel()
 		if data, err := json.Marshal(usage); err == nil {
 			if r.nc.IsConnected() {
-				r.publishEvent(&nats.Msg{Subject: subj, Data: data}, "", "host_usage")
+				r.publishAsync(&nats.Msg{Subject: subj, Data: data}, "", "host_usage")
 			}
 		} else {
 			r.log.Warn("host_usage_encode_failed", "err", err)

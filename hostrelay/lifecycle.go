@@ -17,10 +17,7 @@ import (
 
 // Defaults for LifecycleConfig.
 const (
-	// DefaultProxmoxConfDir holds Proxmox VE's <vmid>.conf files, read for
-	// the name of a VM whose QMP socket is named by its vmid.
-	DefaultProxmoxConfDir = "/etc/pve/qemu-server"
-	DefaultVirshURI       = "qemu:///system"
+	DefaultVirshURI = "qemu:///system"
 	// VirshOff as LifecycleConfig.Virsh turns libvirt's events off.
 	VirshOff = "none"
 )
@@ -37,7 +34,7 @@ type LifecycleConfig struct {
 	// without its extension; for a number (a Proxmox vmid) it is the name
 	// in ProxmoxConfDir/<vmid>.conf when that file says one.
 	QMPGlobs []string
-	// ProxmoxConfDir defaults to DefaultProxmoxConfDir.
+	// ProxmoxConfDir defaults to the relay's Config.ProxmoxConfDir.
 	ProxmoxConfDir string
 	// Virsh is the virsh binary whose "event --loop" output the relay
 	// follows: "" looks for virsh on PATH and goes without when there is

@@ -11,7 +11,6 @@ import (
 func LifecycleFlags(fs *flag.FlagSet, c *LifecycleConfig) {
 	fs.Var(qmpFlag{&c.QMP}, "qmp", "QMP socket of a named VM, `NAME=PATH[,uuid=UUID]`, for host-side lifecycle events; the relay holds it open, so give each VM a -qmp socket of its own; repeatable")
 	fs.Var(qmpGlobFlag{&c.QMPGlobs}, "qmp-glob", "QMP socket `pattern`; the VM name is the file name without its extension, or for a Proxmox vmid the name in its config; repeatable")
-	fs.StringVar(&c.ProxmoxConfDir, "proxmox-conf-dir", DefaultProxmoxConfDir, "`dir`ectory of Proxmox <vmid>.conf files, read for the names of VMs whose QMP socket is named by vmid")
 	fs.StringVar(&c.Virsh, "virsh", "", "virsh `binary` whose lifecycle events are followed; empty: virsh from PATH if there is one; "+VirshOff+": off")
 	fs.StringVar(&c.VirshURI, "virsh-uri", DefaultVirshURI, "libvirt `uri` for virsh")
 }
@@ -36,7 +35,7 @@ func (f qmpFlag) String() string {
 	if f.p == nil {
 		return ""
 	}
-	return channelsFlag(f).String()
+	return channelsFlag{p: f.p}.String()
 }
 
 type qmpGlobFlag struct{ p *[]string }

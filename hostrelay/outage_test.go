@@ -31,6 +31,9 @@ func outageConfig(dir string) Config {
 	cfg := testConfig(dir)
 	cfg.Rate, cfg.MaxBytesRate = math.Inf(1), math.Inf(1)
 	cfg.LegacyGapWait = DefaultLegacyGapWait
+	// The tests read back every seq of the run, all on a few subjects:
+	// the stream must keep them all, not the newest 256 of each.
+	cfg.MaxMsgsPerSubject = -1
 	return cfg
 }
 

@@ -1,14 +1,11 @@
 package hostrelay
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -30,8 +27,6 @@ const (
 	// reasonQEMUExited is the reason given when QEMU closed its QMP socket
 	// without saying it shuts down: it was killed or it crashed.
 	reasonQEMUExited = "qemu_exited"
-	// maxProxmoxConf bounds how much of a Proxmox VM config is read.
-	maxProxmoxConf = 1 << 20
 )
 
 // discoverQMP returns the QMP sockets to watch now, by path. A static entry
@@ -74,33 +69,12 @@ func qmpVMName(confDir, path string) string {
 	if base == "" || strings.Trim(base, "0123456789") != "" {
 		return base
 	}
-	f, err := os.Open(filepath.Join(confDir, base+".conf"))
-	if err != nil {
-		return base
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, maxProxmoxConf))
-	if name := proxmoxName(b); name != "" {
-		return name
+	if b, err := readLimited(filepath.Join(confDir, base+".conf"), maxProxmoxConf); err == nil {
+		if name, _ := parseProxmoxConf(b); name != "" {
+			return name
+		}
 	}
 	return base
-}
-
-// proxmoxName returns the "name:" of a Proxmox VM config's current section
-// (the part before the first [snapshot] section), or "".
-func proxmoxName(conf []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(conf))
-	sc.Buffer(nil, maxProxmoxConf)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "[") {
-			return ""
-		}
-		if v, ok := strings.CutPrefix(line, "name:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // watchQMP follows one VM's QMP socket until ctx ends, connecting again

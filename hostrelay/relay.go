@@ -46,6 +46,9 @@ type Relay struct {
 
 	// events tracks channel events not yet confirmed.
 	events sync.WaitGroup
+	// budget bounds the bytes in flight over all connections.
+	budget  *byteBudget
+	metrics *relayMetrics
 
 	mu  sync.Mutex
 	vms map[string]*vmState
@@ -68,11 +71,13 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Relay{
-		cfg: cfg,
-		nc:  nc,
-		js:  js,
-		log: logger,
-		vms: make(map[string]*vmState),
+		cfg:     cfg,
+		nc:      nc,
+		js:      js,
+		log:     logger,
+		vms:     make(map[string]*vmState),
+		budget:  newByteBudget(cfg.MaxRelayInFlightBytes),
+		metrics: newRelayMetrics(),
 	}, nil
 }
 
@@ -106,21 +111,32 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // returns nil after every connection has been drained: messages already
 // published are acknowledged to their guests before the connection closes.
 func (r *Relay) Run(ctx context.Context) error {
+	waitMetrics, err := r.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer waitMetrics()
 	if err := r.ensureStream(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	r.metrics.ready.Store(true)
 	r.log.Info("relay_started", "host", r.cfg.Host, "globs", r.cfg.Globs, "static", len(r.cfg.Static))
 
 	var wg sync.WaitGroup
 	stops := make(map[string]context.CancelCauseFunc)
+	vctx, stopViolations := context.WithCancel(context.WithoutCancel(ctx))
+	violations := make(chan struct{})
+	go func() { r.reportViolations(vctx); close(violations) }()
 	defer func() {
 		for _, stop := range stops {
 			stop(errShutdown)
 		}
 		wg.Wait()
+		stopViolations()
+		<-violations
 		r.events.Wait()
 		r.mu.Lock()
 		r.watching = nil
@@ -134,11 +150,24 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	wg.Go(func() { r.watchLifecycle(ctx) })
+	if r.cfg.VsockPort != 0 {
+		ln, err := listenVsock(r.cfg.VsockPort)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { r.serveVsock(ctx, ln, newVsockTable(r.cfg.VsockVMs, virshVsockVMs)) })
+	}
 	chans := newChannelSet(r.cfg, r.log)
+	chans.domainUUID = virshUUID
+	chans.onRefuse = func(ch Channel, reason string) { r.publishChannelEvent(ch, protocol.ChannelRefused, reason) }
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
+	rescan := newRescanner(r.log)
+	defer rescan.close()
 	for {
-		start, gone := chans.update(discover(r.cfg))
+		found := discover(r.cfg)
+		rescan.watch(watchDirs(r.cfg, found))
+		start, gone := chans.update(found)
 		if len(start) > 0 || len(gone) > 0 {
 			watching := slices.SortedFunc(maps.Values(chans.watched), func(a, b Channel) int {
 				return cmp.Compare(a.Path, b.Path)
@@ -154,13 +183,22 @@ func (r *Relay) Run(ctx context.Context) error {
 		for _, ch := range start {
 			wctx, stop := context.WithCancelCause(ctx)
 			stops[ch.Path] = stop
-			wg.Go(func() { r.watch(wctx, ch) })
+			r.adopt(ch)
+			wg.Go(func() {
+				if ch.Listen {
+					r.listenOn(wctx, ch)
+				} else {
+					r.watch(wctx, ch)
+				}
+				r.forget(ch)
+			})
 		}
 
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-rescan.C:
 		}
 	}
 }
@@ -171,7 +209,7 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 	wait := r.cfg.BackoffMin
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := natsutil.EnsureStream(actx, r.js, natsutil.StreamConfig{Duplicates: r.cfg.Duplicates})
+		_, err := natsutil.EnsureStream(actx, r.js, natsutil.StreamConfig{Duplicates: r.cfg.Duplicates, MaxMsgsPerSubject: r.cfg.MaxMsgsPerSubject})
 		cancel()
 		if err == nil {
 			return nil
@@ -203,6 +241,44 @@ func (r *Relay) Stats() map[string]VMStats {
 		out[name] = v.snapshot()
 	}
 	return out
+}
+
+// adopt makes the VM state of a channel about to be watched, or takes the
+// one a vanishing channel of the same name still holds.
+func (r *Relay) adopt(ch Channel) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.vms[ch.Name]
+	if !ok {
+		v = newVMState(r.cfg)
+		r.vms[ch.Name] = v
+	}
+	v.ch = ch
+	v.watchers++
+}
+
+// forget drops the state of a VM whose last watcher stopped, so that the
+// relay's tables hold the VMs it watches, not every VM it ever saw. What
+// the VM's guest got refused since the last violations event is published
+// first.
+func (r *Relay) forget(ch Channel) {
+	r.mu.Lock()
+	v, ok := r.vms[ch.Name]
+	if !ok {
+		r.mu.Unlock()
+		return
+	}
+	v.watchers--
+	if v.watchers > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.vms, ch.Name)
+	counts := v.newViolations()
+	r.mu.Unlock()
+	if counts != nil {
+		r.publishViolations(ch, counts)
+	}
 }
 
 func (r *Relay) vm(name string) *vmState {
@@ -257,20 +333,24 @@ func (r *Relay) watch(ctx context.Context, ch Channel) {
 // does not wait: a guest's messages must not queue behind it. Run waits for
 // the outcome before it returns, so that the last disconnect is stored.
 func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, reason string) {
-	ev := protocol.ChannelEvent{
-		V: protocol.Version, Host: r.cfg.Host, VM: ch.Name, UUID: ch.UUID, Channel: ch.Path,
-		State: state, TS: time.Now().UTC(), Reason: reason,
-	}
+	r.publishEvent(ch, protocol.ChannelEvent{State: state, Reason: reason})
+}
+
+// publishEvent fills in the channel's identity and publishes ev as
+// publishChannelEvent does.
+func (r *Relay) publishEvent(ch Channel, ev protocol.ChannelEvent) {
+	state := ev.State
+	ev.V, ev.Host, ev.VM, ev.UUID, ev.Channel, ev.TS = protocol.Version, r.cfg.Host, ch.Name, ch.UUID, ch.Path, time.Now().UTC()
 	data, err := protocol.Marshal(ev)
 	if err == nil {
-		r.publishEvent(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]}, ch.Name, state)
+		r.publishAsync(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]}, ch.Name, state)
 		return
 	}
 	r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
 }
 
-// publishEvent publishes a channel event without waiting for it.
-func (r *Relay) publishEvent(msg *nats.Msg, vm string, state protocol.ChannelState) {
+// publishAsync publishes an event without waiting for it.
+func (r *Relay) publishAsync(msg *nats.Msg, vm string, state protocol.ChannelState) {
 	paf, err := r.js.PublishMsgAsync(msg)
 	if err != nil {
 		r.log.Warn("channel_event_publish_failed", "vm", vm, "state", state, "err", err)

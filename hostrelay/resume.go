@@ -48,7 +48,7 @@ func (s *session) reportLoss(run string, adm admission) {
 	}
 	data, err := json.Marshal(ev)
 	if err == nil {
-		s.r.publishEvent(&nats.Msg{Subject: protocol.ChannelSubject(s.r.cfg.Host, s.ch.Name), Data: data}, s.ch.Name, ev.State)
+		s.r.publishAsync(&nats.Msg{Subject: protocol.ChannelSubject(s.r.cfg.Host, s.ch.Name), Data: data}, s.ch.Name, ev.State)
 		return
 	}
 	s.r.log.Warn("channel_event_publish_failed", "vm", s.ch.Name, "state", ev.State, "err", err)

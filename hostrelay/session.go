@@ -45,14 +45,19 @@ type session struct {
 	// will resend.
 	failed atomic.Bool
 	dead   chan struct{}
+	// deadCtx is done once dead is closed, for waits on the relay's
+	// shared byte budget.
+	deadCtx  context.Context
+	stopDead context.CancelFunc
 }
 
 type inflight struct {
-	paf  jetstream.PubAckFuture
+	paf  jetstream.PubAckFuture // nil for a message the relay refused
 	run  string
 	rs   *runState
 	seq  uint64
 	size int64
+	sent time.Time // for the publish latency metric
 	// ackTo is how far the run may be acknowledged once this message and
 	// every one before it are stored.
 	ackTo uint64
@@ -95,6 +100,8 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 		freed:         make(chan struct{}, 1),
 		dead:          make(chan struct{}),
 	}
+	s.deadCtx, s.stopDead = context.WithCancel(context.Background())
+	defer s.stopDead()
 	vm.conns.Add(1)
 	defer vm.conns.Add(-1)
 	vm.connects.Add(1)
@@ -123,7 +130,7 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 // publish fails.
 func (s *session) readLoop(ctx context.Context) sessionEnd {
 	src := &throttledReader{ctx: ctx, r: s.conn, lim: s.vm.bytes, n: &s.vm.read}
-	pr := protocol.NewReader(src, protocol.MaxLineLen)
+	pr := protocol.NewReaderSize(src, protocol.MaxLineLen, readBufSize)
 	for !s.failed.Load() {
 		env, line, err := pr.Next()
 		if err != nil {
@@ -153,6 +160,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			s.resumed(ctx, env)
 			continue
 		}
+		refused, ok := s.vm.screen(&env)
 		adm := s.book.admit(s.connNo, env.Run, env.Seq)
 		if adm.verdict == gapAccepted {
 			s.vm.gaps.Add(1)
@@ -164,6 +172,16 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		subj := s.heartbeatSubj
 		if env.Kind == protocol.KindResult || env.Kind == protocol.KindEvent {
 			subj = protocol.ReportSubject(s.r.cfg.Host, s.ch.Name, env.Check)
+		}
+		if !ok {
+			// Refused, the message is still taken: it is acknowledged in
+			// its turn, so the agent lets it go and its seq leaves no gap.
+			s.refuse(ctx, env, refused)
+			s.pending <- inflight{run: env.Run, rs: adm.rs, seq: env.Seq, ackTo: adm.ackTo}
+			if adm.verdict == gapFound {
+				return sessionEnd{reason: "seq gap"}
+			}
+			continue
 		}
 		msg := &nats.Msg{Subject: subj, Data: s.enc.encode(received, line)}
 		size := int64(len(msg.Data))
@@ -183,7 +201,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			s.r.log.Warn("publish_failed", "vm", s.ch.Name, "run", env.Run, "seq", env.Seq, "err", err)
 			return sessionEnd{reason: "publish failed: " + err.Error()}
 		}
-		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, ackTo: adm.ackTo}
+		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, sent: time.Now(), ackTo: adm.ackTo}
 		if adm.verdict == gapFound {
 			// What came before the gap is still acknowledged; the agent
 			// connects again, resumes and resends the rest from its oldest
@@ -205,6 +223,9 @@ func (s *session) reserve(size int64) bool {
 		// time Add runs.
 		held := s.held.Load()
 		if held == 0 || held+size <= int64(s.r.cfg.MaxInFlightBytes) {
+			if !s.r.budget.acquire(s.deadCtx, size) {
+				return false
+			}
 			s.held.Add(size)
 			return true
 		}
@@ -217,7 +238,11 @@ func (s *session) reserve(size int64) bool {
 }
 
 func (s *session) release(size int64) {
+	if size == 0 {
+		return // a refused message: it reserved nothing
+	}
 	s.held.Add(-size)
+	s.r.budget.release(size)
 	select {
 	case s.freed <- struct{}{}:
 	default: // a wake-up is already waiting
@@ -351,8 +376,12 @@ func (s *session) ackLoop() error {
 // timeout bounds the wait.
 func (s *session) await(in inflight) error {
 	defer s.release(in.size)
+	if in.paf == nil {
+		return nil // refused: nothing was published
+	}
 	select {
 	case pa := <-in.paf.Ok():
+		s.r.metrics.publish.Observe(time.Since(in.sent).Seconds())
 		s.confirmed(pa)
 		return nil
 	case err := <-in.paf.Err():
@@ -362,9 +391,13 @@ func (s *session) await(in inflight) error {
 
 // poll is await without waiting.
 func (s *session) poll(in inflight) (bool, error) {
+	if in.paf == nil {
+		return true, nil // refused: nothing was published
+	}
 	select {
 	case pa := <-in.paf.Ok():
 		s.release(in.size)
+		s.r.metrics.publish.Observe(time.Since(in.sent).Seconds())
 		s.confirmed(pa)
 		return true, nil
 	case err := <-in.paf.Err():
@@ -394,6 +427,7 @@ func (s *session) publishErr(in inflight, err error) error {
 func (s *session) fail(err error) error {
 	s.failed.Store(true)
 	close(s.dead)
+	s.stopDead()
 	_ = s.conn.Close()
 	for in := range s.pending {
 		s.release(in.size)

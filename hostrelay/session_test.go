@@ -81,9 +81,10 @@ func TestThrottledReaderStopsWaitingWhenCancelled(t *testing.T) {
 func TestReserveBoundsTheBytesInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &session{
-			r:     &Relay{cfg: Config{MaxInFlightBytes: 1000}},
-			freed: make(chan struct{}, 1),
-			dead:  make(chan struct{}),
+			r:       &Relay{cfg: Config{MaxInFlightBytes: 1000}, budget: newByteBudget(1 << 20)},
+			freed:   make(chan struct{}, 1),
+			dead:    make(chan struct{}),
+			deadCtx: context.Background(),
 		}
 		if !s.reserve(1500) {
 			t.Fatal("a message over the bound did not go with nothing in flight")
@@ -110,6 +111,32 @@ func TestReserveBoundsTheBytesInFlight(t *testing.T) {
 		close(s.dead) // the ack loop failed: nothing more is published
 		if <-reserved {
 			t.Error("reserve succeeded after the ack loop failed")
+		}
+	})
+}
+
+func TestReserveSharesTheRelaysBudgetAcrossConnections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &Relay{cfg: Config{MaxInFlightBytes: 1000}, budget: newByteBudget(1000)}
+		newSession := func() *session {
+			return &session{r: r, freed: make(chan struct{}, 1), dead: make(chan struct{}), deadCtx: t.Context()}
+		}
+		a, b := newSession(), newSession()
+		if !a.reserve(800) {
+			t.Fatal("the first connection could not reserve 800 of 1000 bytes")
+		}
+		reserved := make(chan bool, 1)
+		go func() { reserved <- b.reserve(800) }()
+		synctest.Wait()
+		select {
+		case <-reserved:
+			t.Fatal("a second connection reserved 800 bytes while the first held 800 of the relay's 1000")
+		default:
+		}
+		a.release(800)
+		synctest.Wait()
+		if !<-reserved {
+			t.Fatal("reserve failed after the first connection released its bytes")
 		}
 	})
 }

@@ -26,9 +26,13 @@ const (
 	DropInvalid       DropReason = "invalid"
 	DropRateLimited   DropReason = "rate_limited"
 	DropPublishFailed DropReason = "publish_failed"
+	// DropUnknownCheck: a result or event names a check that is neither
+	// one the agent ships nor one the VM's hello announced within its
+	// bound; it would have become a new subject.
+	DropUnknownCheck DropReason = "unknown_check"
 )
 
-var dropReasons = [...]DropReason{DropOversized, DropTruncated, DropMalformed, DropVersion, DropInvalid, DropRateLimited, DropPublishFailed}
+var dropReasons = [...]DropReason{DropOversized, DropTruncated, DropMalformed, DropVersion, DropInvalid, DropRateLimited, DropPublishFailed, DropUnknownCheck}
 
 // VMStats counts what the relay has seen from one VM since it started.
 type VMStats struct {
@@ -77,6 +81,20 @@ type vmState struct {
 	acks       atomic.Uint64
 	gaps       atomic.Uint64
 	dropped    [len(dropReasons)]atomic.Uint64
+
+	checks checkNames
+	// lag is the receive time minus the guest's ts of the latest message,
+	// in nanoseconds.
+	lag atomic.Int64
+	// overAnnounced counts check names hellos announced past the bound.
+	overAnnounced atomic.Uint64
+	// reported is what the last violations event covered, by reason; only
+	// the violations reporter touches it.
+	reported [len(dropReasons)]uint64
+	// ch and watchers are guarded by Relay.mu: the channel the VM is
+	// watched on, and how many watchers use this state.
+	ch       Channel
+	watchers int
 }
 
 func newVMState(cfg Config) *vmState {
@@ -84,6 +102,7 @@ func newVMState(cfg Config) *vmState {
 		limiter: rate.NewLimiter(limit(cfg.Rate), cfg.Burst),
 		bytes:   rate.NewLimiter(limit(cfg.MaxBytesRate), cfg.MaxBytesBurst),
 		logs:    rate.NewLimiter(rate.Every(dropLogEvery), dropLogBurst),
+		checks:  checkNames{max: cfg.MaxAnnouncedChecks},
 	}
 }
 

@@ -51,15 +51,18 @@ type Reader struct {
 
 // NewReader returns a Reader with the given line limit; max <= 0 means
 // MaxLineLen.
-func NewReader(r io.Reader, max int) *Reader {
-	if max <= 0 {
-		max = MaxLineLen
+func NewReader(r io.Reader, max int) *Reader { return NewReaderSize(r, max, 64<<10) }
+
+// NewReaderSize is NewReader with a read buffer of bufSize bytes (at most
+// max+1). Lines longer than the buffer are read in pieces, so a small
+// buffer bounds memory where a relay holds a thousand readers, at the cost
+// of more reads for long lines.
+func NewReaderSize(r io.Reader, limit, bufSize int) *Reader {
+	if limit <= 0 {
+		limit = MaxLineLen
 	}
-	size := 64 << 10
-	if max+1 < size {
-		size = max + 1
-	}
-	return &Reader{br: bufio.NewReaderSize(r, size), max: max}
+	size := min(max(bufSize, 16), limit+1)
+	return &Reader{br: bufio.NewReaderSize(r, size), max: limit}
 }
 
 // Stats returns the counters so far.

@@ -25,9 +25,18 @@ type ChannelState string
 const (
 	ChannelConnected    ChannelState = "connected"
 	ChannelDisconnected ChannelState = "disconnected"
+	// ChannelViolations says what a connected guest sent that the relay
+	// refused since the last such event; Counts holds how many of each
+	// reason. The channel's state is unchanged by it.
+	ChannelViolations ChannelState = "violations"
+	// ChannelRefused says the relay will not watch a channel it found, for
+	// Reason (another channel has the VM's name or UUID, or the name is not
+	// valid UTF-8).
+	ChannelRefused ChannelState = "refused"
 )
 
-// ChannelEvent is published when a relay connects to or loses a VM's channel.
+// ChannelEvent is published when a relay connects to or loses a VM's
+// channel, refuses one, or refuses what its guest sent.
 type ChannelEvent struct {
 	V       int          `json:"v"`
 	Host    string       `json:"host"`
@@ -37,4 +46,6 @@ type ChannelEvent struct {
 	State   ChannelState `json:"state"`
 	TS      time.Time    `json:"ts"`
 	Reason  string       `json:"reason,omitempty"`
+	// Counts is set on violations: refused lines or messages by reason.
+	Counts map[string]uint64 `json:"counts,omitempty"`
 }

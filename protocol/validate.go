@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Limits on guest-supplied fields. A line is already bounded by MaxLineLen;
@@ -106,7 +107,7 @@ func (e *Envelope) validateData() error {
 			return fieldErr("data", "hello needs hostname, os, agent_version and checks")
 		}
 		var h Hello
-		if err := strictUnmarshal(d, &h); err != nil {
+		if err := strictUnmarshal(d, &h, helloKeys); err != nil {
 			return fieldErr("data", "%v", err)
 		}
 		return h.validate()
@@ -115,7 +116,7 @@ func (e *Envelope) validateData() error {
 			return nil
 		}
 		var hb Heartbeat
-		if err := strictUnmarshal(d, &hb); err != nil {
+		if err := strictUnmarshal(d, &hb, heartbeatKeys); err != nil {
 			return fieldErr("data", "%v", err)
 		}
 	case KindResume:
@@ -123,7 +124,7 @@ func (e *Envelope) validateData() error {
 			return fieldErr("data", "resume needs held")
 		}
 		var r Resume
-		if err := strictUnmarshal(d, &r); err != nil {
+		if err := strictUnmarshal(d, &r, resumeKeys); err != nil {
 			return fieldErr("data", "%v", err)
 		}
 		return r.validate()
@@ -151,6 +152,9 @@ func (h *Hello) validate() error {
 	for i, c := range h.Checks {
 		if err := checkToken(fmt.Sprintf("data.checks[%d]", i), c, MaxCheckLen, isNameByte); err != nil {
 			return err
+		}
+		if slices.Contains(h.Checks[:i], c) {
+			return fieldErr(fmt.Sprintf("data.checks[%d]", i), "%q listed twice", c)
 		}
 	}
 	if len(h.Intervals) > MaxChecks {
@@ -281,7 +285,10 @@ func versionErr(v int) error {
 // clip shortens guest text quoted in an error so errors stay small.
 func clip(s string) string { return Clip(s, 64+len("…")) }
 
-func strictUnmarshal(data []byte, v any) error {
+func strictUnmarshal(data []byte, v any, keys map[string]bool) error {
+	if err := checkKeys(data, keys); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -36,11 +36,31 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	fs.Var(hostrelay.GlobsFlag(&cfg.Globs), "glob", "channel socket `pattern`; the VM name is the socket's folder without libvirt's domain-<id>- prefix; repeatable; replaces the default; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Static), "channel", "channel socket of a named VM, `NAME=PATH[,uuid=UUID]`; repeatable")
 	hostrelay.LifecycleFlags(fs, &cfg.Lifecycle)
+	fs.Var(hostrelay.ListenFlag(&cfg.Static), "listen", "channel socket the relay creates and QEMU connects to (chardev socket,server=off), `NAME=PATH[,uuid=UUID]`; repeatable")
 	fs.StringVar(&cfg.LibvirtRunDir, "libvirt-run-dir", hostrelay.DefaultLibvirtRunDir, "`dir`ectory where libvirt keeps <vm>.xml status files, read for VM UUIDs")
 	fs.Float64Var(&cfg.Rate, "rate", hostrelay.DefaultRate, "lines per second one VM may send")
 	fs.IntVar(&cfg.Burst, "burst", hostrelay.DefaultBurst, "lines one VM may send at once above the rate")
 	cfg.MaxBytesRate = hostrelay.DefaultMaxBytesRate
 	fs.Var((*bytesRate)(&cfg.MaxBytesRate), "max-bytes-rate", "`bytes` per second read from one VM's channel, blank and dropped lines included; a guest that writes faster is read more slowly; inf for no limit")
+	fs.StringVar(&cfg.ProxmoxGlob, "proxmox-glob", hostrelay.DefaultProxmoxGlob, "Proxmox-style channel socket `pattern`, <vmid>.guestdiag; - turns it off")
+	fs.StringVar(&cfg.ProxmoxConfDir, "proxmox-conf-dir", hostrelay.DefaultProxmoxConfDir, "`dir`ectory of Proxmox <vmid>.conf files, read for VM names and UUIDs")
+	fs.Func("vsock-port", "host vsock `port` agents connect to; each connection is the VM its CID names (--vsock-vm, or the running domains' <vsock> through virsh); default off", func(v string) error {
+		p, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || p == 0 {
+			return fmt.Errorf("%q is not a vsock port", v)
+		}
+		cfg.VsockPort = uint32(p)
+		return nil
+	})
+	fs.Func("vsock-vm", "the VM of a vsock CID, `NAME=CID[,uuid=UUID]`; repeatable", func(v string) error {
+		vm, err := hostrelay.ParseVsockVM(v)
+		if err == nil {
+			cfg.VsockVMs = append(cfg.VsockVMs, vm)
+		}
+		return err
+	})
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9464 (default: off)")
+	fs.IntVar(&cfg.MaxRelayInFlightBytes, "max-inflight-bytes", hostrelay.DefaultMaxRelayInFlightBytes, "`bytes` published and not yet confirmed, over all channels together")
 	err := cli.Parse(fs, args)
 	return cfg, *level, err
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// NATS is how guestdiag-collector authenticates to NATS (guestdiag up
 	// connects in-process and uses none).
 	NATS natsutil.Auth
+	// MetricsListen is the TCP address of /metrics and /healthz; "" serves
+	// neither.
+	MetricsListen string
 }
 
 // CollectorInboxPrefix is where collectors receive replies, so that their
@@ -89,6 +92,10 @@ func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger
 			}
 		})
 	}
+	if err := serveMetrics(ctx, &wg, cfg.MetricsListen, c, nc, logger.With("component", "metrics")); err != nil {
+		ln.Close()
+		return err
+	}
 	wg.Go(func() { reloadOnHangup(ctx, c, logger) })
 	return c.Serve(ctx, ln)
 }
@@ -125,6 +132,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")
 	fs.Var(stringsFlag{&cfg.Alertmanager.URLs}, "alertmanager", "Alertmanager base `url` to push alerts to; repeat for an HA pair")
 	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9465 (default: off)")
 	fs.DurationVar(&cfg.Collector.ChannelGrace, "channel-grace", collector.DefaultChannelGrace, "how long a channel may stay disconnected before vm.channel_down fires")
 	return p
 }

@@ -26,6 +26,14 @@ const (
 	DefaultMaxBytes = 16 << 30
 	// MaxMsgSize fits a maximal guest line plus the relay's envelope.
 	MaxMsgSize = 2 * protocol.MaxLineLen
+	// DefaultMaxMsgsPerSubject bounds what one VM can hold in the stream,
+	// whatever its rate: a VM has at most 24 subjects (six known checks,
+	// 16 announced ones, heartbeat, channel), so at most 24 × 256 messages
+	// of at most MaxMsgSize, 3 GiB, and with lines of the protocol's
+	// 256 KiB limit 1.5 GiB. Past that its own oldest messages go, not the
+	// fleet's. The agent's most frequent check reports every 15 s, so 256
+	// messages are an hour of each check's results at least.
+	DefaultMaxMsgsPerSubject = 256
 )
 
 // StreamConfig configures the GUESTDIAG stream.
@@ -34,6 +42,8 @@ type StreamConfig struct {
 	Duplicates time.Duration
 	MaxAge     time.Duration
 	MaxBytes   int64
+	// MaxMsgsPerSubject: 0 means DefaultMaxMsgsPerSubject, -1 no limit.
+	MaxMsgsPerSubject int64
 }
 
 // EnsureStream creates the GUESTDIAG stream if it does not exist, so that
@@ -54,6 +64,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
+	if cfg.MaxMsgsPerSubject == 0 {
+		cfg.MaxMsgsPerSubject = DefaultMaxMsgsPerSubject
+	}
 	// Look first: a daemon whose permissions allow only the stream's info
 	// (a locked-down relay) must start when the stream exists.
 	if s, err := js.Stream(ctx, StreamName); err == nil {
@@ -71,7 +84,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxAge:      cfg.MaxAge,
 		MaxBytes:    cfg.MaxBytes,
 		MaxMsgSize:  MaxMsgSize,
-		Discard:     jetstream.DiscardOld,
+		// Per subject first: a guest that sends without end replaces its
+		// own history before it can push out the fleet's.
+		MaxMsgsPerSubject: cfg.MaxMsgsPerSubject,
+		Discard:           jetstream.DiscardOld,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		s, err = js.Stream(ctx, StreamName)
