@@ -18,6 +18,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
