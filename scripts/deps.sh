@@ -24,6 +24,7 @@ command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
 command -v wixl >/dev/null 2>&1 || missing+=(wixl)
 command -v msiinfo >/dev/null 2>&1 || missing+=(msitools)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }

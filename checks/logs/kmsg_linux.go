@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/guestdiag/guestdiag/checks/internal/kmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,7 +96,7 @@ func (r *kmsgReader) read(ctx context.Context, follow bool, sink entrySink) erro
 			flush()
 			return nil
 		}
-		rec, err := parseKmsg(buf[:n])
+		rec, err := kmsg.Parse(buf[:n])
 		if err != nil || rec.Seq < next {
 			continue
 		}
@@ -113,7 +114,7 @@ func (r *kmsgReader) read(ctx context.Context, follow bool, sink entrySink) erro
 	}
 }
 
-func (r *kmsgReader) entry(rec kmsgRecord, boot time.Time) (entry, bool) {
+func (r *kmsgReader) entry(rec kmsg.Record, boot time.Time) (entry, bool) {
 	if rec.Level > r.filter.minPri {
 		return entry{}, false
 	}

@@ -7,5 +7,9 @@
 // cmdline and context switches of those in D, T or Z) and asks systemd
 // over D-Bus for failed and watched units; on Windows, which has no such
 // process states, it asks the service control manager about the watched
-// services only; elsewhere every run is unknown. Probes run everywhere.
+// services only; elsewhere every run is unknown. Probes run everywhere. On
+// Linux the check also runs at once when a unit fails or is restarted
+// after a bad exit (systemd's D-Bus signals) or the OOM killer kills
+// (/dev/kmsg, cgroup v2 memory.events), and can name who sent a killing
+// signal from a tracefs instance of its own (trace_signals).
 package processes

@@ -74,6 +74,18 @@ type Config struct {
 	Services []string `json:"services"`
 	// Probes are liveness probes of applications.
 	Probes []Probe `json:"probes"`
+	// Events runs the check at once when a unit's main process dies or the
+	// OOM killer kills (Linux): systemd's D-Bus signals, /dev/kmsg and
+	// cgroup v2 memory.events under CgroupRoot.
+	Events     bool   `json:"events"`
+	KmsgPath   string `json:"kmsg"`
+	CgroupRoot string `json:"cgroup_root"`
+	// TraceSignals names the sender of the signal that killed a unit's
+	// process, from the signal_generate tracepoint in a tracefs instance of
+	// the agent's own under Tracefs (Linux). Off by default because it
+	// changes the kernel's tracing state while the agent runs.
+	TraceSignals bool   `json:"trace_signals"`
+	Tracefs      string `json:"tracefs"`
 }
 
 // Probe is one liveness probe: a TCP connect to TCP, or an HTTP
@@ -99,8 +111,12 @@ func DefaultConfig() Config {
 		// Services whose absence breaks logging, name resolution, addresses,
 		// time, file sharing, remote management or WMI. Only those set to
 		// start automatically are expected to run.
-		Services: []string{"EventLog", "RpcSs", "Dhcp", "Dnscache", "LanmanServer", "LanmanWorkstation", "W32Time", "WinRM", "Winmgmt", "Schedule"},
-		Probes:   []Probe{},
+		Services:   []string{"EventLog", "RpcSs", "Dhcp", "Dnscache", "LanmanServer", "LanmanWorkstation", "W32Time", "WinRM", "Winmgmt", "Schedule"},
+		Probes:     []Probe{},
+		Events:     true,
+		KmsgPath:   "/dev/kmsg",
+		CgroupRoot: "/sys/fs/cgroup",
+		Tracefs:    "/sys/kernel/tracing",
 	}
 }
 
@@ -117,8 +133,12 @@ func (c Config) withDefaults() Config {
 	if c.ZombieCount <= 0 {
 		c.ZombieCount = d.ZombieCount
 	}
-	if c.ProcRoot == "" {
-		c.ProcRoot = d.ProcRoot
+	for _, p := range []struct{ v, def *string }{
+		{&c.ProcRoot, &d.ProcRoot}, {&c.KmsgPath, &d.KmsgPath}, {&c.CgroupRoot, &d.CgroupRoot}, {&c.Tracefs, &d.Tracefs},
+	} {
+		if *p.v == "" {
+			*p.v = *p.def
+		}
 	}
 	for i := range c.Probes {
 		if c.Probes[i].Timeout.Duration <= 0 {
@@ -172,6 +192,10 @@ type Data struct {
 	UnitsLeftOut int           `json:"units_left_out,omitempty"`
 	UnitsSkipped string        `json:"units_skipped,omitempty"`
 	Probes       []ProbeResult `json:"probes"`
+	// ServiceExits and OOMKills are the events seen since the last stored
+	// result.
+	ServiceExits []ServiceExit `json:"service_exits,omitempty"`
+	OOMKills     []OOMKill     `json:"oom_kills,omitempty"`
 	Errors       []string      `json:"errors,omitempty"`
 }
 
@@ -295,6 +319,11 @@ type Processes struct {
 
 	busyMu sync.Mutex
 	busy   map[key]bool // command lines being read, maybe stuck
+
+	ev events
+	// busAddress, when set, is the D-Bus address to watch units on instead
+	// of systemd's own (tests).
+	busAddress string
 }
 
 type unitSeen struct {
@@ -382,6 +411,10 @@ func (p *Processes) Run(ctx context.Context) checks.Result {
 		units = units[:maxListed]
 	}
 	data.Units = append(data.Units, units...)
+
+	exits, ooms, dropped := p.ev.take()
+	findings = eventFindings(findings, exits, ooms, dropped)
+	data.ServiceExits, data.OOMKills = exits, ooms
 
 	data.Probes = <-probes
 	findings = append(findings, probeFindings(data.Probes)...)
