@@ -3,7 +3,9 @@
 # busybox and an apt package list that knows the Debian cloud kernel (the lab
 # downloads it with `apt-get download` on first use), and the tools the checks'
 # integration tests drive: ip (network namespaces), nft (rulesets), rpm and
-# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); and the real
+# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); mmdebstrap
+# and qemu-img for the lab's Debian guest (a root built from Debian's mirror,
+# booted from a copy-on-write overlay); and the real
 # peers of the alert and dashboard tests: Prometheus Alertmanager and headless
 # Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
@@ -18,6 +20,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
