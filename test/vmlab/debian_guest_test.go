@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -146,6 +147,19 @@ func TestIntegrationDebianGuest(t *testing.T) {
 		}
 		t.Logf("wanted by %s; is-enabled: %s", strings.TrimSpace(wantedBy),
 			strings.TrimSpace(execAny(t, ctx, vm, "systemctl is-enabled guestdiag-agent.service")))
+		// BindsTo= stops the agent when its port goes away, as
+		// qemu-guest-agent's unit does; only asserted once packaging's
+		// unit says so.
+		if unit, err := os.ReadFile("../../packaging/systemd/guestdiag-agent.service"); err != nil {
+			t.Error(err)
+		} else if strings.Contains(string(unit), "BindsTo=") {
+			bindsTo := exec1(t, ctx, vm, "systemctl show -p BindsTo --value guestdiag-agent.service")
+			if !strings.Contains(bindsTo, vmlab.AgentChannelName+".device") {
+				t.Errorf("guestdiag-agent.service binds to %q, want the port's device unit", strings.TrimSpace(bindsTo))
+			}
+		} else {
+			t.Log("packaging/systemd/guestdiag-agent.service has no BindsTo= yet: not asserted")
+		}
 		if got := strings.TrimSpace(exec1(t, ctx, vm, "systemctl is-active qemu-guest-agent")); got != "active" {
 			t.Errorf("qemu-guest-agent is %q, want active beside the agent", got)
 		}
@@ -160,7 +174,8 @@ func TestIntegrationDebianGuest(t *testing.T) {
 	before := sampleProcs(t, ctx, vm)
 
 	t.Run("logger -p user.err arrives as log.error from journald", func(t *testing.T) {
-		text := fmt.Sprintf("vmlab-disk-%d: I/O error on /dev/vdz", time.Now().UnixNano())
+		// Letters only: the log check folds digits when it groups messages.
+		text := "vmlab-disk-" + letters(time.Now().UnixNano()) + ": I/O error on /dev/vdz"
 		at := time.Now()
 		exec1(t, ctx, vm, "logger -p user.err -t vmlab '"+text+"'")
 		e, f := envs.awaitFinding(t, ctx, "log.error", at, time.Minute, func(f protocol.Finding) bool { return strings.Contains(f.Message, text) })
@@ -283,6 +298,15 @@ func TestIntegrationDebianGuest(t *testing.T) {
 			t.Errorf("the collector does not show %s running agent %s: %+v", debianName, agentV2, vms)
 		}
 	})
+}
+
+// letters spells n in base 26 with a-z.
+func letters(n int64) string {
+	var b []byte
+	for ; n > 0; n /= 26 {
+		b = append(b, byte('a'+n%26))
+	}
+	return string(b)
 }
 
 // execAny is exec1 that accepts any exit status, for commands such as

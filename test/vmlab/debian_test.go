@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -134,11 +135,11 @@ type seenEnvelope struct {
 func watchEnvelopes(t *testing.T, nc *nats.Conn, vm string) *envelopeWatch {
 	t.Helper()
 	w := &envelopeWatch{added: make(chan struct{}, 1)}
-	subject := protocol.SubjectPrefix + ".report." + protocol.EscapeToken(labHost) + "." + protocol.EscapeToken(vm) + ".*"
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+	// Hellos, heartbeats and reports each have their own subject.
+	sub, err := nc.Subscribe(protocol.SubjectPrefix+".>", func(m *nats.Msg) {
 		at := time.Now()
 		var rep protocol.Report
-		if json.Unmarshal(m.Data, &rep) != nil || rep.Guest == nil {
+		if json.Unmarshal(m.Data, &rep) != nil || rep.Guest == nil || rep.Host != labHost || rep.VM != vm {
 			return
 		}
 		e, err := protocol.Decode(rep.Guest)
@@ -164,7 +165,13 @@ func watchEnvelopes(t *testing.T, nc *nats.Conn, vm string) *envelopeWatch {
 func (w *envelopeWatch) await(t *testing.T, ctx context.Context, what string, within time.Duration, match func(seenEnvelope) bool) seenEnvelope {
 	t.Helper()
 	return awaitFirst(t, ctx, &w.mu, &w.seen, w.added, within, match, func(seen []seenEnvelope) string {
-		return fmt.Sprintf("no %s within %v (%d envelopes seen)", what, within, len(seen))
+		var codes []string
+		for _, e := range seen {
+			for _, f := range e.Findings {
+				codes = append(codes, e.Check+":"+f.Code+" "+strconv.Quote(f.Message))
+			}
+		}
+		return fmt.Sprintf("no %s within %v (%d envelopes seen; findings: %v)", what, within, len(seen), codes)
 	})
 }
 
