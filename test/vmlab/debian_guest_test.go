@@ -178,6 +178,11 @@ func TestIntegrationDebianGuest(t *testing.T) {
 		text := "vmlab-disk-" + letters(time.Now().UnixNano()) + ": I/O error on /dev/vdz"
 		at := time.Now()
 		exec1(t, ctx, vm, "logger -p user.err -t vmlab '"+text+"'")
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("in the guest:\n%s", execAny(t, context.Background(), vm, "systemctl status --no-pager -l guestdiag-agent; journalctl -p 3 -n 5 --no-pager; journalctl -u guestdiag-agent -n 20 --no-pager"))
+			}
+		})
 		e, f := envs.awaitFinding(t, ctx, "log.error", at, time.Minute, func(f protocol.Finding) bool { return strings.Contains(f.Message, text) })
 		t.Logf("log.error %v after logger: source %q provider %q", e.at.Sub(at).Round(time.Millisecond), f.Source, f.Provider)
 		logText = text

@@ -37,13 +37,14 @@ const debianAgentConfig = `{"checks": {
 // installScript is boot.sh of the first boot: install the agent's package
 // under systemd, as an image build would, and power off.
 const installScript = `#!/bin/sh
-trap 'echo "vmlab: install failed"; systemctl --no-block poweroff' EXIT
+trap 'echo "vmlab: install failed"; systemctl --no-block start poweroff.target' EXIT
 set -eu
 dpkg -i /run/vmlab/guestdiag-agent_1.deb
 install -D -m 0644 /run/vmlab/agent.json /etc/guestdiag/agent.json
 echo "vmlab: install done: guestdiag-agent $(dpkg-query -W -f='${Version}' guestdiag-agent)"
 trap - EXIT
-systemctl --no-block poweroff
+# Straight to the target: systemctl poweroff would ask the masked logind first.
+systemctl --no-block start poweroff.target
 `
 
 // serveScript is boot.sh of the second boot: only the lab's command server.
