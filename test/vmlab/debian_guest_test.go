@@ -224,6 +224,13 @@ func TestIntegrationDebianGuest(t *testing.T) {
 		t.Logf("sw.installed %v after dpkg -i: %s", e.at.Sub(at).Round(time.Millisecond), f.Message)
 	})
 
+	// A window of at least a minute, so that CPU per hour is not a
+	// few ticks scaled up: this waits for time to pass, not for state.
+	select {
+	case <-time.After(time.Until(before.taken.Add(figureWindow))):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 	after := sampleProcs(t, ctx, vm)
 	reportFigures(t, before, after)
 
@@ -327,8 +334,12 @@ func execAny(t *testing.T, ctx context.Context, vm *vmlab.VM, cmd string) string
 	return r.Output
 }
 
+// figureWindow is the shortest time between the two samples of the figures.
+const figureWindow = 60 * time.Second
+
 // procSample is one procstat.sh reading.
 type procSample struct {
+	taken  time.Time
 	procs  map[string]procStat // by role: agent, child:journalctl, qemu-ga
 	clk    float64
 	uptime float64
@@ -348,6 +359,7 @@ func sampleProcs(t *testing.T, ctx context.Context, vm *vmlab.VM) procSample {
 	if err != nil {
 		t.Fatalf("procstat.sh: %v:\n%s", err, out)
 	}
+	s.taken = time.Now()
 	return s
 }
 
