@@ -234,6 +234,8 @@ func TestIntegrationDebianGuest(t *testing.T) {
 	after := sampleProcs(t, ctx, vm)
 	reportFigures(t, before, after)
 
+	measureFailureLatency(t, ctx, vm, envs)
+
 	t.Run("upgrading the agent's package keeps its baseline and resends nothing", func(t *testing.T) {
 		installedBefore := len(envs.findings("sw.installed", func(seenEnvelope) bool { return true }))
 		at := time.Now()

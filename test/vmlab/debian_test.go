@@ -27,7 +27,7 @@ const debianName = "debian-lab"
 // processes often enough for the lab's patience.
 const debianAgentConfig = `{"checks": {
 	"network":   {"interval": "60s", "config": {"internet_targets": ["10.0.2.3"], "dns_name": ""}},
-	"processes": {"interval": "5s"},
+	"processes": {"interval": "5s", "config": {"units": ["vmlab-watched.service"]}},
 	"firewall":  {"interval": "60s"},
 	"logs":      {"interval": "60s"},
 	"resources": {"interval": "30s"},
@@ -194,8 +194,8 @@ func (w *envelopeWatch) findings(code string, keep func(seenEnvelope) bool) []pr
 	return out
 }
 
-// awaitFinding waits for a finding with code arriving after since that
-// match accepts.
+// awaitFinding waits for a finding with code (any code when empty)
+// arriving after since that match accepts.
 func (w *envelopeWatch) awaitFinding(t *testing.T, ctx context.Context, code string, since time.Time, within time.Duration, match func(protocol.Finding) bool) (seenEnvelope, protocol.Finding) {
 	t.Helper()
 	var got protocol.Finding
@@ -204,7 +204,7 @@ func (w *envelopeWatch) awaitFinding(t *testing.T, ctx context.Context, code str
 			return false
 		}
 		for _, f := range e.Findings {
-			if f.Code == code && (match == nil || match(f)) {
+			if (code == "" || f.Code == code) && (match == nil || match(f)) {
 				got = f
 				return true
 			}
