@@ -5,7 +5,9 @@
 # integration tests drive: ip (network namespaces), nft (rulesets), rpm and
 # rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); the
 # packaging tools `make packages` and its tests use: dpkg-deb, wixl,
-# msitools (msibuild, msiinfo) and systemd-sysusers; and the real
+# msitools (msibuild, msiinfo) and systemd-sysusers; mmdebstrap and qemu-img
+# for the lab's Debian guest (a root built from Debian's mirror, booted from
+# a copy-on-write overlay); and the real
 # peers of the alert and dashboard tests: Prometheus Alertmanager and headless
 # Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
@@ -25,6 +27,8 @@ command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
 command -v wixl >/dev/null 2>&1 || missing+=(wixl)
 command -v msiinfo >/dev/null 2>&1 || missing+=(msitools)
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
