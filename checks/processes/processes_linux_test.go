@@ -18,9 +18,14 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func fixtureRoot(t *testing.T) string {
+// fixtureRoot is a /proc made of fixtures: testdata/proc, or another
+// tree under testdata.
+func fixtureRoot(t *testing.T, dir ...string) string {
 	t.Helper()
-	root, err := filepath.Abs("testdata/proc")
+	if len(dir) == 0 {
+		dir = []string{"proc"}
+	}
+	root, err := filepath.Abs(filepath.Join(append([]string{"testdata"}, dir...)...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,17 +19,8 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-func threadsRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("testdata/threads/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 func TestProcessesProcfsReadsWorkerThreads(t *testing.T) {
-	src := procfsSource{root: threadsRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
+	src := procfsSource{root: fixtureRoot(t, "threads", "proc"), systemdDir: filepath.Join(t.TempDir(), "absent")}
 	procs, err := src.processes(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +46,7 @@ func TestProcessesProcfsReadsWorkerThreads(t *testing.T) {
 
 func TestProcessesRunReportsAHungWorkerThread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		src := procfsSource{root: threadsRoot(t), systemdDir: filepath.Join(t.TempDir(), "absent")}
+		src := procfsSource{root: fixtureRoot(t, "threads", "proc"), systemdDir: filepath.Join(t.TempDir(), "absent")}
 		c := newCheck(Config{}, src, checktest.Discard())
 		if res := c.Run(t.Context()); res.Status != protocol.StatusOK {
 			t.Fatalf("first run = %s %q %+v", res.Status, res.Summary, res.Findings)
