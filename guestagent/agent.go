@@ -103,8 +103,7 @@ func (a *agent) run(ctx context.Context) error {
 		senderErr error
 	)
 	wg.Go(func() {
-		snd := newSender(sp, a.tr, a.cfg, a.logger)
-		snd.runID = a.runID
+		snd := newSender(sp, a.tr, a.cfg, a.runID, a.logger)
 		if err := snd.run(ctx); err != nil {
 			senderErr = err
 			cancelAll()

@@ -49,7 +49,7 @@ func TestKillLoopChild(t *testing.T) {
 	a.spool, a.runID = sp, newRunID()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	go newSender(sp, sel, cfg, discardLogger()).run(ctx)
+	go newSender(sp, sel, cfg, a.runID, discardLogger()).run(ctx)
 	if os.Getenv(envKillDrain) != "" {
 		<-ctx.Done()
 		return
@@ -96,8 +96,8 @@ func (h *killHost) serve(l net.Listener) {
 					continue
 				}
 				e, err := protocol.Decode(line)
-				if err != nil {
-					continue
+				if err != nil || e.Kind == protocol.KindResume {
+					continue // a resume is not acknowledged, as the relay does
 				}
 				key := fmt.Sprintf("%s %d", e.Run, e.Seq)
 				h.mu.Lock()

@@ -48,9 +48,9 @@ type sender struct {
 
 // newSender takes AckTimeout and WriteTimeout from cfg, which must have
 // its defaults applied.
-func newSender(sp *spool, tr Transport, cfg Config, logger *slog.Logger) *sender {
+func newSender(sp *spool, tr Transport, cfg Config, runID string, logger *slog.Logger) *sender {
 	return &sender{
-		spool: sp, tr: tr, logger: logger,
+		spool: sp, tr: tr, logger: logger, runID: runID,
 		ackTimeout: cfg.AckTimeout, writeTimeout: cfg.WriteTimeout,
 		sentMax: map[string]uint64{},
 	}

@@ -37,8 +37,7 @@ func runSenderOn(t *testing.T, sp *spool, tr Transport, cfg Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	snd := newSender(sp, tr, cfg.withDefaults(), discardLogger())
-	snd.runID = "S"
+	snd := newSender(sp, tr, cfg.withDefaults(), "S", discardLogger())
 	go func() { done <- snd.run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
