@@ -41,8 +41,9 @@ func TestRelayLosesNothingWhenTheAgentMissesTwoReconnects(t *testing.T) {
 	srv := natstest.Start(t)
 	dir := socketDir(t)
 	// The relay reconnects within 5 ms and backs off to 100 ms; an agent
-	// that hears of a disconnect only after 60 ms misses the first ones.
-	port := newSerialPort(t, filepath.Join(dir, "domain-1-web01", channelFile), 60*time.Millisecond)
+	// that hears of a disconnect only after 250 ms misses the first ones,
+	// even on a machine so loaded that the relay takes tens of ms.
+	port := newSerialPort(t, filepath.Join(dir, "domain-1-web01", channelFile), 250*time.Millisecond)
 	log, logs := newTestLogger(t)
 	_, js := startRelay(t, srv, outageConfig(dir), log)
 	startAgent(t, port, t.TempDir())
