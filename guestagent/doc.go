@@ -4,8 +4,8 @@
 // over a virtio-serial port, keeping each message until the host's
 // cumulative ack covers it.
 //
-// The virtio-serial transport exists on Linux only; on other systems Run
-// fails with an error wrapping errors.ErrUnsupported unless Config.Transport
-// supplies one. The package builds on every GOOS and never imports NATS or
-// HTTP code.
+// The virtio-serial transport exists on Linux and Windows; on other systems
+// Run fails with an error wrapping errors.ErrUnsupported unless
+// Config.Transport supplies one. The package builds on every GOOS and never
+// imports NATS or HTTP code.
 package guestagent
