@@ -3,6 +3,7 @@
 //
 //	guestdiag-agent [flags]                                 run the agent
 //	guestdiag-agent check <name> [--once] [--json]          run one check and print its results
+//	guestdiag-agent service install|uninstall|status|run [flags] manage or run the Windows service
 //	guestdiag-agent version                                 print the version
 package main
 
@@ -23,6 +24,7 @@ import (
 	"github.com/guestdiag/guestdiag/guestagent"
 	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/version"
+	"github.com/guestdiag/guestdiag/internal/winsvc"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -37,10 +39,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check":
 			return runCheck(ctx, args[1:], stdout, stderr)
+		case "service":
+			return runService(ctx, args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, version.Version)
 			return cli.ExitOK
 		}
+	}
+	// Started by the service manager without `service run` (as a service
+	// installed by other means may be): serve it all the same.
+	if winsvc.IsService() {
+		return serveAsService(args, stderr)
 	}
 	cfg, level, err := parseAgentFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -60,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
 	cfg := guestagent.DefaultConfig()
-	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent version\n", stderr)
+	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent service install [flags] | uninstall | run [flags]\n       guestdiag-agent version\n", stderr)
 	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` to look for in sysfs")
 	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
