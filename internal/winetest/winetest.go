@@ -97,13 +97,17 @@ func NewPrefix(t testing.TB) *Prefix {
 	// -p keeps the wineserver up between the test's commands, so the
 	// prefix is not shut down and "booted" again (which would also start
 	// automatic services) at unpredictable moments.
+	t.Cleanup(p.Kill)
 	if r := p.Run(time.Minute, Wineserver, "-p"); r.Exit != 0 {
 		t.Fatalf("wineserver -p: %v", r)
 	}
-	t.Cleanup(p.Kill)
 	if r := p.Run(3*time.Minute, "wineboot", "-i"); r.Exit != 0 {
 		t.Fatalf("wineboot -i: %v", r)
 	}
+	// Wine's first boot of a prefix leaves two services.exe behind, and a
+	// service created then is known to one only (OpenService in the next
+	// command says it does not exist). A second boot starts from one.
+	p.Reboot()
 	t.Logf("wine prefix %s initialised in %v", dir, time.Since(start).Round(time.Millisecond))
 	dll := filepath.Join(dir, "drive_c", "windows", "system32", "bcryptprimitives.dll")
 	buildDLL(t, dll)
@@ -118,6 +122,20 @@ func (p *Prefix) Kill() {
 		p.t.Logf("wineserver -k: %v", r)
 	}
 	p.Run(time.Minute, Wineserver, "-w")
+}
+
+// Reboot ends every process of the prefix and boots it again, as wineboot
+// does at a first start: Wine's service manager then starts the services
+// whose start type is automatic.
+func (p *Prefix) Reboot() {
+	p.t.Helper()
+	p.Kill()
+	if r := p.Run(time.Minute, Wineserver, "-p"); r.Exit != 0 {
+		p.t.Fatalf("wineserver -p: %v", r)
+	}
+	if r := p.Run(3*time.Minute, "wineboot"); r.Exit != 0 {
+		p.t.Fatalf("wineboot: %v", r)
+	}
 }
 
 func (p *Prefix) cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
