@@ -3,9 +3,9 @@
 # busybox and an apt package list that knows the Debian cloud kernel (the lab
 # downloads it with `apt-get download` on first use), and the tools the checks'
 # integration tests drive: ip (network namespaces), nft (rulesets), rpm and
-# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); and the real
-# peers of the alert and dashboard tests: Prometheus Alertmanager and headless
-# Chromium. As root with apt-get it
+# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); Wine and
+# MinGW (the Windows agent under Wine); and the real peers of the alert and
+# dashboard tests: Prometheus Alertmanager and headless Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
 set -euo pipefail
 
@@ -20,6 +20,10 @@ command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Windows agent's tests run it under Wine (test/wine); MinGW builds the
+# ProcessPrng stand-in DLL that Go programs need under Wine 8.
+[ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64-win32)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
 
 if ! command -v go >/dev/null 2>&1; then
