@@ -167,3 +167,27 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	}
 	t.Logf("lines: %d unacknowledged, %d acknowledged, %d after", len(got1), len(got2), len(got3))
 }
+
+// TestIntegrationWineGuestagentPort runs guestagent's Windows port tests
+// (port_windows_test.go) under Wine: overlapped reads and writes on a named
+// pipe standing in for the device, Close cancelling a pending read with
+// CancelIoEx, the write deadline, EOF when the host side leaves, retries
+// until the port appears.
+func TestIntegrationWineGuestagentPort(t *testing.T) {
+	exe := winetest.BuildTest(t, "github.com/guestdiag/guestdiag/guestagent")
+	p := winetest.NewPrefix(t)
+	r := p.Run(3*time.Minute, exe, "-test.run", "^TestWinPort", "-test.v", "-test.count", "1")
+	if r.Exit != 0 {
+		t.Fatalf("guestagent's port tests under Wine: %v", r)
+	}
+	for _, name := range []string{
+		"TestWinPortCarriesBytesBothWays", "TestWinPortReadsEOFWhenTheHostLeaves",
+		"TestWinPortCloseEndsAPendingRead", "TestWinPortWriteDeadlineEndsAWriteNobodyReads",
+		"TestWinPortConnectRetriesUntilThePortAppears", "TestWinPortConnectEndsWithItsContext",
+		"TestWinPortDefaultPathIsTheGlobalPortName",
+	} {
+		if !strings.Contains(r.Stdout, "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass under Wine:\n%s", name, r.Stdout)
+		}
+	}
+}
