@@ -76,6 +76,9 @@ type Prefix struct {
 	Dir string
 	t   testing.TB
 	env []string
+	// netns, when set, is the network namespace every process of the
+	// prefix runs in, the wineserver included.
+	netns string
 }
 
 // NewPrefix makes a prefix in t.TempDir(), initialises it with wineboot,
@@ -84,9 +87,23 @@ type Prefix struct {
 // "bcryptprimitives.dll not found".
 func NewPrefix(t testing.TB) *Prefix {
 	t.Helper()
+	return newPrefix(t, "")
+}
+
+// NewPrefixInNetns is NewPrefix with every process of the prefix in the
+// network namespace netns, which the caller made. All of them, because
+// Wine answers network calls (routes, adapters, ICMP) in winedevice.exe's
+// nsiproxy.sys, a process of its own, not in the caller.
+func NewPrefixInNetns(t testing.TB, netns string) *Prefix {
+	t.Helper()
+	return newPrefix(t, netns)
+}
+
+func newPrefix(t testing.TB, netns string) *Prefix {
+	t.Helper()
 	Require(t)
 	dir := filepath.Join(t.TempDir(), "prefix")
-	p := &Prefix{Dir: dir, t: t, env: append(os.Environ(),
+	p := &Prefix{Dir: dir, t: t, netns: netns, env: append(os.Environ(),
 		"WINEPREFIX="+dir, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=",
 		// No display: Wine must not try to open windows.
 		"DISPLAY=")}
@@ -139,6 +156,9 @@ func (p *Prefix) Reboot() {
 }
 
 func (p *Prefix) cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if p.netns != "" {
+		name, args = "ip", append([]string{"netns", "exec", p.netns, name}, args...)
+	}
 	c := exec.CommandContext(ctx, name, args...)
 	c.Env = p.env
 	c.WaitDelay = 5 * time.Second
@@ -167,12 +187,20 @@ type Result struct {
 // a pipe would keep the wait open until they end.
 func (p *Prefix) Run(timeout time.Duration, exe string, args ...string) Result {
 	p.t.Helper()
+	return p.RunIn("", timeout, exe, args...)
+}
+
+// RunIn is Run in the working directory dir (a host path; "" keeps the
+// test's), as a test executable needs to find its testdata.
+func (p *Prefix) RunIn(dir string, timeout time.Duration, exe string, args ...string) Result {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := p.Command(ctx, exe, args...)
 	if exe == Wineserver {
 		c = p.cmd(ctx, Wineserver, args...)
 	}
+	c.Dir = dir
 	stdout, stderr := p.outFile("stdout"), p.outFile("stderr")
 	defer stdout.Close()
 	defer stderr.Close()
@@ -249,17 +277,22 @@ func Build(t testing.TB, pkg string) string {
 }
 
 // BuildTest compiles the tests of package pkg for windows/amd64 (go test
-// -c) and returns the test executable's path.
-func BuildTest(t testing.TB, pkg string) string {
+// -c) and returns the test executable's path and the package's source
+// directory, where it must run to find its testdata.
+func BuildTest(t testing.TB, pkg string) (exe, dir string) {
 	t.Helper()
 	Require(t)
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg)+".test.exe")
-	c := exec.Command("go", "test", "-c", "-o", out, pkg)
+	exe = filepath.Join(t.TempDir(), filepath.Base(pkg)+".test.exe")
+	c := exec.Command("go", "test", "-c", "-o", exe, pkg)
 	c.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
 	if b, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("go test -c %s for windows/amd64: %v\n%s", pkg, err, b)
 	}
-	return out
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}}", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	return exe, strings.TrimSpace(string(out))
 }
 
 // String makes Result print usefully in failure messages.

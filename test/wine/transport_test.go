@@ -174,9 +174,9 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 // CancelIoEx, the write deadline, EOF when the host side leaves, retries
 // until the port appears.
 func TestIntegrationWineGuestagentPort(t *testing.T) {
-	exe := winetest.BuildTest(t, "github.com/guestdiag/guestdiag/guestagent")
+	exe, dir := winetest.BuildTest(t, "github.com/guestdiag/guestdiag/guestagent")
 	p := winetest.NewPrefix(t)
-	r := p.Run(3*time.Minute, exe, "-test.run", "^TestWinPort", "-test.v", "-test.count", "1")
+	r := p.RunIn(dir, 3*time.Minute, exe, "-test.run", "^TestWinPort", "-test.v", "-test.count", "1")
 	if r.Exit != 0 {
 		t.Fatalf("guestagent's port tests under Wine: %v", r)
 	}
