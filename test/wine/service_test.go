@@ -129,6 +129,27 @@ func TestIntegrationWineService(t *testing.T) {
 		return strings.Count(spoolText(t, state), `"kind":"hello"`) >= 2
 	})
 
+	// A crash: Windows would restart the service after 5 s (its recovery
+	// actions). Wine's service manager does not notice the process is gone
+	// and keeps saying Running; the test asserts that for 15 s, so it
+	// fails, and tells, when Wine starts honouring recovery actions.
+	if r := a.Run(time.Minute, "taskkill", "/F", "/IM", "guestdiag-agent.exe"); r.Exit != 0 || !strings.Contains(r.Stdout, "forcibly terminated") {
+		t.Fatalf("taskkill: %v", r)
+	}
+	hellos := strings.Count(spoolText(t, state), `"kind":"hello"`)
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if n := strings.Count(spoolText(t, state), `"kind":"hello"`); n != hellos {
+			t.Fatalf("the killed service started again (%d hellos, %d before): Wine honours recovery actions now; assert the 5 s restart instead", n, hellos)
+		}
+	}
+	if st := serviceStatus(t, a); st["state"] != "running" {
+		t.Errorf("Wine's state for the killed service = %q; it used to keep saying running", st["state"])
+	}
+	a.Reboot()
+	waitFor(t, "service running after the boot that follows the crash", 2*time.Minute, func() bool {
+		return serviceStatus(t, a)["state"] == "running"
+	})
+
 	un := a.Run(2*time.Minute, a.Exe, "service", "uninstall")
 	if un.Exit != 0 || !strings.Contains(un.Stdout, "removed service guestdiag-agent") {
 		t.Fatalf("service uninstall: %v", un)
