@@ -217,6 +217,9 @@ func TestIntegrationWineNetworkCheck(t *testing.T) {
 	if got.Status == "ok" {
 		t.Errorf("network = ok in a namespace with no routes: %q", got.Summary)
 	}
+	if codes := strings.Join(got.codes(), "\n"); got.Status != "crit" || !strings.Contains(codes, "net.no_default_route ") {
+		t.Errorf("network = %s with %q, want crit with net.no_default_route", got.Status, codes)
+	}
 }
 
 // memTotal returns MemTotal from /proc/meminfo in bytes.
