@@ -4,22 +4,26 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-
-	"golang.org/x/sys/windows/svc/eventlog"
 )
+
+// eventSink is the part of *eventlog.Log the handler writes to.
+type eventSink interface {
+	Warning(eid uint32, msg string) error
+	Error(eid uint32, msg string) error
+}
 
 // eventHandler copies log records at or above a level to the event log as
 // one line of slog's text format each. A service has no console, so the
 // event log is where an administrator looks first.
 type eventHandler struct {
-	el    *eventlog.Log
+	el    eventSink
 	level slog.Level
 	// ops replays WithAttrs and WithGroup on the text handler made for each
 	// record; records this rare are not worth a shared, locked buffer.
 	ops []func(slog.Handler) slog.Handler
 }
 
-func newEventHandler(el *eventlog.Log, level slog.Level) *eventHandler {
+func newEventHandler(el eventSink, level slog.Level) *eventHandler {
 	return &eventHandler{el: el, level: level}
 }
 
