@@ -114,8 +114,8 @@ func (p *winPort) open() (*overlappedConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port path %q: %w", name, err)
 	}
-	// No sharing: vioserial lets one handle open the port at a time and
-	// answers a second open with ERROR_ALREADY_EXISTS.
+	// No sharing: one agent talks on a port, and vioserial keeps one
+	// guest-side connection per port.
 	h, err := windows.CreateFile(u16, windows.GENERIC_READ|windows.GENERIC_WRITE, 0, nil,
 		windows.OPEN_EXISTING, windows.FILE_ATTRIBUTE_NORMAL|windows.FILE_FLAG_OVERLAPPED, 0)
 	if err != nil {
@@ -169,8 +169,9 @@ func hostConnected(c *overlappedConn) (bool, error) {
 	switch {
 	case err == nil:
 		return info.HostConnected != 0, nil
-	case errors.Is(err, windows.ERROR_INVALID_FUNCTION), errors.Is(err, windows.ERROR_NOT_SUPPORTED),
-		errors.Is(err, windows.ERROR_INVALID_PARAMETER):
+	case errors.Is(err, windows.ERROR_INVALID_FUNCTION), errors.Is(err, windows.ERROR_NOT_SUPPORTED):
+		// Not a vioserial port (Wine's named pipes answer
+		// ERROR_NOT_SUPPORTED): it cannot say, so it counts as connected.
 		return true, nil
 	}
 	return false, fmt.Errorf("port information from %s: %w", c.Name(), err)

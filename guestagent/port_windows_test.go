@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 )
@@ -186,4 +187,32 @@ func TestWinPortDefaultPathIsTheGlobalPortName(t *testing.T) {
 	if got, want := p.path(), `\\.\Global\org.guestdiag.agent.0`; got != want {
 		t.Errorf("path = %s, want %s", got, want)
 	}
+}
+
+func TestWinPortTakesAHandleWithoutPortInformationAsConnected(t *testing.T) {
+	name, accept := pipeServer(t)
+	go accept()
+	c := connectPipe(t, name).(*overlappedConn)
+	// What the pipe answers vioserial's IOCTL_GET_INFORMATION with: one of
+	// the "not this device's call" errors that hostConnected accepts.
+	ok, err := c.start(&c.rd, func(ov *windows.Overlapped) error {
+		return windows.DeviceIoControl(c.h, ioctlGetInformation, nil, 0,
+			(*byte)(unsafe.Pointer(&c.info)), uint32(unsafe.Sizeof(c.info)), nil, ov)
+	})
+	if ok {
+		_, err = c.finish(&c.rd, time.Now().Add(5*time.Second))
+	}
+	t.Logf("a named pipe answers IOCTL_GET_INFORMATION with: %v (%#x)", err, uint32(errnoOf(err)))
+	if !errors.Is(err, windows.ERROR_INVALID_FUNCTION) && !errors.Is(err, windows.ERROR_NOT_SUPPORTED) {
+		t.Errorf("IOCTL_GET_INFORMATION on a pipe: %v, want one of the errors hostConnected takes as no port information", err)
+	}
+	if up, err := hostConnected(c); !up || err != nil {
+		t.Errorf("hostConnected(pipe) = %v, %v; want true", up, err)
+	}
+}
+
+func errnoOf(err error) windows.Errno {
+	var e windows.Errno
+	errors.As(err, &e)
+	return e
 }
