@@ -79,6 +79,23 @@ type Prefix struct {
 	// netns, when set, is the network namespace every process of the
 	// prefix runs in, the wineserver included.
 	netns string
+	// bootLog is the stderr file of the last Reboot's wineboot.
+	bootLog string
+}
+
+// Setenv sets an environment variable for the commands that follow, for
+// example WINEDEBUG=-all,+eventlog, which makes Wine's ReportEventW (whose
+// event log keeps nothing readable) trace each event to stderr.
+func (p *Prefix) Setenv(key, value string) {
+	p.env = append(p.env, key+"="+value)
+}
+
+// BootLog returns what the processes started by the last Reboot wrote to
+// stderr so far: services.exe and the services it starts inherit the
+// stderr of the wineboot that started them.
+func (p *Prefix) BootLog() string {
+	b, _ := os.ReadFile(p.bootLog)
+	return string(b)
 }
 
 // NewPrefix makes a prefix in t.TempDir(), initialises it with wineboot,
@@ -150,9 +167,11 @@ func (p *Prefix) Reboot() {
 	if r := p.Run(time.Minute, Wineserver, "-p"); r.Exit != 0 {
 		p.t.Fatalf("wineserver -p: %v", r)
 	}
-	if r := p.Run(3*time.Minute, "wineboot"); r.Exit != 0 {
+	r := p.Run(3*time.Minute, "wineboot")
+	if r.Exit != 0 {
 		p.t.Fatalf("wineboot: %v", r)
 	}
+	p.bootLog = r.stderrFile
 }
 
 func (p *Prefix) cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
@@ -176,6 +195,7 @@ type Result struct {
 	Stdout, Stderr string
 	Exit           int
 	Took           time.Duration
+	stderrFile     string
 }
 
 // Run runs exe with args under wine64 (or Wineserver itself) and waits up
@@ -207,7 +227,7 @@ func (p *Prefix) RunIn(dir string, timeout time.Duration, exe string, args ...st
 	c.Stdout, c.Stderr = stdout, stderr
 	start := time.Now()
 	err := c.Run()
-	r := Result{Stdout: readBack(stdout), Stderr: readBack(stderr), Took: time.Since(start)}
+	r := Result{Stdout: readBack(stdout), Stderr: readBack(stderr), Took: time.Since(start), stderrFile: stderr.Name()}
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:

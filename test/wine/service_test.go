@@ -1,6 +1,7 @@
 package wine
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -119,7 +120,9 @@ func TestIntegrationWineService(t *testing.T) {
 		t.Errorf("after net stop: state %q", st["state"])
 	}
 
-	// Wine's boot starts automatic services, as Windows' does.
+	// Wine's boot starts automatic services, as Windows' does. From here
+	// on Wine traces event log writes to the boot's stderr.
+	a.Setenv("WINEDEBUG", "-all,+eventlog")
 	a.Reboot()
 	waitFor(t, "service running again after the prefix's boot", 2*time.Minute, func() bool {
 		return serviceStatus(t, a)["state"] == "running"
@@ -128,6 +131,16 @@ func TestIntegrationWineService(t *testing.T) {
 	waitFor(t, "a second hello after the boot", time.Minute, func() bool {
 		return strings.Count(spoolText(t, state), `"kind":"hello"`) >= 2
 	})
+	// The service's start, and the agent's warning that the production
+	// port does not exist here (no vioserial under Wine), reached the
+	// event log.
+	for _, want := range [][]string{
+		{`trace:eventlog:ReportEventW L"service guestdiag-agent running"`},
+		// Quoted twice, by slog and by Wine's trace, so matched in parts.
+		{`warn:eventlog:ReportEventW L"level=WARN msg=port_unavailable`, `Global`, `org.guestdiag.agent.0: File not found.`},
+	} {
+		waitFor(t, fmt.Sprintf("an event log line with %q", want), time.Minute, func() bool { return hasLine(a.BootLog(), want...) })
+	}
 
 	// A crash: Windows would restart the service after 5 s (its recovery
 	// actions). Wine's service manager does not notice the process is gone
@@ -154,10 +167,27 @@ func TestIntegrationWineService(t *testing.T) {
 	if un.Exit != 0 || !strings.Contains(un.Stdout, "removed service guestdiag-agent") {
 		t.Fatalf("service uninstall: %v", un)
 	}
+	if want := `trace:eventlog:ReportEventW L"service guestdiag-agent stopped"`; !strings.Contains(a.BootLog(), want) {
+		t.Errorf("the stop reached no event log: no %q in\n%s", want, a.BootLog())
+	}
 	if r := a.Run(time.Minute, a.Exe, "service", "status"); r.Exit == 0 {
 		t.Errorf("service status after uninstall succeeded: %v", r)
 	}
 	if ev := a.Run(time.Minute, "reg", "query", `HKLM\System\CurrentControlSet\Services\EventLog\Application\guestdiag-agent`); strings.Contains(ev.Stdout, "EventCreate.exe") {
 		t.Errorf("event log source still registered after uninstall: %v", ev)
 	}
+}
+
+// hasLine says whether one line of text contains every part.
+func hasLine(text string, parts ...string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
