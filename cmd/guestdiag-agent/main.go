@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
 	cfg := guestagent.DefaultConfig()
 	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent service install [flags] | uninstall | run [flags]\n       guestdiag-agent version\n", stderr)
-	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` to look for in sysfs")
+	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` (Linux: looked up in sysfs; Windows: opened as \\\\.\\Global\\NAME)")
 	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
 	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", cfg.HeartbeatInterval, "time between heartbeats")
