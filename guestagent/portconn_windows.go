@@ -13,6 +13,8 @@ import (
 
 // writeFullRetry paces write retries while the port's out queue is full:
 // vioserial fails an overlapped write at once instead of queueing it.
+// These answers are read from the virtio-win driver's source; they have not
+// been seen from a real port.
 const writeFullRetry = 50 * time.Millisecond
 
 // overlappedConn is an open port handle (FILE_FLAG_OVERLAPPED) read and
@@ -132,9 +134,9 @@ func (c *overlappedConn) Read(p []byte) (int, error) {
 	return 0, c.mapErr("read", err)
 }
 
-// Write writes all of p. vioserial takes at most 32 KiB per request and
-// fails a write at once while its queue to the host is full; both are
-// handled here, within the write deadline.
+// Write writes all of p, in chunks of at most 32 KiB (older vioserial
+// takes no more per request), retrying while the queue to the host is
+// full, within the write deadline.
 func (c *overlappedConn) Write(p []byte) (int, error) {
 	c.wr.rw.Lock()
 	defer c.wr.rw.Unlock()
@@ -157,8 +159,11 @@ func (c *overlappedConn) Write(p []byte) (int, error) {
 		written += int(n)
 		switch {
 		case err == nil:
-		case errors.Is(err, windows.ERROR_NO_SYSTEM_RESOURCES):
-			// Full, or the host just left; the reader sees the latter.
+		case errors.Is(err, windows.ERROR_CANT_WAIT), errors.Is(err, windows.ERROR_NO_SYSTEM_RESOURCES):
+			// The queue to the host is full, or the host just left (the
+			// reader sees that): current vioserial answers an overlapped
+			// write then with STATUS_CANT_WAIT, older ones with
+			// STATUS_INSUFFICIENT_RESOURCES.
 			t := time.NewTimer(writeFullRetry)
 			select {
 			case <-t.C:
