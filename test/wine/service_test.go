@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/guestdiag/guestdiag/internal/winetest"
 )
 
 // spoolText returns everything spooled under the state dir's spool, as
@@ -53,7 +55,9 @@ func TestIntegrationWineService(t *testing.T) {
 	stateWin := `C:\gdstate`
 	state := a.HostPath(stateWin)
 
-	r := a.Run(2*time.Minute, a.Exe, "service", "install", "--state-dir", stateWin, "--heartbeat", "1s", "--config", a.Config)
+	standinExe := winetest.Build(t, "github.com/guestdiag/guestdiag/test/wine/standin")
+	r := a.Run(2*time.Minute, a.Exe, "service", "install", "--state-dir", stateWin, "--heartbeat", "1s", "--config", a.Config,
+		"--device", standinPipe)
 	if r.Exit != 0 || !strings.Contains(r.Stdout, "installed service guestdiag-agent") {
 		t.Fatalf("service install: %v", r)
 	}
@@ -65,7 +69,7 @@ func TestIntegrationWineService(t *testing.T) {
 	for _, want := range []string{
 		`DisplayName    REG_SZ    guestdiag agent`,
 		`Start    REG_DWORD    0x2`, // SERVICE_AUTO_START
-		`ImagePath    REG_SZ    C:\guestdiag\guestdiag-agent.exe service run --state-dir C:\gdstate --heartbeat 1s --config C:\guestdiag\agent.json`,
+		`ImagePath    REG_SZ    C:\guestdiag\guestdiag-agent.exe service run --state-dir C:\gdstate --heartbeat 1s --config C:\guestdiag\agent.json --device \\.\pipe\guestdiag-standin`,
 	} {
 		if !strings.Contains(reg.Stdout, want) {
 			t.Errorf("service key lacks %q:\n%s", want, reg.Stdout)
@@ -89,6 +93,9 @@ func TestIntegrationWineService(t *testing.T) {
 		t.Errorf("recovery = %q, want the restarts after 5s, 30s and 60s with a one-day reset", rec)
 	}
 
+	// The host side, standing in for the virtio-serial device: it reads
+	// and acknowledges nothing, so everything stays in the spool too.
+	host := startStandin(t, a.Prefix, standinExe)
 	start := a.Run(2*time.Minute, "net", "start", "guestdiag-agent")
 	if start.Exit != 0 || !strings.Contains(start.Stdout, "The guestdiag agent service was started successfully.") {
 		t.Fatalf("net start: %v", start)
@@ -111,6 +118,14 @@ func TestIntegrationWineService(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "checks", "software.snapshot.json")); err != nil {
 		t.Errorf("the software check kept no snapshot in the state dir: %v", err)
 	}
+	select {
+	case l := <-host.lines:
+		if !strings.Contains(l, `"kind":"hello","run":"`+run+`"`) {
+			t.Errorf("the service's first line to the host = %s, want its hello", l)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the service sent nothing to the stand-in host within a minute")
+	}
 
 	stop := a.Run(2*time.Minute, "net", "stop", "guestdiag-agent")
 	if stop.Exit != 0 || !strings.Contains(stop.Stdout, "The guestdiag agent service was stopped successfully.") {
@@ -119,6 +134,9 @@ func TestIntegrationWineService(t *testing.T) {
 	if st := serviceStatus(t, a); st["state"] != "stopped" {
 		t.Errorf("after net stop: state %q", st["state"])
 	}
+	// Stopping released the port: the host side sees its client leave
+	// (the stand-in exits then), as a driver update needs.
+	host.received(t, time.Minute)
 
 	// Wine's boot starts automatic services, as Windows' does. From here
 	// on Wine traces event log writes to the boot's stderr.
@@ -131,13 +149,13 @@ func TestIntegrationWineService(t *testing.T) {
 	waitFor(t, "a second hello after the boot", time.Minute, func() bool {
 		return strings.Count(spoolText(t, state), `"kind":"hello"`) >= 2
 	})
-	// The service's start, and the agent's warning that the production
-	// port does not exist here (no vioserial under Wine), reached the
-	// event log.
+	// The service's start, and the agent's warning that its port is
+	// missing, reached the event log.
 	for _, want := range [][]string{
 		{`trace:eventlog:ReportEventW L"service guestdiag-agent running"`},
-		// Quoted twice, by slog and by Wine's trace, so matched in parts.
-		{`warn:eventlog:ReportEventW L"level=WARN msg=port_unavailable`, `Global`, `org.guestdiag.agent.0: File not found.`},
+		// Quoted twice, by slog and by Wine's trace, so matched in parts;
+		// the stand-in host is gone.
+		{`warn:eventlog:ReportEventW L"level=WARN msg=port_unavailable`, `guestdiag-standin: File not found.`},
 	} {
 		waitFor(t, fmt.Sprintf("an event log line with %q", want), time.Minute, func() bool { return hasLine(a.BootLog(), want...) })
 	}

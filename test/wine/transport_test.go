@@ -25,7 +25,7 @@ type standin struct {
 	err   bytes.Buffer
 }
 
-func startStandin(t *testing.T, a *wineAgent, exe string, args ...string) *standin {
+func startStandin(t *testing.T, a *winetest.Prefix, exe string, args ...string) *standin {
 	t.Helper()
 	s := &standin{cmd: a.Command(context.Background(), exe, append([]string{"-pipe", standinPipe}, args...)...)}
 	s.cmd.Stderr = &s.err
@@ -86,7 +86,7 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	standinExe := winetest.Build(t, "github.com/guestdiag/guestdiag/test/wine/standin")
 
 	// First connection: the host reads four lines and acknowledges none.
-	first := startStandin(t, a, standinExe, "-lines", "4")
+	first := startStandin(t, a.Prefix, standinExe, "-lines", "4")
 	agent := a.Command(context.Background(), a.Exe, "--device", standinPipe, "--state-dir", `C:\gdstate`,
 		"--heartbeat", "1s", "--config", a.Config, "--log-level", "debug")
 	var agentErr bytes.Buffer
@@ -118,7 +118,7 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 
 	// Second connection: nothing was acknowledged, so the same four come
 	// first, then new ones; every line is acknowledged now.
-	second := startStandin(t, a, standinExe, "-ack", "-lines", "12")
+	second := startStandin(t, a.Prefix, standinExe, "-ack", "-lines", "12")
 	got2 := second.received(t, 90*time.Second)
 	if len(got2) != 12 {
 		t.Fatalf("second connection: got %d lines, want 12", len(got2))
@@ -149,7 +149,7 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	// Third connection: what was acknowledged is gone from the spool. Only
 	// the last line may come again, in case its ack was still on the way
 	// when the standin left.
-	third := startStandin(t, a, standinExe, "-ack", "-lines", "2")
+	third := startStandin(t, a.Prefix, standinExe, "-ack", "-lines", "2")
 	got3 := third.received(t, 90*time.Second)
 	lastAcked := got2[len(got2)-2].Seq
 	for _, l := range got3 {
