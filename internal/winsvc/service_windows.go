@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unsafe"
 
+	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/eventlog"
 )
@@ -17,9 +20,38 @@ const stopWait = 20 * time.Second
 // IsService reports whether the service manager started this process. An
 // error in finding out counts as no: the process then runs in the
 // foreground, where it can say why.
+//
+// svc.IsWindowsService also wants the parent in session 0, which Wine's
+// services.exe is not; a parent that is services.exe is enough here, since
+// services.exe starts nothing but services.
 func IsService() bool {
-	ok, err := svc.IsWindowsService()
-	return err == nil && ok
+	if ok, err := svc.IsWindowsService(); err == nil && ok {
+		return true
+	}
+	return parentIsServices()
+}
+
+func parentIsServices() bool {
+	var pbi windows.PROCESS_BASIC_INFORMATION
+	if err := windows.NtQueryInformationProcess(windows.CurrentProcess(), windows.ProcessBasicInformation,
+		unsafe.Pointer(&pbi), uint32(unsafe.Sizeof(pbi)), nil); err != nil {
+		return false
+	}
+	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pbi.InheritedFromUniqueProcessId))
+	if err != nil {
+		return false
+	}
+	defer windows.CloseHandle(h)
+	buf := make([]uint16, windows.MAX_LONG_PATH)
+	n := uint32(len(buf))
+	if err := windows.QueryFullProcessImageName(h, 0, &buf[0], &n); err != nil {
+		return false
+	}
+	name := windows.UTF16ToString(buf[:n])
+	if i := strings.LastIndexAny(name, `\/`); i >= 0 {
+		name = name[i+1:]
+	}
+	return strings.EqualFold(name, "services.exe")
 }
 
 // Run runs run as the service name until the service manager asks it to

@@ -194,6 +194,24 @@ func TestIntegrationWineService(t *testing.T) {
 	if ev := a.Run(time.Minute, "reg", "query", `HKLM\System\CurrentControlSet\Services\EventLog\Application\guestdiag-agent`); strings.Contains(ev.Stdout, "EventCreate.exe") {
 		t.Errorf("event log source still registered after uninstall: %v", ev)
 	}
+
+	// A service made by other means (an installer's ServiceInstall, sc
+	// create) without `service run` on its command line: the agent sees
+	// it was started by the service manager and serves it all the same.
+	plainState := `C:\gdplain`
+	if r := a.Run(time.Minute, "sc", "create", "guestdiag-plain", "binPath=", a.WinExe+" --state-dir "+plainState+" --config "+a.Config); r.Exit != 0 {
+		t.Fatalf("sc create: %v", r)
+	}
+	if r := a.Run(2*time.Minute, "net", "start", "guestdiag-plain"); r.Exit != 0 || !strings.Contains(r.Stdout, "started successfully") {
+		t.Fatalf("net start of the sc-created service: %v", r)
+	}
+	waitFor(t, "a hello in the sc-created service's spool", time.Minute, func() bool {
+		return strings.Contains(spoolText(t, a.HostPath(plainState)), `"kind":"hello"`)
+	})
+	if r := a.Run(2*time.Minute, "net", "stop", "guestdiag-plain"); r.Exit != 0 || !strings.Contains(r.Stdout, "stopped successfully") {
+		t.Errorf("net stop of the sc-created service: %v", r)
+	}
+	a.Run(time.Minute, "sc", "delete", "guestdiag-plain")
 }
 
 // hasLine says whether one line of text contains every part.
