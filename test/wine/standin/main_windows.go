@@ -49,11 +49,12 @@ func serve(name string, ack bool, lines int) error {
 		}
 		fmt.Printf("%s\n", line)
 		n++
+		// Every line must be one the relay would accept.
+		env, err := protocol.Decode(line)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
 		if ack {
-			env, err := protocol.Decode(line)
-			if err != nil {
-				return fmt.Errorf("line %d: %w", n, err)
-			}
 			b, err := protocol.Marshal(protocol.NewAck(env.Run, env.Seq))
 			if err != nil {
 				return err
