@@ -176,19 +176,6 @@ func TestIntegrationWineChecks(t *testing.T) {
 	})
 }
 
-// TestIntegrationWineLogsParsers runs the logs check's Windows event
-// parsers, compiled for windows, on their fixtures under Wine: the live
-// event log path cannot run there (TestIntegrationWineChecks).
-func TestIntegrationWineLogsParsers(t *testing.T) {
-	exe, dir := winetest.BuildTest(t, logsPackage)
-	p := winetest.NewPrefix(t)
-	r := p.RunIn(dir, 3*time.Minute, exe, "-test.run", logsParserTests, "-test.v", "-test.count", "1")
-	if r.Exit != 0 || !strings.Contains(r.Stdout, "--- PASS") || strings.Contains(r.Stdout, "--- FAIL") {
-		t.Fatalf("logs parsers under Wine: %v", r)
-	}
-	t.Logf("%d parser tests passed under Wine", strings.Count(r.Stdout, "--- PASS"))
-}
-
 // TestIntegrationWineNetworkCheck runs the network check under Wine in a
 // network namespace with no routes at all (only a loopback that is down):
 // it must not say ok. Every Wine process of the prefix runs in the
@@ -240,9 +227,3 @@ func memTotal(t *testing.T) uint64 {
 	t.Fatal("no MemTotal in /proc/meminfo")
 	return 0
 }
-
-// The logs check's package and its Windows event parser tests.
-const (
-	logsPackage     = "github.com/guestdiag/guestdiag/checks"
-	logsParserTests = "^(TestParseLogsEventXML|TestLogsEventQuery)$"
-)

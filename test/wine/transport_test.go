@@ -167,32 +167,3 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	}
 	t.Logf("lines: %d unacknowledged, %d acknowledged, %d after", len(got1), len(got2), len(got3))
 }
-
-// TestIntegrationWineGuestagentPort runs guestagent's Windows port tests
-// (port_windows_test.go) under Wine: overlapped reads and writes on a named
-// pipe standing in for the device, Close cancelling a pending read with
-// CancelIoEx, the write deadline, EOF when the host side leaves, retries
-// until the port appears.
-func TestIntegrationWineGuestagentPort(t *testing.T) {
-	exe, dir := winetest.BuildTest(t, "github.com/guestdiag/guestdiag/guestagent")
-	p := winetest.NewPrefix(t)
-	r := p.RunIn(dir, 3*time.Minute, exe, "-test.run", "^TestWinPort", "-test.v", "-test.count", "1")
-	if r.Exit != 0 {
-		t.Fatalf("guestagent's port tests under Wine: %v", r)
-	}
-	for _, l := range strings.Split(r.Stdout, "\n") {
-		if strings.Contains(l, "answers IOCTL_GET_INFORMATION") {
-			t.Log(strings.TrimSpace(l))
-		}
-	}
-	for _, name := range []string{
-		"TestWinPortCarriesBytesBothWays", "TestWinPortReadsEOFWhenTheHostLeaves",
-		"TestWinPortCloseEndsAPendingRead", "TestWinPortWriteDeadlineEndsAWriteNobodyReads",
-		"TestWinPortConnectRetriesUntilThePortAppears", "TestWinPortConnectEndsWithItsContext",
-		"TestWinPortDefaultPathIsTheGlobalPortName", "TestWinPortTakesAHandleWithoutPortInformationAsConnected",
-	} {
-		if !strings.Contains(r.Stdout, "--- PASS: "+name+" ") {
-			t.Errorf("%s did not pass under Wine:\n%s", name, r.Stdout)
-		}
-	}
-}
