@@ -47,7 +47,8 @@ bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1
 	$(GO) test ./hostrelay -run XXX -bench RelayThroughput -benchtime 200000x -count 3 -cpu 1
 	$(GO) test ./hostrelay -run XXX -bench RelayLatency1000 -benchtime 10000x -count 3 -cpu 1
-	$(GO) test ./checks -run XXX -bench 'LogsFilePipeline|ResourcesRun' -benchmem -count 3 -cpu 1
+	$(GO) test ./checks/logs -run XXX -bench LogsFilePipeline -benchmem -count 3 -cpu 1
+	$(GO) test ./checks/resources -run XXX -bench ResourcesRun -benchmem -count 3 -cpu 1
 	test/bench/cycle.sh -test.count 3 -test.cpu 1 -test.benchtime 10x
 	$(GO) test ./kb -run XXX -bench 'Match$$' -benchmem -count 3 -cpu 1 -benchtime 2s
 	test/bench/kbgrep.sh

@@ -80,7 +80,8 @@ type Env struct {
 	State *State
 }
 
-func (e Env) logger() *slog.Logger {
+// Log returns Logger, or a logger that discards when Logger is nil.
+func (e Env) Log() *slog.Logger {
 	if e.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
@@ -88,7 +89,7 @@ func (e Env) logger() *slog.Logger {
 }
 
 // Registration describes a check to the agent. Checks register themselves
-// from an init function with register.
+// from an init function with Register.
 type Registration struct {
 	Name string
 	// Default says whether the check runs unless configured otherwise.
@@ -110,9 +111,9 @@ var (
 	registry   = map[string]Registration{}
 )
 
-// register adds a check whose config type is C. defaults returns C's default
+// Register adds a check whose config type is C. defaults returns C's default
 // values; build makes the check from them.
-func register[C any](name string, on bool, interval, timeout time.Duration, defaults func() C, build func(C, Env) (Check, error)) {
+func Register[C any](name string, on bool, interval, timeout time.Duration, defaults func() C, build func(C, Env) (Check, error)) {
 	r := Registration{
 		Name:     name,
 		Default:  on,

@@ -62,6 +62,9 @@ func (r Runner) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		case <-triggered:
+			if s, ok := r.Check.(Settler); ok && !waitQuiet(ctx, s, triggered) {
+				return
+			}
 			wait := max(settle, minGap-time.Since(last))
 			t := time.NewTimer(wait)
 			select {

@@ -38,7 +38,7 @@ func sprintf(format string, args ...any) string {
 	return fmt.Sprintf(format, args...)
 }
 
-func joinMessages(fs []protocol.Finding) string {
+func JoinMessages(fs []protocol.Finding) string {
 	msgs := make([]string, len(fs))
 	for i, f := range fs {
 		msgs[i] = f.Message

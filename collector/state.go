@@ -27,7 +27,10 @@ type VM struct {
 	Hello    *Hello    `json:"hello,omitempty"`
 	// Heartbeat is the newest heartbeat, kept in the liveness bucket
 	// rather than the record, and shown by the API.
-	Heartbeat *Heartbeat        `json:"heartbeat,omitempty"`
+	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	// Lifecycle is the VM's run state as the host sees it, when the relay
+	// watches the VM through QMP or libvirt.
+	Lifecycle *Lifecycle        `json:"lifecycle,omitempty"`
 	Checks    map[string]*Check `json:"checks,omitempty"`
 }
 
@@ -165,6 +168,8 @@ func (v *VM) clone() VM {
 // message can never be applied.
 func decodeMessage(subject string, data []byte) (update, error) {
 	switch {
+	case strings.HasPrefix(subject, protocol.SubjectPrefix+".channel.") && isLifecycle(data):
+		return decodeLifecycle(data)
 	case strings.HasPrefix(subject, protocol.SubjectPrefix+".channel."):
 		var ev protocol.ChannelEvent
 		if err := json.Unmarshal(data, &ev); err != nil {

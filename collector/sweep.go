@@ -113,7 +113,8 @@ func (c *Collector) sweep(ctx context.Context, b *backend, now time.Time) {
 }
 
 func collectorCode(code string) bool {
-	return code == CodeAgentSilent || code == CodeChannelDown || code == CodeCheckStale
+	return code == CodeAgentSilent || code == CodeChannelDown || code == CodeCheckStale ||
+		code == CodeGuestPanicked || code == CodeVMStopped
 }
 
 // vmObservations observes the collector's own conditions on v: those that
@@ -136,6 +137,19 @@ func (c *Collector) vmObservations(v *VM, firing []AlertKey, now time.Time) []*o
 				out = append(out, &observation{key: k})
 			}
 		}
+	}
+	f, stopped := lifecycleFinding(v, now)
+	if f != nil {
+		present(f.Code, "", f.Message, f.Severity)
+	}
+	clearAll(CodeGuestPanicked)
+	clearAll(CodeVMStopped)
+	if stopped {
+		// The host says the VM does not run: that explains the rest.
+		clearAll(CodeAgentSilent)
+		clearAll(CodeCheckStale)
+		clearAll(CodeChannelDown)
+		return out
 	}
 	down := v.Channel.State == protocol.ChannelDisconnected
 	if down && now.Sub(v.Channel.Since) > c.cfg.ChannelGrace {

@@ -194,6 +194,10 @@ func (c *Collector) plan(old, cur *VM, u update) effectsPlan {
 		id := vmID + "/channel/" + strconv.FormatInt(nc.Since.UnixNano(), 10) + "/" + string(nc.State)
 		p.items = append(p.items, timelineItem{TimelineEvent{TS: nc.Since, Kind: "channel", From: string(oc.State), To: string(nc.State), Text: text}, id})
 	}
+	if l := cur.Lifecycle; l != nil && (old.Lifecycle == nil || *old.Lifecycle != *l) {
+		p.items = append(p.items, lifecycleTimeline(vmID, old.Lifecycle, l))
+		p.obs = append(p.obs, c.lifecycleObservations(cur)...)
+	}
 	if u.check != "" {
 		p.obs = c.resultObservations(old, cur, u.check)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/shirou/gopsutil/v3/host"
 
 	"github.com/guestdiag/guestdiag/checks"
+	_ "github.com/guestdiag/guestdiag/checks/all" // the six checks register themselves
 	"github.com/guestdiag/guestdiag/internal/version"
 	"github.com/guestdiag/guestdiag/protocol"
 )

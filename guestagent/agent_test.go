@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/checks/resources"
 	"github.com/guestdiag/guestdiag/internal/version"
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -188,7 +189,7 @@ func TestRunWithRealChecks(t *testing.T) {
 	off := false
 	only := map[string]CheckSettings{}
 	for _, r := range checks.All() {
-		if r.Name != checks.ResourcesName {
+		if r.Name != resources.Name {
 			only[r.Name] = CheckSettings{Enabled: &off}
 		}
 	}
@@ -202,14 +203,14 @@ func TestRunWithRealChecks(t *testing.T) {
 	if err := json.Unmarshal(hello.Data, &hd); err != nil {
 		t.Fatal(err)
 	}
-	if hello.Kind != protocol.KindHello || hd.OS != runtime.GOOS || hd.Kernel == "" || !slices.Contains(hd.Checks, checks.ResourcesName) {
+	if hello.Kind != protocol.KindHello || hd.OS != runtime.GOOS || hd.Kernel == "" || !slices.Contains(hd.Checks, resources.Name) {
 		t.Errorf("hello = %s %+v, want os, kernel and the resources check", hello.Kind, hd)
 	}
 	res := h.envelope(t)
-	if res.Kind != protocol.KindResult || res.Check != checks.ResourcesName || res.Seq != 2 {
+	if res.Kind != protocol.KindResult || res.Check != resources.Name || res.Seq != 2 {
 		t.Fatalf("second = %s %s seq %d, want the resources result", res.Kind, res.Check, res.Seq)
 	}
-	var d checks.ResourcesData
+	var d resources.Data
 	if err := json.Unmarshal(res.Data, &d); err != nil || d.Memory == nil || d.CPU == nil {
 		t.Errorf("resources data %s: %v", res.Data, err)
 	}

@@ -15,13 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/checks/resources"
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The relay's figures: 100 VM channels on unix sockets (the benchmark plays
@@ -35,7 +34,7 @@ import (
 const benchChannels = 100
 
 // benchLines writes one agent's result lines: a resources result with a
-// finding and checks.ResourcesData's CPU, memory and load, about 600 bytes,
+// finding and resources.Data's CPU, memory and load, about 600 bytes,
 // as an agent sends every interval.
 type benchLines struct {
 	head, tail []byte
@@ -43,10 +42,10 @@ type benchLines struct {
 
 func newBenchLines(tb testing.TB, run string) benchLines {
 	tb.Helper()
-	data, err := json.Marshal(checks.ResourcesData{
-		CPU:    &checks.CPUData{WindowSec: 30, Count: 4, UsedPct: 93.1, UserPct: 80.2, SystemPct: 10.1, IowaitPct: 1.2, StealPct: 0.4, IdlePct: 8.1},
-		Memory: &checks.MemoryData{TotalBytes: 8 << 30, AvailableBytes: 2 << 30, UsedPct: 75},
-		Load:   &checks.LoadData{Load1: 3.1, Load5: 2.7, Load15: 2.2},
+	data, err := json.Marshal(resources.Data{
+		CPU:    &resources.CPUData{WindowSec: 30, Count: 4, UsedPct: 93.1, UserPct: 80.2, SystemPct: 10.1, IowaitPct: 1.2, StealPct: 0.4, IdlePct: 8.1},
+		Memory: &resources.MemoryData{TotalBytes: 8 << 30, AvailableBytes: 2 << 30, UsedPct: 75},
+		Load:   &resources.LoadData{Load1: 3.1, Load5: 2.7, Load15: 2.2},
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -94,6 +94,8 @@ type Config struct {
 	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
+	// Lifecycle says where VMs are watched from the host (QMP, libvirt).
+	Lifecycle LifecycleConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -179,6 +181,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	var err error
+	if c.Lifecycle, err = c.Lifecycle.withDefaults(); err != nil {
+		return c, err
 	}
 	return c, nil
 }

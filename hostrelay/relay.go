@@ -114,6 +114,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}()
 
+	wg.Go(func() { r.watchLifecycle(ctx) })
 	chans := newChannelSet(r.cfg, r.log)
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()

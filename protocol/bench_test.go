@@ -8,7 +8,7 @@ import (
 )
 
 // realisticResult is a resources result with the field names of
-// checks.ResourcesData, plus the ten top processes that come with a high CPU
+// resources.Data, plus the ten top processes that come with a high CPU
 // finding: the most common and largest message an agent sends.
 func realisticResult(seq uint64) []byte {
 	ts := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/guestdiag/guestdiag/checks"
+	_ "github.com/guestdiag/guestdiag/checks/all" // the six checks register themselves
 	"github.com/guestdiag/guestdiag/guestagent"
 	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/version"

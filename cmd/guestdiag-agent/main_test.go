@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/guestdiag/guestdiag/internal/cli"
-
-	"github.com/guestdiag/guestdiag/checks"
+	"github.com/guestdiag/guestdiag/checks/resources"
 	"github.com/guestdiag/guestdiag/guestagent"
+	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -72,7 +71,7 @@ func TestParseAgentFlags(t *testing.T) {
 		}},
 		{"the lab's flags", []string{"--state-dir", "/var/lib/guestdiag", "--config", writeFile(t, `{"checks":{"resources":{"interval":"2s"}}}`), "--heartbeat", "2s"},
 			func(t *testing.T, cfg guestagent.Config, _ slog.Level) {
-				if cfg.StateDir != "/var/lib/guestdiag" || cfg.HeartbeatInterval != 2*time.Second || cfg.Checks[checks.ResourcesName].Interval.Duration != 2*time.Second {
+				if cfg.StateDir != "/var/lib/guestdiag" || cfg.HeartbeatInterval != 2*time.Second || cfg.Checks[resources.Name].Interval.Duration != 2*time.Second {
 					t.Errorf("cfg = %+v", cfg)
 				}
 			}},
@@ -136,7 +135,7 @@ func TestCheckResourcesOnceJSON(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
 		t.Fatalf("output %q: %v (stderr %q)", stdout.String(), err, stderr.String())
 	}
-	if got.Check != checks.ResourcesName || got.Summary == "" || len(got.Data) == 0 {
+	if got.Check != resources.Name || got.Summary == "" || len(got.Data) == 0 {
 		t.Errorf("result = %+v", got)
 	}
 	if want := statusExit(got.Status); code != want {

@@ -34,6 +34,7 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	fs.StringVar(&cfg.Host, "host", "", "`name` of this host in subjects and envelopes (default: the system host name)")
 	fs.Var(hostrelay.GlobsFlag(&cfg.Globs), "glob", "channel socket `pattern`; the VM name is the socket's folder without libvirt's domain-<id>- prefix; repeatable; replaces the default; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Static), "channel", "channel socket of a named VM, `NAME=PATH[,uuid=UUID]`; repeatable")
+	hostrelay.LifecycleFlags(fs, &cfg.Lifecycle)
 	fs.StringVar(&cfg.LibvirtRunDir, "libvirt-run-dir", hostrelay.DefaultLibvirtRunDir, "`dir`ectory where libvirt keeps <vm>.xml status files, read for VM UUIDs")
 	fs.Float64Var(&cfg.Rate, "rate", hostrelay.DefaultRate, "lines per second one VM may send")
 	fs.IntVar(&cfg.Burst, "burst", hostrelay.DefaultBurst, "lines one VM may send at once above the rate")

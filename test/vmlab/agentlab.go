@@ -45,6 +45,8 @@ type AgentGuest struct {
 	// Files and Commands add to the guest; Commands run before the agent.
 	Files    []File
 	Commands []string
+	// QEMUArgs are appended to QEMU's arguments (VMConfig.ExtraArgs).
+	QEMUArgs []string
 }
 
 // ChannelGlob matches every channel socket of the lab, as the relay's glob
@@ -92,6 +94,7 @@ func (l *AgentLab) Boot(ctx context.Context, g AgentGuest) (*VM, error) {
 		ChannelSocket: LibvirtChannelPath(l.ChannelRoot, g.ID, g.Name),
 		Network:       g.Network,
 		LabPort:       l.Helper != "",
+		ExtraArgs:     g.QEMUArgs,
 	})
 }
 
