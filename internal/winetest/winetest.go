@@ -1,6 +1,7 @@
 package winetest
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +158,30 @@ func (p *Prefix) Kill() {
 		p.t.Logf("wineserver -k: %v", r)
 	}
 	p.Run(time.Minute, Wineserver, "-w")
+	p.killStrays()
+}
+
+// killStrays kills what wineserver -k missed: a Wine process that was
+// still starting when its server went (seen: a winedevice.exe left
+// waiting on a pipe for ever). They are found by the prefix in their
+// environment, which only this test's processes carry, and killed by pid.
+func (p *Prefix) killStrays() {
+	want := []byte("WINEPREFIX=" + p.Dir + "\x00")
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range procs {
+		env, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(append(env, 0), want) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if proc, err := os.FindProcess(pid); err == nil {
+			p.t.Logf("killing Wine process %d left behind in %s", pid, p.Dir)
+			proc.Kill()
+		}
+	}
 }
 
 // Reboot ends every process of the prefix and boots it again, as wineboot

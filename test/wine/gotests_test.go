@@ -10,7 +10,7 @@ import (
 
 // The logs check's package and its Windows event parser tests.
 const (
-	logsPackage     = "github.com/guestdiag/guestdiag/checks"
+	logsPackage     = "github.com/guestdiag/guestdiag/checks/logs"
 	logsParserTests = "^(TestParseLogsEventXML|TestLogsEventQuery)$"
 )
 
