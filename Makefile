@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X github.com/guestdiag/guestdiag/internal/version.Version=$(VE
 BIN     := bin
 CMDS    := guestdiag guestdiag-agent guestdiag-relay guestdiag-collector
 
-.PHONY: all build deps demo test lint test-unit test-vmlab bench fuzz clean
+.PHONY: all build deps demo test lint test-unit test-vmlab bench fuzz clean packages
 
 all: build
 
@@ -17,6 +17,18 @@ deps:
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# deb and rpm packages of the agent, the relay and the control plane for
+# amd64 and arm64, and the Windows agent's MSI, into dist/ (docs/install.md).
+# The version comes from git describe (internal/pkgbuild.Version).
+DIST    := dist
+packages: deps
+	@for p in linux/amd64 linux/arm64; do \
+		echo "build $$p"; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$${p%/*}_$${p#*/}/ $(addprefix ./cmd/,$(CMDS)) || exit 1; \
+	done
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/windows_amd64/ ./cmd/guestdiag-agent
+	$(GO) run ./cmd/guestdiag-pkg -describe '$(VERSION)' -bin $(BIN) -out $(DIST)
 
 # Boots two lab guests running the agent, runs the control plane (embedded
 # NATS, relay, collector) against their channels and prints where to look.
@@ -33,10 +45,11 @@ lint:
 	GOOS=linux   GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
-# The real Alertmanager and Chromium that scripts/deps.sh installs must be
-# there: their tests fail instead of skipping.
+# The real Alertmanager, Chromium and packaging tools (dpkg-deb, rpm, wixl,
+# msiinfo) that scripts/deps.sh installs must be there: their tests fail
+# instead of skipping.
 test-unit:
-	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 $(GO) test -race -count=1 ./...
+	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 $(GO) test -race -count=1 ./...
 
 # The QEMU guests, and the Windows agent under Wine (test/wine).
 test-vmlab:
@@ -61,4 +74,4 @@ fuzz:
 	$(GO) test ./protocol -run XXX -fuzz '^FuzzAckDecoderMatchesReference$$' -fuzztime 15s
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

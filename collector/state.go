@@ -178,6 +178,10 @@ func decodeMessage(subject string, data []byte) (update, error) {
 		if err := checkIdentity(ev.V, ev.Host, ev.VM); err != nil {
 			return update{}, fmt.Errorf("channel event: %w", err)
 		}
+		if ev.State == protocol.ChannelMessagesLost {
+			// The relay logs and counts it; the VM record keeps no losses.
+			return update{host: ev.Host, vm: ev.VM, apply: func(*VM) outcome { return stale }}, nil
+		}
 		if ev.State != protocol.ChannelConnected && ev.State != protocol.ChannelDisconnected {
 			return update{}, fmt.Errorf("channel event: unknown state %q", ev.State)
 		}

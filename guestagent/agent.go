@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shirou/gopsutil/v3/host"
@@ -29,18 +30,20 @@ import (
 // check, no transport for this OS).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cfg = cfg.withDefaults()
-	tr := cfg.Transport
-	if tr == nil {
-		var err error
-		if tr, err = newPortTransport(cfg, logger); err != nil {
-			return err
-		}
-	}
 	list, err := selectChecks(cfg, logger)
 	if err != nil {
 		return err
 	}
-	return newAgent(cfg, tr, list, logger).run(ctx)
+	if cfg.Transport != nil {
+		return newAgent(cfg, cfg.Transport, list, logger).run(ctx)
+	}
+	sel, err := newTransports(cfg, logger)
+	if err != nil {
+		return err
+	}
+	a := newAgent(cfg, sel, list, logger)
+	sel.onActive = a.transportChanged
+	return a.run(ctx)
 }
 
 type agent struct {
@@ -55,12 +58,13 @@ type agent struct {
 
 	runID string
 	spool *spool
+	// transport is the name of the active transport, once known.
+	transport atomic.Value
 
 	mu      sync.Mutex // orders seq allocation with spool appends
 	nextSeq uint64
 	// Spool drops already reported in an event, by reason.
-	droppedReported uint64
-	damagedReported uint64
+	reported drops
 }
 
 func newAgent(cfg Config, tr Transport, list []checks.Runner, logger *slog.Logger) *agent {
@@ -84,16 +88,13 @@ func (a *agent) run(ctx context.Context) error {
 		return err
 	}
 	defer sp.close()
+	sp.setMaxAge(a.cfg.SpoolMaxAge)
 	a.spool = sp
 	a.runID = newRunID()
 	a.logger.Info("agent_started", "run", a.runID, "version", version.Version, "state_dir", a.cfg.StateDir,
 		"checks", len(a.checks), "spooled", sp.waiting())
 
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	h := a.hello(hctx)
-	cancel()
-	data, _ := json.Marshal(h)
-	a.emit(protocol.Envelope{Kind: protocol.KindHello, Data: data})
+	a.sendHello(ctx)
 
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -102,7 +103,9 @@ func (a *agent) run(ctx context.Context) error {
 		senderErr error
 	)
 	wg.Go(func() {
-		if err := newSender(sp, a.tr, a.cfg, a.logger).run(ctx); err != nil {
+		snd := newSender(sp, a.tr, a.cfg, a.logger)
+		snd.runID = a.runID
+		if err := snd.run(ctx); err != nil {
 			senderErr = err
 			cancelAll()
 		}
@@ -114,6 +117,27 @@ func (a *agent) run(ctx context.Context) error {
 	wg.Wait()
 	a.logger.Info("agent_stopped", "run", a.runID, "spooled", sp.waiting())
 	return senderErr
+}
+
+// sendHello spools a hello. It is seq 1 of the run, and comes again each
+// time the agent connects over a different transport, naming it.
+func (a *agent) sendHello(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	h := a.hello(hctx)
+	cancel()
+	if name, ok := a.transport.Load().(string); ok {
+		h.Transport = name
+	}
+	data, _ := json.Marshal(h)
+	a.emit(protocol.Envelope{Kind: protocol.KindHello, Data: data})
+}
+
+// transportChanged is called by the selector when a connection is made
+// over another transport than before.
+func (a *agent) transportChanged(name string) {
+	a.transport.Store(name)
+	a.logger.Info("transport_changed", "transport", name)
+	a.sendHello(context.Background())
 }
 
 func (a *agent) heartbeats(ctx context.Context) {
@@ -137,37 +161,49 @@ func (a *agent) heartbeats(ctx context.Context) {
 // event says it once, as a finding with the reason, so that it shows up
 // wherever findings are read without comparing heartbeats.
 func (a *agent) reportDrops() {
-	full, damaged := a.spool.dropCounts()
+	now := a.spool.dropCounts()
 	a.mu.Lock()
-	lastFull, lastDamaged := a.droppedReported, a.damagedReported
-	a.droppedReported, a.damagedReported = full, damaged
+	last := a.reported
+	a.reported = now
 	a.mu.Unlock()
-	if full == lastFull && damaged == lastDamaged {
+	if now == last {
 		return
 	}
 	var findings []protocol.Finding
-	if full != lastFull {
+	if now.full != last.full {
 		findings = append(findings, protocol.Finding{
 			Code:     "agent.spool_dropped",
 			Severity: protocol.SeverityWarn,
+			Source:   "bytes",
 			Message:  fmt.Sprintf("the spool reached its bound of %d bytes while the host did not acknowledge; the oldest messages were dropped", a.cfg.SpoolMaxBytes),
-			Count:    full,
+			Count:    now.full,
 		})
 	}
-	if damaged != lastDamaged {
+	if now.expired != last.expired {
+		findings = append(findings, protocol.Finding{
+			Code:     "agent.spool_dropped",
+			Severity: protocol.SeverityWarn,
+			Source:   "age",
+			Message:  fmt.Sprintf("messages waited longer than the spool's maximum age of %v without an ack and were dropped", a.cfg.SpoolMaxAge),
+			Count:    now.expired,
+		})
+	}
+	if now.damaged != last.damaged {
 		findings = append(findings, protocol.Finding{
 			Code:     "agent.spool_damaged",
 			Severity: protocol.SeverityWarn,
+			Source:   "damaged",
 			Message:  "spooled messages could not be read back (missing or failing their checksum) and were dropped unsent",
-			Count:    damaged,
+			Count:    now.damaged,
 		})
 	}
-	n, last := full+damaged, lastFull+lastDamaged
+	n := now.full + now.expired + now.damaged
+	delta := n - (last.full + last.expired + last.damaged)
 	a.emit(protocol.Envelope{
 		Kind:     protocol.KindEvent,
 		Check:    "agent",
 		Status:   protocol.StatusWarn,
-		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", n-last, n),
+		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", delta, n),
 		Findings: findings,
 	})
 }

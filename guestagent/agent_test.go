@@ -378,10 +378,12 @@ func TestEmitWaitsForTheDiskOutsideTheAgentLock(t *testing.T) {
 func TestReportDropsSaysWhy(t *testing.T) {
 	tests := []struct {
 		name           string
-		full, damaged  uint64    // dropped so far, by reason
-		reportedBefore [2]uint64 // full, damaged
+		full, damaged  uint64 // dropped so far, by reason
+		expired        uint64
+		reportedBefore drops
 		wantCodes      []string
 		wantCounts     []uint64
+		wantSources    []string // checked when set
 		wantNoEvent    bool
 	}{
 		{name: "drops of a full spool are reported as agent.spool_dropped",
@@ -389,16 +391,18 @@ func TestReportDropsSaysWhy(t *testing.T) {
 		{name: "damaged records are reported as agent.spool_damaged",
 			damaged: 2, wantCodes: []string{"agent.spool_damaged"}, wantCounts: []uint64{2}},
 		{name: "both kinds since the last report give one finding each",
-			full: 5, damaged: 1, reportedBefore: [2]uint64{4, 0},
+			full: 5, damaged: 1, reportedBefore: drops{full: 4},
 			wantCodes: []string{"agent.spool_dropped", "agent.spool_damaged"}, wantCounts: []uint64{5, 1}},
+		{name: "messages older than the age bound are reported as agent.spool_dropped from age",
+			expired: 7, wantCodes: []string{"agent.spool_dropped"}, wantCounts: []uint64{7}, wantSources: []string{"age"}},
 		{name: "nothing new is not reported again",
-			full: 5, damaged: 1, reportedBefore: [2]uint64{5, 1}, wantNoEvent: true},
+			full: 5, damaged: 1, reportedBefore: drops{full: 5, damaged: 1}, wantNoEvent: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := testAgent(t)
-			a.spool.dropped, a.spool.damaged = tt.full, tt.damaged
-			a.droppedReported, a.damagedReported = tt.reportedBefore[0], tt.reportedBefore[1]
+			a.spool.dropped, a.spool.damaged, a.spool.expired = tt.full, tt.damaged, tt.expired
+			a.reported = tt.reportedBefore
 			a.reportDrops()
 			got := spooled(t, a.spool)
 			if tt.wantNoEvent {
@@ -412,9 +416,14 @@ func TestReportDropsSaysWhy(t *testing.T) {
 			}
 			var codes []string
 			var counts []uint64
+			var sources []string
 			for _, f := range got[0].Findings {
 				codes = append(codes, f.Code)
 				counts = append(counts, f.Count)
+				sources = append(sources, f.Source)
+			}
+			if tt.wantSources != nil && !slices.Equal(sources, tt.wantSources) {
+				t.Errorf("finding sources %v, want %v", sources, tt.wantSources)
 			}
 			if !slices.Equal(codes, tt.wantCodes) || !slices.Equal(counts, tt.wantCounts) {
 				t.Errorf("findings %v with counts %v, want %v with %v", codes, counts, tt.wantCodes, tt.wantCounts)

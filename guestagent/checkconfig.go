@@ -7,48 +7,27 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/guestdiag/guestdiag/checks"
 )
 
 // CheckSettings are an administrator's settings for one check, from the
-// "checks" object of the agent's config file. Zero fields keep the check's
+// "checks" mapping of the agent's config file. Zero fields keep the check's
 // defaults.
 type CheckSettings struct {
 	// Enabled turns the check on or off; absent keeps its default.
 	Enabled  *bool           `json:"enabled,omitempty"`
 	Interval checks.Duration `json:"interval,omitzero"`
 	Timeout  checks.Duration `json:"timeout,omitzero"`
+	// CPUBudget is the CPU time one run may use before the run's result
+	// carries an agent.budget_exceeded finding.
+	CPUBudget checks.Duration `json:"cpu_budget,omitzero"`
 	// Config is decoded into the check's own config, over its defaults.
 	Config json.RawMessage `json:"config,omitempty"`
-}
-
-// FileConfig is the agent's config file (by default
-// /etc/guestdiag/agent.json, or %ProgramData%\guestdiag\agent.json).
-type FileConfig struct {
-	Checks map[string]CheckSettings `json:"checks"`
-}
-
-// LoadConfigFile reads and checks a config file. Unknown keys, unknown
-// checks and settings a check does not accept are errors that name the
-// file and the check, so a typo is never silently ignored.
-func LoadConfigFile(path string) (FileConfig, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return FileConfig{}, err
-	}
-	var fc FileConfig
-	if err := decodeStrict(b, &fc); err != nil {
-		return FileConfig{}, fmt.Errorf("%s: %w", path, err)
-	}
-	for name, s := range fc.Checks {
-		if _, err := checkConfig(name, s); err != nil {
-			return FileConfig{}, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	return fc, nil
 }
 
 func decodeStrict(b []byte, v any) error {
@@ -101,6 +80,7 @@ func selectChecks(cfg Config, logger *slog.Logger) ([]checks.Runner, error) {
 		if err != nil {
 			return nil, err
 		}
+		run.Grace = cfg.CheckGrace
 		out = append(out, run)
 	}
 	return out, nil
@@ -126,12 +106,73 @@ func BuildCheck(name string, s CheckSettings, stateDir string, logger *slog.Logg
 	if err != nil {
 		return checks.Runner{}, fmt.Errorf("check %s: %w", name, err)
 	}
-	run := checks.Runner{Check: c, Interval: r.Interval, Timeout: r.Timeout, Logger: env.Logger}
+	eff := resolveCheck(r, s)
+	return checks.Runner{
+		Check: c, Interval: eff.interval, Timeout: eff.timeout, Logger: env.Logger,
+		CPUBudget: eff.cpuBudget, CPUTime: processCPU,
+	}, nil
+}
+
+// DefaultCPUBudget is the CPU time one run of a check may use unless its
+// settings say otherwise. A cycle of all six checks takes about 20 ms
+// (docs/benchmarks.md), so this leaves wide room.
+const DefaultCPUBudget = time.Second
+
+type effective struct {
+	enabled                      bool
+	interval, timeout, cpuBudget time.Duration
+}
+
+// resolveCheck applies s over the registration's defaults.
+func resolveCheck(r checks.Registration, s CheckSettings) effective {
+	e := effective{enabled: r.Default, interval: r.Interval, timeout: r.Timeout, cpuBudget: DefaultCPUBudget}
+	if s.Enabled != nil {
+		e.enabled = *s.Enabled
+	}
 	if s.Interval.Duration > 0 {
-		run.Interval = s.Interval.Duration
+		e.interval = s.Interval.Duration
 	}
 	if s.Timeout.Duration > 0 {
-		run.Timeout = s.Timeout.Duration
+		e.timeout = s.Timeout.Duration
 	}
-	return run, nil
+	if s.CPUBudget.Duration > 0 {
+		e.cpuBudget = s.CPUBudget.Duration
+	}
+	return e
+}
+
+// ParseSize reads "1048576", "512KiB", "16MiB", "1GiB"; K, M and G alone
+// are taken as binary units too.
+func ParseSize(v string) (int64, error) {
+	num := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB or GiB", v)
+	}
+	return n * mult, nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+
+// FormatSize writes n with the largest binary unit that divides it.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }

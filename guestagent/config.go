@@ -14,9 +14,26 @@ type Transport interface {
 	Connect(ctx context.Context) (io.ReadWriteCloser, error)
 }
 
+// Names of the transports, as Config.Transports and the hello spell them.
+const (
+	TransportVirtioSerial = "virtio-serial"
+	TransportVsock        = "vsock"
+)
+
 // Config configures the agent. Zero fields take the values of
-// DefaultConfig.
+// DefaultConfig. Every field the config file can set is listed in
+// docs/configuration.md.
 type Config struct {
+	// Transports lists the transports to use, most preferred first. One
+	// is active at a time; see selector.
+	Transports []string
+	// FallbackAfter is how long one transport may try to reach the host
+	// before the next one in Transports is tried.
+	FallbackAfter time.Duration
+	// RetryPreferred is how often, while a less preferred transport is
+	// active, the more preferred ones are tried again.
+	RetryPreferred time.Duration
+
 	// PortName is the virtio-serial port name to look for, both in
 	// <SysfsRoot>/class/virtio-ports/*/name and as
 	// <DevRoot>/virtio-ports/<PortName>.
@@ -26,16 +43,34 @@ type Config struct {
 	// DevicePath, when set, is opened instead of looking the port up.
 	DevicePath string
 
+	// VsockCID and VsockPort are where the vsock transport dials: the
+	// host is CID 2.
+	VsockCID  uint32
+	VsockPort uint32
+
 	// StateDir holds the spool; it is created if missing.
 	StateDir string
 	// SpoolMaxBytes bounds the spool on disk. When it is full the oldest
 	// unacknowledged messages are dropped, counted and logged.
 	SpoolMaxBytes int64
+	// SpoolMaxAge bounds how long a message waits for an ack; older ones
+	// are dropped, counted and logged.
+	SpoolMaxAge time.Duration
 
 	HeartbeatInterval time.Duration
 	// Checks holds settings per check name, usually from the config file
 	// (LoadConfigFile). Checks not named run with their defaults.
 	Checks map[string]CheckSettings
+
+	// MemoryLimit is the Go runtime's soft memory limit, applied unless
+	// the GOMEMLIMIT environment variable sets one.
+	MemoryLimit int64
+	// Priority is "low" (nice 10, best-effort I/O class level 7; Windows:
+	// below normal) or "normal" (left as started).
+	Priority string
+	// CheckGrace is how long a check that overran its timeout may take to
+	// return before it is abandoned and reported stuck.
+	CheckGrace time.Duration
 
 	// HostPollInterval is how often the port is polled while the host side
 	// is absent. The port reports POLLHUP for as long as that lasts, so a
@@ -54,28 +89,55 @@ type Config struct {
 	// net.Conn do).
 	WriteTimeout time.Duration
 
-	// Transport replaces the virtio-serial port, for tests and for other
-	// transports.
+	// Transport replaces the configured transports, for tests.
 	Transport Transport
 }
+
+// DefaultVsockPort is the vsock port the agent dials unless configured
+// otherwise.
+const DefaultVsockPort = 6021
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Transports:        defaultTransports(),
+		FallbackAfter:     30 * time.Second,
+		RetryPreferred:    5 * time.Minute,
 		PortName:          "org.guestdiag.agent.0",
 		SysfsRoot:         "/sys",
 		DevRoot:           "/dev",
+		VsockCID:          2,
+		VsockPort:         DefaultVsockPort,
 		StateDir:          defaultStateDir(),
 		SpoolMaxBytes:     16 << 20,
+		SpoolMaxAge:       7 * 24 * time.Hour,
 		HeartbeatInterval: 10 * time.Second,
+		MemoryLimit:       20 << 20,
+		Priority:          PriorityLow,
+		CheckGrace:        5 * time.Second,
 		HostPollInterval:  500 * time.Millisecond,
 		AckTimeout:        30 * time.Second,
 		WriteTimeout:      10 * time.Second,
 	}
 }
 
+// Priorities of Config.Priority.
+const (
+	PriorityLow    = "low"
+	PriorityNormal = "normal"
+)
+
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	if len(c.Transports) == 0 {
+		c.Transports = d.Transports
+	}
+	if c.FallbackAfter <= 0 {
+		c.FallbackAfter = d.FallbackAfter
+	}
+	if c.RetryPreferred <= 0 {
+		c.RetryPreferred = d.RetryPreferred
+	}
 	if c.PortName == "" {
 		c.PortName = d.PortName
 	}
@@ -85,14 +147,32 @@ func (c Config) withDefaults() Config {
 	if c.DevRoot == "" {
 		c.DevRoot = d.DevRoot
 	}
+	if c.VsockCID == 0 {
+		c.VsockCID = d.VsockCID
+	}
+	if c.VsockPort == 0 {
+		c.VsockPort = d.VsockPort
+	}
 	if c.StateDir == "" {
 		c.StateDir = d.StateDir
 	}
 	if c.SpoolMaxBytes <= 0 {
 		c.SpoolMaxBytes = d.SpoolMaxBytes
 	}
+	if c.SpoolMaxAge <= 0 {
+		c.SpoolMaxAge = d.SpoolMaxAge
+	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.MemoryLimit <= 0 {
+		c.MemoryLimit = d.MemoryLimit
+	}
+	if c.Priority == "" {
+		c.Priority = d.Priority
+	}
+	if c.CheckGrace <= 0 {
+		c.CheckGrace = d.CheckGrace
 	}
 	if c.HostPollInterval <= 0 {
 		c.HostPollInterval = d.HostPollInterval

@@ -62,12 +62,22 @@ func (h *testHost) line(t *testing.T) string {
 	return l
 }
 
-// expectNewline checks the lone newline the agent writes on connect.
-func (h *testHost) expectNewline(t *testing.T) {
+// expectNewline checks the lone newline the agent writes on connect, and
+// reads the resume that follows it.
+func (h *testHost) expectNewline(t *testing.T) protocol.Resume {
 	t.Helper()
 	if got := h.line(t); got != "\n" {
 		t.Fatalf("first line on connect = %q, want a lone newline", got)
 	}
+	e := h.envelope(t)
+	if e.Kind != protocol.KindResume {
+		t.Fatalf("second line on connect is a %s, want a resume", e.Kind)
+	}
+	var r protocol.Resume
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // ids reads n lines and returns their "run/seq".

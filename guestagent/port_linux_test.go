@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,7 +236,7 @@ func TestPortTransportWaitsForAbsentHostWithoutSpinning(t *testing.T) {
 	master.SetReadDeadline(time.Now().Add(5 * time.Second))
 	r := bufio.NewReader(master)
 	var got []string
-	for range 3 {
+	for range 4 {
 		l, err := r.ReadString('\n')
 		if err != nil {
 			t.Fatalf("host read: %v (got %q, then %q)", err, got, l)
@@ -245,9 +246,12 @@ func TestPortTransportWaitsForAbsentHostWithoutSpinning(t *testing.T) {
 	if got[0] != "\n" {
 		t.Errorf("first line from the agent = %q, want a lone newline", got[0])
 	}
-	for i, l := range got[1:] {
+	if !strings.Contains(got[1], `"kind":"resume"`) {
+		t.Errorf("second line from the agent = %q, want its resume", got[1])
+	}
+	for i, l := range got[2:] {
 		if want := string(testLine("A", uint64(i+1), 80)); l != want {
-			t.Errorf("line %d from the agent = %q, want %q", i+2, l, want)
+			t.Errorf("line %d from the agent = %q, want %q", i+3, l, want)
 		}
 	}
 }

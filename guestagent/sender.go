@@ -37,8 +37,13 @@ type sender struct {
 	writeTimeout time.Duration
 	logger       *slog.Logger
 
+	// runID is the agent's run, named in the resume each connection starts
+	// with.
+	runID string
+
 	mu      sync.Mutex
 	sentMax map[string]uint64 // highest seq written per run, to bound acks
+	conns   uint64            // connections started, numbering the resumes
 }
 
 // newSender takes AckTimeout and WriteTimeout from cfg, which must have
@@ -106,7 +111,8 @@ type link struct {
 }
 
 // serve writes a lone newline, which ends any line a previous connection
-// left half-written, then every message waiting for an ack in spool order,
+// left half-written, then a resume saying what the spool holds, then every
+// message waiting for an ack in spool order,
 // then new messages as they are spooled. It returns when the connection
 // fails or ends, or acks stop advancing, after closing it. The next call
 // starts again from the oldest message waiting.
@@ -140,6 +146,13 @@ func (s *sender) serve(ctx context.Context, rw io.ReadWriteCloser) error {
 
 func (c *link) write(ctx context.Context) error {
 	if err := c.writeLine([]byte{'\n'}); err != nil {
+		return err
+	}
+	resume, err := c.s.resumeLine()
+	if err != nil {
+		return err
+	}
+	if err := c.writeLine(resume); err != nil {
 		return err
 	}
 	var cursor uint64

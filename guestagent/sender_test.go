@@ -37,7 +37,9 @@ func runSenderOn(t *testing.T, sp *spool, tr Transport, cfg Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- newSender(sp, tr, cfg.withDefaults(), discardLogger()).run(ctx) }()
+	snd := newSender(sp, tr, cfg.withDefaults(), discardLogger())
+	snd.runID = "S"
+	go func() { done <- snd.run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -224,8 +226,8 @@ func TestSenderRetriesARecordItCannotReadYet(t *testing.T) {
 		if got := sp.waiting(); got != 2 {
 			t.Errorf("%d messages spooled after the failed read, want A/1 and A/2", got)
 		}
-		if full, damaged := sp.dropCounts(); full+damaged != 0 {
-			t.Errorf("dropped %d (full) and %d (damaged) after a read error that may pass, want none", full, damaged)
+		if d := sp.dropCounts(); d.full+d.damaged != 0 {
+			t.Errorf("dropped %d (full) and %d (damaged) after a read error that may pass, want none", d.full, d.damaged)
 		}
 
 		if err := os.Remove(segs[0]); err != nil {
@@ -307,8 +309,8 @@ func TestSenderDropsARecordDamagedOnDisk(t *testing.T) {
 			if got := contents(t, sp); !slices.Equal(got, tt.want) {
 				t.Errorf("spool holds %v, want %v", got, tt.want)
 			}
-			if full, damaged := sp.dropCounts(); full != 0 || damaged != tt.wantDamaged {
-				t.Errorf("dropped %d (full) and %d (damaged), want 0 and %d", full, damaged, tt.wantDamaged)
+			if d := sp.dropCounts(); d.full != 0 || d.damaged != tt.wantDamaged {
+				t.Errorf("dropped %d (full) and %d (damaged), want 0 and %d", d.full, d.damaged, tt.wantDamaged)
 			}
 			if got := sp.droppedCount(); got != tt.wantDamaged {
 				t.Errorf("droppedCount, which heartbeats report, = %d, want %d", got, tt.wantDamaged)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -40,7 +41,10 @@ import (
 // A segment file is deleted as soon as none of its records is waiting for
 // an ack. The byte bound counts whole segment files; when an append would
 // exceed it, the oldest segments are deleted with their unacknowledged
-// records, which are counted as dropped.
+// records, which are counted as dropped. The age bound drops, and counts,
+// records spooled longer ago than the maximum age; a record's age is taken
+// from the time it was appended, or after a restart from its envelope's
+// ts (the file's modification time if that cannot be read).
 //
 // Each read of a record for sending checks it again. A record whose bytes
 // are gone or no longer match their CRC will never be readable: it is
@@ -84,13 +88,15 @@ type record struct {
 	run string
 	seq uint64
 	seg *segment
-	off int64 // offset of the line in the segment file
-	n   int   // length of the line
+	off int64     // offset of the line in the segment file
+	n   int       // length of the line
+	at  time.Time // when it was spooled
 }
 
 type spool struct {
 	dir    string
 	max    int64
+	maxAge time.Duration // 0: no age bound
 	segMax int64
 	logger *slog.Logger
 	lock   *os.File // held open, and locked, while the spool is open
@@ -105,10 +111,12 @@ type spool struct {
 	acked   map[string]uint64
 	bytes   int64  // sum of segment sizes
 	dropped uint64 // records dropped because the spool was full
+	expired uint64 // records dropped because they were older than maxAge
 	damaged uint64 // records dropped because they could not be read back
 	changed chan struct{}
 
 	fsync func(*os.File) error // (*os.File).Sync; replaced in tests
+	now   func() time.Time
 }
 
 // openSpool opens or creates the spool in dir and recovers what an earlier
@@ -130,6 +138,7 @@ func openSpool(dir string, maxBytes int64, logger *slog.Logger) (*spool, error) 
 		acked:   map[string]uint64{},
 		changed: make(chan struct{}),
 		fsync:   (*os.File).Sync,
+		now:     time.Now,
 	}
 	// Two processes appending to one spool would interleave records and
 	// delete each other's segments.
@@ -197,6 +206,10 @@ func (s *spool) loadSegment(num uint64) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	seg.size = int64(len(b))
+	var mtime time.Time
+	if st, err := os.Stat(seg.path); err == nil {
+		mtime = st.ModTime()
+	}
 	off := 0
 	for off < len(b) {
 		run, seq, line, n, ok := parseRecord(b[off:])
@@ -208,7 +221,7 @@ func (s *spool) loadSegment(num uint64) error {
 		if seq > s.acked[run] {
 			s.recs = append(s.recs, &record{
 				id: s.nextID, run: run, seq: seq, seg: seg,
-				off: int64(off + n - len(line)), n: len(line),
+				off: int64(off + n - len(line)), n: len(line), at: lineTime(line, mtime),
 			})
 			s.nextID++
 			seg.live++
@@ -270,6 +283,8 @@ func (s *spool) append(run string, seq uint64, line []byte) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	s.expireLocked(now)
 	for s.bytes+size > s.max && len(s.segs) > 0 {
 		s.dropOldest()
 	}
@@ -289,7 +304,7 @@ func (s *spool) append(run string, seq uint64, line []byte) error {
 	s.bytes += size
 	seg.live++
 	seg.runs[run] = true
-	s.recs = append(s.recs, &record{id: s.nextID, run: run, seq: seq, seg: seg, off: off + int64(recHeader+len(run)), n: len(line)})
+	s.recs = append(s.recs, &record{id: s.nextID, run: run, seq: seq, seg: seg, off: off + int64(recHeader+len(run)), n: len(line), at: now})
 	s.nextID++
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -360,21 +375,6 @@ func (s *spool) closeActive() {
 	if seg != nil && seg.live == 0 {
 		s.removeSegment(seg)
 	}
-}
-
-// dropOldest deletes the oldest segment to make room, with its records.
-func (s *spool) dropOldest() {
-	seg := s.segs[0]
-	if seg == s.active {
-		s.af.Close()
-		s.active, s.af = nil, nil
-	}
-	n := seg.live
-	s.recs = slices.DeleteFunc(s.recs, func(r *record) bool { return r.seg == seg })
-	seg.live = 0
-	s.dropped += uint64(n)
-	s.removeSegment(seg)
-	s.logger.Warn("spool_full_dropped", "messages", n, "bytes", seg.size, "dropped_total", s.dropped, "bound", s.max)
 }
 
 func (s *spool) removeSegment(seg *segment) {
@@ -500,25 +500,6 @@ func (s *spool) read(r record) ([]byte, error) {
 	return line, nil
 }
 
-// dropDamaged drops s.recs[i], which can never be read, logs and counts it,
-// and returns an error wrapping errDamaged. s.mu must be held.
-func (s *spool) dropDamaged(i int, cause error) error {
-	r := s.recs[i]
-	s.recs = slices.Delete(s.recs, i, i+1)
-	r.seg.live--
-	s.damaged++
-	s.logger.Error("spool_record_damaged_dropped", "run", r.run, "seq", r.seq, "segment", r.seg.path,
-		"err", cause, "damaged_total", s.damaged)
-	if r.seg == s.active {
-		// Recovery stops at a segment's first damaged record, so nothing
-		// more may be appended after one.
-		s.closeActive()
-	} else if r.seg.live == 0 {
-		s.removeSegment(r.seg)
-	}
-	return fmt.Errorf("spool: %s/%d in %s: %w: %w", r.run, r.seq, r.seg.path, errDamaged, cause)
-}
-
 // waiting returns the number of records waiting for an ack.
 func (s *spool) waiting() int {
 	s.mu.Lock()
@@ -531,22 +512,6 @@ func (s *spool) size() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes
-}
-
-// droppedCount returns how many unacknowledged records this process
-// dropped, for either reason of dropCounts.
-func (s *spool) droppedCount() uint64 {
-	full, damaged := s.dropCounts()
-	return full + damaged
-}
-
-// dropCounts returns how many unacknowledged records this process dropped
-// to stay within the bound, and how many because they could not be read
-// back.
-func (s *spool) dropCounts() (full, damaged uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dropped, s.damaged
 }
 
 // changes returns a channel that is closed at the next append.

@@ -57,8 +57,12 @@ type Config struct {
 	// Host names this hypervisor in subjects and envelopes; default
 	// os.Hostname().
 	Host string
-	// NATSURL is used by Run only; default nats.DefaultURL.
+	// NATSURL is used by Run only; default nats.DefaultURL. Several URLs
+	// are comma separated.
 	NATSURL string
+	// NATSAuth is how Run authenticates to NATS. Run sets its InboxPrefix
+	// to RelayInboxPrefix(Host), which the relay's permissions name.
+	NATSAuth natsutil.Auth
 	// Globs find channel sockets. The VM name is the socket's folder name
 	// with libvirt's "domain-<id>-" prefix removed. Nil means DefaultGlob; an
 	// empty non-nil slice turns globbing off.
@@ -94,6 +98,15 @@ type Config struct {
 	MaxInFlightBytes int
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
+	// HostUsageInterval is how often host usage is published on
+	// guestdiag.host.<host>; default DefaultHostUsageInterval, negative
+	// turns it off.
+	HostUsageInterval time.Duration
+	// ProcRoot is where QEMU processes are looked for; default /proc.
+	ProcRoot string
+	// LegacyGapWait is how long a gap from an agent without resume must
+	// stand before the relay accepts it; default DefaultLegacyGapWait.
+	LegacyGapWait time.Duration
 	// Lifecycle says where VMs are watched from the host (QMP, libvirt).
 	Lifecycle LifecycleConfig
 }
@@ -181,6 +194,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.HostUsageInterval == 0 {
+		c.HostUsageInterval = DefaultHostUsageInterval
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+	if c.LegacyGapWait <= 0 {
+		c.LegacyGapWait = DefaultLegacyGapWait
 	}
 	var err error
 	if c.Lifecycle, err = c.Lifecycle.withDefaults(); err != nil {

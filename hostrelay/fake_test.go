@@ -330,6 +330,10 @@ func testConfig(dir string) Config {
 		Rate:           10000,
 		Burst:          10000,
 		PublishTimeout: 5 * time.Second,
+		// Fake guests that send no resume play agents from before it.
+		LegacyGapWait: time.Nanosecond,
+		// Tests of host usage turn it on.
+		HostUsageInterval: -1,
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/guestdiag/guestdiag/internal/natsutil"
 )
 
 // The flags every main that runs a relay shares, so that --channel and
@@ -105,3 +107,7 @@ func (f *globsFlag) String() string {
 	}
 	return strings.Join(*f.p, " ")
 }
+
+// NATSAuthFlags registers the flags of cfg.NATSAuth: TLS files and one of
+// a creds file, an nkey seed file or a user and password file.
+func NATSAuthFlags(fs *flag.FlagSet, cfg *Config) { natsutil.AuthFlags(fs, &cfg.NATSAuth) }

@@ -30,6 +30,13 @@ var (
 	errShutdown = errors.New("relay shutting down")
 )
 
+// RelayInboxPrefix is where the relay of host receives replies (publish
+// acks, stream info): a subject of its own, so that its permissions can let
+// it subscribe there and nowhere else.
+func RelayInboxPrefix(host string) string {
+	return "_GDINBOX.relay." + protocol.EscapeToken(host)
+}
+
 // Relay moves guest messages from VM channels to JetStream.
 type Relay struct {
 	cfg Config
@@ -76,8 +83,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("relay config: %w", err)
 	}
+	auth := cfg.NATSAuth
+	auth.InboxPrefix = RelayInboxPrefix(cfg.Host)
+	opts, err := auth.Options()
+	if err != nil {
+		return err
+	}
 	logger.Info("nats_connecting", "url", cfg.NATSURL)
-	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger)
+	nc, err := natsutil.Connect(cfg.NATSURL, "guestdiag-relay "+cfg.Host, logger, opts...)
 	if err != nil {
 		return err
 	}
@@ -113,6 +126,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.watching = nil
 		r.mu.Unlock()
 	}()
+
+	if r.cfg.HostUsageInterval > 0 {
+		uctx, stopUsage := context.WithCancel(ctx)
+		defer stopUsage()
+		wg.Go(func() { r.publishUsage(uctx) })
+	}
 
 	wg.Go(func() { r.watchLifecycle(ctx) })
 	chans := newChannelSet(r.cfg, r.log)
@@ -203,7 +222,7 @@ func (r *Relay) vm(name string) *vmState {
 // to the next.
 func (r *Relay) watch(ctx context.Context, ch Channel) {
 	var d net.Dialer
-	book := newRunBook()
+	book := newRunBook(r.cfg.LegacyGapWait)
 	backoff := r.cfg.BackoffMin
 	for {
 		wait := backoff
@@ -244,18 +263,24 @@ func (r *Relay) publishChannelEvent(ch Channel, state protocol.ChannelState, rea
 	}
 	data, err := protocol.Marshal(ev)
 	if err == nil {
-		var paf jetstream.PubAckFuture
-		paf, err = r.js.PublishMsgAsync(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]})
-		if err == nil {
-			r.events.Go(func() {
-				select {
-				case <-paf.Ok():
-				case err := <-paf.Err():
-					r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
-				}
-			})
-			return
-		}
+		r.publishEvent(&nats.Msg{Subject: protocol.ChannelSubject(r.cfg.Host, ch.Name), Data: data[:len(data)-1]}, ch.Name, state)
+		return
 	}
 	r.log.Warn("channel_event_publish_failed", "vm", ch.Name, "state", state, "err", err)
+}
+
+// publishEvent publishes a channel event without waiting for it.
+func (r *Relay) publishEvent(msg *nats.Msg, vm string, state protocol.ChannelState) {
+	paf, err := r.js.PublishMsgAsync(msg)
+	if err != nil {
+		r.log.Warn("channel_event_publish_failed", "vm", vm, "state", state, "err", err)
+		return
+	}
+	r.events.Go(func() {
+		select {
+		case <-paf.Ok():
+		case err := <-paf.Err():
+			r.log.Warn("channel_event_publish_failed", "vm", vm, "state", state, "err", err)
+		}
+	})
 }

@@ -280,6 +280,8 @@ func TestRelayRestartPicksUpWhereItLeft(t *testing.T) {
 		go func() { done <- Run(ctx, cfg, log) }()
 
 		g := q.accept(t)
+		// The agent resumes on connecting to the restarted relay.
+		g.send(t, resumeLine(t, uint64(i+1), protocol.HeldRun{Run: run, Oldest: acked + 1, Newest: upTo}))
 		g.send(t, lines[acked:upTo]...)
 		if i == 0 {
 			g.mustAck(t, run, 2)
@@ -596,6 +598,7 @@ func TestRelayStartsAfreshWithAVMThatCameBack(t *testing.T) {
 	// back with a new domain id; its agent goes on with the same run.
 	q = listenChannel(t, filepath.Join(dir, "domain-2-web01", channelFile))
 	g = q.accept(t)
+	g.send(t, resumeLine(t, 2, protocol.HeldRun{Run: run, Oldest: 5, Newest: 6}))
 	g.send(t, results(t, run, 5, 6)...)
 	g.mustAck(t, run, 6)
 

@@ -149,12 +149,17 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		if !s.vm.limiter.Allow() {
 			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
 		}
+		if env.Kind == protocol.KindResume {
+			s.resumed(ctx, env)
+			continue
+		}
 		adm := s.book.admit(s.connNo, env.Run, env.Seq)
 		if adm.verdict == gapAccepted {
 			s.vm.gaps.Add(1)
 			s.vm.logGuest(ctx, s.r.log, slog.LevelWarn, "guest_seq_gap_accepted",
 				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path), slog.String("run", env.Run),
-				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to))
+				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to), slog.Bool("resumed", adm.resumed))
+			s.reportLoss(env.Run, adm)
 		}
 		subj := s.heartbeatSubj
 		if env.Kind == protocol.KindResult || env.Kind == protocol.KindEvent {
@@ -181,8 +186,8 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		s.pending <- inflight{paf: paf, run: env.Run, rs: adm.rs, seq: env.Seq, size: size, ackTo: adm.ackTo}
 		if adm.verdict == gapFound {
 			// What came before the gap is still acknowledged; the agent
-			// resends the rest from its oldest unacknowledged message. If
-			// that is past the gap again, the gap is accepted.
+			// connects again, resumes and resends the rest from its oldest
+			// unacknowledged message (see runBook).
 			s.vm.logGuest(ctx, s.r.log, slog.LevelInfo, "guest_seq_gap",
 				slog.String("vm", s.ch.Name), slog.String("channel", s.ch.Path), slog.String("run", env.Run),
 				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to))

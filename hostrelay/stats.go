@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,131 +92,6 @@ func limit(perSec float64) rate.Limit {
 		return rate.Inf
 	}
 	return rate.Limit(perSec)
-}
-
-// maxRuns bounds the runs remembered per channel. An agent has one run per
-// process and its spool rarely holds more than two; a guest that invents
-// runs only makes the relay forget its oldest, which then start afresh as
-// after a relay restart.
-const maxRuns = 64
-
-// runBook remembers how far each run of a channel's agent was acknowledged,
-// so that the relay never acknowledges past a seq it did not see: acks are
-// cumulative, and an ack past a hole would make the agent delete the
-// messages in it. A book lives as long as its channel is watched, across
-// reconnects. A VM that goes and comes back, say after a live migration
-// during which another host acknowledged more, starts a new book.
-type runBook struct {
-	mu    sync.Mutex
-	runs  map[string]*runState
-	conn  uint64 // the latest connection's number
-	clock uint64 // orders runs by last use
-}
-
-func newRunBook() *runBook {
-	return &runBook{runs: make(map[string]*runState)}
-}
-
-// runState is what a runBook holds for one run.
-type runState struct {
-	// acked is the highest seq acknowledged to the guest; for a run the
-	// relay first saw mid-way, the seq before the first one it saw.
-	acked uint64
-	// conn is the connection that last admitted a message of the run, and
-	// accepted the highest seq since acked that it admitted without a hole.
-	conn, accepted uint64
-	// gapAt is the first missing seq of the gap that ended the last
-	// connection, or 0.
-	gapAt uint64
-	used  uint64
-}
-
-// verdict says what to do with a message after admit.
-type verdict int
-
-const (
-	// admitted: publish it and acknowledge up to ackTo.
-	admitted verdict = iota
-	// gapAccepted: as admitted, after giving up on the seqs in the gap.
-	gapAccepted
-	// gapFound: publish it, acknowledge up to ackTo, and end the connection
-	// so that the agent resends from its oldest unacknowledged message.
-	gapFound
-)
-
-type admission struct {
-	rs      *runState
-	ackTo   uint64 // the highest seq of the run that may be acknowledged
-	verdict verdict
-	// from and to are the missing seqs of a gap.
-	from, to uint64
-}
-
-// newConn numbers a connection of the channel for admit.
-func (b *runBook) newConn() uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.conn++
-	return b.conn
-}
-
-// admit decides how far seq of run, read on connection conn, lets the relay
-// acknowledge. A run the relay has not seen starts at its first message.
-// A known run is acknowledged only up to the end of a contiguous stretch
-// from its last ack; a seq past a hole is a gap. A gap at the start of the
-// run's messages on a connection, right after the one a previous connection
-// ended on, is real: the agent no longer has those messages.
-func (b *runBook) admit(conn uint64, run string, seq uint64) admission {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	rs, ok := b.runs[run]
-	if !ok {
-		rs = &runState{acked: seq - 1}
-		b.addRun(run, rs)
-	}
-	b.clock++
-	rs.used = b.clock
-	first := rs.conn != conn
-	if first {
-		rs.conn, rs.accepted = conn, rs.acked
-	}
-	switch {
-	case seq <= rs.accepted || seq-rs.accepted == 1: // no overflow at MaxUint64
-		rs.accepted = max(rs.accepted, seq)
-		if first {
-			rs.gapAt = 0
-		}
-		return admission{rs: rs, ackTo: rs.accepted}
-	case first && rs.gapAt != 0 && rs.gapAt == rs.accepted+1:
-		from := rs.accepted + 1
-		rs.gapAt, rs.accepted = 0, seq
-		return admission{rs: rs, ackTo: seq, verdict: gapAccepted, from: from, to: seq - 1}
-	default:
-		rs.gapAt = rs.accepted + 1
-		return admission{rs: rs, ackTo: rs.accepted, verdict: gapFound, from: rs.gapAt, to: seq - 1}
-	}
-}
-
-// addRun remembers rs, forgetting the least recently used run when full.
-func (b *runBook) addRun(run string, rs *runState) {
-	if len(b.runs) >= maxRuns {
-		var oldest string
-		var used uint64 = math.MaxUint64
-		for r, s := range b.runs {
-			if s.used < used {
-				oldest, used = r, s.used
-			}
-		}
-		delete(b.runs, oldest)
-	}
-	b.runs[run] = rs
-}
-
-// acking records that the guest is about to be told seq of rs is stored.
-func (b *runBook) acking(rs *runState, seq uint64) {
-	b.mu.Lock()
-	rs.acked = max(rs.acked, seq)
-	b.mu.Unlock()
 }
 
 func (v *vmState) drop(reason DropReason) {

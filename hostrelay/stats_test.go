@@ -25,10 +25,11 @@ func TestAdmit(t *testing.T) {
 		steps []admitStep
 	}{
 		{
-			name: "a run the relay has not seen starts at its first message",
+			name: "a run the relay has not seen, without a resume, starts only when the same first seq comes again",
 			steps: []admitStep{
-				{1, "r", 7, admitted, 7, 7},
-				{1, "r", 8, admitted, 8, 8},
+				{1, "r", 7, gapFound, 0, 0},
+				{2, "r", 7, admitted, 7, 7},
+				{2, "r", 8, admitted, 8, 8},
 			},
 		},
 		{
@@ -105,15 +106,16 @@ func TestAdmit(t *testing.T) {
 		{
 			name: "the highest seq does not wrap around",
 			steps: []admitStep{
-				{1, "r", max, admitted, max, max},
-				{2, "r", 1, admitted, max, 0},
-				{2, "r", max, admitted, max, 0},
+				{1, "r", max, gapFound, 0, 0},
+				{2, "r", max, admitted, max, max},
+				{3, "r", 1, admitted, max, 0},
+				{3, "r", max, admitted, max, 0},
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newRunBook()
+			b := newRunBook(0)
 			for i, st := range tt.steps {
 				adm := b.admit(st.conn, st.run, st.seq)
 				if adm.verdict != st.want || adm.ackTo != st.wantAckTo {
@@ -129,7 +131,7 @@ func TestAdmit(t *testing.T) {
 }
 
 func TestAdmitReportsTheMissingSeqs(t *testing.T) {
-	b := newRunBook()
+	b := newRunBook(0)
 	b.acking(b.admit(1, "r", 1).rs, 1)
 	b.acking(b.admit(1, "r", 2).rs, 2)
 	for _, st := range []struct {
@@ -144,7 +146,7 @@ func TestAdmitReportsTheMissingSeqs(t *testing.T) {
 }
 
 func TestAdmitForgetsTheLeastRecentlyUsedRun(t *testing.T) {
-	b := newRunBook()
+	b := newRunBook(0)
 	for i := range maxRuns {
 		run := fmt.Sprintf("r%d", i)
 		b.acking(b.admit(1, run, 1).rs, 1)
@@ -160,9 +162,10 @@ func TestAdmitForgetsTheLeastRecentlyUsedRun(t *testing.T) {
 	if _, ok := b.runs["r0"]; !ok {
 		t.Error("r0, used again, was forgotten")
 	}
-	// A forgotten run starts afresh, as after a relay restart.
-	if adm := b.admit(2, "r1", 5); adm.verdict != admitted || adm.ackTo != 5 {
-		t.Errorf("forgotten run: verdict %d, ack to %d; want admitted up to 5", adm.verdict, adm.ackTo)
+	// A forgotten run starts afresh, as after a relay restart: where, only
+	// the agent can say.
+	if adm := b.admit(2, "r1", 5); adm.verdict != gapFound || adm.ackTo != 0 {
+		t.Errorf("forgotten run: verdict %d, ack to %d; want a gap, nothing acknowledged", adm.verdict, adm.ackTo)
 	}
 }
 

@@ -47,6 +47,8 @@ func knownWord(b []byte) string {
 		return "event"
 	case "heartbeat":
 		return "heartbeat"
+	case "resume":
+		return "resume"
 	case "ack":
 		return "ack"
 	case "ok":

@@ -15,13 +15,14 @@ const MaxLineLen = 256 << 10
 // Kind says what an envelope carries.
 type Kind string
 
-// The kinds of envelope. Guests write hello, result, event and heartbeat;
-// the host writes only ack.
+// The kinds of envelope. Guests write hello, result, event and heartbeat,
+// which are spooled, and resume, which is not; the host writes only ack.
 const (
 	KindHello     Kind = "hello"
 	KindResult    Kind = "result"
 	KindEvent     Kind = "event"
 	KindHeartbeat Kind = "heartbeat"
+	KindResume    Kind = "resume"
 	KindAck       Kind = "ack"
 )
 
@@ -62,8 +63,8 @@ type Envelope struct {
 	Summary  string    `json:"summary,omitempty"`
 	Findings []Finding `json:"findings,omitempty"`
 
-	// Data is check specific for result and event, a Hello for hello, and a
-	// Heartbeat for heartbeat.
+	// Data is check specific for result and event, a Hello for hello, a
+	// Heartbeat for heartbeat and a Resume for resume.
 	Data json.RawMessage `json:"data,omitempty"`
 }
 
@@ -98,6 +99,10 @@ type Hello struct {
 	// agent or a stuck check from one that is merely slow.
 	HeartbeatS uint32            `json:"heartbeat_s,omitempty"`
 	Intervals  map[string]uint32 `json:"intervals,omitempty"`
+	// Transport names the transport the agent is connected over
+	// ("virtio-serial", "vsock"); the hello written before the first
+	// connection has none.
+	Transport string `json:"transport,omitempty"`
 }
 
 // Heartbeat is the data of a heartbeat envelope.

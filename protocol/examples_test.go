@@ -27,6 +27,8 @@ func exampleEnvelopes() map[string]any {
 				Source: "kernel", Unit: "kernel", Count: 3, First: &exampleFirst, Last: &exampleTS}}},
 		"heartbeat": Envelope{V: 1, Kind: KindHeartbeat, Run: "k3Jd9QmZ2x", Seq: 4, TS: exampleTS,
 			Data: mustJSON(Heartbeat{UptimeSec: 3600, Spooled: 0})},
+		"resume": Envelope{V: 1, Kind: KindResume, Run: "k3Jd9QmZ2x", Seq: 2, TS: exampleTS,
+			Data: mustJSON(Resume{Held: []HeldRun{{Run: "Qm8w2Lx0aP", Oldest: 311, Newest: 318}, {Run: "k3Jd9QmZ2x", Oldest: 3, Newest: 4}}, Dropped: 2})},
 		"ack": NewAck("k3Jd9QmZ2x", 4),
 	}
 }

@@ -45,6 +45,8 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 		"finding":   reflect.TypeFor[Finding](),
 		"hello":     reflect.TypeFor[Hello](),
 		"heartbeat": reflect.TypeFor[Heartbeat](),
+		"resume":    reflect.TypeFor[Resume](),
+		"held":      reflect.TypeFor[HeldRun](),
 		"ack":       reflect.TypeFor[Ack](),
 	} {
 		t.Run(def, func(t *testing.T) {
@@ -118,6 +120,9 @@ func TestSchemaRejectsWhatDecodeRejects(t *testing.T) {
 		`{"v":1,"kind":"hello","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z"}`,
 		`{"v":1,"kind":"heartbeat","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","cmd":"reboot"}`,
 		`{"v":1,"kind":"ack","run":"r","seq":1,"cmd":"x"}`,
+		`{"v":1,"kind":"resume","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z"}`,
+		`{"v":1,"kind":"resume","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","data":{"held":[{"run":"r","oldest":0,"newest":3}]}}`,
+		`{"v":1,"kind":"resume","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","data":{"held":[{"run":"r.>","oldest":1,"newest":3}]}}`,
 		`{"v":1,"kind":"hello","run":"r","seq":1,"ts":"2026-11-21T09:30:00Z","data":{"hostname":"a\nb","os":"linux","agent_version":"1","checks":[]}}`,
 	} {
 		var v any

@@ -51,11 +51,11 @@ func (e *Envelope) Validate() error {
 		return versionErr(e.V)
 	}
 	switch e.Kind {
-	case KindHello, KindResult, KindEvent, KindHeartbeat:
+	case KindHello, KindResult, KindEvent, KindHeartbeat, KindResume:
 	case "":
 		return fieldErr("kind", "missing")
 	default:
-		return fieldErr("kind", "%q is not one of hello, result, event, heartbeat", clip(string(e.Kind)))
+		return fieldErr("kind", "%q is not one of hello, result, event, heartbeat, resume", clip(string(e.Kind)))
 	}
 	if err := checkToken("run", e.Run, MaxRunLen, isRunByte); err != nil {
 		return err
@@ -118,6 +118,15 @@ func (e *Envelope) validateData() error {
 		if err := strictUnmarshal(d, &hb); err != nil {
 			return fieldErr("data", "%v", err)
 		}
+	case KindResume:
+		if len(d) == 0 {
+			return fieldErr("data", "resume needs held")
+		}
+		var r Resume
+		if err := strictUnmarshal(d, &r); err != nil {
+			return fieldErr("data", "%v", err)
+		}
+		return r.validate()
 	}
 	return nil
 }
@@ -134,7 +143,7 @@ func (h *Hello) validate() error {
 	if err := checkLabel("data.hostname", h.Hostname, MaxHostnameLen); err != nil {
 		return err
 	}
-	for _, s := range []struct{ name, v string }{{"os", h.OS}, {"platform", h.Platform}, {"kernel", h.Kernel}, {"arch", h.Arch}, {"agent_version", h.AgentVersion}} {
+	for _, s := range []struct{ name, v string }{{"os", h.OS}, {"platform", h.Platform}, {"kernel", h.Kernel}, {"arch", h.Arch}, {"agent_version", h.AgentVersion}, {"transport", h.Transport}} {
 		if err := checkLabel("data."+s.name, s.v, MaxSourceLen); err != nil {
 			return err
 		}

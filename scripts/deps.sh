@@ -3,9 +3,12 @@
 # busybox and an apt package list that knows the Debian cloud kernel (the lab
 # downloads it with `apt-get download` on first use), and the tools the checks'
 # integration tests drive: ip (network namespaces), nft (rulesets), rpm and
-# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); Wine and
-# MinGW (the Windows agent under Wine); and the real peers of the alert and
-# dashboard tests: Prometheus Alertmanager and headless Chromium. As root with apt-get it
+# rpmbuild (an rpm database), setpriv (an unprivileged ICMP probe); the
+# packaging tools `make packages` and its tests use: dpkg-deb, wixl,
+# msitools (msibuild, msiinfo) and systemd-sysusers; Wine and MinGW (the
+# Windows agent under Wine); and the real
+# peers of the alert and dashboard tests: Prometheus Alertmanager and headless
+# Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
 set -euo pipefail
 
@@ -18,6 +21,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+command -v systemd-sysusers >/dev/null 2>&1 || missing+=(systemd)
+command -v wixl >/dev/null 2>&1 || missing+=(wixl)
+command -v msiinfo >/dev/null 2>&1 || missing+=(msitools)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The Windows agent's tests run it under Wine (test/wine); MinGW builds the

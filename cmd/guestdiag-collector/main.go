@@ -28,7 +28,11 @@ func main() { cli.Main(run) }
 
 var run = cli.Daemon("guestdiag-collector", parseFlags, func(ctx context.Context, cfg collectord.Config, logger *slog.Logger) error {
 	logger.Info("collector_starting", "version", version.Version, "nats", cfg.Collector.NATSURL, "listen", cfg.Collector.Listen)
-	nc, err := natsutil.Connect(cfg.Collector.NATSURL, "guestdiag-collector", logger)
+	opts, err := collectord.NATSOptions(cfg)
+	if err != nil {
+		return err
+	}
+	nc, err := natsutil.Connect(cfg.Collector.NATSURL, "guestdiag-collector", logger, opts...)
 	if err != nil {
 		return err
 	}
@@ -52,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (collectord.Config, slog.Level,
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the stream and the KV buckets (3 on a NATS cluster)")
 	fs.DurationVar(&c.AckWait, "ack-wait", collector.DefaultAckWait, "time before an unacknowledged message is redelivered")
 	pending := collectord.Flags(fs, &cfg)
+	collectord.NATSFlags(fs, &cfg)
 	if err := cli.Parse(fs, args); err != nil {
 		return cfg, *level, err
 	}

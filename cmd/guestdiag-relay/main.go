@@ -31,6 +31,7 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	var cfg hostrelay.Config
 	fs, level := cli.FlagSet("guestdiag-relay", "usage: guestdiag-relay [flags]\n       guestdiag-relay version\n", stderr)
 	fs.StringVar(&cfg.NATSURL, "nats", nats.DefaultURL, "NATS server `url`s, comma separated")
+	hostrelay.NATSAuthFlags(fs, &cfg)
 	fs.StringVar(&cfg.Host, "host", "", "`name` of this host in subjects and envelopes (default: the system host name)")
 	fs.Var(hostrelay.GlobsFlag(&cfg.Globs), "glob", "channel socket `pattern`; the VM name is the socket's folder without libvirt's domain-<id>- prefix; repeatable; replaces the default; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Static), "channel", "channel socket of a named VM, `NAME=PATH[,uuid=UUID]`; repeatable")

@@ -24,6 +24,7 @@ import (
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/collector/alertmanager"
 	"github.com/guestdiag/guestdiag/collector/dashboard"
+	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/webauth"
 )
 
@@ -35,6 +36,24 @@ type Config struct {
 	Auth webauth.Config
 	// Alertmanager is used when it names at least one URL.
 	Alertmanager alertmanager.Config
+	// NATS is how guestdiag-collector authenticates to NATS (guestdiag up
+	// connects in-process and uses none).
+	NATS natsutil.Auth
+}
+
+// CollectorInboxPrefix is where collectors receive replies, so that their
+// permissions can name it.
+const CollectorInboxPrefix = "_GDINBOX.collector"
+
+// NATSFlags registers the NATS authentication flags of guestdiag-collector.
+func NATSFlags(fs *flag.FlagSet, cfg *Config) { natsutil.AuthFlags(fs, &cfg.NATS) }
+
+// NATSOptions returns the connection options of cfg.NATS, with the
+// collectors' inbox prefix.
+func NATSOptions(cfg Config) ([]nats.Option, error) {
+	auth := cfg.NATS
+	auth.InboxPrefix = CollectorInboxPrefix
+	return auth.Options()
 }
 
 // Run serves the collector, its dashboard and API on ln and runs the

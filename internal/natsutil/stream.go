@@ -54,6 +54,13 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
+	// Look first: a daemon whose permissions allow only the stream's info
+	// (a locked-down relay) must start when the stream exists.
+	if s, err := js.Stream(ctx, StreamName); err == nil {
+		return s, nil
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("ensure stream %s: %w", StreamName, err)
+	}
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "guestdiag reports, heartbeats, channel events, alerts, hints and plans",
