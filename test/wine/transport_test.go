@@ -20,9 +20,10 @@ const standinPipe = `\\.\pipe\guestdiag-standin`
 // standin is one run of the pipe server: it serves one connection and
 // exits after a given number of lines.
 type standin struct {
-	cmd   *exec.Cmd
-	lines <-chan string
-	err   bytes.Buffer
+	cmd     *exec.Cmd
+	lines   <-chan string
+	err     bytes.Buffer
+	resumes []wireLine // the resume lines, left out of received's
 }
 
 func startStandin(t *testing.T, a *winetest.Prefix, exe string, args ...string) *standin {
@@ -69,6 +70,11 @@ func (s *standin) received(t *testing.T, timeout time.Duration) []wireLine {
 				t.Fatalf("standin got a line that is not JSON: %q: %v", l, err)
 			}
 			w.raw = l
+			if w.Kind == "resume" {
+				// Unspooled, first on each connection, outside the seqs.
+				s.resumes = append(s.resumes, w)
+				continue
+			}
 			got = append(got, w)
 		case <-deadline:
 			t.Fatalf("standin still running after %v with %d lines: %v", timeout, len(got), got)
@@ -96,6 +102,9 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	}
 	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
 	got1 := first.received(t, 90*time.Second)
+	if len(first.resumes) != 1 || first.resumes[0].Seq != 1 {
+		t.Errorf("first connection: resumes %v, want one, numbered 1", first.resumes)
+	}
 	if len(got1) != 4 {
 		t.Fatalf("first connection: got %d lines, want 4: %v", len(got1), got1)
 	}
@@ -110,6 +119,14 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 		t.Errorf("hello says os %q, want windows: %s", hello.OS, got1[0].raw)
 	}
 	run := got1[0].Run
+	// A hello names the transport the agent is on.
+	named := false
+	for _, l := range got1 {
+		named = named || l.Kind == "hello" && strings.Contains(l.raw, `"transport":"virtio-serial"`)
+	}
+	if !named {
+		t.Errorf("no hello on the first connection names transport virtio-serial: %v", got1)
+	}
 	for i, l := range got1 {
 		if l.Run != run || l.Seq != uint64(i+1) {
 			t.Errorf("line %d: run %s seq %d, want run %s seq %d", i, l.Run, l.Seq, run, i+1)
@@ -120,6 +137,9 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	// first, then new ones; every line is acknowledged now.
 	second := startStandin(t, a.Prefix, standinExe, "-ack", "-lines", "12")
 	got2 := second.received(t, 90*time.Second)
+	if len(second.resumes) != 1 || second.resumes[0].Seq != 2 || !strings.Contains(second.resumes[0].raw, `"oldest":1`) {
+		t.Errorf("second connection: resumes %v, want one, numbered 2, holding the run from seq 1", second.resumes)
+	}
 	if len(got2) != 12 {
 		t.Fatalf("second connection: got %d lines, want 12", len(got2))
 	}
@@ -160,7 +180,7 @@ func TestIntegrationWineTransportStandin(t *testing.T) {
 	if t.Failed() {
 		t.Logf("agent log:\n%s", agentErr.String())
 	}
-	for _, want := range []string{"msg=host_connected device=" + standinPipe, "msg=host_disconnected"} {
+	for _, want := range []string{"msg=host_connected transport=virtio-serial", "msg=host_disconnected"} {
 		if !strings.Contains(agentErr.String(), want) {
 			t.Errorf("agent log lacks %q:\n%s", want, agentErr.String())
 		}

@@ -14,7 +14,7 @@ import (
 func main() {
 	pipe := flag.String("pipe", `\\.\pipe\guestdiag-standin`, "pipe `name` to serve")
 	ack := flag.Bool("ack", false, "acknowledge every line")
-	lines := flag.Int("lines", 0, "exit after this many lines (0: when the client leaves)")
+	lines := flag.Int("lines", 0, "exit after this many messages, resumes not counted (0: when the client leaves)")
 	flag.Parse()
 	if err := serve(*pipe, *ack, *lines); err != nil {
 		fmt.Fprintln(os.Stderr, "standin:", err)
@@ -48,13 +48,17 @@ func serve(name string, ack bool, lines int) error {
 			continue
 		}
 		fmt.Printf("%s\n", line)
-		n++
 		// Every line must be one the relay would accept.
 		env, err := protocol.Decode(line)
 		if err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line after %d messages: %w", n, err)
 		}
-		if ack {
+		if env.Kind != protocol.KindResume {
+			n++
+		}
+		// A resume opens each connection and is not part of the run's
+		// seqs: it is never acknowledged.
+		if ack && env.Kind != protocol.KindResume {
 			b, err := protocol.Marshal(protocol.NewAck(env.Run, env.Seq))
 			if err != nil {
 				return err
