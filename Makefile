@@ -51,8 +51,10 @@ lint:
 test-unit:
 	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 $(GO) test -race -count=1 ./...
 
+# The QEMU guests, and the Windows agent under Wine (test/wine).
 test-vmlab:
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
+	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegrationWine' ./test/wine/
 
 bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1

@@ -7,7 +7,8 @@
 # packaging tools `make packages` and its tests use: dpkg-deb, wixl,
 # msitools (msibuild, msiinfo) and systemd-sysusers; mmdebstrap and qemu-img
 # for the lab's Debian guest (a root built from Debian's mirror, booted from
-# a copy-on-write overlay); and the real
+# a copy-on-write overlay); Wine and MinGW (the Windows agent under Wine); and
+# the real
 # peers of the alert and dashboard tests: Prometheus Alertmanager and headless
 # Chromium. As root with apt-get it
 # installs them; otherwise it says what to install and stops.
@@ -31,6 +32,10 @@ command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Windows agent's tests run it under Wine (test/wine); MinGW builds the
+# ProcessPrng stand-in DLL that Go programs need under Wine 8.
+[ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64-win32)
 kernel_known() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | grep -q 'Depends: linux-image-'; }
 
 if ! command -v go >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 //	guestdiag-agent [flags]                                 run the agent
 //	guestdiag-agent check <name> [--once] [--json]          run one check and print its results
 //	guestdiag-agent config check [FILE]                     check a config file, print the effective config
+//	guestdiag-agent service install|uninstall|status|run [flags] manage or run the Windows service
 //	guestdiag-agent version                                 print the version
 package main
 
@@ -27,6 +28,7 @@ import (
 	"github.com/guestdiag/guestdiag/guestagent"
 	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/version"
+	"github.com/guestdiag/guestdiag/internal/winsvc"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -43,10 +45,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runCheck(ctx, args[1:], stdout, stderr)
 		case "config":
 			return runConfig(args[1:], stdout, stderr)
+		case "service":
+			return runService(ctx, args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, version.Version)
 			return cli.ExitOK
 		}
+	}
+	// Started by the service manager without `service run` (as a service
+	// installed by other means may be): serve it all the same.
+	if winsvc.IsService() {
+		return serveAsService(args, stderr)
 	}
 	cfg, level, err := parseAgentFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -69,9 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // given over that.
 func parseAgentFlags(args []string, stderr io.Writer) (guestagent.Config, slog.Level, error) {
 	var flagCfg guestagent.Config
-	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent config check [FILE]\n       guestdiag-agent version\n", stderr)
+	fs, level := cli.FlagSet("guestdiag-agent", "usage: guestdiag-agent [flags]\n       guestdiag-agent check <name> [--once] [--json]\n       guestdiag-agent config check [FILE]\n       guestdiag-agent service install [flags] | uninstall | status | run [flags]\n       guestdiag-agent version\n", stderr)
 	d := guestagent.DefaultConfig()
-	fs.StringVar(&flagCfg.PortName, "port-name", d.PortName, "virtio-serial port `name` to look for in sysfs")
+	fs.StringVar(&flagCfg.PortName, "port-name", d.PortName, "virtio-serial port `name` (Linux: looked up in sysfs; Windows: opened as \\\\.\\Global\\NAME)")
 	fs.StringVar(&flagCfg.DevicePath, "device", "", "open this device `path` instead of looking the port up")
 	fs.StringVar(&flagCfg.StateDir, "state-dir", d.StateDir, "`dir`ectory for the spool and the checks' state; created if missing")
 	fs.DurationVar(&flagCfg.HeartbeatInterval, "heartbeat", d.HeartbeatInterval, "time between heartbeats")
