@@ -24,11 +24,9 @@ func (s *state) fits(u *unit, t *host) bool {
 	}
 	for _, v := range u.vms {
 		for _, g := range s.anti[v.Name] {
-			for _, tu := range t.units {
-				for _, w := range tu.vms {
-					if w.Name != v.Name && slices.Contains(s.groups[g].VMs, w.Name) {
-						return false
-					}
+			for _, w := range s.groups[g].VMs {
+				if w != v.Name && s.where[w] == t {
+					return false
 				}
 			}
 		}
@@ -36,20 +34,24 @@ func (s *state) fits(u *unit, t *host) bool {
 	return true
 }
 
-// admitted reports whether t is a target in escalation pass p: at first
-// only underloaded hosts; then hosts whose CPU is under their low threshold
-// raised by p steps, up to their high threshold; hosts with no CPU band
-// from the second pass on.
-func (s *state) admitted(t *host, p int) bool {
-	if p == 0 {
-		return s.under(t)
+// pass returns the first escalation pass in which t is a target, or -1:
+// at first only underloaded hosts; then hosts whose CPU is under their low
+// threshold raised by p steps, up to their high threshold; hosts with no
+// CPU band from the second pass on.
+func (s *state) pass(t *host) int {
+	if s.under(t) {
+		return 0
 	}
 	b := t.Policy.CPU
 	if b.High <= 0 || t.CPU <= 0 {
-		return true
+		return 1
 	}
-	low := b.Low + float64(p)*s.opt.Step*t.CPU
-	return t.cpu < math.Min(low, b.High)
+	for p := 1; p < s.npass; p++ {
+		if t.cpu < math.Min(b.Low+float64(p)*s.opt.Step*t.CPU, b.High) {
+			return p
+		}
+	}
+	return -1
 }
 
 // passes is how many escalation passes reach every host's high threshold.
@@ -74,14 +76,12 @@ func (s *state) score(u *unit, t *host) float64 {
 	sc := share(t, t.cpu+u.cpu)
 	for _, v := range u.vms {
 		for _, g := range s.soft[v.Name] {
-			for _, tu := range t.units {
-				for _, w := range tu.vms {
-					if w.Name != v.Name && slices.Contains(g.VMs, w.Name) {
-						if g.Anti {
-							sc -= 10
-						} else {
-							sc += 10
-						}
+			for _, w := range g.VMs {
+				if w != v.Name && s.where[w] == t {
+					if g.Anti {
+						sc -= 10
+					} else {
+						sc += 10
 					}
 				}
 			}
@@ -94,30 +94,30 @@ func (s *state) score(u *unit, t *host) float64 {
 // the minimum gain: the target must end at least MinGain below the source.
 func (s *state) place(u *unit, reason string, gain bool) bool {
 	src := u.host
-	for p := 0; p < s.passes(); p++ {
-		var best *host
-		bestScore := math.Inf(-1)
-		for _, t := range s.hosts {
-			if !s.fits(u, t) || !s.admitted(t, p) {
-				continue
-			}
-			if gain && share(t, t.cpu+u.cpu)+s.opt.MinGain > share(src, src.cpu) {
-				continue
-			}
-			if sc := s.score(u, t); sc > bestScore {
-				best, bestScore = t, sc
-			}
+	var best *host
+	bestPass, bestScore := math.MaxInt, math.Inf(-1)
+	for _, t := range s.hosts {
+		if !s.fits(u, t) {
+			continue
 		}
-		if best != nil {
-			r := reason
-			if p > 0 {
-				if b := best.Policy.CPU; b.High > 0 && best.CPU > 0 {
-					r = fmt.Sprintf("%s; target admitted with its low threshold raised to %.2f", reason, math.Min(b.Low+float64(p)*s.opt.Step*best.CPU, b.High)/best.CPU)
-				}
-			}
-			s.move(u, best, r)
-			return true
+		p := s.pass(t)
+		if p < 0 || p > bestPass {
+			continue
 		}
+		if gain && share(t, t.cpu+u.cpu)+s.opt.MinGain > share(src, src.cpu) {
+			continue
+		}
+		if sc := s.score(u, t); p < bestPass || sc > bestScore {
+			best, bestPass, bestScore = t, p, sc
+		}
+	}
+	if best != nil {
+		r := reason
+		if b := best.Policy.CPU; bestPass > 0 && b.High > 0 && best.CPU > 0 {
+			r = fmt.Sprintf("%s; target admitted with its low threshold raised to %.2f", reason, math.Min(b.Low+float64(bestPass)*s.opt.Step*best.CPU, b.High)/best.CPU)
+		}
+		s.move(u, best, r)
+		return true
 	}
 	return s.makeRoom(u, reason)
 }
@@ -131,23 +131,38 @@ const roomCandidates = 16
 // looks one step deep.
 func (s *state) makeRoom(u *unit, reason string) bool {
 	src := u.host
-	var ts []*host
+	// The least loaded hosts in use, kept in order by insertion: a full
+	// sort of the fleet per call would cost more than the search.
+	ts := make([]*host, 0, roomCandidates+1)
 	for _, t := range s.hosts {
-		if t != src && !t.Down && !t.Draining && !t.Policy.Empty && t.n > 0 {
-			ts = append(ts, t)
+		if t == src || t.Down || t.Draining || t.Policy.Empty || t.n == 0 {
+			continue
 		}
-	}
-	slices.SortStableFunc(ts, func(a, b *host) int { return cmpf(share(a, a.cpu), share(b, b.cpu)) })
-	if len(ts) > roomCandidates {
-		ts = ts[:roomCandidates]
+		st := share(t, t.cpu)
+		if len(ts) == roomCandidates && st >= share(ts[len(ts)-1], ts[len(ts)-1].cpu) {
+			continue
+		}
+		i := len(ts)
+		for i > 0 && share(ts[i-1], ts[i-1].cpu) > st {
+			i--
+		}
+		ts = slices.Insert(ts, i, t)
+		if len(ts) > roomCandidates {
+			ts = ts[:roomCandidates]
+		}
 	}
 	for _, t := range ts {
 		for _, w := range slices.Clone(t.units) {
 			if w.cool || !s.affordable(w) || s.opt.MaxMoves > 0 && s.budget < len(w.vms)+len(u.vms) {
 				continue
 			}
+			// Only worth a third host if u fits once w has gone.
+			if t.Mem > 0 && t.mem-w.mem+u.mem > t.Mem ||
+				overWith(t, t.cpu-w.cpu+u.cpu, t.mem-w.mem+u.mem, t.n-len(w.vms)+len(u.vms)) {
+				continue
+			}
 			for _, x := range s.hosts {
-				if x == src || !s.fits(w, x) {
+				if x == src || x == t || !s.fits(w, x) {
 					continue
 				}
 				mark := len(s.plan.Moves)
@@ -157,6 +172,7 @@ func (s *state) makeRoom(u *unit, reason string) bool {
 					return true
 				}
 				s.undo(mark)
+				break // the rule u broke on t is not about w's target
 			}
 		}
 	}
@@ -177,6 +193,9 @@ func (s *state) move(u *unit, t *host, reason string) {
 	t.moves += len(u.vms)
 	t.received = true
 	u.host = t
+	for _, v := range u.vms {
+		s.where[v.Name] = t
+	}
 	s.budget -= len(u.vms)
 	m := Move{
 		Chunk: u.chunk, From: src.Name, To: t.Name, Reason: reason,
@@ -272,6 +291,9 @@ func (s *state) undo(mark int) {
 		src.n += len(u.vms)
 		src.moves -= len(u.vms)
 		u.host = src
+		for _, v := range u.vms {
+			s.where[v.Name] = src
+		}
 		s.budget += len(u.vms)
 	}
 	s.plan.Moves = s.plan.Moves[:mark]

@@ -33,6 +33,8 @@ type state struct {
 	groups map[string]Group
 	plan   Plan
 	budget int
+	npass  int              // escalation passes
+	where  map[string]*host // VM → host, kept up to date by move
 }
 
 // Make plans one cycle over inv.
@@ -66,6 +68,7 @@ func newState(inv Inventory, opt Options) *state {
 	s := &state{
 		opt: opt, byName: map[string]*host{}, anti: map[string][]string{},
 		soft: map[string][]Group{}, groups: map[string]Group{}, budget: opt.MaxMoves,
+		where: map[string]*host{},
 	}
 	for _, h := range inv.Hosts {
 		x := &host{Host: h, cpu: h.Other}
@@ -117,7 +120,9 @@ func newState(inv Inventory, opt Options) *state {
 		h.cpu += v.CPU
 		h.mem += v.Mem
 		h.n++
+		s.where[v.Name] = h
 	}
+	s.npass = s.passes()
 	return s
 }
 
@@ -214,8 +219,14 @@ func (u *unit) name() string {
 	return u.vms[0].Name
 }
 
+// affordable reports whether the cycle's budgets allow moving u: the
+// fleet's, and its host's unless the host must be emptied.
 func (s *state) affordable(u *unit) bool {
-	return s.opt.MaxMoves <= 0 || s.budget >= len(u.vms)
+	if s.opt.MaxMoves > 0 && s.budget < len(u.vms) {
+		return false
+	}
+	h := u.host
+	return s.opt.MaxPerHost <= 0 || h.Draining || h.Policy.Empty || h.moves+len(u.vms) <= s.opt.MaxPerHost
 }
 
 // evacuate moves every unit it can off h, cheapest first.
