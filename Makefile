@@ -5,7 +5,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/guestdiag/guestdiag/internal/version.Version=$(VERSION)
 BIN     := bin
-CMDS    := guestdiag guestdiag-agent guestdiag-relay guestdiag-collector
+CMDS    := guestdiag guestdiag-agent guestdiag-relay guestdiag-collector guestdiag-scheduler
 
 .PHONY: all build deps demo test lint test-unit test-vmlab bench fuzz clean packages
 
@@ -53,7 +53,7 @@ test-unit:
 
 # The QEMU guests, and the Windows agent under Wine (test/wine).
 test-vmlab:
-	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegration' ./test/vmlab/
+	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 30m -v -run 'TestIntegration' ./test/vmlab/
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegrationWine' ./test/wine/
 
 bench:

@@ -41,6 +41,7 @@ var wantContents = map[string]struct {
 		files: []wantFile{
 			{"-rwxr-xr-x", "/usr/bin/guestdiag-collector"},
 			{"-rwxr-xr-x", "/usr/bin/guestdiag"},
+			{"-rwxr-xr-x", "/usr/bin/guestdiag-scheduler"},
 			{"-rw-r--r--", "/usr/lib/systemd/system/guestdiag-collector.service"},
 			{"-rw-r--r--", "/usr/lib/sysusers.d/guestdiag-collector.conf"},
 			{"-rw-r--r--", "/etc/default/guestdiag-collector"},

@@ -87,7 +87,7 @@ func Packages() []Package {
 			Description: "guestdiag control plane: the collector (fleet state, alerts, dashboard) and the guestdiag CLI",
 			Recommends:  []string{"systemd"},
 			Suggests:    []string{"nats-server"},
-			Binaries:    []string{"guestdiag-collector", "guestdiag"},
+			Binaries:    []string{"guestdiag-collector", "guestdiag", "guestdiag-scheduler"},
 			Files: []File{
 				{Src: "systemd/guestdiag-collector.service", Dst: unitDir + "guestdiag-collector.service", Mode: 0o644},
 				{Src: "config/guestdiag-collector.default", Dst: "/etc/default/guestdiag-collector", Mode: 0o644, Config: true},

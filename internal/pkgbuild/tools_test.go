@@ -60,7 +60,7 @@ func builtBinaries(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		linux := []string{"guestdiag-agent", "guestdiag-relay", "guestdiag-collector", "guestdiag"}
+		linux := []string{"guestdiag-agent", "guestdiag-relay", "guestdiag-collector", "guestdiag", "guestdiag-scheduler"}
 		for _, b := range []struct {
 			goos, goarch string
 			cmds         []string
