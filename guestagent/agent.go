@@ -200,7 +200,7 @@ func (a *agent) reportDrops() {
 	delta := n - (last.full + last.expired + last.damaged)
 	a.emit(protocol.Envelope{
 		Kind:     protocol.KindEvent,
-		Check:    "agent",
+		Check:    protocol.AgentCheck,
 		Status:   protocol.StatusWarn,
 		Summary:  fmt.Sprintf("spool dropped %d unacknowledged messages (%d in total)", delta, n),
 		Findings: findings,

@@ -11,16 +11,17 @@ import (
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
-// knownChecks are the checks the agent ships (package checks); each may
-// become a subject token under any VM. checknames_test.go keeps the list in
-// step with the checks package, which the relay does not import.
-var knownChecks = []string{"firewall", "logs", "network", "processes", "resources", "software"}
+// knownChecks are the checks the agent ships (package checks) and the name
+// of its events about itself; each may become a subject token under any
+// VM. checknames_test.go keeps the list in step with the checks package,
+// which the relay does not import.
+var knownChecks = []string{"firewall", "logs", "network", "processes", "resources", "software", protocol.AgentCheck}
 
 // DefaultMaxAnnouncedChecks bounds the check names, beyond knownChecks, that
 // one VM's hellos may announce. Each name is a subject in the stream, so
 // the bound keeps a guest from inventing subjects without end: with the
-// six known checks, a heartbeat and a channel subject, a VM has at most
-// 24 subjects.
+// seven known names, a heartbeat and a channel subject, a VM has at most
+// 25 subjects.
 const DefaultMaxAnnouncedChecks = 16
 
 // checkNames is what one VM may use as a check name in a subject: the known

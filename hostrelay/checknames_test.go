@@ -6,10 +6,11 @@ import (
 
 	"github.com/guestdiag/guestdiag/checks"
 	_ "github.com/guestdiag/guestdiag/checks/all"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 func TestKnownChecksAreTheAgentsChecks(t *testing.T) {
-	var want []string
+	want := []string{protocol.AgentCheck}
 	for _, r := range checks.All() {
 		want = append(want, r.Name)
 	}

@@ -367,6 +367,11 @@ func (s *session) ackLoop() error {
 			}
 		}
 		if err := s.writeAcks(&batch); err != nil {
+			if have {
+				// Taken off the queue but not awaited: fail frees only
+				// what is still queued.
+				s.release(next.size)
+			}
 			return s.fail(err)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -135,8 +137,10 @@ func virshUUID(name string) (string, error) {
 	return u, nil
 }
 
-// vsockTable is the CID → VM map, static entries first, refreshed from
-// libvirt when a CID is not known.
+// vsockTable is the CID → VM map, static entries first, then libvirt's.
+// libvirt hands a freed CID (cid auto='yes') to the next VM that starts, so
+// what it said is trusted for vsockLookupEvery only: a connection after
+// that asks again, and a reused CID is not stamped with the old VM's name.
 type vsockTable struct {
 	mu     sync.Mutex
 	static map[uint32]Channel
@@ -147,7 +151,8 @@ type vsockTable struct {
 	looked time.Time
 }
 
-// vsockLookupEvery bounds how often an unknown CID asks libvirt again.
+// vsockLookupEvery bounds how often libvirt is asked, and how long its
+// answer is trusted.
 const vsockLookupEvery = 5 * time.Second
 
 func newVsockTable(static []VsockVM, lookup func(context.Context) ([]VsockVM, error)) *vsockTable {
@@ -164,11 +169,9 @@ func (t *vsockTable) channel(ctx context.Context, cid uint32) (Channel, bool) {
 	if ch, ok := t.static[cid]; ok {
 		return ch, true
 	}
-	if ch, ok := t.found[cid]; ok {
-		return ch, true
-	}
 	if t.lookup == nil || time.Since(t.looked) < vsockLookupEvery {
-		return Channel{}, false
+		ch, ok := t.found[cid]
+		return ch, ok
 	}
 	t.looked = time.Now()
 	vms, err := t.lookup(ctx)
@@ -183,6 +186,15 @@ func (t *vsockTable) channel(ctx context.Context, cid uint32) (Channel, bool) {
 	return ch, ok
 }
 
+// Accepts per CID: a reconnecting agent needs one now and then; a guest
+// connecting in a loop is cut to this, and so are the log lines it causes.
+const (
+	vsockAcceptRate  = rate.Limit(2)
+	vsockAcceptBurst = 5
+	// maxVsockLimiters bounds the per-CID table; CIDs are 32 bits.
+	maxVsockLimiters = 4096
+)
+
 // serveVsock accepts vsock connections and serves each as the channel of
 // the VM its CID names. A CID no one mapped is refused: without a host-side
 // identity the messages could not be stamped.
@@ -191,7 +203,12 @@ func (r *Relay) serveVsock(ctx context.Context, ln vsockListener, table *vsockTa
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	books := make(map[uint32]*runBook)
+	// Books follow the VM, not the CID, which libvirt reuses; their number
+	// is bounded by the VMs the host maps, which no guest can add to.
+	books := make(map[string]*runBook)
+	// A guest may connect in a loop: each CID gets a few connections a
+	// second, and what it costs in logs is bounded the same way.
+	limits := make(map[uint32]*rate.Limiter)
 	for {
 		conn, cid, err := ln.Accept()
 		if err != nil {
@@ -199,6 +216,18 @@ func (r *Relay) serveVsock(ctx context.Context, ln vsockListener, table *vsockTa
 				r.log.Warn("vsock_accept_failed", "err", err)
 			}
 			return
+		}
+		lim, ok := limits[cid]
+		if !ok {
+			if len(limits) >= maxVsockLimiters {
+				clear(limits)
+			}
+			lim = rate.NewLimiter(vsockAcceptRate, vsockAcceptBurst)
+			limits[cid] = lim
+		}
+		if !lim.Allow() {
+			conn.Close()
+			continue
 		}
 		ch, ok := table.channel(ctx, cid)
 		if !ok {
@@ -212,10 +241,11 @@ func (r *Relay) serveVsock(ctx context.Context, ln vsockListener, table *vsockTa
 			conn.Close()
 			continue
 		}
-		book, ok := books[cid]
+		key := msgKey(r.cfg.Host, ch)
+		book, ok := books[key]
 		if !ok {
 			book = newRunBook(r.cfg.LegacyGapWait)
-			books[cid] = book
+			books[key] = book
 		}
 		wg.Go(func() {
 			defer r.forget(ch)

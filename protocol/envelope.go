@@ -12,6 +12,10 @@ const Version = 1
 // Longer lines are dropped and counted; nothing else is lost.
 const MaxLineLen = 256 << 10
 
+// AgentCheck is the check name of the events the agent reports about
+// itself (its spool dropping messages, say) rather than about the guest.
+const AgentCheck = "agent"
+
 // Kind says what an envelope carries.
 type Kind string
 
