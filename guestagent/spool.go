@@ -42,9 +42,9 @@ import (
 // an ack. The byte bound counts whole segment files; when an append would
 // exceed it, the oldest segments are deleted with their unacknowledged
 // records, which are counted as dropped. The age bound drops, and counts,
-// records spooled longer ago than the maximum age; a record's age is taken
-// from the time it was appended, or after a restart from its envelope's
-// ts (the file's modification time if that cannot be read).
+// records spooled longer ago than the maximum age, by this process's
+// clock: a record's age is taken from when it was appended, or, after a
+// restart, from when the spool was opened again.
 //
 // Each read of a record for sending checks it again. A record whose bytes
 // are gone or no longer match their CRC will never be readable: it is
@@ -206,10 +206,10 @@ func (s *spool) loadSegment(num uint64) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	seg.size = int64(len(b))
-	var mtime time.Time
-	if st, err := os.Stat(seg.path); err == nil {
-		mtime = st.ModTime()
-	}
+	// A recovered record's age starts again now. Its ts, or the file's
+	// time, come from a clock that may have been set since (a guest's
+	// clock corrected at boot), which would expire a whole spool at once.
+	opened := s.now()
 	off := 0
 	for off < len(b) {
 		run, seq, line, n, ok := parseRecord(b[off:])
@@ -221,7 +221,7 @@ func (s *spool) loadSegment(num uint64) error {
 		if seq > s.acked[run] {
 			s.recs = append(s.recs, &record{
 				id: s.nextID, run: run, seq: seq, seg: seg,
-				off: int64(off + n - len(line)), n: len(line), at: lineTime(line, mtime),
+				off: int64(off + n - len(line)), n: len(line), at: opened,
 			})
 			s.nextID++
 			seg.live++

@@ -1,7 +1,6 @@
 package guestagent
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -9,17 +8,6 @@ import (
 
 // How the spool drops records it cannot keep: the byte bound, the age
 // bound and damage found on reading, each counted apart.
-
-// lineTime returns the ts of a spooled wire line, or def.
-func lineTime(line []byte, def time.Time) time.Time {
-	var e struct {
-		TS time.Time `json:"ts"`
-	}
-	if json.Unmarshal(line, &e) != nil || e.TS.IsZero() {
-		return def
-	}
-	return e.TS
-}
 
 // setMaxAge sets the age bound and applies it at once.
 func (s *spool) setMaxAge(d time.Duration) {
