@@ -118,7 +118,12 @@ func TestHostileVMFloodingFreshSourcesGetsOneAlertForTheRest(t *testing.T) {
 	col := e.startCollectorWith(t, collector.Config{Policy: collector.Policy{FlapWindow: time.Millisecond}})
 	h1 := e.relay(t, "h1")
 
-	h1.guest("evil", "u-evil", hello("r1", 1, "evil", t0), time.Now())
+	// An hour between heartbeats: on a loaded machine the flood may take
+	// longer than the default silence, whose alert would be one more
+	// condition over the limit.
+	hi := hello("r1", 1, "evil", t0)
+	hi.Data, _ = json.Marshal(protocol.Hello{Hostname: "evil", OS: "linux", AgentVersion: "0.1.0", Checks: []string{"resources", "logs"}, HeartbeatS: 3600})
+	h1.guest("evil", "u-evil", hi, time.Now())
 	// Per round: resources and logs fill the 64 places, services finds
 	// none left.
 	flood(h1, "evil", 2, 10, "resources", "logs", "services")
