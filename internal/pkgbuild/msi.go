@@ -22,13 +22,14 @@ const (
 
 // The event log source's message file, as eventlog.InstallAsEventCreate
 // writes it: REG_EXPAND_SZ, since it names %SystemRoot%. The Registry
-// table marks that type by a "#%" prefix on the value. wixl 0.101 accepts
+// table marks that type by "#%" before the whole value (so "#%%SystemRoot%":
+// Wine's msiexec, given "#%SystemRoot%", wrote "SystemRoot%"). wixl 0.101 accepts
 // Type="expandable" but writes the value bare (REG_SZ), and with
 // Type="string" it escapes a leading "#" as "##", so the prefix is set
 // after it has run.
 const (
 	msiMessageFileName  = "EventMessageFile"
-	msiMessageFileValue = `#%SystemRoot%\System32\EventCreate.exe`
+	msiMessageFileValue = `#%%SystemRoot%\System32\EventCreate.exe`
 )
 
 // BuildMSI builds the Windows agent's MSI from packaging/windows/guestdiag-agent.wxs
