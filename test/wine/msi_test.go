@@ -1,6 +1,7 @@
 package wine
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -34,8 +35,8 @@ const templateConfig = `{"device":"\\\\.\\pipe\\guestdiag-standin","heartbeat":"
 
 // buildMSI builds the agent's MSI as `make packages` does, through
 // internal/pkgbuild and Debian's wixl, around a windows/amd64 agent built
-// for the test.
-func buildMSI(t *testing.T) string {
+// for the test, and returns the MSI's path and the agent's.
+func buildMSI(t *testing.T) (msi, exe string) {
 	t.Helper()
 	for _, tool := range []string{"wixl", "msibuild"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -47,16 +48,17 @@ func buildMSI(t *testing.T) string {
 		}
 	}
 	bin := t.TempDir()
-	copyFile(t, winetest.Build(t, "github.com/guestdiag/guestdiag/cmd/guestdiag-agent"), filepath.Join(bin, "windows_amd64", "guestdiag-agent.exe"))
+	exe = filepath.Join(bin, "windows_amd64", "guestdiag-agent.exe")
+	copyFile(t, winetest.Build(t, "github.com/guestdiag/guestdiag/cmd/guestdiag-agent"), exe)
 	packaging, err := filepath.Abs(filepath.Join("..", "..", "packaging"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msi, err := pkgbuild.BuildMSI(context.Background(), pkgbuild.Inputs{Packaging: packaging, Bin: bin, Version: "1.2.3"}, t.TempDir())
+	msi, err = pkgbuild.BuildMSI(context.Background(), pkgbuild.Inputs{Packaging: packaging, Bin: bin, Version: "1.2.3"}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msi
+	return msi, exe
 }
 
 // TestIntegrationWineMSI installs the agent's MSI with Wine's msiexec into
@@ -64,7 +66,7 @@ func buildMSI(t *testing.T) string {
 // what they would check afterwards, and uninstalls it with `msiexec /x`.
 func TestIntegrationWineMSI(t *testing.T) {
 	winetest.Require(t)
-	msi := buildMSI(t)
+	msi, built := buildMSI(t)
 	p := winetest.NewPrefix(t)
 	standinExe := winetest.Build(t, "github.com/guestdiag/guestdiag/test/wine/standin")
 
@@ -86,12 +88,12 @@ func TestIntegrationWineMSI(t *testing.T) {
 	if in.Exit != 0 {
 		t.Fatalf("msiexec /i: %v", in)
 	}
-	exe, err := os.Stat(p.HostPath(msiExe))
+	got, err := os.ReadFile(p.HostPath(msiExe))
 	if err != nil {
 		t.Fatalf("no agent in Program Files after the install: %v", err)
 	}
-	if exe.Size() == 0 {
-		t.Errorf("%s is empty", msiExe)
+	if want, _ := os.ReadFile(built); !bytes.Equal(got, want) {
+		t.Errorf("%s (%d bytes) is not the agent put in the MSI (%d bytes)", msiExe, len(got), len(want))
 	}
 	if b, err := os.ReadFile(p.HostPath(msiConfig)); err != nil || string(b) != templateConfig {
 		t.Errorf("the config in ProgramData after the install = %q (%v), want the one placed before it, untouched", b, err)
