@@ -3,10 +3,19 @@ package guestagent
 import (
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/windows"
 )
 
+// defaultStateDir is ProgramData\guestdiag, where the MSI puts the config
+// (its CommonAppDataFolder). The known folder comes first: a service's
+// %ProgramData% need not agree with it (under Wine 8 it is
+// C:\users\Public while the folder is C:\ProgramData).
 func defaultStateDir() string {
-	base := os.Getenv("ProgramData")
+	base, err := windows.KnownFolderPath(windows.FOLDERID_ProgramData, 0)
+	if err != nil || base == "" {
+		base = os.Getenv("ProgramData")
+	}
 	if base == "" {
 		base = `C:\ProgramData`
 	}

@@ -20,6 +20,18 @@ const (
 	msiConfigAttributes = 256 + 16 + 128
 )
 
+// The event log source's message file, as eventlog.InstallAsEventCreate
+// writes it: REG_EXPAND_SZ, since it names %SystemRoot%. The Registry
+// table marks that type by "#%" before the whole value (so "#%%SystemRoot%":
+// Wine's msiexec, given "#%SystemRoot%", wrote "SystemRoot%"). wixl 0.101 accepts
+// Type="expandable" but writes the value bare (REG_SZ), and with
+// Type="string" it escapes a leading "#" as "##", so the prefix is set
+// after it has run.
+const (
+	msiMessageFileName  = "EventMessageFile"
+	msiMessageFileValue = `#%%SystemRoot%\System32\EventCreate.exe`
+)
+
 // BuildMSI builds the Windows agent's MSI from packaging/windows/guestdiag-agent.wxs
 // with wixl, for the windows_amd64 agent under in.Bin, and returns its path.
 func BuildMSI(ctx context.Context, in Inputs, dir string) (string, error) {
@@ -56,9 +68,13 @@ func BuildMSI(ctx context.Context, in Inputs, dir string) (string, error) {
 		"-D", "AgentConfig=agent.yaml", "-o", out, "guestdiag-agent.wxs"); err != nil {
 		return "", err
 	}
-	q := fmt.Sprintf("UPDATE `Component` SET `Attributes` = %d WHERE `Component` = '%s'", msiConfigAttributes, msiConfigComponent)
-	if err := run(ctx, tmp, msibuild, out, "-q", q); err != nil {
-		return "", err
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE `Component` SET `Attributes` = %d WHERE `Component` = '%s'", msiConfigAttributes, msiConfigComponent),
+		fmt.Sprintf("UPDATE `Registry` SET `Value` = '%s' WHERE `Name` = '%s'", msiMessageFileValue, msiMessageFileName),
+	} {
+		if err := run(ctx, tmp, msibuild, out, "-q", q); err != nil {
+			return "", err
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err

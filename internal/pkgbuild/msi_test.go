@@ -108,7 +108,7 @@ func TestMSIInstallsAndStartsTheService(t *testing.T) {
 			got[r["Name"]] = r["Value"]
 		}
 	}
-	for name, want := range map[string]string{"EventMessageFile": `%SystemRoot%\System32\EventCreate.exe`, "TypesSupported": "#7", "CustomSource": "#1"} {
+	for name, want := range map[string]string{"EventMessageFile": `#%%SystemRoot%\System32\EventCreate.exe`, "TypesSupported": "#7", "CustomSource": "#1"} {
 		if got[name] != want {
 			t.Errorf("event log source %s = %q, want %q", name, got[name], want)
 		}

@@ -43,11 +43,7 @@ func Install(s Service, logger *slog.Logger) error {
 		return fmt.Errorf("create service %s: %w", s.Name, err)
 	}
 	defer sv.Close()
-	actions := make([]mgr.RecoveryAction, 0, len(Restarts))
-	for _, d := range Restarts {
-		actions = append(actions, mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d})
-	}
-	if err := sv.SetRecoveryActions(actions, uint32(ResetPeriod.Seconds())); err != nil {
+	if err := sv.SetRecoveryActions(restartActions(), uint32(ResetPeriod.Seconds())); err != nil {
 		return fmt.Errorf("service %s created, but setting its recovery actions failed: %w", s.Name, err)
 	}
 	if err := sv.SetRecoveryActionsOnNonCrashFailures(true); err != nil {

@@ -59,7 +59,9 @@ func parentIsServices() bool {
 // it. The logger passed to run also copies warnings and errors to the
 // event log under the source name (when Install registered it). Run
 // returns run's error; a run that fails makes the service stop with an
-// error, which the recovery actions answer with a restart.
+// error, which the recovery actions answer with a restart. Before serving,
+// Run gives the service the recovery actions of Restarts if it has none
+// (as after an MSI install), warning when it cannot.
 func Run(name string, logger *slog.Logger, run func(ctx context.Context, logger *slog.Logger) error) error {
 	el, err := eventlog.Open(name)
 	if err != nil {
@@ -69,7 +71,11 @@ func Run(name string, logger *slog.Logger, run func(ctx context.Context, logger 
 		defer el.Close()
 		logger = slog.New(slog.NewMultiHandler(logger.Handler(), newEventHandler(el, slog.LevelWarn)))
 	}
+	recovery := ensureRecovery(name, logger)
 	h := &handler{name: name, el: el, logger: logger, run: run}
+	if recovery != "" {
+		h.event(eventRecoverySet, "info", recovery)
+	}
 	if err := svc.Run(name, h); err != nil {
 		return fmt.Errorf("run service %s: %w", name, err)
 	}

@@ -29,7 +29,9 @@ const (
 	eventStarted = 1
 	eventStopped = 2
 	eventFailed  = 3
-	eventLog     = 10 // a copied log record
+	// eventRecoverySet: the service gave itself its recovery actions.
+	eventRecoverySet = 4
+	eventLog         = 10 // a copied log record
 )
 
 // Status is what the service manager says about an installed service.
