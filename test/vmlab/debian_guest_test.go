@@ -170,7 +170,8 @@ func TestIntegrationDebianGuest(t *testing.T) {
 			}
 		})
 		// The condition a miss was once seen under (issue 8): error
-		// entries already in the journal from the install boot.
+		// entries already in the journal from the install boot (it logs
+		// one itself).
 		t.Logf("journal before logger: %s boots, %s entries at err or above from earlier boots",
 			strings.TrimSpace(exec1(t, ctx, vm, "journalctl --list-boots --no-pager -q | wc -l")),
 			strings.TrimSpace(exec1(t, ctx, vm, "journalctl -p 3 -b -1 -q --no-pager -o cat 2>/dev/null | wc -l")))

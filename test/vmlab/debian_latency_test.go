@@ -183,9 +183,9 @@ func measureFailureLatency(t *testing.T, ctx context.Context, vm *vmlab.VM, envs
 		endToEnd := e.at.Sub(clock.onHost(killed))
 		t.Logf("latency: OOM kill in vmlab-oom.service → proc.oom_killed: agent saw it %v after the kill (guest clock), at the host %v (±%v); the 10 s polling monitor saw the unit down %v after (guest clock)",
 			agent.Round(time.Millisecond), endToEnd.Round(time.Millisecond), clock.plusMinus.Round(time.Millisecond), poller.Round(time.Millisecond))
-		if endToEnd >= poller {
-			t.Errorf("the OOM kill reached the host %v after it, no sooner than the 10 s polling monitor (%v)", endToEnd, poller)
-		}
+		// Not compared as the SIGKILL is: the kill comes when tail has
+		// filled 32 MB, seconds after the go file, at any point of the
+		// monitor's 10 s sleep, so its figure is one draw from 0 – 10 s.
 	})
 }
 

@@ -58,6 +58,9 @@ dpkg -i /run/vmlab/guestdiag-agent_1.deb
 # so the upgrade keeps this one without asking.
 install -m 0644 /run/vmlab/agent.yaml /etc/guestdiag/agent.yaml
 guestdiag-agent config check /etc/guestdiag/agent.yaml >/dev/null
+# An error entry the journal keeps from this boot: the condition under which
+# the logs check was once seen to miss the first new error (issue 8).
+logger -p user.err -t vmlab "vmlab-install: an error entry from the install boot"
 echo "vmlab: install done: guestdiag-agent $(dpkg-query -W -f='${Version}' guestdiag-agent)"
 trap - EXIT
 # Straight to the target: systemctl poweroff would ask the masked logind first.
