@@ -183,6 +183,15 @@ func measureFailureLatency(t *testing.T, ctx context.Context, vm *vmlab.VM, envs
 		endToEnd := e.at.Sub(clock.onHost(killed))
 		t.Logf("latency: OOM kill in vmlab-oom.service → proc.oom_killed: agent saw it %v after the kill (guest clock), at the host %v (±%v); the 10 s polling monitor saw the unit down %v after (guest clock)",
 			agent.Round(time.Millisecond), endToEnd.Round(time.Millisecond), clock.plusMinus.Round(time.Millisecond), poller.Round(time.Millisecond))
+		// The kernel's own stamp of the record, put on today's wall clock
+		// by dmesg: if it differs from the agent's at, the guest's wall
+		// clock moved against its monotonic one since the agent started.
+		kernelAt := strings.TrimSpace(execAny(t, ctx, vm, "dmesg --time-format=iso | grep 'Killed process "+strconv.Itoa(kill.PID)+" ' | tail -n 1 | cut -d' ' -f1"))
+		if k, err := time.Parse("2006-01-02T15:04:05,000000-07:00", kernelAt); err == nil {
+			t.Logf("dmesg stamps the record %s: agent's at %v off it, agent's seen %v after it", kernelAt, killed.Sub(k).Round(time.Millisecond), kill.Seen.Sub(k).Round(time.Millisecond))
+		} else {
+			t.Logf("dmesg's stamp of the record: %q", kernelAt)
+		}
 		// Not compared as the SIGKILL is: the kill comes when tail has
 		// filled 32 MB, seconds after the go file, at any point of the
 		// monitor's 10 s sleep, so its figure is one draw from 0 – 10 s.
