@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Deb describes a Debian binary package for BuildDeb.
@@ -60,43 +59,4 @@ func BuildDeb(ctx context.Context, dst string, d Deb) error {
 		return fmt.Errorf("deb %s: %w", d.Package, err)
 	}
 	return nil
-}
-
-// StandInAgentDeb describes a package of agentBin with the unit and udev
-// rule from packaging/: a stand-in for the package `make packages` builds,
-// for use until that exists. Its postinst reloads systemd and udev and
-// restarts a running agent on upgrade; it does not enable the unit, so the
-// agent starts only when udev sees its port.
-func StandInAgentDeb(ctx context.Context, agentBin, version string) (Deb, error) {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return Deb{}, err
-	}
-	return Deb{
-		Package:     "guestdiag-agent",
-		Version:     strings.TrimPrefix(version, "v"),
-		Arch:        "amd64",
-		Description: "guestdiag agent (vmlab stand-in package)",
-		Files: []File{
-			{HostPath: agentBin, GuestPath: "/usr/bin/guestdiag-agent", Mode: 0o755},
-			{HostPath: filepath.Join(root, "packaging/systemd/guestdiag-agent.service"), GuestPath: "/lib/systemd/system/guestdiag-agent.service", Mode: 0o644},
-			{HostPath: filepath.Join(root, "packaging/udev/70-guestdiag.rules"), GuestPath: "/lib/udev/rules.d/70-guestdiag.rules", Mode: 0o644},
-		},
-		Postinst: `#!/bin/sh
-set -e
-if [ "$1" = configure ]; then
-	systemctl daemon-reload || true
-	udevadm control --reload || true
-	if [ -n "$2" ]; then
-		systemctl try-restart guestdiag-agent.service || true
-	fi
-fi
-`,
-		Prerm: `#!/bin/sh
-set -e
-if [ "$1" = remove ]; then
-	systemctl stop guestdiag-agent.service || true
-fi
-`,
-	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/guestdiag/guestdiag/internal/pkgbuild"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
@@ -23,16 +25,28 @@ import (
 const debianName = "debian-lab"
 
 // debianAgentConfig keeps the network check's "internet" on QEMU's DNS
-// address, which answers on the restricted user network, and polls
-// processes often enough for the lab's patience.
-const debianAgentConfig = `{"checks": {
-	"network":   {"interval": "60s", "config": {"internet_targets": ["10.0.2.3"], "dns_name": ""}},
-	"processes": {"interval": "5s", "config": {"units": ["vmlab-watched.service"]}},
-	"firewall":  {"interval": "60s"},
-	"logs":      {"interval": "60s"},
-	"resources": {"interval": "30s"},
-	"software":  {"interval": "60s"}
-}}`
+// address, which answers on the restricted user network. Processes polls
+// only every minute, so that what reaches the host sooner came by its
+// events (D-Bus signals, /dev/kmsg, memory.events), not by a poll.
+const debianAgentConfig = `checks:
+  network:
+    interval: 60s
+    config:
+      internet_targets: [10.0.2.3]
+      dns_name: ""
+  processes:
+    interval: 60s
+    config:
+      units: [vmlab-watched.service]
+  firewall:
+    interval: 60s
+  logs:
+    interval: 60s
+  resources:
+    interval: 30s
+  software:
+    interval: 60s
+`
 
 // installScript is boot.sh of the first boot: install the agent's package
 // under systemd, as an image build would, and power off.
@@ -40,7 +54,13 @@ const installScript = `#!/bin/sh
 trap 'echo "vmlab: install failed"; systemctl --no-block start poweroff.target' EXIT
 set -eu
 dpkg -i /run/vmlab/guestdiag-agent_1.deb
-install -D -m 0644 /run/vmlab/agent.json /etc/guestdiag/agent.json
+# Over the package's agent.yaml (all comments): the same in both versions,
+# so the upgrade keeps this one without asking.
+install -m 0644 /run/vmlab/agent.yaml /etc/guestdiag/agent.yaml
+guestdiag-agent config check /etc/guestdiag/agent.yaml >/dev/null
+# An error entry the journal keeps from this boot: the condition under which
+# the logs check was once seen to miss the first new error (issue 8).
+logger -p user.err -t vmlab "vmlab-install: an error entry from the install boot"
 echo "vmlab: install done: guestdiag-agent $(dpkg-query -W -f='${Version}' guestdiag-agent)"
 trap - EXIT
 # Straight to the target: systemctl poweroff would ask the masked logind first.
@@ -230,6 +250,28 @@ func awaitAllChecks(t *testing.T, ctx context.Context, w *envelopeWatch, run str
 		w.await(t, ctx, "a "+c+" result of run "+run, within, func(e seenEnvelope) bool {
 			return e.Kind == protocol.KindResult && e.Run == run && e.Check == c
 		})
+	}
+}
+
+// buildAgentPackage builds the agent at version and its deb as `make
+// packages` does, into work/guestdiag-agent_VERSION.deb.
+func buildAgentPackage(t *testing.T, ctx context.Context, work, version string) {
+	t.Helper()
+	bin := filepath.Join(work, "bin-"+version)
+	if err := vmlab.BuildAgentVersion(ctx, filepath.Join(bin, "linux_amd64", "guestdiag-agent"), version); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := pkgbuild.ByName("guestdiag-agent")
+	if !ok {
+		t.Fatal("internal/pkgbuild has no guestdiag-agent package")
+	}
+	in := pkgbuild.Inputs{Packaging: "../../packaging", Bin: bin, Version: version, MTime: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	built, err := pkgbuild.Build(p, in, "deb", "amd64", filepath.Join(work, "pkg-"+version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(built, filepath.Join(work, "guestdiag-agent_"+version+".deb")); err != nil {
+		t.Fatal(err)
 	}
 }
 
