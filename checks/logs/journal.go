@@ -41,7 +41,12 @@ func (r *journalReader) args(pos Position, saved, follow bool) ([]string, string
 	case saved && pos.Cursor != "":
 		args, how = append(args, "--after-cursor="+pos.Cursor), "saved_position"
 	case follow:
-		args, how = append(args, "--lines=0"), "end"
+		// From the second the agent starts, not --lines=0: the journal's
+		// end is wherever journalctl finds it once running, and an entry
+		// written in between would be missed for good (seen in a Debian
+		// guest under TCG). What that second held before is read again at
+		// most once.
+		args, how = append(args, "--since=@"+strconv.FormatInt(r.now().Unix(), 10)), "end"
 	default:
 		args, how = append(args, "--since=@"+strconv.FormatInt(r.now().Add(-r.scanWindow).Unix(), 10)), "recent_tail"
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +87,21 @@ func TestLogsJournalReader(t *testing.T) {
 	if len(got) != 3 || !strings.Contains(got[0], "--since=@") || !strings.Contains(got[1], "--after-cursor="+last) ||
 		!strings.Contains(got[2], "--follow") || !strings.Contains(got[0], "--priority=3") {
 		t.Errorf("journalctl called with %q", got)
+	}
+}
+
+func TestJournalFirstFollowStartsAtTheAgentsStartNotWhereJournalctlFindsTheEnd(t *testing.T) {
+	start := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	r := &journalReader{filter: &entryFilter{minPri: 3}, scanWindow: 5 * time.Minute, now: func() time.Time { return start }}
+	args, how := r.args(Position{}, false, true)
+	if !slices.Contains(args, "--since=@"+strconv.FormatInt(start.Unix(), 10)) || slices.Contains(args, "--lines=0") {
+		t.Errorf("args %q: want --since the agent's start, so an entry written while journalctl starts is not lost", args)
+	}
+	if how != "end" || !slices.Contains(args, "--follow") {
+		t.Errorf("got how %q and args %q, want a follow from the end", how, args)
+	}
+	args, how = r.args(Position{Cursor: "s=abc"}, true, true)
+	if !slices.Contains(args, "--after-cursor=s=abc") || how != "saved_position" {
+		t.Errorf("with a saved cursor: got %q, %q", args, how)
 	}
 }

@@ -81,7 +81,6 @@ func (p *Processes) watchKmsg(ctx context.Context, trigger func()) error {
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
 	defer f.Close()
-	boot := time.Now().Add(-monotonic())
 	var r oomReader
 	buf := make([]byte, 8<<10)
 	for {
@@ -99,7 +98,12 @@ func (p *Processes) watchKmsg(ctx context.Context, trigger func()) error {
 		if err != nil || rec.Facility != 0 {
 			continue
 		}
-		o, ok := r.line(rec.Message, boot.Add(time.Duration(rec.Usec)*time.Microsecond))
+		// A record's stamp is on the monotonic clock; put it on the wall
+		// clock as of now, not as of the watcher's start: a guest's wall
+		// clock drifts against its monotonic one (a second in minutes
+		// under TCG) and NTP steps it.
+		at := time.Now().Add(time.Duration(rec.Usec)*time.Microsecond - monotonic())
+		o, ok := r.line(rec.Message, at)
 		if !ok {
 			continue
 		}
