@@ -25,6 +25,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -57,6 +58,23 @@ func TestRelayBenchChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// As the daemon does: its default soft memory limit, or GOMEMLIMIT.
+	ApplyMemoryLimit(cfg, log)
+	// Heap profiles during the run, every 2 s, to see what the relay holds
+	// while 1,000 channels are busy rather than after they were drained.
+	if p := os.Getenv("GUESTDIAG_BENCH_HEAP"); p != "" {
+		go func() {
+			for i := 0; ; i++ {
+				if pause.For(ctx, 2*time.Second) != nil {
+					return
+				}
+				if f, err := os.Create(fmt.Sprintf("%s.%02d", p, i)); err == nil {
+					_ = pprof.Lookup("heap").WriteTo(f, 0)
+					_ = f.Close()
+				}
+			}
+		}()
+	}
 	if err := Run(ctx, cfg, log); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +140,13 @@ func BenchmarkRelay1000Channels(b *testing.B) {
 	for i := range qs {
 		qs[i] = listenChannel(b, filepath.Join(dir, fmt.Sprintf("domain-%d-vm%04d", i+1, i), channelFile))
 	}
-	child := exec.Command(os.Args[0], "-test.run=^TestRelayBenchChild$")
+	args := []string{"-test.run=^TestRelayBenchChild$"}
+	// The relay's own CPU profile: -cpuprofile of the benchmark would
+	// profile the load generator and the NATS server.
+	if p := os.Getenv("GUESTDIAG_BENCH_RELAY_CPUPROFILE"); p != "" {
+		args = append(args, "-test.cpuprofile="+p, "-test.memprofile="+p+".mem")
+	}
+	child := exec.Command(os.Args[0], args...)
 	child.Env = append(os.Environ(), benchChildEnv+"="+dir, "GUESTDIAG_BENCH_NATS="+srv.ClientURL())
 	if lim := os.Getenv("GUESTDIAG_BENCH_RELAY_GOMEMLIMIT"); lim != "" {
 		child.Env = append(child.Env, "GOMEMLIMIT="+lim)

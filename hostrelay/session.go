@@ -193,8 +193,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		// agent's resend after a reconnect is the retry.
 		paf, err := s.r.js.PublishMsgAsync(msg,
 			jetstream.WithMsgID(protocol.MsgID(s.key, env.Run, env.Seq)),
-			jetstream.WithRetryAttempts(0),
-			jetstream.WithStallWait(s.r.cfg.PublishTimeout))
+			s.r.noRetry, s.r.stallWait)
 		if err != nil {
 			s.release(size)
 			s.vm.drop(DropPublishFailed)
