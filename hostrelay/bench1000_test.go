@@ -60,21 +60,7 @@ func TestRelayBenchChild(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// As the daemon does: its default soft memory limit, or GOMEMLIMIT.
 	ApplyMemoryLimit(cfg, log)
-	// Heap profiles during the run, every 2 s, to see what the relay holds
-	// while 1,000 channels are busy rather than after they were drained.
-	if p := os.Getenv("GUESTDIAG_BENCH_HEAP"); p != "" {
-		go func() {
-			for i := 0; ; i++ {
-				if pause.For(ctx, 2*time.Second) != nil {
-					return
-				}
-				if f, err := os.Create(fmt.Sprintf("%s.%02d", p, i)); err == nil {
-					_ = pprof.Lookup("heap").WriteTo(f, 0)
-					_ = f.Close()
-				}
-			}
-		}()
-	}
+	writeHeapProfiles(ctx)
 	if err := Run(ctx, cfg, log); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +75,27 @@ func TestRelayBenchChild(t *testing.T) {
 		defer f.Close()
 		_ = pprof.Lookup("heap").WriteTo(f, 0)
 	}
+}
+
+// writeHeapProfiles writes the heap profile every 2 s to
+// $GUESTDIAG_BENCH_HEAP.NN when that variable is set, to see what a relay
+// child holds while its channels are busy rather than after they drained.
+func writeHeapProfiles(ctx context.Context) {
+	p := os.Getenv("GUESTDIAG_BENCH_HEAP")
+	if p == "" {
+		return
+	}
+	go func() {
+		for i := 0; ; i++ {
+			if pause.For(ctx, 2*time.Second) != nil {
+				return
+			}
+			if f, err := os.Create(fmt.Sprintf("%s.%02d", p, i)); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}
+	}()
 }
 
 // childUsage reads a process's CPU time and peak RSS from /proc.

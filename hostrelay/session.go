@@ -153,6 +153,13 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		}
 		s.vm.lines.Add(1)
 		received := time.Now()
+		// While NATS is away a publish would only fill the client's
+		// reconnect buffer with messages whose PubAcks time out; the line
+		// is not acknowledged, so the agent keeps it and resends it after
+		// the relay has reconnected (watch does not dial until then).
+		if !s.r.nc.IsConnected() {
+			return sessionEnd{reason: "nats disconnected"}
+		}
 		if !s.vm.limiter.Allow() {
 			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
 		}
