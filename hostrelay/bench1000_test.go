@@ -25,6 +25,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -57,6 +58,9 @@ func TestRelayBenchChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// As the daemon does: its default soft memory limit, or GOMEMLIMIT.
+	ApplyMemoryLimit(cfg, log)
+	writeHeapProfiles(ctx)
 	if err := Run(ctx, cfg, log); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +75,27 @@ func TestRelayBenchChild(t *testing.T) {
 		defer f.Close()
 		_ = pprof.Lookup("heap").WriteTo(f, 0)
 	}
+}
+
+// writeHeapProfiles writes the heap profile every 2 s to
+// $GUESTDIAG_BENCH_HEAP.NN when that variable is set, to see what a relay
+// child holds while its channels are busy rather than after they drained.
+func writeHeapProfiles(ctx context.Context) {
+	p := os.Getenv("GUESTDIAG_BENCH_HEAP")
+	if p == "" {
+		return
+	}
+	go func() {
+		for i := 0; ; i++ {
+			if pause.For(ctx, 2*time.Second) != nil {
+				return
+			}
+			if f, err := os.Create(fmt.Sprintf("%s.%02d", p, i)); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}
+	}()
 }
 
 // childUsage reads a process's CPU time and peak RSS from /proc.
@@ -122,7 +147,13 @@ func BenchmarkRelay1000Channels(b *testing.B) {
 	for i := range qs {
 		qs[i] = listenChannel(b, filepath.Join(dir, fmt.Sprintf("domain-%d-vm%04d", i+1, i), channelFile))
 	}
-	child := exec.Command(os.Args[0], "-test.run=^TestRelayBenchChild$")
+	args := []string{"-test.run=^TestRelayBenchChild$"}
+	// The relay's own CPU profile: -cpuprofile of the benchmark would
+	// profile the load generator and the NATS server.
+	if p := os.Getenv("GUESTDIAG_BENCH_RELAY_CPUPROFILE"); p != "" {
+		args = append(args, "-test.cpuprofile="+p, "-test.memprofile="+p+".mem")
+	}
+	child := exec.Command(os.Args[0], args...)
 	child.Env = append(os.Environ(), benchChildEnv+"="+dir, "GUESTDIAG_BENCH_NATS="+srv.ClientURL())
 	if lim := os.Getenv("GUESTDIAG_BENCH_RELAY_GOMEMLIMIT"); lim != "" {
 		child.Env = append(child.Env, "GOMEMLIMIT="+lim)

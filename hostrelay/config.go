@@ -119,6 +119,9 @@ type Config struct {
 	// of the published reports.
 	MaxInFlight      int
 	MaxInFlightBytes int
+	// MemoryLimit is the daemon's Go soft memory limit (ApplyMemoryLimit):
+	// 0 for DefaultMemoryLimit unless GOMEMLIMIT is set, negative for none.
+	MemoryLimit int64
 	// PublishTimeout bounds the wait for one PubAck.
 	PublishTimeout time.Duration
 	// HostUsageInterval is how often host usage is published on

@@ -42,7 +42,7 @@ type target struct {
 func discover(cfg Config) map[string]target {
 	found := make(map[string]target)
 	for _, g := range cfg.Globs {
-		paths, _ := filepath.Glob(g) // patterns were checked in withDefaults
+		paths, _ := globFiles(g) // patterns were checked in withDefaults
 		for _, p := range paths {
 			name, id := vmNameFromDir(filepath.Base(filepath.Dir(p)))
 			found[p] = target{Channel: Channel{Name: name, Path: p}, domID: id, globbed: true}

@@ -28,7 +28,7 @@ func discoverProxmox(cfg Config, found map[string]target) {
 	if cfg.ProxmoxGlob == "-" {
 		return
 	}
-	paths, _ := filepath.Glob(cfg.ProxmoxGlob) // checked in withDefaults
+	paths, _ := globFiles(cfg.ProxmoxGlob) // checked in withDefaults
 	for _, p := range paths {
 		vmid := strings.TrimSuffix(filepath.Base(p), proxmoxSuffix)
 		if vmid == "" || strings.Trim(vmid, "0123456789") != "" {

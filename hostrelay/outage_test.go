@@ -246,6 +246,9 @@ func TestRelayChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// As the daemon does: its default soft memory limit, or GOMEMLIMIT.
+	ApplyMemoryLimit(cfg, log)
+	writeHeapProfiles(context.Background())
 	if err := Run(context.Background(), cfg, log); err != nil {
 		t.Fatal(err)
 	}

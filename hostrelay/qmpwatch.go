@@ -39,7 +39,7 @@ func discoverQMP(cfg LifecycleConfig, log *slog.Logger) map[string]Channel {
 		names[q.Name] = true
 	}
 	for _, g := range cfg.QMPGlobs {
-		paths, _ := filepath.Glob(g) // patterns were checked in withDefaults
+		paths, _ := globFiles(g) // patterns were checked in withDefaults
 		for _, p := range paths {
 			if _, ok := found[p]; ok {
 				continue

@@ -49,6 +49,9 @@ type Relay struct {
 	// budget bounds the bytes in flight over all connections.
 	budget  *byteBudget
 	metrics *relayMetrics
+	// The publish options every guest message shares, made once rather
+	// than per message.
+	noRetry, stallWait jetstream.PublishOpt
 
 	mu  sync.Mutex
 	vms map[string]*vmState
@@ -78,6 +81,11 @@ func New(cfg Config, nc *nats.Conn, logger *slog.Logger) (*Relay, error) {
 		vms:     make(map[string]*vmState),
 		budget:  newByteBudget(cfg.MaxRelayInFlightBytes),
 		metrics: newRelayMetrics(),
+		// No client-side retries: a retry that lands after a connection
+		// has given up would store an old message behind newer ones. The
+		// agent's resend after a reconnect is the retry.
+		noRetry:   jetstream.WithRetryAttempts(0),
+		stallWait: jetstream.WithStallWait(cfg.PublishTimeout),
 	}, nil
 }
 

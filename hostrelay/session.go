@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,7 @@ type session struct {
 	key           string
 	enc           reportEncoder
 	heartbeatSubj string
+	subjects      map[string]string // report subject by check name
 
 	// pending holds published messages in arrival order until JetStream
 	// confirms them.
@@ -96,6 +98,7 @@ func (r *Relay) serve(ctx context.Context, conn net.Conn, ch Channel, book *runB
 		key:           msgKey(r.cfg.Host, ch),
 		enc:           newReportEncoder(r.cfg.Host, ch),
 		heartbeatSubj: protocol.HeartbeatSubject(r.cfg.Host, ch.Name),
+		subjects:      make(map[string]string),
 		pending:       make(chan inflight, r.cfg.MaxInFlight),
 		freed:         make(chan struct{}, 1),
 		dead:          make(chan struct{}),
@@ -153,6 +156,13 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		}
 		s.vm.lines.Add(1)
 		received := time.Now()
+		// While NATS is away a publish would only fill the client's
+		// reconnect buffer with messages whose PubAcks time out; the line
+		// is not acknowledged, so the agent keeps it and resends it after
+		// the relay has reconnected (watch does not dial until then).
+		if !s.r.nc.IsConnected() {
+			return sessionEnd{reason: "nats disconnected"}
+		}
 		if !s.vm.limiter.Allow() {
 			return s.throttle(ctx, slog.String("run", env.Run), slog.Uint64("seq", env.Seq))
 		}
@@ -169,10 +179,6 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 				slog.Uint64("missing_from", adm.from), slog.Uint64("missing_to", adm.to), slog.Bool("resumed", adm.resumed))
 			s.reportLoss(env.Run, adm)
 		}
-		subj := s.heartbeatSubj
-		if env.Kind == protocol.KindResult || env.Kind == protocol.KindEvent {
-			subj = protocol.ReportSubject(s.r.cfg.Host, s.ch.Name, env.Check)
-		}
 		if !ok {
 			// Refused, the message is still taken: it is acknowledged in
 			// its turn, so the agent lets it go and its seq leaves no gap.
@@ -183,7 +189,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 			}
 			continue
 		}
-		msg := &nats.Msg{Subject: subj, Data: s.enc.encode(received, line)}
+		msg := &nats.Msg{Subject: s.subject(env), Data: s.enc.encode(received, line)}
 		size := int64(len(msg.Data))
 		if !s.reserve(size) {
 			return sessionEnd{} // the ack loop says why
@@ -193,8 +199,7 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		// agent's resend after a reconnect is the retry.
 		paf, err := s.r.js.PublishMsgAsync(msg,
 			jetstream.WithMsgID(protocol.MsgID(s.key, env.Run, env.Seq)),
-			jetstream.WithRetryAttempts(0),
-			jetstream.WithStallWait(s.r.cfg.PublishTimeout))
+			s.r.noRetry, s.r.stallWait)
 		if err != nil {
 			s.release(size)
 			s.vm.drop(DropPublishFailed)
@@ -213,6 +218,28 @@ func (s *session) readLoop(ctx context.Context) sessionEnd {
 		}
 	}
 	return sessionEnd{}
+}
+
+// maxCachedSubjects bounds a connection's report subjects kept for reuse;
+// an agent reports six checks, and screen has already refused names that
+// are not check names.
+const maxCachedSubjects = 32
+
+// subject is where env is published. Report subjects are escaped once per
+// check and connection rather than for every message.
+func (s *session) subject(env protocol.Envelope) string {
+	if env.Kind != protocol.KindResult && env.Kind != protocol.KindEvent {
+		return s.heartbeatSubj
+	}
+	if subj, ok := s.subjects[env.Check]; ok {
+		return subj
+	}
+	subj := protocol.ReportSubject(s.r.cfg.Host, s.ch.Name, env.Check)
+	if len(s.subjects) < maxCachedSubjects {
+		// A copy: env's strings share one buffer with the whole message.
+		s.subjects[strings.Clone(env.Check)] = subj
+	}
+	return subj
 }
 
 // reserve waits until size more bytes may be in flight, and reports false

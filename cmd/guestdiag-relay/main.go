@@ -24,6 +24,7 @@ func main() { cli.Main(run) }
 
 var run = cli.Daemon("guestdiag-relay", parseFlags, func(ctx context.Context, cfg hostrelay.Config, logger *slog.Logger) error {
 	logger.Info("relay_starting", "version", version.Version, "nats", cfg.NATSURL)
+	hostrelay.ApplyMemoryLimit(cfg, logger)
 	return hostrelay.Run(ctx, cfg, logger)
 })
 
@@ -61,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 	})
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9464 (default: off)")
 	fs.IntVar(&cfg.MaxRelayInFlightBytes, "max-inflight-bytes", hostrelay.DefaultMaxRelayInFlightBytes, "`bytes` published and not yet confirmed, over all channels together")
+	fs.Var(hostrelay.MemoryLimitFlag(&cfg.MemoryLimit), "memory-limit", "Go soft memory `limit` of the relay, bytes or with KiB, MiB, GiB; 0 for none (default 90MiB, or GOMEMLIMIT when set)")
 	err := cli.Parse(fs, args)
 	return cfg, *level, err
 }

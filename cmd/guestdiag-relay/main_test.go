@@ -136,3 +136,26 @@ func TestRunHelpExitsZero(t *testing.T) {
 		t.Errorf("-h printed %q, want the usage", stderr.String())
 	}
 }
+
+func TestParseFlagsReadsTheMemoryLimit(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int64
+	}{
+		{"no flag leaves the daemon's default", nil, 0},
+		{"a size with a unit is taken in bytes", []string{"--memory-limit", "64MiB"}, 64 << 20},
+		{"0 turns the limit off", []string{"--memory-limit", "0"}, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := parseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MemoryLimit != tt.want {
+				t.Errorf("memory limit %d, want %d", cfg.MemoryLimit, tt.want)
+			}
+		})
+	}
+}
