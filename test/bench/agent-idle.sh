@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Built as `make build` builds what ships: no cgo (a cgo build links libc
-# and weighs about 1 MB more), -trimpath, stripped.
+# dynamically, which the shipped agent does not), -trimpath, stripped.
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/guestdiag-agent" ./cmd/guestdiag-agent
 if [ -n "${3:-}" ]; then
 	cp "$3" "$tmp/agent.yaml"
