@@ -34,8 +34,14 @@ const journalMaxLine = 1 << 20
 
 func (r *journalReader) name() string { return journalSource }
 
+// journalFields are the fields journalctl prints, those journalRecord
+// holds: an entry has some 25 (command line, cgroup, capabilities, ...),
+// which journalctl would otherwise format and the agent read past.
+// __CURSOR and __REALTIME_TIMESTAMP are always printed.
+const journalFields = "MESSAGE,PRIORITY,_SYSTEMD_UNIT,_SYSTEMD_USER_UNIT,SYSLOG_IDENTIFIER,_COMM,_PID,_TRANSPORT"
+
 func (r *journalReader) args(pos Position, saved, follow bool) ([]string, string) {
-	args := []string{"--output=json", "--no-pager", "--quiet", "--priority=" + strconv.Itoa(r.filter.minPri)}
+	args := []string{"--output=json", "--output-fields=" + journalFields, "--no-pager", "--quiet", "--priority=" + strconv.Itoa(r.filter.minPri)}
 	var how string
 	switch {
 	case saved && pos.Cursor != "":

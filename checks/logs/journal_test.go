@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -85,7 +87,8 @@ func TestLogsJournalReader(t *testing.T) {
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))
 	got := strings.Split(strings.TrimSpace(string(args)), "\n")
 	if len(got) != 3 || !strings.Contains(got[0], "--since=@") || !strings.Contains(got[1], "--after-cursor="+last) ||
-		!strings.Contains(got[2], "--follow") || !strings.Contains(got[0], "--priority=3") {
+		!strings.Contains(got[2], "--follow") || !strings.Contains(got[0], "--priority=3") ||
+		!strings.Contains(got[0], "--output-fields="+journalFields) {
 		t.Errorf("journalctl called with %q", got)
 	}
 }
@@ -103,5 +106,34 @@ func TestJournalFirstFollowStartsAtTheAgentsStartNotWhereJournalctlFindsTheEnd(t
 	args, how = r.args(Position{Cursor: "s=abc"}, true, true)
 	if !slices.Contains(args, "--after-cursor=s=abc") || how != "saved_position" {
 		t.Errorf("with a saved cursor: got %q, %q", args, how)
+	}
+}
+
+func TestJournalFieldsAskForEveryFieldTheParserReads(t *testing.T) {
+	asked := strings.Split(journalFields, ",")
+	rt := reflect.TypeFor[journalRecord]()
+	for i := range rt.NumField() {
+		name := rt.Field(i).Tag.Get("json")
+		if strings.HasPrefix(name, "__") {
+			continue // journalctl prints the address fields whatever is asked
+		}
+		if !slices.Contains(asked, name) {
+			t.Errorf("journalRecord reads %s, which --output-fields=%s leaves out", name, journalFields)
+		}
+	}
+}
+
+func TestJournalctlAcceptsTheArguments(t *testing.T) {
+	path, err := exec.LookPath("journalctl")
+	if err != nil {
+		t.Skip("no journalctl here")
+	}
+	f, _ := newFilter(DefaultConfig())
+	r := &journalReader{filter: f, scanWindow: 5 * time.Minute, now: time.Now}
+	args, _ := r.args(Position{}, false, false)
+	// An empty directory: journalctl parses its arguments and finds no entries.
+	out, err := exec.Command(path, append(args, "--directory="+t.TempDir())...).CombinedOutput()
+	if err != nil {
+		t.Errorf("journalctl %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }

@@ -3,7 +3,6 @@ package logs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -32,11 +31,11 @@ func (r *kmsgReader) read(ctx context.Context, follow bool, sink entrySink) erro
 	if b, err := os.ReadFile(r.bootIDPath); err == nil {
 		bootID = strings.TrimSpace(string(b))
 	}
-	fd, err := unix.Open(r.path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	kr, err := kmsg.Open(ctx, r.path)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", r.path, err)
+		return err
 	}
-	defer unix.Close(fd)
+	defer kr.Close()
 
 	// Records before next are not reported; a scan without position skips
 	// records older than the scan window, a follow without position skips
@@ -71,27 +70,22 @@ func (r *kmsgReader) read(ctx context.Context, follow bool, sink entrySink) erro
 		entries, read, pushed = entries[:0], 0, next
 	}
 	for {
-		n, err := unix.Read(fd, buf)
-		switch {
-		case errors.Is(err, unix.EAGAIN):
+		n, err := kr.ReadNow(buf)
+		if errors.Is(err, kmsg.ErrEmpty) {
 			skipAll = false
 			flush()
 			if !follow {
 				return nil
 			}
-			if err := waitReadable(ctx, fd); err != nil {
-				return err
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			continue
+			n, err = kr.Read(buf) // parked in the poller until a record comes
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
 		case errors.Is(err, unix.EPIPE):
 			continue // overwritten before we read them; the next read goes on
-		case errors.Is(err, unix.EINTR):
-			continue
 		case err != nil:
-			return fmt.Errorf("read %s: %w", r.path, err)
+			return err
 		case n == 0:
 			flush()
 			return nil
@@ -128,25 +122,6 @@ func (r *kmsgReader) entry(rec kmsg.Record, boot time.Time) (entry, bool) {
 		e.Unit, e.PID, e.Message = kmsgIdent(rec.Message)
 	}
 	return e, true
-}
-
-// waitReadable waits until fd has a record or ctx ends, checking ctx
-// every 250 ms.
-func waitReadable(ctx context.Context, fd int) error {
-	for ctx.Err() == nil {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 250)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("poll kmsg: %w", err)
-		}
-		if n > 0 {
-			return nil
-		}
-	}
-	return nil
 }
 
 // monotonic is the time since boot on the clock kmsg stamps records

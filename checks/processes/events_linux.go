@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -67,32 +66,27 @@ func (p *Processes) Watch(ctx context.Context, trigger func()) error {
 // reports. Reading /dev/kmsg needs CAP_SYSLOG when kernel.dmesg_restrict
 // is 1 (Debian's default).
 func (p *Processes) watchKmsg(ctx context.Context, trigger func()) error {
-	fd, err := unix.Open(p.cfg.KmsgPath, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	kr, err := kmsg.Open(ctx, p.cfg.KmsgPath)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", p.cfg.KmsgPath, err)
+		return err
 	}
+	defer kr.Close()
 	// Only what comes from now on: older kills are in the log's history,
 	// which the logs check reads.
-	if _, err := unix.Seek(fd, 0, io.SeekEnd); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("seek %s: %w", p.cfg.KmsgPath, err)
+	if err := kr.SeekEnd(); err != nil {
+		return err
 	}
-	f := os.NewFile(uintptr(fd), p.cfg.KmsgPath) // non-blocking, so Close ends a Read
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	defer stop()
-	defer f.Close()
 	var r oomReader
 	buf := make([]byte, 8<<10)
 	for {
-		n, err := f.Read(buf)
+		n, err := kr.Read(buf) // parked in the poller until a record comes
 		switch {
+		case ctx.Err() != nil:
+			return nil
 		case errors.Is(err, unix.EPIPE):
 			continue // records overwritten before we read them
 		case err != nil:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("read %s: %w", p.cfg.KmsgPath, err)
+			return err
 		}
 		rec, err := kmsg.Parse(buf[:n])
 		if err != nil || rec.Facility != 0 {

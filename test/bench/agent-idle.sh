@@ -26,7 +26,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-go build -o "$tmp/guestdiag-agent" ./cmd/guestdiag-agent
+# Built as `make build` builds what ships: no cgo (a cgo build links libc
+# dynamically, which the shipped agent does not), -trimpath, stripped.
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/guestdiag-agent" ./cmd/guestdiag-agent
 if [ -n "${3:-}" ]; then
 	cp "$3" "$tmp/agent.yaml"
 else
