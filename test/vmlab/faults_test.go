@@ -18,7 +18,9 @@ import (
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
 
-// faultsAgentConfig turns every check on with lab-sized thresholds. The
+// faultsAgentConfig turns every check on with lab-sized thresholds; the
+// software check waits only half a second for dpkg to settle (5 s by
+// default), since one package is installed at a time here. The
 // "internet" target is QEMU's DNS address, which answers ping on the
 // restricted user network; nothing leaves this machine.
 const faultsAgentConfig = `{"checks": {
@@ -27,7 +29,7 @@ const faultsAgentConfig = `{"checks": {
 	"firewall":  {"interval": "60s"},
 	"logs":      {"interval": "60s"},
 	"resources": {"interval": "3s", "config": {"cpu": {"warn": 80, "crit": 99}, "cpu_samples": 2}},
-	"software":  {"interval": "60s"}
+	"software":  {"interval": "60s", "config": {"settle": "500ms"}}
 }}`
 
 // reportWatch records every finding the relay publishes for one VM, with
