@@ -111,7 +111,7 @@ func plain(m map[string]dbus.Variant) map[string]any {
 // which works without a D-Bus daemon, and to the system bus otherwise.
 // bus says which.
 func (p *Processes) dialSystemd(ctx context.Context) (conn *dbus.Conn, bus bool, err error) {
-	addr := p.busAddress
+	addr := testBusAddress
 	if addr == "" {
 		if _, err := os.Stat("/run/systemd/system"); err != nil {
 			return nil, false, fmt.Errorf("systemd is not running (/run/systemd/system absent): %w", errNoManager)
@@ -145,4 +145,13 @@ func (p *Processes) dialSystemd(ctx context.Context) (conn *dbus.Conn, bus bool,
 		return nil, false, fmt.Errorf("connect to the system bus: %w", err)
 	}
 	return c, true, nil
+}
+
+// exitWorthAsking says whether the changed properties of a unit (its
+// org.freedesktop.systemd1.Unit interface) show its main process ending
+// badly: the unit failed, or systemd waits to restart it.
+func exitWorthAsking(changed map[string]any) bool {
+	active, _ := changed["ActiveState"].(string)
+	sub, _ := changed["SubState"].(string)
+	return active == "failed" || sub == "auto-restart"
 }

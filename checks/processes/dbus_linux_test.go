@@ -72,7 +72,8 @@ func TestWatchUnitsOverARealBusWithAStandInSystemd(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Units = []string{"web"}
 	p := newCheck(cfg, &fake{}, slog.New(slog.DiscardHandler))
-	p.busAddress = addr
+	testBusAddress = addr
+	t.Cleanup(func() { testBusAddress = "" })
 	ctx, cancel := context.WithCancel(context.Background())
 	triggered := make(chan struct{}, 1)
 	done := make(chan error, 1)

@@ -42,15 +42,6 @@ func hexValue(c byte) byte {
 	return c - '0'
 }
 
-// exitWorthAsking says whether the changed properties of a unit (its
-// org.freedesktop.systemd1.Unit interface) show its main process ending
-// badly: the unit failed, or systemd waits to restart it.
-func exitWorthAsking(changed map[string]any) bool {
-	active, _ := changed["ActiveState"].(string)
-	sub, _ := changed["SubState"].(string)
-	return active == "failed" || sub == "auto-restart"
-}
-
 // serviceExit reads what systemd says of a service whose main process
 // ended: its unit properties (ActiveState, SubState) and service
 // properties (Result, ExecMainCode, ExecMainStatus, ExecMainPID,

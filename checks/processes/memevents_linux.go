@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -142,4 +143,22 @@ func (p *Processes) oomCounters(counts map[string]uint64) bool {
 		added = true
 	}
 	return added
+}
+
+// oomKillCount reads the oom_kill counter of a cgroup v2 memory.events file.
+func oomKillCount(b []byte) (uint64, bool) {
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// cgroupBytes reads a cgroup v2 size file such as memory.max: a number of
+// bytes, or "max" for no limit (false).
+func cgroupBytes(b []byte) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
 }

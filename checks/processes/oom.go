@@ -81,21 +81,3 @@ func unitOfCgroup(path string) string {
 	}
 	return slice
 }
-
-// oomKillCount reads the oom_kill counter of a cgroup v2 memory.events file.
-func oomKillCount(b []byte) (uint64, bool) {
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
-}
-
-// cgroupBytes reads a cgroup v2 size file such as memory.max: a number of
-// bytes, or "max" for no limit (false).
-func cgroupBytes(b []byte) (uint64, bool) {
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return n, err == nil
-}

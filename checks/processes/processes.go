@@ -321,9 +321,6 @@ type Processes struct {
 	busy   map[key]bool // command lines being read, maybe stuck
 
 	ev events
-	// busAddress, when set, is the D-Bus address to watch units on instead
-	// of systemd's own (tests).
-	busAddress string
 }
 
 type unitSeen struct {

@@ -182,3 +182,7 @@ func (s procfsSource) units(ctx context.Context, cfg Config) ([]Unit, error) {
 	}
 	return out, nil
 }
+
+// testBusAddress, when set, is the D-Bus address units are watched on
+// instead of systemd's own: a test's bus.
+var testBusAddress string
