@@ -46,12 +46,22 @@ func (s *state) pass(t *host) int {
 	if b.High <= 0 || t.CPU <= 0 {
 		return 1
 	}
-	for p := 1; p < s.npass; p++ {
-		if t.cpu < math.Min(b.Low+float64(p)*s.opt.Step*t.CPU, b.High) {
-			return p
-		}
+	if t.cpu >= b.High {
+		return -1
 	}
-	return -1
+	if s.opt.Step <= 0 {
+		if t.cpu < b.Low {
+			return 1
+		}
+		return -1
+	}
+	// The first p with cpu < Low + p·Step·CPU, worked out rather than
+	// tried pass by pass: this runs for every host for every move.
+	p := max(1, int(math.Floor((t.cpu-b.Low)/(s.opt.Step*t.CPU)))+1)
+	if p >= s.npass {
+		return -1
+	}
+	return p
 }
 
 // passes is how many escalation passes reach every host's high threshold.
@@ -97,11 +107,10 @@ func (s *state) place(u *unit, reason string, gain bool) bool {
 	var best *host
 	bestPass, bestScore := math.MaxInt, math.Inf(-1)
 	for _, t := range s.hosts {
-		if !s.fits(u, t) {
-			continue
-		}
+		// The pass first: it is cheap, and most hosts are not targets
+		// at all.
 		p := s.pass(t)
-		if p < 0 || p > bestPass {
+		if p < 0 || p > bestPass || !s.fits(u, t) {
 			continue
 		}
 		if gain && share(t, t.cpu+u.cpu)+s.opt.MinGain > share(src, src.cpu) {

@@ -66,9 +66,9 @@ func Make(inv Inventory, opt Options) Plan {
 
 func newState(inv Inventory, opt Options) *state {
 	s := &state{
-		opt: opt, byName: map[string]*host{}, anti: map[string][]string{},
+		opt: opt, byName: make(map[string]*host, len(inv.Hosts)), anti: map[string][]string{},
 		soft: map[string][]Group{}, groups: map[string]Group{}, budget: opt.MaxMoves,
-		where: map[string]*host{},
+		where: make(map[string]*host, len(inv.VMs)),
 	}
 	for _, h := range inv.Hosts {
 		x := &host{Host: h, cpu: h.Other}
