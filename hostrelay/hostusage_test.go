@@ -45,23 +45,23 @@ func TestRelayPublishesHostUsageWithEachQEMUProcess(t *testing.T) {
 
 	var got protocol.HostUsage
 	var vm protocol.VMUsage
-	samples := 0
+	// Two messages that list it, not one read twice: the first may come
+	// while QEMU is still mapping itself in.
 	eventually(t, "two samples listing the QEMU process", func() bool {
-		msgs := streamMsgs(t, js, protocol.HostSubject("hv1"))
-		if len(msgs) == 0 {
-			return false
-		}
-		if err := json.Unmarshal(msgs[len(msgs)-1].Data, &got); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range got.VMs {
-			if v.PID == qemu.Process.Pid {
-				vm = v
-				samples++
-				return samples >= 2
+		samples := 0
+		for _, m := range streamMsgs(t, js, protocol.HostSubject("hv1")) {
+			var u protocol.HostUsage
+			if err := json.Unmarshal(m.Data, &u); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range u.VMs {
+				if v.PID == qemu.Process.Pid {
+					got, vm = u, v
+					samples++
+				}
 			}
 		}
-		return false
+		return samples >= 2
 	})
 	if got.Host != "hv1" || got.CPU.Count < 1 || got.Memory.TotalBytes == 0 || got.Memory.AvailableBytes > got.Memory.TotalBytes || len(got.Errors) != 0 {
 		t.Errorf("host part %+v, want host hv1 with its CPUs and memory and no errors", got)

@@ -84,6 +84,8 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var failed error
 	for _, name := range chosen {
 		results[name] = make([]dayResult, len(days))
+	}
+	for _, name := range chosen {
 		for i := range days {
 			wg.Add(1)
 			go func() {
