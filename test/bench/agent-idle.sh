@@ -18,25 +18,8 @@ cd "$(dirname "$0")/../.."
 
 secs=${1:-60}
 warm=${2:-15}
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# Built as `make build` builds what ships: no cgo (a cgo build links libc
-# dynamically, which the shipped agent does not), -trimpath, stripped.
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/guestdiag-agent" ./cmd/guestdiag-agent
-if [ -n "${3:-}" ]; then
-	cp "$3" "$tmp/agent.yaml"
-else
-	printf 'checks:\n  network: {enabled: false}\n' >"$tmp/agent.yaml"
-fi
-"$tmp/guestdiag-agent" config check "$tmp/agent.yaml" >/dev/null
-"$tmp/guestdiag-agent" --config "$tmp/agent.yaml" --state-dir "$tmp/state" 2>"$tmp/agent.log" &
-pid=$!
+. test/bench/lib/agent.sh
+start_agent "${3:-}"
 
 # ticks prints the user + system clock ticks of a process and its
 # descendants.

@@ -18,23 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 samples=${2:-1 5 20 60}
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$tmp/guestdiag-agent" ./cmd/guestdiag-agent
-if [ -n "${1:-}" ]; then
-	cp "$1" "$tmp/agent.yaml"
-else
-	printf 'checks:\n  network: {enabled: false}\n' >"$tmp/agent.yaml"
-fi
-"$tmp/guestdiag-agent" config check "$tmp/agent.yaml" >/dev/null
-"$tmp/guestdiag-agent" --config "$tmp/agent.yaml" --state-dir "$tmp/state" 2>"$tmp/agent.log" &
-pid=$!
+. test/bench/lib/agent.sh
+start_agent "${1:-}"
 
 kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 

@@ -20,49 +20,9 @@ import (
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/hostrelay"
-	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/test/vmlab"
 )
-
-// relayedMessage is one guest message in the stream with the host that
-// relayed it.
-type relayedMessage struct {
-	host, run, msgID string
-	seq              uint64
-	received         time.Time
-}
-
-func relayedMessages(ctx context.Context, js jetstream.JetStream, vm string) ([]relayedMessage, error) {
-	st, err := js.Stream(ctx, natsutil.StreamName)
-	if err != nil {
-		return nil, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []relayedMessage
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var rep protocol.Report
-		if json.Unmarshal(m.Data, &rep) != nil || rep.Guest == nil || rep.VM != vm {
-			continue
-		}
-		e, err := protocol.Decode(rep.Guest)
-		if err != nil {
-			return nil, fmt.Errorf("stream seq %d: %w", seq, err)
-		}
-		out = append(out, relayedMessage{host: rep.Host, run: e.Run, seq: e.Seq, received: rep.Received, msgID: m.Header.Get(jetstream.MsgIDHeader)})
-	}
-	return out, nil
-}
 
 // startCollectorWith is startCollector with cfg.
 func startCollectorWith(t *testing.T, nc *nats.Conn, cfg collector.Config) (api string) {
@@ -229,13 +189,19 @@ func TestIntegrationLiveMigration(t *testing.T) {
 		t.Errorf("hostB's record has lifecycle %+v and channel %s, want running and connected", cur.Lifecycle, cur.Channel.State)
 	}
 
-	msgs, err := relayedMessages(ctx, js, name)
+	all, err := storedGuestMessages(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var msgs []storedMessage
+	for _, m := range all {
+		if m.vm == name {
+			msgs = append(msgs, m)
+		}
+	}
 	runs := map[string][]uint64{}
 	ids := map[string]int{}
-	var lastA, firstB relayedMessage
+	var lastA, firstB storedMessage
 	for _, m := range msgs {
 		runs[m.run] = append(runs[m.run], m.seq)
 		ids[m.msgID]++

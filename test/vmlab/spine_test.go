@@ -226,12 +226,13 @@ func eventually(t *testing.T, ctx context.Context, within time.Duration, what st
 	}
 }
 
-// storedMessage is one guest message as the stream holds it.
+// storedMessage is one guest message as the stream holds it, with the
+// host whose relay stamped it and when.
 type storedMessage struct {
-	vm, run string
-	seq     uint64
-	ts      time.Time
-	msgID   string
+	host, vm, run string
+	seq           uint64
+	ts, received  time.Time
+	msgID         string
 }
 
 func storedGuestMessages(ctx context.Context, js jetstream.JetStream) ([]storedMessage, error) {
@@ -260,7 +261,7 @@ func storedGuestMessages(ctx context.Context, js jetstream.JetStream) ([]storedM
 		if err != nil {
 			return nil, fmt.Errorf("stream seq %d holds an invalid guest line: %w", seq, err)
 		}
-		out = append(out, storedMessage{vm: rep.VM, run: e.Run, seq: e.Seq, ts: e.TS, msgID: m.Header.Get(jetstream.MsgIDHeader)})
+		out = append(out, storedMessage{host: rep.Host, vm: rep.VM, run: e.Run, seq: e.Seq, ts: e.TS, received: rep.Received, msgID: m.Header.Get(jetstream.MsgIDHeader)})
 	}
 	return out, nil
 }
