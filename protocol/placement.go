@@ -92,8 +92,8 @@ type Plan struct {
 	ID   string    `json:"id"`
 	TS   time.Time `json:"ts"`
 	// Scheduler names the instance that made it (it held the lease).
-	Scheduler string `json:"scheduler"`
-	Mode      string `json:"mode"`
+	Scheduler string     `json:"scheduler"`
+	Mode      string     `json:"mode"`
 	Moves     []PlanMove `json:"moves"`
 	// Unresolved lists hosts the plan could not bring within policy.
 	Unresolved []PlanProblem `json:"unresolved,omitempty"`
