@@ -21,7 +21,10 @@ import (
 type Config struct {
 	// VMs is how many VMs to play.
 	VMs int
-	// Dir holds one channel socket per VM, <Name>.sock.
+	// Dir holds one folder per VM, domain-<n>-<name>, with the channel
+	// socket org.guestdiag.agent.0 in it, as libvirt lays channels out: a
+	// relay finds them with the glob Dir/domain-*/org.guestdiag.agent.0, or
+	// is given Channels as static channels.
 	Dir string
 	// Prefix starts every VM name, followed by the VM's number; default
 	// "vm".
@@ -47,6 +50,13 @@ type Config struct {
 	// Logger; default discards.
 	Logger *slog.Logger
 }
+
+// ChannelFile is the socket's name in each VM's folder, libvirt's for the
+// channel with target name org.guestdiag.agent.0.
+const ChannelFile = "org.guestdiag.agent.0"
+
+// Glob is the relay glob that finds the channels of a fleet in dir.
+func Glob(dir string) string { return filepath.Join(dir, "domain-*", ChannelFile) }
 
 // Stats counts what a fleet did.
 type Stats struct {
@@ -116,7 +126,12 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.VMs)))
 	for i := range cfg.VMs {
 		name := fmt.Sprintf("%s%05d", cfg.Prefix, i)
-		path := filepath.Join(cfg.Dir, name+".sock")
+		folder := filepath.Join(cfg.Dir, fmt.Sprintf("domain-%d-%s", i+1, name))
+		if err := os.MkdirAll(folder, 0o750); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("loadgen: %w", err)
+		}
+		path := filepath.Join(folder, ChannelFile)
 		_ = os.Remove(path)
 		ln, err := net.Listen("unix", path)
 		if err != nil {
@@ -145,8 +160,19 @@ func (f *Fleet) Channels() []hostrelay.Channel {
 // Checks lists the mix's checks with their intervals and result sizes.
 func (f *Fleet) Checks() []Check { return append([]Check(nil), f.mix.checks...) }
 
-// Heartbeat is the agent's heartbeat interval, before Speed.
-func (f *Fleet) Heartbeat() time.Duration { return f.mix.beat }
+// PerVM is what one VM sends per second in real time (before Speed) on
+// average: heartbeats, the six checks' results and bursts of log findings;
+// the hello once per run aside.
+func (f *Fleet) PerVM() float64 {
+	r := 1 / f.mix.beat.Seconds()
+	for _, c := range f.mix.checks {
+		r += 1 / c.Interval.Seconds()
+	}
+	if f.cfg.BurstLen > 0 {
+		r += float64(f.cfg.BurstLen) / f.cfg.BurstEvery.Seconds()
+	}
+	return r
+}
 
 // Crit makes VM i write a crit firewall result now, as a triggered run of
 // the firewall check does when the ruleset is flushed; its next regular
