@@ -28,6 +28,9 @@ type Sample struct {
 	// Pending is what the durable has yet to deliver, AckPending what it
 	// delivered and awaits acks for.
 	Pending, AckPending uint64
+	// StreamLeader and ConsumerLeader name the servers that lead the
+	// stream and the durable ("" on a single server).
+	StreamLeader, ConsumerLeader string
 	// KVWrites is the sum of the last seqs of the VM, liveness and alert
 	// buckets' streams: every KV write so far.
 	KVWrites uint64
@@ -59,13 +62,20 @@ func (p *Probe) Sample(ctx context.Context) (Sample, error) {
 	if err != nil {
 		return s, fmt.Errorf("probe stream: %w", err)
 	}
-	s.StreamLast = st.CachedInfo().State.LastSeq
+	si := st.CachedInfo()
+	s.StreamLast = si.State.LastSeq
+	if si.Cluster != nil {
+		s.StreamLeader = si.Cluster.Leader
+	}
 	c, err := st.Consumer(ctx, p.durable)
 	if err != nil {
 		return s, fmt.Errorf("probe consumer %s: %w", p.durable, err)
 	}
 	ci := c.CachedInfo()
 	s.AckFloor, s.Pending, s.AckPending = ci.AckFloor.Stream, ci.NumPending, uint64(ci.NumAckPending)
+	if ci.Cluster != nil {
+		s.ConsumerLeader = ci.Cluster.Leader
+	}
 	for _, b := range []string{collector.DefaultBucket, collector.DefaultLivenessBucket, collector.DefaultAlertBucket} {
 		kv, err := p.js.Stream(ctx, "KV_"+b)
 		if err != nil {

@@ -118,6 +118,7 @@ func run(ctx context.Context, o options) error {
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
 	measuring := false
+	var cpu0 time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -138,6 +139,7 @@ func run(ctx context.Context, o options) error {
 		}
 		if !measuring && time.Since(begin) >= o.warmup {
 			measuring, first, firstStats = true, s, st
+			cpu0 = cpuTime()
 			if o.critRate > 0 {
 				close(crits)
 			}
@@ -157,6 +159,7 @@ func run(ctx context.Context, o options) error {
 		last, lastStats = s, st
 		if measuring && o.duration > 0 && s.At.Sub(first.At) >= o.duration {
 			summary(hosts, first, s, firstStats, st)
+			fmt.Printf("LOADGEN cpu_s=%.2f stream_leader=%s consumer_leader=%s\n", (cpuTime() - cpu0).Seconds(), s.StreamLeader, s.ConsumerLeader)
 			return nil
 		}
 	}
