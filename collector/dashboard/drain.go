@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,8 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 		return
 	case errors.Is(err, webauth.ErrNotAdmin):
 		name, _ := s.auth.User(r)
+		// The footer then says who is signed in.
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, name))
 		s.errorPage(w, r, http.StatusForbidden, "Forbidden: "+clip(name, 128)+" may only read. Draining and undraining hosts is for administrators (the token, or a user named in --admins). Nothing was changed.")
 		return
 	case err != nil:
@@ -45,8 +48,13 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 		s.errorPage(w, r, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
-	host, reason := r.PostForm.Get("host"), strings.TrimSpace(r.PostForm.Get("reason"))
+	// The form's host is path-escaped (see hostPlaceView.Value).
+	host, herr := url.PathUnescape(r.PostForm.Get("host"))
+	reason := strings.TrimSpace(r.PostForm.Get("reason"))
 	switch {
+	case herr != nil:
+		s.errorPage(w, r, http.StatusBadRequest, "The form's host is not path-escaped.")
+		return
 	case host == "":
 		s.errorPage(w, r, http.StatusBadRequest, "The form names no host.")
 		return

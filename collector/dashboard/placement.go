@@ -29,7 +29,7 @@ type Placer interface {
 
 // Bounds of the placement page; the JSON API has everything.
 const (
-	maxPlaceHosts   = 5000
+	maxPlaceHosts   = 500
 	maxHostHints    = 20
 	maxHintSamples  = 20
 	maxHintVMs      = 50
@@ -55,7 +55,8 @@ type placementView struct {
 type hostPlaceView struct {
 	ID string
 	// Host is the name as shown; Value is the name as the forms send it
-	// back, unchanged.
+	// back, path-escaped so that no control character a relay put in it
+	// reaches the page raw (kvm-a stays kvm-a).
 	Host, Value string
 	Usage       bool
 	CPU, Mem    string
@@ -132,7 +133,11 @@ func (s *server) placement(w http.ResponseWriter, r *http.Request) {
 func (s *server) fillPlacement(v *placementView, p collector.Placement) {
 	now := s.now()
 	hosts := slices.Clone(p.Hosts)
-	slices.SortFunc(hosts, func(a, b collector.HostPlacement) int { return cmp.Compare(a.Host, b.Host) })
+	// Hosts that need a look (drained, or with a hint) first, as the fleet
+	// page puts problems first; then by name.
+	slices.SortFunc(hosts, func(a, b collector.HostPlacement) int {
+		return cmp.Or(cmp.Compare(quiet(&a), quiet(&b)), cmp.Compare(a.Host, b.Host))
+	})
 	v.HostsTotal = len(hosts)
 	for i := range hosts {
 		h := &hosts[i]
@@ -150,9 +155,17 @@ func (s *server) fillPlacement(v *placementView, p collector.Placement) {
 	}
 }
 
+// quiet is 1 for a host without drain mark or hint, 0 for the others.
+func quiet(h *collector.HostPlacement) int {
+	if h.Drain != nil || len(h.Hints) > 0 {
+		return 0
+	}
+	return 1
+}
+
 func newHostPlaceView(i int, h *collector.HostPlacement, now time.Time) hostPlaceView {
 	hv := hostPlaceView{
-		ID: "host-" + strconv.Itoa(i), Host: clip(h.Host, 256), Value: h.Host, VMs: h.VMs,
+		ID: "host-" + strconv.Itoa(i), Host: clip(h.Host, 256), Value: url.PathEscape(h.Host), VMs: h.VMs,
 		FleetHref: "/?host=" + url.QueryEscape(h.Host), HintsTotal: len(h.Hints),
 	}
 	if u := h.Usage; u != nil {

@@ -62,9 +62,13 @@ func (f *fakeSource) calls() []markCall {
 	return slices.Clone(f.marks)
 }
 
+// hostileHost is a host name as a hostile relay might report it; it sorts
+// last.
+const hostileHost = "zz-" + imgPayload + "\x1b[31m"
+
 // placementFixture: kvm-a overloaded on CPU for 4 of 5 samples; kvm-b
 // drained by a hostile operator name with a hostile reason and showing
-// contention from the hostile guests; kvm-c idle and never sampled. One
+// contention from the hostile guests; kvm-c idle and never sampled; hostileHost likewise. One
 // plan in execute mode with a done chunk move, a failed move whose error
 // is hostile, and a started one; an older advisory plan.
 func placementFixture() collector.Placement {
@@ -92,6 +96,7 @@ func placementFixture() collector.Placement {
 					Since: t0.Add(-30 * time.Second), Summary: "CPU above 80.0 % for 4 of the last 5 samples",
 					Evidence: protocol.HintEvidence{Samples: samples, Hits: 4, Window: 5, ThresholdPct: 80}}}},
 			{Host: "kvm-c"},
+			{Host: hostileHost},
 		},
 		Plans: []collector.PlanRecord{
 			{Plan: protocol.Plan{V: 1, Kind: protocol.PlanKindPlan, ID: "p2", TS: t0.Add(-20 * time.Second), Scheduler: "sched-1", Mode: protocol.ModeExecute,

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,10 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+	xhtml "golang.org/x/net/html"
+
+	"github.com/guestdiag/guestdiag/collector"
+	"github.com/guestdiag/guestdiag/protocol"
 )
 
 func TestPlacementPage(t *testing.T) {
@@ -230,5 +235,65 @@ func TestPlacementDrainWhenOpen(t *testing.T) {
 	_, body := get(t, h, "/placement")
 	if !strings.Contains(body, "disk swap") {
 		t.Error("the page does not show the new drain mark")
+	}
+}
+
+// TestPlacementDrainFormRoundTripsAHostileHostName: the form's hidden
+// host field, path-escaped in the page, comes back as the exact name, so
+// that a host with markup and control characters in its name can be
+// drained.
+func TestPlacementDrainFormRoundTripsAHostileHostName(t *testing.T) {
+	src := fixture()
+	h := openHandler(t, src)
+	_, body := get(t, h, "/placement")
+	var hosts []string
+	z := xhtml.NewTokenizer(strings.NewReader(body))
+	for tt := z.Next(); tt != xhtml.ErrorToken; tt = z.Next() {
+		tok := z.Token()
+		if tok.Data != "input" {
+			continue
+		}
+		name, value := "", ""
+		for _, a := range tok.Attr {
+			switch a.Key {
+			case "name":
+				name = a.Val
+			case "value":
+				value = a.Val
+			}
+		}
+		if name == "host" {
+			hosts = append(hosts, value)
+		}
+	}
+	if !slices.Contains(hosts, "kvm-c") || !slices.Contains(hosts, url.PathEscape(hostileHost)) {
+		t.Fatalf("the forms' host fields are %q; want kvm-c and %q", hosts, url.PathEscape(hostileHost))
+	}
+	if rec := postMark(h, "/placement/drain", url.Values{"host": {url.PathEscape(hostileHost)}}, nil); rec.Code != http.StatusSeeOther {
+		t.Fatalf("POST drain = %d (%s)", rec.Code, rec.Body)
+	}
+	if got := src.calls(); len(got) != 1 || got[0].Host != hostileHost {
+		t.Errorf("calls = %+v, want one drain of %q", got, hostileHost)
+	}
+	if _, body := get(t, h, "/placement"); strings.ContainsRune(body, 0x1b) {
+		t.Error("the page holds a raw escape character")
+	}
+}
+
+func TestPlacementPageShowsHostsThatNeedALookFirst(t *testing.T) {
+	src := newFakeSource()
+	for i := range maxPlaceHosts + 100 {
+		src.place.Hosts = append(src.place.Hosts, collector.HostPlacement{Host: fmt.Sprintf("quiet-%04d", i)})
+	}
+	src.place.Hosts = append(src.place.Hosts, collector.HostPlacement{Host: "zz-hot",
+		Hints: []protocol.Hint{{Host: "zz-hot", Kind: protocol.HintOverloaded, Summary: "hot"}}})
+	_, body := get(t, openHandler(t, src), "/placement")
+	for _, want := range []string{"601 hosts", "500 hosts shown, drained and hinted first", `<tr id="host-0">` + "\n" + `      <td class="name"><a href="/?host=zz-hot">zz-hot</a>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "quiet-0499") {
+		t.Error("the page shows more than 500 hosts")
 	}
 }
