@@ -192,7 +192,7 @@ func newHintView(host string, h *protocol.Hint, now time.Time) hintView {
 	e := &h.Evidence
 	v := hintView{
 		Kind: clip(string(h.Kind), 32), Class: hintClass(h.Kind), Resource: clip(h.Resource, 32),
-		Summary: clip(h.Summary, 500), Since: ago(now, h.Since), SinceAbs: stamp(h.Since),
+		Summary: clip(h.Summary, 500), Since: ago(now, cmp.Or(h.Since, h.TS)), SinceAbs: stamp(cmp.Or(h.Since, h.TS)),
 		Hits: e.Hits, Window: e.Window, By: clip(e.By, 128), Reason: clip(e.Reason, maxDrainReason),
 		VMsTotal: len(e.VMs),
 	}

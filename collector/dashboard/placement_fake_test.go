@@ -68,7 +68,8 @@ const hostileHost = "zz-" + imgPayload + "\x1b[31m"
 
 // placementFixture: kvm-a overloaded on CPU for 4 of 5 samples; kvm-b
 // drained by a hostile operator name with a hostile reason and showing
-// contention from the hostile guests; kvm-c idle and never sampled; hostileHost likewise. One
+// contention from the hostile guests; kvm-c never sampled but underloaded (a hint without
+// Since); hostileHost never sampled. One
 // plan in execute mode with a done chunk move, a failed move whose error
 // is hostile, and a started one; an older advisory plan.
 func placementFixture() collector.Placement {
@@ -95,7 +96,9 @@ func placementFixture() collector.Placement {
 				Hints: []protocol.Hint{{V: 1, Host: "kvm-a", Kind: protocol.HintOverloaded, State: protocol.HintRaised, Resource: "cpu",
 					Since: t0.Add(-30 * time.Second), Summary: "CPU above 80.0 % for 4 of the last 5 samples",
 					Evidence: protocol.HintEvidence{Samples: samples, Hits: 4, Window: 5, ThresholdPct: 80}}}},
-			{Host: "kvm-c"},
+			{Host: "kvm-c", Hints: []protocol.Hint{{V: 1, Host: "kvm-c", Kind: protocol.HintUnderloaded, State: protocol.HintRaised, Resource: "memory",
+				TS: t0.Add(-time.Minute), Summary: "memory below 10.0 % for 5 of the last 5 samples",
+				Evidence: protocol.HintEvidence{Hits: 5, Window: 5, ThresholdPct: 10}}}},
 			{Host: hostileHost},
 		},
 		Plans: []collector.PlanRecord{

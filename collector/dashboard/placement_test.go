@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	xhtml "golang.org/x/net/html"
@@ -30,7 +31,7 @@ func TestPlacementPage(t *testing.T) {
 		`<a href="/placement" class="on">Placement</a>`,
 		`<a href="/?host=kvm-a">kvm-a</a>`,
 		"97.0 % <span class=\"dim\">of 16 CPUs</span>", "40.0 % <span class=\"dim\">of 64.0 GiB</span>",
-		">overloaded</span> cpu", "4 of 5 samples crossed 80.0 %", "<td>95.0 %</td>",
+		">overloaded</span> cpu", "4 of 5 samples above 80.0 %", "5 of 5 samples below 10.0 %", ">underloaded</span> memory · <span title=\"" + stamp(t0.Add(-time.Minute)) + "\">since 1m ago", "<td>95.0 %</td>",
 		`<a class="name" href="/vm/kvm-b/%3Cscript%3Ealert%281%29%3C%2Fscript%3E">`,
 		"no sample", "as of " + stamp(t0),
 		"chunk net-backend", `<a href="/vm/kvm-c/web-1">web-1</a>`, "kvm-a → kvm-c",
