@@ -68,10 +68,10 @@ const hostileHost = "zz-" + imgPayload + "\x1b[31m"
 
 // placementFixture: kvm-a overloaded on CPU for 4 of 5 samples; kvm-b
 // drained by a hostile operator name with a hostile reason and showing
-// contention from the hostile guests; kvm-c never sampled but underloaded (a hint without
-// Since); hostileHost never sampled. One
-// plan in execute mode with a done chunk move, a failed move whose error
-// is hostile, and a started one; an older advisory plan.
+// contention from the hostile guests; kvm-c never sampled but underloaded
+// (a hint without Since); hostileHost never sampled. One plan in execute
+// mode with a done chunk move, a failed move whose error is hostile, and a
+// started one; an older advisory plan.
 func placementFixture() collector.Placement {
 	samples := make([]protocol.HostSample, 5)
 	for i := range samples {
