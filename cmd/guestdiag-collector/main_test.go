@@ -41,19 +41,20 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"defaults", nil, collectord.Config{Collector: defaults}, ""},
 		{"every flag", []string{"--nats", "nats://n1:4222,nats://n2:4222", "--listen", ":9000", "--durable", "d", "--bucket", "b", "--replicas", "3", "--ack-wait", "1m",
-			"--kb-dir", "/etc/guestdiag/kb", "--kb-dir", "/srv/kb", "--users", "/etc/guestdiag/users", "--token-file", tokenFile, "--secure-cookies",
+			"--kb-dir", "/etc/guestdiag/kb", "--kb-dir", "/srv/kb", "--users", "/etc/guestdiag/users", "--admins", "ops, oncall", "--admins", "lead", "--token-file", tokenFile, "--secure-cookies",
 			"--alertmanager", "http://am1:9093", "--alertmanager", "https://am2:9093", "--external-url", "https://guestdiag.example", "--channel-grace", "2m"},
 			collectord.Config{
 				Collector: collector.Config{
 					NATSURL: "nats://n1:4222,nats://n2:4222", Listen: ":9000", Durable: "d", Bucket: "b", Replicas: 3, AckWait: time.Minute,
 					KBDirs: []string{"/etc/guestdiag/kb", "/srv/kb"}, ChannelGrace: 2 * time.Minute,
 				},
-				Auth:         webauth.Config{UsersFile: "/etc/guestdiag/users", Token: "s3cret", Secure: true},
+				Auth:         webauth.Config{UsersFile: "/etc/guestdiag/users", Token: "s3cret", Secure: true, Admins: []string{"ops", "oncall", "lead"}},
 				Alertmanager: alertmanager.Config{URLs: []string{"http://am1:9093", "https://am2:9093"}, ExternalURL: "https://guestdiag.example"},
 			}, ""},
 		{"zero replicas", []string{"--replicas", "0"}, collectord.Config{}, "--replicas"},
 		{"a stray argument", []string{"extra"}, collectord.Config{}, "extra"},
 		{"an Alertmanager that is not a URL", []string{"--alertmanager", "am1:9093"}, collectord.Config{}, "not an http or https URL"},
+		{"an empty admin name", []string{"--admins", "ops,,lead"}, collectord.Config{}, "empty name"},
 		{"a missing token file", []string{"--token-file", filepath.Join(dir, "nope")}, collectord.Config{}, "--token-file"},
 	}
 	for _, tt := range tests {
