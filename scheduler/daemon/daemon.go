@@ -35,7 +35,7 @@ type Config struct {
 	Executor executor.Executor
 	// Virsh runs virsh against a host's libvirt to find chunks; nil runs
 	// File.Libvirt.Virsh with -c and File.Libvirt.URI when a URI is set.
-	Virsh func(host string) inventory.Runner
+	Virsh  func(host string) inventory.Runner
 	Logger *slog.Logger
 }
 
