@@ -196,6 +196,8 @@ func LoadFile(path string) (*File, error) {
 	return Parse(path, b)
 }
 
+var goType = regexp.MustCompile(` in type [\w.\[\]]+`)
+
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse reads a configuration file's bytes; name is used in errors. Every
@@ -221,6 +223,8 @@ func Parse(name string, b []byte) (*File, error) {
 				ce.Line, _ = strconv.Atoi(sub[1])
 				ce.Msg = sub[2]
 			}
+			// The Go type is no help to whoever edits the file.
+			ce.Msg = goType.ReplaceAllString(ce.Msg, "")
 			errs = append(errs, ce)
 		}
 		return nil, errors.Join(errs...)

@@ -367,3 +367,49 @@ func TestOneSchedulerActsAndAnotherTakesOver(t *testing.T) {
 	}
 	_ = b
 }
+
+func TestARaisedHintPlansSoon(t *testing.T) {
+	s, js := setup(t)
+	publishFleet(t, js)
+	plans := watchPlans(t, s)
+	f := fastFile()
+	f.Interval = Duration(time.Hour)
+	startDaemon(t, s, Config{Name: "sched-a", File: f})
+	if p := plans.nextPlan(t, 5*time.Second); len(p.Moves) != 1 {
+		t.Fatalf("got the first plan %+v, want hog's move", p)
+	}
+	publishJSON(t, js, protocol.HintSubject("a"), protocol.Hint{V: 1, Host: "a", Kind: protocol.HintEvacuate,
+		State: protocol.HintRaised, TS: time.Now(), Summary: "drained for maintenance"})
+	p := plans.nextPlan(t, 3*time.Second)
+	var vms []string
+	for _, m := range p.Moves {
+		if m.From != "a" {
+			t.Errorf("a move off %s while a drains: %+v", m.From, m)
+		}
+		vms = append(vms, m.VMs...)
+	}
+	slices.Sort(vms)
+	if want := []string{"hog", "small"}; !slices.Equal(vms, want) {
+		t.Errorf("draining a moves %v, want %v", vms, want)
+	}
+}
+
+func TestAChunkWhoseVMFailsIsMovedBack(t *testing.T) {
+	s, js := setup(t)
+	publishFleet(t, js)
+	plans := watchPlans(t, s)
+	f := fastFile()
+	f.Chunks = map[string][]string{"shop": {"hog", "small"}}
+	ex := &standIn{fail: map[string]error{"small": errors.New("stand-in refuses small")}}
+	startDaemon(t, s, Config{Name: "sched-a", Mode: protocol.ModeExecute, Executor: ex, File: f})
+	var out protocol.MoveOutcome
+	for out.State != protocol.MoveFailed {
+		_, _, out = plans.next(t, 5*time.Second)
+	}
+	if !strings.Contains(out.Error, "small: stand-in refuses small") || !strings.Contains(out.Error, "hog moved back to a") {
+		t.Errorf("got error %q, want small's failure and hog moved back", out.Error)
+	}
+	if got, want := ex.Calls(), []string{"hog a->b", "small a->b", "hog b->a"}; !slices.Equal(got, want) {
+		t.Errorf("got calls %v, want %v", got, want)
+	}
+}
