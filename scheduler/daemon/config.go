@@ -66,7 +66,7 @@ type PolicySpec struct {
 	CPU    *BandSpec `yaml:"cpu"`
 	Memory *BandSpec `yaml:"memory"`
 	VMs    *BandSpec `yaml:"vms"`
-	Empty  bool      `yaml:"empty"`
+	Empty  *bool     `yaml:"empty"`
 }
 
 // BandSpec is a low and a high bound; 0 leaves one unset.
@@ -348,7 +348,9 @@ func (f *File) Declared(derived map[string]string) inventory.Declared {
 		if p.VMs != nil {
 			m.VMs = p.VMs
 		}
-		m.Empty = p.Empty
+		if p.Empty != nil {
+			m.Empty = p.Empty
+		}
 		d.Hosts[h] = toPolicy(m)
 	}
 	for vm, c := range derived {
@@ -372,7 +374,7 @@ func toPolicy(p PolicySpec) inventory.Policy {
 		}
 		return planner.Band{Low: s.Low, High: s.High}
 	}
-	return inventory.Policy{CPU: b(p.CPU), Mem: b(p.Memory), VMs: b(p.VMs), Empty: p.Empty}
+	return inventory.Policy{CPU: b(p.CPU), Mem: b(p.Memory), VMs: b(p.VMs), Empty: p.Empty != nil && *p.Empty}
 }
 
 // Options returns the planner options at now.

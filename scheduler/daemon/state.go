@@ -14,7 +14,7 @@ import (
 
 // StateBucket holds what must outlive one scheduler: when each VM last
 // moved or failed to, and the acting scheduler's status.
-const StateBucket = "guestdiag-scheduler"
+const StateBucket = "guestdiag_scheduler"
 
 // StatusKey is the key of the status in StateBucket.
 const StatusKey = "status"

@@ -13,7 +13,7 @@ import (
 
 // Defaults.
 const (
-	DefaultBucket = "guestdiag-scheduler-lease"
+	DefaultBucket = "guestdiag_scheduler_lease"
 	DefaultKey    = "leader"
 	DefaultTTL    = 15 * time.Second
 )
