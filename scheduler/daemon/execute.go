@@ -55,7 +55,7 @@ func (d *daemon) move(ctx context.Context, p protocol.Plan, m protocol.PlanMove)
 			break
 		}
 		moved = append(moved, vm)
-		d.record(ctx, vm, func(r *VMRecord) { r.Moved, r.Failures, r.HoldUntil = time.Now().UTC(), 0, time.Time{} })
+		d.record(ctx, vm, func(r *VMRecord) { r.Moved, r.To, r.Failures, r.HoldUntil = time.Now().UTC(), m.To, 0, time.Time{} })
 		sum.Duration += res.Duration
 		sum.Downtime = max(sum.Downtime, res.Downtime)
 	}
@@ -78,6 +78,7 @@ func (d *daemon) move(ctx context.Context, p protocol.Plan, m protocol.PlanMove)
 				continue
 			}
 			msgs = append(msgs, fmt.Sprintf("%s moved back to %s", vm, m.From))
+			d.record(ctx, vm, func(r *VMRecord) { r.Moved, r.To = time.Now().UTC(), m.From })
 		}
 		out.Error = strings.Join(msgs, "; ")
 		now := time.Now().UTC()

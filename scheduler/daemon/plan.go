@@ -33,6 +33,16 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 		}
 	}
 	inv := fleet.Build(now, f.Declared(derived), moved)
+	// A VM this scheduler moved after its host last reported is where the
+	// move put it: planning from the older sample would relieve a hotspot
+	// already relieved, with a second VM.
+	for i := range inv.VMs {
+		v := &inv.VMs[i]
+		r, ok := recs[v.Name]
+		if _, at := fleet.Seen(v.Name); ok && r.To != "" && r.To != v.Host && r.Moved.After(at) && hasHost(inv, r.To) {
+			v.Host = r.To
+		}
+	}
 	p := planner.Make(inv, f.Options(now))
 	var keep []planner.Move
 	for _, m := range p.Moves {
@@ -55,6 +65,10 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 	}
 	p.Moves = keep
 	return inv, p
+}
+
+func hasHost(inv planner.Inventory, name string) bool {
+	return slices.ContainsFunc(inv.Hosts, func(h planner.Host) bool { return h.Name == name })
 }
 
 // toProtocol turns a plan into its message: predicted use in percent of

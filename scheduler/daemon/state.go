@@ -24,6 +24,9 @@ const StatusKey = "status"
 type VMRecord struct {
 	VM    string    `json:"vm"`
 	Moved time.Time `json:"moved,omitzero"`
+	// To is the host it moved to, which samples older than Moved do not
+	// know yet.
+	To string `json:"to,omitempty"`
 	// Failed is the last failed attempt and Failures how many failed in a
 	// row; HoldUntil is when the VM may be planned again.
 	Failed    time.Time `json:"failed,omitzero"`

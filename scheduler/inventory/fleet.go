@@ -168,7 +168,17 @@ func down(h *host, now time.Time) bool {
 	return now.Sub(h.at) > DownAfter*iv || h.last.CPU.Count <= 0 || h.last.Memory.TotalBytes == 0
 }
 
-// Demand is vm's CPU demand in cores at now: the configured percentile of
+// Seen returns the host of a VM's newest sample and when it was stored.
+func (f *Fleet) Seen(name string) (host string, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v := f.vms[name]; v != nil {
+		return v.host, v.at
+	}
+	return "", time.Time{}
+}
+
+// demandOf is vm's CPU demand in cores at now: the configured percentile of
 // its samples in the window, or its last sample if none is that recent.
 func (f *Fleet) demandOf(v *vm, now time.Time) float64 {
 	from := now.Add(-f.demand.Window)
