@@ -39,7 +39,8 @@ type Declared struct {
 func (f *Fleet) Build(now time.Time, d Declared, moved map[string]time.Time) planner.Inventory {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var inv planner.Inventory
+	inv := planner.Inventory{Hosts: make([]planner.Host, 0, len(f.hosts)), VMs: make([]planner.VM, 0, len(f.vms))}
+	var scratch []float64
 	for name, h := range f.hosts {
 		u := h.last
 		cpus := float64(u.CPU.Count)
@@ -84,7 +85,7 @@ func (f *Fleet) Build(now time.Time, d Declared, moved map[string]time.Time) pla
 			m = v.usage.RSSBytes
 		}
 		inv.VMs = append(inv.VMs, planner.VM{
-			Name: name, Host: v.host, CPU: f.demandOf(v, now), Mem: float64(m) / mb,
+			Name: name, Host: v.host, CPU: f.demandOf(v, now, &scratch), Mem: float64(m) / mb,
 			Chunk: d.Chunks[name], Moved: moved[name],
 		})
 	}

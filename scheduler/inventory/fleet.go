@@ -52,8 +52,9 @@ type vm struct {
 	history []point
 }
 
+// point is one CPU sample, 16 bytes: 200,000 VMs keep 30 each.
 type point struct {
-	at  time.Time
+	at  int64   // Unix nanoseconds
 	cpu float64 // cores
 }
 
@@ -100,15 +101,18 @@ func (f *Fleet) Observe(u protocol.HostUsage, at time.Time) {
 		if !at.Before(v.at) {
 			v.host, v.at, v.usage = u.Host, at, x
 		}
-		v.history = append(v.history, point{at: at, cpu: x.CPUPct / 100})
-		slices.SortStableFunc(v.history, func(a, b point) int { return a.at.Compare(b.at) })
-		v.history = trim(v.history, v.history[len(v.history)-1].at.Add(-f.demand.Window))
+		v.history = append(v.history, point{at: at.UnixNano(), cpu: x.CPUPct / 100})
+		// Samples come in order but for a replay racing the live feed.
+		if n := len(v.history); n > 1 && v.history[n-1].at < v.history[n-2].at {
+			slices.SortStableFunc(v.history, func(a, b point) int { return cmp.Compare(a.at, b.at) })
+		}
+		v.history = trim(v.history, v.history[len(v.history)-1].at-int64(f.demand.Window))
 	}
 }
 
-func trim(ps []point, from time.Time) []point {
+func trim(ps []point, from int64) []point {
 	i := 0
-	for i < len(ps)-1 && ps[i].at.Before(from) {
+	for i < len(ps)-1 && ps[i].at < from {
 		i++
 	}
 	return ps[i:]
@@ -180,11 +184,13 @@ func (f *Fleet) Seen(name string) (host string, at time.Time) {
 
 // demandOf is vm's CPU demand in cores at now: the configured percentile of
 // its samples in the window, or its last sample if none is that recent.
-func (f *Fleet) demandOf(v *vm, now time.Time) float64 {
-	from := now.Add(-f.demand.Window)
-	var xs []float64
+// scratch is reused across VMs: a cycle reads 200,000 histories.
+func (f *Fleet) demandOf(v *vm, now time.Time, scratch *[]float64) float64 {
+	from := now.Add(-f.demand.Window).UnixNano()
+	xs := (*scratch)[:0]
+	defer func() { *scratch = xs }()
 	for _, p := range v.history {
-		if !p.at.Before(from) {
+		if p.at >= from {
 			xs = append(xs, p.cpu)
 		}
 	}
