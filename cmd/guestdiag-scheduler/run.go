@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
@@ -133,7 +134,25 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cli.ExitOK
 	}
 	daemon.Print(stdout, p)
+	printStatus(ctx, nc, stdout)
 	return cli.ExitOK
+}
+
+// printStatus says which scheduler acts and when it last planned, so an
+// admin can tell a quiet guestdiag.plan from a dead scheduler.
+func printStatus(ctx context.Context, nc *nats.Conn, w io.Writer) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	st, err := daemon.ReadStatus(ctx, js)
+	if err != nil {
+		fmt.Fprintln(w, "acting scheduler: none has run yet")
+		return
+	}
+	fmt.Fprintf(w, "acting scheduler: %s (%s), last cycle %s ago: plan %s with %d moves, %s\n",
+		daemon.Safe(st.Scheduler), st.Mode, time.Since(st.TS).Round(time.Second), daemon.Safe(st.Plan), st.Moves,
+		map[bool]string{true: "published", false: "unchanged, not published"}[st.Published])
 }
 
 func configCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {

@@ -73,6 +73,9 @@ func TestPlanPrintsWhatTheStateGives(t *testing.T) {
 	if !strings.Contains(out, `move "busy\x1b[31m": a -> b`) {
 		t.Errorf("got\n%s\nwant the busy VM's move, its name escaped", out)
 	}
+	if !strings.Contains(out, "acting scheduler: none has run yet") {
+		t.Errorf("got\n%s\nwant the line saying no scheduler has run", out)
+	}
 	if strings.Contains(out, "\x1b") {
 		t.Error("a VM name reached the terminal unescaped")
 	}

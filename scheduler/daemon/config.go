@@ -53,6 +53,7 @@ type File struct {
 		URI            string   `yaml:"uri"`
 		Virsh          string   `yaml:"virsh"`
 		PrivateBridges []string `yaml:"private_bridges"`
+		Refresh        Duration `yaml:"refresh"`
 	} `yaml:"libvirt"`
 	// Executors holds each executor's own section, for its constructor.
 	Executors map[string]yaml.Node `yaml:"executors"`
@@ -180,6 +181,7 @@ func Defaults() *File {
 	f.Lease.TTL = Duration(lease.DefaultTTL)
 	f.Lease.Replicas = 1
 	f.Libvirt.Virsh = "virsh"
+	f.Libvirt.Refresh = Duration(10 * time.Minute)
 	return f
 }
 

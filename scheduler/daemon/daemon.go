@@ -51,6 +51,9 @@ type daemon struct {
 
 	last      protocol.Plan // the last plan published since the lease was taken
 	published bool
+
+	derived   map[string]string // chunks found in libvirt
+	derivedAt time.Time
 }
 
 func (c *Config) check() error {
@@ -215,11 +218,16 @@ func (d *daemon) publish(ctx context.Context, v any, msgID string) error {
 	return err
 }
 
-// chunks asks each live host's libvirt for chunks when that is configured;
-// a host whose libvirt does not answer keeps only declared chunks.
+// chunks asks each live host's libvirt for chunks when that is
+// configured, at most every libvirt.refresh: private networks change
+// rarely, and a round of virsh over ssh to every host costs seconds. A host
+// whose libvirt does not answer keeps only declared chunks.
 func (d *daemon) chunks(ctx context.Context, now time.Time) map[string]string {
 	if d.cfg.Virsh == nil {
 		return nil
+	}
+	if d.derived != nil && now.Sub(d.derivedAt) < time.Duration(d.f.Libvirt.Refresh) {
+		return d.derived
 	}
 	var nets []inventory.HostNets
 	for _, h := range d.fleet.Hosts(now) {
@@ -235,7 +243,8 @@ func (d *daemon) chunks(ctx context.Context, now time.Time) map[string]string {
 		}
 		nets = append(nets, n)
 	}
-	return inventory.Chunks(nets)
+	d.derived, d.derivedAt = inventory.Chunks(nets), now
+	return d.derived
 }
 
 func virshRunner(virsh, uriTemplate string) func(host string) inventory.Runner {

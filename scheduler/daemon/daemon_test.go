@@ -18,6 +18,7 @@ import (
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/scheduler/executor"
+	"github.com/guestdiag/guestdiag/scheduler/inventory"
 )
 
 const gib = 1 << 30
@@ -413,5 +414,33 @@ func TestAChunkWhoseVMFailsIsMovedBack(t *testing.T) {
 	}
 	if got, want := ex.Calls(), []string{"hog a->b", "small a->b", "hog b->a"}; !slices.Equal(got, want) {
 		t.Errorf("got calls %v, want %v", got, want)
+	}
+}
+
+func TestChunksFromLibvirtMoveWhole(t *testing.T) {
+	s, js := setup(t)
+	publishFleet(t, js)
+	plans := watchPlans(t, s)
+	// A stand-in for virsh on host a (libvirt is not installed here): hog
+	// and small share the isolated network backend.
+	virsh := func(host string) inventory.Runner {
+		return func(_ context.Context, args ...string) ([]byte, error) {
+			switch {
+			case host != "a":
+				return []byte("\n"), nil
+			case args[0] == "list":
+				return []byte("hog\nsmall\n\n"), nil
+			case args[0] == "domiflist":
+				return []byte(" Interface   Type      Source    Model    MAC\n---------------------------------------------\n vnet0       network   backend   virtio   52:54:00:00:00:0" + args[1][:1] + "\n\n"), nil
+			case args[0] == "net-dumpxml":
+				return []byte("<network><name>backend</name><bridge name='virbr1'/></network>"), nil
+			}
+			return nil, errors.New("unexpected virsh call")
+		}
+	}
+	startDaemon(t, s, Config{Name: "sched-a", Virsh: virsh})
+	p := plans.nextPlan(t, 5*time.Second)
+	if len(p.Moves) != 1 || p.Moves[0].Chunk != "a/net/backend" || !slices.Equal(p.Moves[0].VMs, []string{"hog", "small"}) {
+		t.Errorf("got moves %+v, want hog and small as the chunk a/net/backend", p.Moves)
 	}
 }

@@ -120,25 +120,27 @@ func sameContent(a, b protocol.Plan) bool {
 // Print writes a plan for a terminal. Names come from QEMU command lines
 // and the config and are quoted when they hold anything unprintable.
 func Print(w io.Writer, p protocol.Plan) {
-	fmt.Fprintf(w, "plan %s at %s (%s, %d moves)\n", safe(p.ID), p.TS.Format(time.RFC3339), p.Mode, len(p.Moves))
+	fmt.Fprintf(w, "plan %s at %s (%s, %d moves)\n", Safe(p.ID), p.TS.Format(time.RFC3339), p.Mode, len(p.Moves))
 	for _, m := range p.Moves {
 		vms := make([]string, len(m.VMs))
 		for i, v := range m.VMs {
-			vms[i] = safe(v)
+			vms[i] = Safe(v)
 		}
 		what := strings.Join(vms, ",")
 		if m.Chunk != "" {
-			what = "chunk " + safe(m.Chunk) + " (" + what + ")"
+			what = "chunk " + Safe(m.Chunk) + " (" + what + ")"
 		}
 		fmt.Fprintf(w, "  move %s: %s -> %s  cpu after %.1f%% / %.1f%%  mem after %.1f%% / %.1f%%  (%s)\n",
-			what, safe(m.From), safe(m.To), m.FromCPUPct, m.ToCPUPct, m.FromMemPct, m.ToMemPct, safe(m.Reason))
+			what, Safe(m.From), Safe(m.To), m.FromCPUPct, m.ToCPUPct, m.FromMemPct, m.ToMemPct, Safe(m.Reason))
 	}
 	for _, u := range p.Unresolved {
-		fmt.Fprintf(w, "  unresolved %s: %s\n", safe(u.Host), safe(u.Reason))
+		fmt.Fprintf(w, "  unresolved %s: %s\n", Safe(u.Host), Safe(u.Reason))
 	}
 }
 
-func safe(s string) string {
+// Safe returns a name as Print writes it: as it is when printable, else
+// quoted with Go escapes.
+func Safe(s string) string {
 	for _, r := range s {
 		if !unicode.IsPrint(r) || r == '"' {
 			return strconv.QuoteToASCII(s)
