@@ -58,7 +58,12 @@ func parseRun(args []string, stderr io.Writer) (runConfig, slog.Level, error) {
 	return c, *level, nil
 }
 
+// inboxPrefix keeps the scheduler's replies and consumer deliveries apart
+// from other daemons', so a permission set can grant them alone.
+const inboxPrefix = "_GDINBOX.scheduler"
+
 func connect(c runConfig, logger *slog.Logger) (*nats.Conn, error) {
+	c.auth.InboxPrefix = inboxPrefix
 	opts, err := c.auth.Options()
 	if err != nil {
 		return nil, err
@@ -111,6 +116,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
+	c.auth.InboxPrefix = inboxPrefix
 	opts, err := c.auth.Options()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
