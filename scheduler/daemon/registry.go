@@ -3,7 +3,6 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/guestdiag/guestdiag/scheduler/executor"
@@ -32,9 +31,7 @@ func RegisterExecutor(name string, f ExecutorFactory) {
 func Executors() []string {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	names := sortedKeys(registry)
-	slices.Sort(names)
-	return names
+	return sortedKeys(registry)
 }
 
 // NewExecutor builds the named executor from the file's section for it.
