@@ -85,3 +85,30 @@ func TestConfigErrorsSayWhere(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParse: whatever the file holds, Parse returns a config or errors
+// that each say FILE:LINE or FILE, and never panics.
+func FuzzParse(f *testing.F) {
+	b, err := os.ReadFile("testdata/scheduler.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("hosts:\n  n1:\n    cpu: {low: 80, high: 70}\n"))
+	f.Add([]byte("groups: [{name: a, vms: [x]}, 3]\n"))
+	f.Add([]byte("chunks: {a: [1, 2], b: 7}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("f.yaml", b)
+		if err == nil {
+			if c == nil {
+				t.Fatal("no config and no error")
+			}
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "f.yaml") {
+				t.Errorf("an error line does not say where: %q", line)
+			}
+		}
+	})
+}

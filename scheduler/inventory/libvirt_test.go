@@ -91,3 +91,23 @@ func TestChunksFromLibvirt(t *testing.T) {
 		t.Errorf("got %v, want %v (NAT network and uplinked br0 make no chunk)", got, want)
 	}
 }
+
+// FuzzParsers: virsh output is read, never trusted; no input panics.
+func FuzzParsers(f *testing.F) {
+	for _, name := range []string{"domiflist-web2.txt", "net-backend.xml", "net-default.xml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ifs, err := ParseDomIfList(b)
+		for _, i := range ifs {
+			if err == nil && (i.Name == "" || i.MAC == "") {
+				t.Errorf("an interface with empty columns: %+v", i)
+			}
+		}
+		_, _ = ParseNetXML(b)
+	})
+}
