@@ -15,7 +15,7 @@ func TestAHeldVMStaysOnADrainingHost(t *testing.T) {
 	samples := []protocol.HostUsage{
 		{V: 1, Host: "a", IntervalS: 10, CPU: protocol.HostCPU{Count: 8, UsedPct: 30},
 			Memory: protocol.HostMemory{TotalBytes: 32 * gib, AvailableBytes: 28 * gib},
-			VMs: []protocol.VMUsage{{VM: "stuck", CPUPct: 100, MemoryBytes: gib}, {VM: "free", CPUPct: 100, MemoryBytes: gib}}},
+			VMs:    []protocol.VMUsage{{VM: "stuck", CPUPct: 100, MemoryBytes: gib}, {VM: "free", CPUPct: 100, MemoryBytes: gib}}},
 		{V: 1, Host: "b", IntervalS: 10, CPU: protocol.HostCPU{Count: 8, UsedPct: 5},
 			Memory: protocol.HostMemory{TotalBytes: 32 * gib, AvailableBytes: 31 * gib}},
 	}
