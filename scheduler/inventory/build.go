@@ -70,30 +70,46 @@ func (f *Fleet) Build(now time.Time, d Declared, moved map[string]time.Time) pla
 			Down:     down(h, now),
 		})
 	}
-	for name, v := range f.vms {
-		h := f.hosts[v.host]
-		// A VM is where its host's newest sample says; one the host no
-		// longer lists has stopped or moved to a host not yet heard from.
-		if h == nil || !h.at.Equal(v.at) {
-			if now.Sub(v.at) > f.demand.Window {
-				delete(f.vms, name)
-			}
-			continue
-		}
-		m := v.usage.MemoryBytes
-		if m == 0 {
-			m = v.usage.RSSBytes
-		}
-		inv.VMs = append(inv.VMs, planner.VM{
-			Name: name, Host: v.host, CPU: f.demandOf(v, now, &scratch), Mem: float64(m) / mb,
-			Chunk: d.Chunks[name], Moved: moved[name],
-		})
-	}
-	// The planner is deterministic for a given order; maps are not.
+	// The planner is deterministic for a given order; maps are not. Hosts
+	// go by name and each host's VMs as its sample lists them, which
+	// spares sorting 200,000 VMs.
 	slices.SortFunc(inv.Hosts, func(a, b planner.Host) int { return cmp.Compare(a.Name, b.Name) })
-	slices.SortFunc(inv.VMs, func(a, b planner.VM) int { return cmp.Compare(a.Name, b.Name) })
+	for _, ph := range inv.Hosts {
+		h := f.hosts[ph.Name]
+		for _, x := range h.last.VMs {
+			v := f.vms[x.VM]
+			// A VM listed by two hosts (it is migrating) is where the
+			// newer sample says.
+			if v == nil || v.host != ph.Name || !v.at.Equal(h.at) {
+				continue
+			}
+			m := v.usage.MemoryBytes
+			if m == 0 {
+				m = v.usage.RSSBytes
+			}
+			inv.VMs = append(inv.VMs, planner.VM{
+				Name: x.VM, Host: ph.Name, CPU: f.demandOf(v, now, &scratch), Mem: float64(m) / mb,
+				Chunk: d.Chunks[x.VM], Moved: moved[x.VM],
+			})
+		}
+	}
+	f.prune(now)
 	inv.Groups = d.Groups
 	return inv
+}
+
+// prune forgets, once a window, VMs no host has listed for a window: they
+// stopped, or went to a host not heard from.
+func (f *Fleet) prune(now time.Time) {
+	if now.Sub(f.pruned) < f.demand.Window {
+		return
+	}
+	f.pruned = now
+	for name, v := range f.vms {
+		if h := f.hosts[v.host]; now.Sub(v.at) > f.demand.Window && (h == nil || !h.at.Equal(v.at)) {
+			delete(f.vms, name)
+		}
+	}
 }
 
 func scale(b planner.Band, capacity float64) planner.Band {

@@ -34,10 +34,11 @@ var DefaultDemand = Demand{Window: 5 * time.Minute, Percentile: 80}
 type Fleet struct {
 	demand Demand
 
-	mu    sync.Mutex
-	hosts map[string]*host
-	vms   map[string]*vm
-	drain map[string]bool
+	mu     sync.Mutex
+	hosts  map[string]*host
+	vms    map[string]*vm
+	drain  map[string]bool
+	pruned time.Time
 }
 
 type host struct {

@@ -68,9 +68,10 @@ func TestBuild(t *testing.T) {
 	if b.Policy.VMs.High != 4 || b.Policy.CPU.High != 0 {
 		t.Errorf("host b: got policy %+v, want its own (VM count only)", b.Policy)
 	}
+	// In the order host a's sample lists them.
 	want := []planner.VM{
-		{Name: "db", Host: "a", CPU: 2, Mem: 6 * 1024, Chunk: "backend", Moved: t0},
 		{Name: "web", Host: "a", CPU: 1, Mem: 8 * 1024},
+		{Name: "db", Host: "a", CPU: 2, Mem: 6 * 1024, Chunk: "backend", Moved: t0},
 	}
 	if len(inv.VMs) != len(want) {
 		t.Fatalf("got VMs %+v, want %+v", inv.VMs, want)
