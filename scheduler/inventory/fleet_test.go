@@ -94,5 +94,14 @@ func TestBuild(t *testing.T) {
 		if len(inv.VMs) != 1 || inv.VMs[0].Name != "web" {
 			t.Errorf("got %+v, want only web", inv.VMs)
 		}
+		if host, _ := f.Seen("db"); host != "a" {
+			t.Errorf("db's history went at once: got host %q", host)
+		}
+		later := last.Add(10 * time.Minute)
+		f.Observe(sample("a", 20, protocol.VMUsage{VM: "web", CPUPct: 100}), later)
+		f.Build(later, Declared{}, nil)
+		if host, _ := f.Seen("db"); host != "" {
+			t.Errorf("db, unlisted for 10 minutes, is still kept on %q", host)
+		}
 	})
 }
