@@ -185,6 +185,31 @@ func Defaults() *File {
 	return f
 }
 
+// fillZeros gives the periods a File built by hand left at zero their
+// defaults: a zero interval would stop the loop and a zero migrate_timeout
+// fail every migration at once.
+func (f *File) fillZeros() {
+	d := Defaults()
+	for _, p := range []struct{ v, def *Duration }{
+		{&f.Interval, &d.Interval}, {&f.HintDelay, &d.HintDelay}, {&f.MigrateTimeout, &d.MigrateTimeout},
+		{&f.FailureHold, &d.FailureHold}, {&f.Lease.TTL, &d.Lease.TTL}, {&f.Libvirt.Refresh, &d.Libvirt.Refresh},
+		{&f.Demand.Window, &d.Demand.Window},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.def
+		}
+	}
+	if f.Lease.Replicas < 1 {
+		f.Lease.Replicas = 1
+	}
+	if f.Demand.Percentile <= 0 {
+		f.Demand.Percentile = d.Demand.Percentile
+	}
+	if f.Libvirt.Virsh == "" {
+		f.Libvirt.Virsh = d.Libvirt.Virsh
+	}
+}
+
 // LoadFile reads and checks a configuration file. A missing file at the
 // default path is the defaults; anywhere else it is an error.
 func LoadFile(path string) (*File, error) {

@@ -28,7 +28,9 @@ type Config struct {
 	Mode string
 	// Interval between cycles; 0 takes the file's.
 	Interval time.Duration
-	// File is the configuration; nil is Defaults().
+	// File is the configuration: Defaults() or Parse's, changed as the
+	// caller likes; nil is Defaults(). A zero period or count that cannot
+	// mean "none" (interval, migrate_timeout, lease) takes its default.
 	File *File
 	// Executor carries moves out in execute mode, and is never called in
 	// advisory mode.
@@ -60,6 +62,7 @@ func (c *Config) check() error {
 	if c.File == nil {
 		c.File = Defaults()
 	}
+	c.File.fillZeros()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

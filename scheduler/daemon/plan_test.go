@@ -62,3 +62,14 @@ func TestHoldDoublesUpToADay(t *testing.T) {
 		}
 	}
 }
+
+func TestAHandBuiltFileGetsWorkingPeriods(t *testing.T) {
+	cfg := Config{Name: "x", File: &File{}}
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Interval != time.Minute || cfg.File.MigrateTimeout != Duration(30*time.Minute) || cfg.File.Lease.Replicas != 1 {
+		t.Errorf("got interval %v, migrate_timeout %v, replicas %d; want the defaults",
+			cfg.Interval, time.Duration(cfg.File.MigrateTimeout), cfg.File.Lease.Replicas)
+	}
+}
