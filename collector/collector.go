@@ -55,7 +55,7 @@ type Stats struct {
 	Deferred  uint64 // of a newer protocol version; handed back for a newer collector
 	Failed    uint64 // state update failed; handed back for redelivery
 	Conflicts uint64 // compare-and-set conflicts with another collector, retried
-	Published uint64 // alert transitions published on NATS
+	Published uint64 // alert and hint transitions published on NATS
 }
 
 // Collector consumes relay messages into per-VM state and serves it.
