@@ -196,6 +196,7 @@ type hintInput struct {
 func evaluate(rec *hostRecord, in hintInput) []protocol.Hint {
 	th := in.cfg.For(rec.Host)
 	var out []protocol.Hint
+	// raise makes the hint as the evidence stands now.
 	set := func(kind protocol.HintKind, resource string, holds bool, raise func() protocol.Hint) {
 		key := hintKey(kind, resource)
 		cur, raised := rec.Hints[key]
@@ -212,10 +213,12 @@ func evaluate(rec *hostRecord, in hintInput) []protocol.Hint {
 			rec.Hints[key] = h
 			out = append(out, h)
 		case !holds && raised:
-			cur.State, cur.TS = protocol.HintCleared, in.now
-			cur.Summary = "cleared: " + cur.Summary
+			// The evidence of a clear is what ended the condition.
+			h := raise()
+			h.V, h.Host, h.Kind, h.Resource, h.State, h.TS, h.Since = protocol.Version, rec.Host, kind, resource, protocol.HintCleared, in.now, cur.Since
+			h.Summary = "cleared: " + h.Summary
 			delete(rec.Hints, key)
-			out = append(out, cur)
+			out = append(out, h)
 		}
 	}
 	window := func(samples []protocol.HostSample, resource string, pct float64, over bool) (int, protocol.HintEvidence) {

@@ -233,7 +233,66 @@ func TestTwoGuestsReportingStealMakeTheirHostContended(t *testing.T) {
 		last = feed(t, r.c, h1, last, [][2]float64{{50, 50}})
 		time.Sleep(100 * time.Millisecond) // the relay's interval, shortened
 	}
-	e.waitHints(t, "h1 contention/ raised\nh1 contention/ cleared\n")
+	hints = e.waitHints(t, "h1 contention/ raised\nh1 contention/ cleared\n")
+	if ev := hints[1].Evidence.VMs; len(ev) != 1 || ev[0].VM != "a" {
+		t.Errorf("evidence of the clear: got %+v, want a alone", ev)
+	}
+}
+
+func TestATransitionLeftUnpublishedIsPublishedOnceByTheNextWriter(t *testing.T) {
+	e := newEnv(t)
+	r := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+	last := feed(t, r.c, h1, t0, [][2]float64{{90, 40}, {90, 40}, {90, 40}})
+	hints := e.waitHints(t, "h1 overloaded/cpu raised\n")
+
+	// As a collector killed between its write and its publication leaves
+	// the record: the transition still in the outbox, whether or not its
+	// publication reached the stream (here it did).
+	ctx := context.Background()
+	kv, err := e.js.KeyValue(ctx, collector.DefaultHostBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["outbox"] != nil {
+		t.Fatalf("outbox after publishing: got %v, want none", rec["outbox"])
+	}
+	rec["outbox"] = []any{map[string]any{"seq": rec["seq"], "hint": hints[0]}}
+	b, _ := json.Marshal(rec)
+	if _, err := kv.Update(ctx, "h1", b, entry.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, r.c, h1, last, [][2]float64{{90, 40}})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entry, err := kv.Get(ctx, "h1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]any
+		_ = json.Unmarshal(entry.Value(), &got)
+		if got["outbox"] == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox never emptied: %v", got["outbox"])
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+	if got := transitions(e.streamHints(t)); got != "h1 overloaded/cpu raised\n" {
+		t.Errorf("hints in the stream: got\n%swant the raise once", got)
+	}
+	if st := r.c.Stats(); st.Published != 2 {
+		t.Errorf("publications: got %d, want 2 (the raise, and its repeat the stream dropped)", st.Published)
+	}
 }
 
 func post(t *testing.T, url, body string) (int, collector.APIError) {
