@@ -372,13 +372,25 @@ func (c *Collector) Undrain(ctx context.Context, host, by string) error {
 
 func (c *Collector) cacheHost(key string, rec hostRecord, rev uint64) {
 	c.hosts.mu.Lock()
-	defer c.hosts.mu.Unlock()
 	if c.hosts.recs == nil {
 		c.hosts.recs = make(map[string]hostEntry)
 	}
-	if cur, ok := c.hosts.recs[key]; !ok || cur.rev < rev {
+	cur, ok := c.hosts.recs[key]
+	if !ok || cur.rev < rev {
 		c.hosts.recs[key] = hostEntry{rec: rec, rev: rev}
 	}
+	c.hosts.mu.Unlock()
+	if !ok || cur.rev < rev && marksChanged(cur.rec, rec) {
+		c.changed(Change{Host: rec.Host, What: "host"})
+	}
+}
+
+// marksChanged reports whether a host's hints or drain mark differ between
+// two versions of its record. Subscribers hear of those only: a change
+// per host every 10 s would make every open fleet page re-read for
+// nothing.
+func marksChanged(a, b hostRecord) bool {
+	return a.Seq != b.Seq || (a.Drain == nil) != (b.Drain == nil)
 }
 
 // watchHosts keeps the watched copy equal to the host bucket.
@@ -403,13 +415,19 @@ func (c *Collector) watchHosts(ctx context.Context, kv jetstream.KeyValue) error
 				return
 			}
 			c.hosts.mu.Lock()
-			if cur, had := c.hosts.recs[e.Key()]; !put {
+			cur, had := c.hosts.recs[e.Key()]
+			notify := false
+			if !put {
 				delete(c.hosts.recs, e.Key())
+				rec, notify = cur.rec, had
 			} else if !had || cur.rev < e.Revision() {
 				c.hosts.recs[e.Key()] = hostEntry{rec: rec, rev: e.Revision()}
+				notify = !had || marksChanged(cur.rec, rec)
 			}
 			c.hosts.mu.Unlock()
-			c.changed(Change{Host: rec.Host, What: "host"})
+			if notify {
+				c.changed(Change{Host: rec.Host, What: "host"})
+			}
 		},
 		loaded: func() {
 			c.hosts.mu.Lock()

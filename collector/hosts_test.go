@@ -340,6 +340,9 @@ func TestDrainAndUndrainThroughTheAPI(t *testing.T) {
 		})
 	}
 
+	subCtx, unsubscribe := context.WithCancel(context.Background())
+	defer unsubscribe()
+	changes := guarded.c.Subscribe(subCtx)
 	// A host no relay has reported yet may be drained.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -362,6 +365,14 @@ func TestDrainAndUndrainThroughTheAPI(t *testing.T) {
 	})
 	if d := p.Hosts[0].Drain; d.By != "anonymous" || d.Reason != "kernel update" {
 		t.Errorf("drain mark: got %+v", d)
+	}
+	select {
+	case ch := <-changes:
+		if ch != (collector.Change{Host: "h1", What: "host"}) {
+			t.Errorf("change: got %+v, want host h1", ch)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the other collector's subscribers heard nothing of the drain")
 	}
 	// Draining again keeps the first mark and raises nothing more.
 	if code, body := post(t, open.api+"/api/hosts/h1/drain", `{"reason":"again"}`); code != 200 {
