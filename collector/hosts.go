@@ -436,9 +436,18 @@ func (c *Collector) watchHosts(ctx context.Context, kv jetstream.KeyValue) error
 					initial[k] = own
 				}
 			}
+			hosts := make([]string, 0, len(initial))
+			for _, e := range initial {
+				hosts = append(hosts, e.rec.Host)
+			}
 			c.hosts.recs, c.hosts.ready = initial, true
 			c.hosts.mu.Unlock()
 			initial = nil
+			// A page subscribed before the copy was loaded learns of
+			// the hosts it did not show.
+			for _, h := range hosts {
+				c.changed(Change{Host: h, What: "host"})
+			}
 		},
 	})
 }
