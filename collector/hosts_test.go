@@ -331,6 +331,16 @@ func TestDrainAndUndrainThroughTheAPI(t *testing.T) {
 		{"a body that is not a reason is refused", open.api + "/api/hosts/h1/drain", `{"why":"x"}`, 400, "reason"},
 		{"a reason with an escape is refused", open.api + "/api/hosts/h1/drain", `{"reason":"a\u001b[2Jb"}`, 400, "control"},
 	}
+	t.Run("a write that is not JSON is refused", func(t *testing.T) {
+		resp, err := http.Post(open.api+"/api/hosts/h1/drain", "application/x-www-form-urlencoded", strings.NewReader("reason=x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("status: got %d, want 415", resp.StatusCode)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := post(t, tt.url, tt.body)
@@ -429,6 +439,44 @@ func TestACollectorStartedLaterServesTheNewestPlansAndOutcomes(t *testing.T) {
 		}
 		if o := p.Plans[0].Outcomes["p3/1"]; o.DurationMS != 1200 || o.DowntimeMS != 40 {
 			t.Errorf("outcome: got %+v", o)
+		}
+	}
+}
+
+func TestTwoCollectorsRacingOverOneHostPublishEachTransitionOnce(t *testing.T) {
+	e := newEnv(t)
+	first := e.startCollector(t)
+	second := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+	ts := t0
+	for range 10 {
+		for _, cpu := range []float64{90, 90, 90, 90, 90, 40, 40, 40, 40, 40} {
+			ts = ts.Add(time.Second)
+			h1.sample(ts, cpu, 30)
+		}
+	}
+	e.waitConsumerIdle(t)
+	hints := e.streamHints(t)
+	if len(hints) == 0 {
+		t.Fatal("no hints for ten busy spells")
+	}
+	for i, h := range hints {
+		want := protocol.HintRaised
+		if i%2 == 1 {
+			want = protocol.HintCleared
+		}
+		if h.Kind != protocol.HintOverloaded || h.State != want {
+			t.Fatalf("hint %d: got %s %s, want overloaded %s; all:\n%s", i, h.Kind, h.State, want, transitions(hints))
+		}
+	}
+	for _, r := range []*running{first, second} {
+		waitPlacement(t, r.c, "the newest sample", func(collector.Placement) bool {
+			hp, ok := hostOf(r.c, "h1")
+			return ok && hp.Usage != nil && hp.Usage.TS.Equal(ts)
+		})
+		hp, _ := hostOf(r.c, "h1")
+		if raised := len(hints)%2 == 1; raised != (len(hp.Hints) == 1) {
+			t.Errorf("raised hints in the record: got %+v; the stream's last is %s", hp.Hints, hints[len(hints)-1].State)
 		}
 	}
 }
