@@ -124,6 +124,31 @@ func validHostName(host string) error {
 	return nil
 }
 
+// validText refuses an operator's text that could not be shown as it is:
+// too long, not UTF-8, or with control characters.
+func validText(s string) error {
+	switch {
+	case len(s) > maxDrainReason:
+		return fmt.Errorf("%d bytes; at most %d", len(s), maxDrainReason)
+	case !utf8.ValidString(s):
+		return errors.New("not valid UTF-8")
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || !unicode.IsPrint(r) }):
+		return errors.New("has control or non-printable characters")
+	}
+	return nil
+}
+
+// operator is who drains or undrains: "anonymous" when nobody is named.
+func operator(by string) (string, error) {
+	if by == "" {
+		return anonymous, nil
+	}
+	if err := validText(by); err != nil {
+		return "", fmt.Errorf("operator name: %w", err)
+	}
+	return by, nil
+}
+
 // decodeHostUsage reads a guestdiag.host message; the subject must be the
 // one its relay would publish it on.
 func decodeHostUsage(subject string, data []byte) (*protocol.HostUsage, error) {
@@ -294,7 +319,9 @@ func (c *Collector) publishHints(ctx context.Context, hb *hostBackend, key strin
 			c.log.Error("hint_encode_failed", "host", rec.Host, "err", err)
 			return
 		}
-		msgID := "hint/" + key + "/" + strconv.FormatUint(o.Seq, 10)
+		// The time keeps the id unique should Seq ever start over (a
+		// corrupt record replaced) within the de-duplication window.
+		msgID := "hint/" + key + "/" + strconv.FormatUint(o.Seq, 10) + "/" + strconv.FormatInt(o.Hint.TS.UnixNano(), 10)
 		_, err = hb.js.Publish(pctx, subject, val, jetstream.WithMsgID(msgID))
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			err = c.nc.Publish(subject, val)
@@ -324,8 +351,15 @@ func (c *Collector) Drain(ctx context.Context, host, by, reason string) error {
 	if err := validHostName(host); err != nil {
 		return err
 	}
+	if err := validText(reason); err != nil {
+		return fmt.Errorf("reason: %w", err)
+	}
+	by, err := operator(by)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
-	_, err := c.updateHost(ctx, host, func(rec *hostRecord) ([]protocol.Hint, bool) {
+	_, err = c.updateHost(ctx, host, func(rec *hostRecord) ([]protocol.Hint, bool) {
 		if rec.Drain != nil {
 			return nil, false
 		}
@@ -350,8 +384,12 @@ func (c *Collector) Undrain(ctx context.Context, host, by string) error {
 	if err := validHostName(host); err != nil {
 		return err
 	}
+	by, err := operator(by)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
-	_, err := c.updateHost(ctx, host, func(rec *hostRecord) ([]protocol.Hint, bool) {
+	_, err = c.updateHost(ctx, host, func(rec *hostRecord) ([]protocol.Hint, bool) {
 		key := hintKey(protocol.HintEvacuate, "")
 		h, raised := rec.Hints[key]
 		if rec.Drain == nil && !raised {

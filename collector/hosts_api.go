@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -64,7 +62,10 @@ func (c *Collector) drainHandler(w http.ResponseWriter, r *http.Request, drain b
 			writeJSON(w, http.StatusForbidden, APIError{Error: fmt.Sprintf("%s of host %q needs an admin: %v", what, host, err)})
 			return
 		}
-		by = user
+		if by, err = operator(user); err != nil {
+			writeJSON(w, http.StatusForbidden, APIError{Error: fmt.Sprintf("%s of host %q: %v", what, host, err)})
+			return
+		}
 	}
 	var req DrainRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDrainBody))
@@ -80,7 +81,7 @@ func (c *Collector) drainHandler(w http.ResponseWriter, r *http.Request, drain b
 			return
 		}
 	}
-	if err := validReason(req.Reason); err != nil {
+	if err := validText(req.Reason); err != nil {
 		writeJSON(w, http.StatusBadRequest, APIError{Error: fmt.Sprintf("%s: reason: %v", what, err)})
 		return
 	}
@@ -104,18 +105,6 @@ func (c *Collector) drainHandler(w http.ResponseWriter, r *http.Request, drain b
 	}
 	c.log.Info("host_drain_changed", "host", host, "drain", drain, "by", by, "reason", req.Reason)
 	writeJSON(w, http.StatusOK, c.hostPlacement(host))
-}
-
-func validReason(s string) error {
-	switch {
-	case len(s) > maxDrainReason:
-		return fmt.Errorf("%d bytes; at most %d", len(s), maxDrainReason)
-	case !utf8.ValidString(s):
-		return errors.New("not valid UTF-8")
-	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || !unicode.IsPrint(r) && r != ' ' }):
-		return errors.New("has control or non-printable characters")
-	}
-	return nil
 }
 
 // Placement returns the hosts sorted by name, each with its newest usage,
