@@ -31,6 +31,8 @@ const (
 	maxHostRecordBytes = 512 << 10
 	// maxHostName is a DNS name's limit; host names become KV keys.
 	maxHostName = 253
+	// maxOutbox bounds the transitions a record holds unpublished.
+	maxOutbox = 64
 	// maxDrainReason bounds an operator's reason, in bytes.
 	maxDrainReason = 1000
 	// signalsMaxAge is how old the per-host summary of guest findings may
@@ -285,7 +287,21 @@ func (c *Collector) tryUpdateHost(ctx context.Context, hb *hostBackend, key, hos
 		rec.Seq++
 		rec.Outbox = append(rec.Outbox, outgoing{Seq: rec.Seq, Hint: h})
 	}
+	if n := len(rec.Outbox) - maxOutbox; n > 0 {
+		// NATS took writes but no publications for a long while: the
+		// oldest transitions are history by now.
+		c.log.Warn("hint_outbox_full", "host", host, "dropped", n)
+		rec.Outbox = slices.Clone(rec.Outbox[n:])
+	}
 	val, err := json.Marshal(&rec)
+	if err == nil && len(val) > maxHostRecordBytes && rec.Usage != nil {
+		// A host with thousands of QEMU processes: the record keeps its
+		// own figures and leaves the per-VM list to the stream.
+		u := *rec.Usage
+		u.VMs = nil
+		rec.Usage = &u
+		val, err = json.Marshal(&rec)
+	}
 	if err != nil {
 		return stale, fmt.Errorf("encode host %s: %w", key, err)
 	}

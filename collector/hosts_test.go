@@ -480,3 +480,33 @@ func TestTwoCollectorsRacingOverOneHostPublishEachTransitionOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestABadHostSampleIsSetAsideAndLaterOnesApply(t *testing.T) {
+	e := newEnv(t)
+	r := e.startCollector(t)
+	h1 := e.relay(t, "h1")
+	bad := []struct {
+		name string
+		body any
+	}{
+		{"not JSON", []byte("{")},
+		{"another host's sample on h1's subject", protocol.HostUsage{V: 1, Host: "h2", TS: t0}},
+		{"a host name with an escape", protocol.HostUsage{V: 1, Host: "h1\x1b[2J", TS: t0}},
+		{"no time", protocol.HostUsage{V: 1, Host: "h1"}},
+	}
+	for _, b := range bad {
+		h1.publish(protocol.HostSubject("h1"), b.body)
+	}
+	h1.publish(protocol.HostSubject("h1"), protocol.HostUsage{V: 2, Host: "h1", TS: t0})
+	feed(t, r.c, h1, t0, [][2]float64{{50, 50}})
+	deadline := time.Now().Add(10 * time.Second)
+	for r.c.Stats().Poison < uint64(len(bad)) || r.c.Stats().Deferred < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats: got %+v, want %d poison and 1 deferred", r.c.Stats(), len(bad))
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+	if hosts := r.c.Placement().Hosts; len(hosts) != 1 || hosts[0].Host != "h1" {
+		t.Errorf("hosts: got %+v, want h1 alone", hosts)
+	}
+}
