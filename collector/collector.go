@@ -55,7 +55,8 @@ type Stats struct {
 	Deferred  uint64 // of a newer protocol version; handed back for a newer collector
 	Failed    uint64 // state update failed; handed back for redelivery
 	Conflicts uint64 // compare-and-set conflicts with another collector, retried
-	Published uint64 // alert and hint transitions published on NATS
+	Published uint64 // alert transitions published on NATS
+	Hints     uint64 // hint transitions published on NATS, repeats included
 }
 
 // Collector consumes relay messages into per-VM state and serves it.
@@ -433,6 +434,7 @@ func (c *Collector) Stats() Stats {
 		Failed:    c.failed.Load(),
 		Conflicts: c.conflicts.Load(),
 		Published: c.published.Load(),
+		Hints:     c.hosts.published.Load(),
 	}
 }
 

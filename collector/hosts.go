@@ -73,7 +73,8 @@ type outgoing struct {
 
 // hostState is the collector's watched copy of the host bucket.
 type hostState struct {
-	kv atomic.Pointer[hostBackend]
+	kv        atomic.Pointer[hostBackend]
+	published atomic.Uint64
 
 	mu    sync.RWMutex
 	ready bool
@@ -346,7 +347,7 @@ func (c *Collector) publishHints(ctx context.Context, hb *hostBackend, key strin
 			c.log.Warn("hint_publish_failed", "subject", subject, "seq", o.Seq, "err", err)
 			return
 		}
-		c.published.Add(1)
+		c.hosts.published.Add(1)
 		c.log.Info("hint_published", "host", rec.Host, "kind", o.Hint.Kind, "resource", o.Hint.Resource, "state", o.Hint.State)
 	}
 	rec.Outbox = nil

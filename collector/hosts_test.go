@@ -290,8 +290,8 @@ func TestATransitionLeftUnpublishedIsPublishedOnceByTheNextWriter(t *testing.T) 
 	if got := transitions(e.streamHints(t)); got != "h1 overloaded/cpu raised\n" {
 		t.Errorf("hints in the stream: got\n%swant the raise once", got)
 	}
-	if st := r.c.Stats(); st.Published != 2 {
-		t.Errorf("publications: got %d, want 2 (the raise, and its repeat the stream dropped)", st.Published)
+	if st := r.c.Stats(); st.Hints != 2 {
+		t.Errorf("publications: got %d, want 2 (the raise, and its repeat the stream dropped)", st.Hints)
 	}
 }
 
