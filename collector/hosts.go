@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -244,7 +245,10 @@ func (c *Collector) updateHost(ctx context.Context, host string, change func(*ho
 	}
 	key := kvToken(host)
 	for attempt := 1; ; attempt++ {
-		out, err := c.tryUpdateHost(ctx, hb, key, host, change)
+		// The first attempt starts from the watched copy, which saves a
+		// read per sample while this collector's copy is current; a
+		// conflict means it was not, and the retries read.
+		out, err := c.tryUpdateHost(ctx, hb, key, host, change, attempt == 1)
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return out, err
 		}
@@ -258,13 +262,23 @@ func (c *Collector) updateHost(ctx context.Context, host string, change func(*ho
 	}
 }
 
-func (c *Collector) tryUpdateHost(ctx context.Context, hb *hostBackend, key, host string, change func(*hostRecord) ([]protocol.Hint, bool)) (out outcome, err error) {
+func (c *Collector) tryUpdateHost(ctx context.Context, hb *hostBackend, key, host string, change func(*hostRecord) ([]protocol.Hint, bool), cached bool) (out outcome, err error) {
 	opCtx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	rec := hostRecord{Host: host}
 	var rev uint64
-	entry, err := hb.kv.Get(opCtx, key)
+	var entry jetstream.KeyValueEntry
+	if cached {
+		var r hostRecord
+		if r, rev, cached = c.cachedHost(key); cached {
+			rec = r
+		}
+	}
+	if !cached {
+		entry, err = hb.kv.Get(opCtx, key)
+	}
 	switch {
+	case cached:
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	case err != nil:
 		return stale, fmt.Errorf("read host %s: %w", key, err)
@@ -423,6 +437,22 @@ func (c *Collector) Undrain(ctx context.Context, host, by string) error {
 		return []protocol.Hint{h}, true
 	})
 	return err
+}
+
+// cachedHost returns a copy of the watched record of key that change may
+// edit, and whether there is one.
+func (c *Collector) cachedHost(key string) (hostRecord, uint64, bool) {
+	c.hosts.mu.RLock()
+	e, ok := c.hosts.recs[key]
+	c.hosts.mu.RUnlock()
+	if !ok {
+		return hostRecord{}, 0, false
+	}
+	rec := e.rec
+	rec.Hints = maps.Clone(rec.Hints)
+	rec.Samples, rec.CPU, rec.Mem = slices.Clip(rec.Samples), slices.Clip(rec.CPU), slices.Clip(rec.Mem)
+	rec.Outbox = slices.Clip(rec.Outbox)
+	return rec, e.rev, true
 }
 
 func (c *Collector) cacheHost(key string, rec hostRecord, rev uint64) {
