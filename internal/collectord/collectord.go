@@ -135,6 +135,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9465 (default: off)")
 	fs.DurationVar(&cfg.Collector.ChannelGrace, "channel-grace", collector.DefaultChannelGrace, "how long a channel may stay disconnected before vm.channel_down fires")
+	hintFlags(fs, &cfg.Collector)
 	return p
 }
 
@@ -180,6 +181,9 @@ func (p *Pending) Finish() error {
 	}
 	if p.cfg.Collector.ChannelGrace <= 0 {
 		return errors.New("--channel-grace must be positive")
+	}
+	if err := p.cfg.Collector.Hints.Validate(); err != nil {
+		return fmt.Errorf("--hint-*: %w", err)
 	}
 	return nil
 }
