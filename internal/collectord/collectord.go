@@ -28,6 +28,11 @@ import (
 	"github.com/guestdiag/guestdiag/internal/webauth"
 )
 
+// The collector's placement view feeds the dashboard's placement page,
+// which the dashboard finds by asking its Source at run time: this keeps a
+// change of either signature from going unnoticed.
+var _ dashboard.Placer = (*collector.Collector)(nil)
+
 // Config is the collector's and everything around it.
 type Config struct {
 	Collector collector.Config
@@ -70,6 +75,9 @@ func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger
 	}
 	cc := cfg.Collector
 	cc.Auth = auth.Wrap
+	// The API's drain and undrain need an admin, as the dashboard's
+	// placement page does: one set of roles for both.
+	cc.Admin = auth.Admin
 	cc.UI = func(c *collector.Collector) http.Handler {
 		return dashboard.New(c, dashboard.Config{Auth: auth}, logger.With("component", "dashboard"))
 	}
