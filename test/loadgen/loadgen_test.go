@@ -182,6 +182,8 @@ func storedIDs(t *testing.T, url string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The figure docs/capacity.md takes stream storage per message from.
+	t.Logf("stream %s: %d messages, %d bytes, %.0f bytes per message", natsutil.StreamName, info.State.Msgs, info.State.Bytes, float64(info.State.Bytes)/float64(max(1, info.State.Msgs)))
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		t.Fatal(err)
