@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/collector/dashboard"
@@ -107,6 +108,7 @@ func TestIntegrationEitherCollectorServesTheWholeFleet(t *testing.T) {
 			}
 		})
 	}
+	logBucketSizes(t, urls[0])
 }
 
 func status(url string) int {
@@ -136,4 +138,25 @@ type tlog struct{ t *testing.T }
 func (l tlog) Write(b []byte) (int, error) {
 	l.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+// logBucketSizes logs the bytes per record of the VM and liveness buckets,
+// the figures docs/capacity.md takes KV bytes from.
+func logBucketSizes(t *testing.T, url string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range []string{collector.DefaultBucket, collector.DefaultLivenessBucket} {
+		st, err := js.Stream(ctx, "KV_"+b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := st.CachedInfo().State
+		t.Logf("bucket %s: %d records, %d bytes, %.0f bytes per record", b, s.Msgs, s.Bytes, float64(s.Bytes)/float64(max(1, s.Msgs)))
+	}
 }
