@@ -67,6 +67,9 @@ bench:
 	test/bench/kbgrep.sh
 	$(GO) test ./collector/dashboard -run XXX -bench FleetPage10k -benchmem -count 3
 	test/bench/collector.sh -benchtime 1x -count 3
+	$(GO) test ./test/loadgen -run XXX -bench KVUpdate -benchtime 2000x -count 2
+	test/bench/fleet.sh 2 3 300 2 40s 2
+	test/bench/fleet.sh 1 3 500 4 30s 2
 
 fuzz:
 	$(GO) test ./protocol -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30s

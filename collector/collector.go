@@ -274,8 +274,8 @@ func (c *Collector) trySetup(ctx context.Context) (*backend, error) {
 	return b, nil
 }
 
-// consume applies messages one at a time. Parallelism comes from running
-// more collectors on the same durable, not from goroutines here.
+// consume applies messages on the appliers of their VMs. Beyond that,
+// parallelism comes from running more collectors on the same durable.
 func (c *Collector) consume(ctx context.Context, b *backend) error {
 	// Missing heartbeats are an error so that a consumer deleted while this
 	// collector was disconnected, which no status message announces, is
@@ -288,6 +288,8 @@ func (c *Collector) consume(ctx context.Context, b *backend) error {
 		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
 	}
 	defer it.Stop()
+	pool := c.startAppliers(ctx, b)
+	defer pool.stop()
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -297,7 +299,7 @@ func (c *Collector) consume(ctx context.Context, b *backend) error {
 			}
 			return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
 		}
-		c.handle(ctx, b, msg)
+		pool.apply(msg)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestFleetThroughRelayStoresEveryMessageOnce(t *testing.T) {
 	srv := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f, err := Start(ctx, Config{VMs: 20, Dir: t.TempDir(), Speed: 50, BurstEvery: time.Minute})
+	f, err := Start(ctx, Config{VMs: 20, Dir: shortDir(t), Speed: 50, BurstEvery: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestCritIsWrittenAndReported(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	crits := make(chan string, 10)
-	f, err := Start(ctx, Config{VMs: 3, Dir: t.TempDir(), BurstLen: -1, OnCrit: func(vm string, _ time.Time) { crits <- vm }})
+	f, err := Start(ctx, Config{VMs: 3, Dir: shortDir(t), BurstLen: -1, OnCrit: func(vm string, _ time.Time) { crits <- vm }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +182,8 @@ func storedIDs(t *testing.T, url string) map[string]int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The figure docs/capacity.md takes stream storage per message from.
+	t.Logf("stream %s: %d messages, %d bytes, %.0f bytes per message", natsutil.StreamName, info.State.Msgs, info.State.Bytes, float64(info.State.Bytes)/float64(max(1, info.State.Msgs)))
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +213,12 @@ func storedIDs(t *testing.T, url string) map[string]int {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond)
+}
+
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -226,7 +234,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestReconnectResendsFromTheLastAck(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f, err := Start(ctx, Config{VMs: 1, Dir: t.TempDir(), Speed: 100, BurstLen: -1})
+	f, err := Start(ctx, Config{VMs: 1, Dir: shortDir(t), Speed: 100, BurstLen: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,4 +298,16 @@ func TestReconnectResendsFromTheLastAck(t *testing.T) {
 	if st := f.Stats(); st.Resent < 2 {
 		t.Errorf("got %d resent, want at least 2", st.Resent)
 	}
+}
+
+// shortDir is a temporary folder with a short path: a unix socket's path
+// must fit in 108 bytes, which a long test name's TempDir does not leave.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "lg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
