@@ -135,6 +135,13 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 	}
 	q.log.Info("migration_destination_ready", "vm", vm, "to", to, "uri", dst.URI, "prepare_ms", time.Since(started).Milliseconds())
 
+	// Migration events tell every monitor of the source, such as the
+	// relay's, that the migration completed, before this executor quits
+	// it; libvirt turns them on too.
+	events := map[string]any{"capabilities": []map[string]any{{"capability": "events", "state": true}}}
+	if _, err := src.Execute(ctx, "migrate-set-capabilities", events); err != nil {
+		q.log.Warn("migration_events_not_enabled", "vm", vm, "err", err)
+	}
 	if _, err := src.Execute(ctx, "migrate", map[string]any{"uri": dst.URI}); err != nil {
 		q.quitDestination(dst, vm)
 		return Result{}, fmt.Errorf("qmp migrate %s: %w", vm, err)
@@ -146,14 +153,61 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 		return Result{}, fmt.Errorf("qmp migrate %s to %s: %w", vm, to, err)
 	}
 	res := Result{Duration: time.Duration(st.TotalTime) * time.Millisecond, Downtime: time.Duration(st.Downtime) * time.Millisecond}
-	if !q.cfg.KeepSource {
-		// The state lives on in the destination; the paused source would
-		// only hold its memory. QEMU may close before its reply arrives.
-		if _, err := src.Execute(ctx, "quit", nil); err != nil && !closedByQuit(err) {
-			q.log.Warn("migration_source_quit_failed", "vm", vm, "err", err)
-		}
+	if q.cfg.KeepSource {
+		return res, nil
+	}
+	// The state lives on in the destination and the paused source would
+	// only hold its memory, but only once the destination runs: until
+	// then the source is the VM's only copy.
+	if err := q.confirmRunning(ctx, dst); err != nil {
+		return res, fmt.Errorf("qmp migrate %s to %s: completed, source kept paused: %w", vm, to, err)
+	}
+	// QEMU may close before its reply arrives.
+	if _, err := src.Execute(ctx, "quit", nil); err != nil && !closedByQuit(err) {
+		q.log.Warn("migration_source_quit_failed", "vm", vm, "err", err)
 	}
 	return res, nil
+}
+
+// confirmRunning waits until the destination's run state is "running",
+// or "paused" for a VM that was paused when it left. Without a
+// destination QMP socket there is nothing to ask.
+func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
+	if dst.QMP == "" {
+		return nil
+	}
+	c, err := qmp.Dial(ctx, dst.QMP)
+	if err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	defer c.Close()
+	go drain(c)
+	tick := time.NewTicker(q.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		ret, err := c.Execute(ctx, "query-status", nil)
+		if err != nil {
+			return fmt.Errorf("destination: %w", err)
+		}
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(ret, &st); err != nil {
+			return fmt.Errorf("destination query-status answered %q: %w", ret, err)
+		}
+		switch st.Status {
+		case "running", "paused":
+			return nil
+		case "inmigrate", "finish-migrate", "prelaunch":
+		default:
+			return fmt.Errorf("destination is %s, not running", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("destination still %s: %w", st.Status, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // wait polls query-migrate until a final status or ctx's end.
