@@ -2,6 +2,7 @@ package hostrelay
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/protocol"
 )
 
@@ -114,5 +116,44 @@ func TestSharedMachineFlag(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestRelayOnASharedMachinePublishesOnlyItsChannelsQEMU(t *testing.T) {
+	dir := socketDir(t)
+	mine, theirs := filepath.Join(dir, "mine.sock"), filepath.Join(dir, "theirs.sock")
+	chardev := func(p string) []string {
+		return []string{"-chardev", "socket,id=c0,path=" + p + ",server=on,wait=off"}
+	}
+	qm := startQEMU(t, append([]string{"-name", "web1", "-m", "64"}, chardev(mine)...)...)
+	qt := startQEMU(t, append([]string{"-name", "db1", "-m", "64"}, chardev(theirs)...)...)
+	srv := natstest.Start(t)
+	cfg := testConfig(dir)
+	cfg.Static = []Channel{{Name: "web1", Path: mine}}
+	cfg.HostUsageInterval = 100 * time.Millisecond
+	cfg.SharedMachine = SharedMachine{CPUs: 3, MemoryBytes: 2 << 30}
+	log, _ := newTestLogger(t)
+	_, js := startRelay(t, srv, cfg, log)
+	waitStream(t, js)
+
+	var got protocol.HostUsage
+	eventually(t, "a sample listing web1's QEMU", func() bool {
+		for _, m := range streamMsgs(t, js, protocol.HostSubject("hv1")) {
+			var u protocol.HostUsage
+			if err := json.Unmarshal(m.Data, &u); err != nil {
+				t.Fatal(err)
+			}
+			if len(u.VMs) > 0 {
+				got = u
+				return true
+			}
+		}
+		return false
+	})
+	if len(got.VMs) != 1 || got.VMs[0].PID != qm.Process.Pid {
+		t.Errorf("VMs %+v, want only web1's QEMU (pid %d), not db1's (pid %d)", got.VMs, qm.Process.Pid, qt.Process.Pid)
+	}
+	if got.CPU.Count != 3 || got.Memory.TotalBytes != 2<<30 {
+		t.Errorf("host CPU %+v memory %+v, want the declared 3 CPUs and 2 GiB", got.CPU, got.Memory)
 	}
 }
