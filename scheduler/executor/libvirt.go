@@ -21,15 +21,16 @@ const (
 )
 
 // LibvirtConfig configures the libvirt executor. The zero value of a field
-// means its default.
+// means its default. The yaml keys are those of the scheduler's config
+// file section executors.libvirt.
 type LibvirtConfig struct {
 	// Virsh is the virsh binary; default "virsh" from PATH.
-	Virsh string
+	Virsh string `yaml:"virsh"`
 	// URI is the source's libvirt connection; default qemu:///system.
-	URI string
+	URI string `yaml:"uri"`
 	// TargetURI is the destination's libvirt URI, with {host} standing for
 	// the target host's name; default qemu+ssh://{host}/system.
-	TargetURI string
+	TargetURI string `yaml:"target_uri"`
 }
 
 // Libvirt migrates with virsh migrate --live --persistent --undefinesource:

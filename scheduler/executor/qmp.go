@@ -42,29 +42,30 @@ type PrepareFunc func(ctx context.Context, vm, from, to string) (Destination, er
 
 // QMPConfig configures the QMP executor, which migrates between QEMU
 // processes that no libvirt manages (the VM lab's guests). The zero value
-// of a field means its default.
+// of a field means its default. The yaml keys are those of the
+// scheduler's config file section executors.qmp.
 type QMPConfig struct {
 	// Sockets maps each host to the path of its VMs' QMP sockets, with
 	// {vm} standing for the VM's name: "/run/guestdiag/qmp/{vm}.sock". The
 	// executor is the socket's only client while it migrates; QEMU serves
 	// one client per QMP socket, so give it a monitor of its own.
-	Sockets map[string]string
+	Sockets map[string]string `yaml:"sockets"`
 	// Prepare starts the destination (library use; the VM lab passes its
 	// own). When nil, PrepareCommand is run instead.
-	Prepare PrepareFunc
+	Prepare PrepareFunc `yaml:"-"`
 	// PrepareCommand is the command that starts the destination, one
 	// argument per element, with {vm}, {from} and {to} replaced in each
 	// (no shell). Its stdout must hold the lines "uri=URI" and
 	// "qmp=PATH" (see ParseDestination); its stderr goes into the error
 	// when it fails.
-	PrepareCommand []string
+	PrepareCommand []string `yaml:"prepare_command"`
 	// PrepareTimeout bounds PrepareCommand; default DefaultPrepareTimeout.
-	PrepareTimeout time.Duration
+	PrepareTimeout time.Duration `yaml:"prepare_timeout"`
 	// KeepSource leaves the source QEMU paused after a completed
 	// migration instead of quitting it, as libvirt does by default.
-	KeepSource bool
+	KeepSource bool `yaml:"keep_source"`
 	// PollInterval paces query-migrate; default DefaultPollInterval.
-	PollInterval time.Duration
+	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // QMP migrates with QEMU's own live migration over QMP.
