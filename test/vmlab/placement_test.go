@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/hostrelay"
+	"github.com/guestdiag/guestdiag/internal/collectord"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/scheduler/executor"
 	"github.com/guestdiag/guestdiag/test/vmlab"
@@ -196,9 +198,12 @@ func labDestination(t *testing.T, hosts map[string]placementHost, guests map[str
 // hostB, each a relay of its own on this machine declared with one CPU
 // (--shared-machine, the stand-in for a second hypervisor): web1 and web2
 // on hostA, db1 on hostB. Bounded CPU hogs in web1 and web2 drive hostA
-// over its 70 % threshold while hostB stays under it; the QMP executor then moves
-// web2 to hostB with a real live migration, and the collector shows it
-// there, with neither host over its threshold afterwards.
+// over its 70 % threshold while hostB stays under it; the collector
+// raises an overloaded hint, the scheduler in execute mode plans a move
+// to hostB and the QMP executor carries it out with a real live
+// migration; the collector and its placement page then show the VM on
+// hostB, neither host is over its threshold, and later cycles move
+// nothing.
 func TestIntegrationPlacement(t *testing.T) {
 	base, _, nc := faultLab(t)
 	ctx := t.Context()
@@ -215,7 +220,13 @@ func TestIntegrationPlacement(t *testing.T) {
 	}
 	start := map[string]placementHost{"web1": hostA, "web2": hostA, "db1": hostB}
 	samples := subscribeHostUsage(t, nc)
-	api := startCollectorWith(t, nc, collector.Config{ChannelGrace: 2 * time.Second})
+	events := subscribePlacement(t, nc)
+	api := startControlPlane(t, nc, collectord.Config{Collector: collector.Config{
+		ChannelGrace: 2 * time.Second,
+		// Low at 10 %: an idle host is no consolidation candidate here,
+		// the lab is about the hotspot.
+		Hints: collector.HintConfig{Thresholds: collector.Thresholds{CPUHighPct: placementHighPct, CPULowPct: 10}},
+	}})
 	hostA.startRelay(t, nc)
 	hostB.startRelay(t, nc)
 
@@ -249,6 +260,29 @@ func TestIntegrationPlacement(t *testing.T) {
 		})
 	}
 	t.Logf("three guests reporting %v after boot", time.Since(booted).Round(time.Millisecond))
+	// Booting two TCG guests loads hostA too; the hotspot under test is
+	// the hogs', so wait for the boot's to pass.
+	eventually(t, ctx, time.Minute, "hostA without an overloaded hint after the boot", func(ctx context.Context) error {
+		p, err := fetchPlacement(ctx, api)
+		if err != nil {
+			return err
+		}
+		for _, h := range p.Hosts {
+			if h.Host == "hostA" && slices.ContainsFunc(h.Hints, func(x protocol.Hint) bool { return x.Kind == protocol.HintOverloaded }) {
+				return fmt.Errorf("hostA is still hinted overloaded")
+			}
+		}
+		return nil
+	})
+
+	ex, err := executor.NewQMP(executor.QMPConfig{
+		Sockets: map[string]string{"hostA": hostA.execTemplate(), "hostB": hostB.execTemplate()},
+		Prepare: labDestination(t, hosts, guests),
+	}, testLogger(t, "executor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := startPlacementScheduler(t, nc, ex)
 
 	// Bounded hogs: 45 % of one CPU each (vmlab-guest hog paces itself
 	// by the guest's clock, which follows the host's), ending by
@@ -258,22 +292,17 @@ func TestIntegrationPlacement(t *testing.T) {
 	}
 	high := float64(placementHighPct)
 	hogs := time.Now()
-	eventually(t, ctx, 90*time.Second, "hostA over its threshold in 3 of 5 samples, with web1 and web2 only", func(context.Context) error {
-		last := samples.last("hostA", 5)
-		if len(last) < 5 || !last[0].TS.After(hogs.Add(-5*time.Second)) {
-			return fmt.Errorf("hostA: %d samples", len(last))
+	hint := waitHint(t, ctx, events, "hostA", hogs)
+	last := samples.last("hostA", 5)
+	if !overIn(last, high, 3) {
+		t.Errorf("hostA hinted overloaded with CPU %s, want 3 of 5 over %.0f%%", cpuSeries(last), high)
+	}
+	for _, u := range last {
+		if got := strings.Join(vmNames(u), ","); got != "web1,web2" || u.CPU.Count != placementCPUs {
+			t.Errorf("hostA lists VMs %s on %d CPUs, want web1,web2 on %d", got, u.CPU.Count, placementCPUs)
 		}
-		for _, u := range last {
-			if got := strings.Join(vmNames(u), ","); got != "web1,web2" || u.CPU.Count != placementCPUs {
-				return fmt.Errorf("hostA lists VMs %s on %d CPUs, want web1,web2 on %d", got, u.CPU.Count, placementCPUs)
-			}
-		}
-		if !overIn(last, high, 3) {
-			return fmt.Errorf("hostA CPU %s, want 3 of 5 over %.0f%%", cpuSeries(last), high)
-		}
-		return nil
-	})
-	t.Logf("hostA over %.0f%%: CPU %s", high, cpuSeries(samples.last("hostA", 5)))
+	}
+	t.Logf("overloaded hint for hostA %v after the hogs started: %s; hostA CPU %s", hint.at.Sub(hogs).Round(time.Millisecond), hint.msg.Summary, cpuSeries(last))
 	for _, u := range samples.since("hostB", hogs) {
 		if strings.Join(vmNames(u), ",") != "db1" {
 			t.Errorf("hostB sample %s lists VMs %v, want db1 only", u.TS.Format(time.TimeOnly), vmNames(u))
@@ -282,17 +311,35 @@ func TestIntegrationPlacement(t *testing.T) {
 	if b := samples.last("hostB", 5); overIn(b, high, 3) {
 		t.Errorf("hostB CPU %s with db1 idle, want under %.0f%%", cpuSeries(b), high)
 	}
-
-	ex, err := executor.NewQMP(executor.QMPConfig{
-		Sockets: map[string]string{"hostA": hostA.execTemplate(), "hostB": hostB.execTemplate()},
-		Prepare: labDestination(t, hosts, guests),
-	}, testLogger(t, "executor"))
-	if err != nil {
-		t.Fatal(err)
+	if _, err := events.hint("hostB", protocol.HintOverloaded, protocol.HintRaised, time.Time{}); err == nil {
+		t.Errorf("hostB was hinted overloaded with db1 idle")
 	}
-	mover, moved := moveDirectly(t, ctx, ex, "web2")
-	stays := map[string]string{"web1": "web2", "web2": "web1"}[mover]
 
+	var plan received[protocol.Plan]
+	var move protocol.PlanMove
+	eventually(t, ctx, time.Minute, "a plan moving a VM hostA→hostB", func(context.Context) error {
+		var err error
+		plan, move, err = events.planMoving("hostA", "hostB")
+		return err
+	})
+	if len(move.VMs) != 1 || (move.VMs[0] != "web1" && move.VMs[0] != "web2") || len(plan.msg.Moves) != 1 {
+		t.Fatalf("plan %s moves %+v, want one move of web1 or web2", plan.msg.ID, plan.msg.Moves)
+	}
+	mover := move.VMs[0]
+	var done received[protocol.MoveOutcome]
+	eventually(t, ctx, 3*time.Minute, "move "+move.ID+" done", func(context.Context) error {
+		var err error
+		done, err = events.outcome(move.ID, protocol.MoveDone)
+		return err
+	})
+	moved := done.at
+	t.Logf("plan %s: %s %s→%s (%s; predicted hostA %.0f%%, hostB %.0f%%) %v after the hint; done %v after the plan: QEMU total-time %d ms, downtime %d ms",
+		plan.msg.ID, mover, move.From, move.To, move.Reason, move.FromCPUPct, move.ToCPUPct,
+		plan.at.Sub(hint.at).Round(time.Millisecond), done.at.Sub(plan.at).Round(time.Millisecond), done.msg.DurationMS, done.msg.DowntimeMS)
+	if done.msg.Executor != "qmp" || done.msg.DurationMS <= 0 {
+		t.Errorf("outcome %+v, want the qmp executor's with a duration", done.msg)
+	}
+	stays := map[string]string{"web1": "web2", "web2": "web1"}[mover]
 	eventually(t, ctx, time.Minute, mover+" on hostB with heartbeats made after the move", func(ctx context.Context) error {
 		_, err := vmOn(ctx, mover, "hostB", moved.Add(3*time.Second))
 		return err
@@ -321,24 +368,78 @@ func TestIntegrationPlacement(t *testing.T) {
 		return nil
 	})
 	t.Logf("after the move: hostA CPU %s, hostB CPU %s", cpuSeries(samples.since("hostA", moved)), cpuSeries(samples.since("hostB", moved)))
+
+	// The collector's placement view: the usage it shows for hostB lists
+	// the moved VM, hostA's overloaded hint has cleared, and the plan is
+	// there with its move done.
+	eventually(t, ctx, time.Minute, "/api/placement with "+mover+" on hostB, hostA no longer overloaded and the move done", func(ctx context.Context) error {
+		p, err := fetchPlacement(ctx, api)
+		if err != nil {
+			return err
+		}
+		for _, h := range p.Hosts {
+			switch {
+			case h.Host == "hostB" && (h.Usage == nil || !slices.Contains(vmNames(*h.Usage), mover)):
+				return fmt.Errorf("hostB's usage in the placement view lists no %s", mover)
+			case h.Host == "hostA" && slices.ContainsFunc(h.Hints, func(x protocol.Hint) bool { return x.Kind == protocol.HintOverloaded }):
+				return fmt.Errorf("hostA still has its overloaded hint")
+			}
+		}
+		for _, pr := range p.Plans {
+			if pr.Plan.ID == plan.msg.ID && pr.Outcomes[move.ID].State == protocol.MoveDone {
+				return nil
+			}
+		}
+		return fmt.Errorf("the placement view has no plan %s with move %s done", plan.msg.ID, move.ID)
+	})
+	if cleared, err := events.hint("hostA", protocol.HintOverloaded, protocol.HintCleared, moved); err == nil {
+		t.Logf("hostA's overloaded hint cleared %v after the move", cleared.at.Sub(moved).Round(time.Millisecond))
+	}
+	page := fetchPage(t, ctx, api+"/placement")
+	for _, want := range []string{"hostA", "hostB", mover, move.ID} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the dashboard's placement page does not show %q", want)
+		}
+	}
+
+	// Later cycles: the scheduler keeps planning, and moves nothing.
+	cycles := waitCycles(t, ctx, kv, 3)
+	if later := events.movesAfter(moved); len(later) > 0 {
+		t.Errorf("cycles after the move planned %+v, want no move", later)
+	}
+	t.Logf("%d scheduler cycles after the move, %d plans published, no move", cycles, events.plansAfter(moved))
 }
 
-// moveDirectly runs the QMP executor itself, with no scheduler, and
-// returns the VM moved and when the move ended.
-func moveDirectly(t *testing.T, ctx context.Context, ex *executor.QMP, vm string) (string, time.Time) {
-	t.Helper()
-	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	started := time.Now()
-	res, err := ex.Migrate(mctx, vm, "hostA", "hostB")
+// fetchPlacement reads GET /api/placement.
+func fetchPlacement(ctx context.Context, api string) (collector.Placement, error) {
+	var p collector.Placement
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/api/placement", nil)
 	if err != nil {
-		t.Fatal(err)
+		return p, err
 	}
-	moved := time.Now()
-	t.Logf("QMP executor moved %s hostA→hostB in %v wall (prepare included): QEMU total-time %v, downtime %v",
-		vm, moved.Sub(started).Round(time.Millisecond), res.Duration, res.Downtime)
-	if res.Duration <= 0 {
-		t.Errorf("migration result %+v has no duration", res)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return p, err
 	}
-	return vm, moved
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return p, fmt.Errorf("GET /api/placement: %s", resp.Status)
+	}
+	return p, json.NewDecoder(resp.Body).Decode(&p)
+}
+
+// waitHint waits for an overloaded hint for host on guestdiag.hint.<host>
+// received after since.
+func waitHint(t *testing.T, ctx context.Context, events *placementLog, host string, since time.Time) received[protocol.Hint] {
+	t.Helper()
+	var h received[protocol.Hint]
+	eventually(t, ctx, 2*time.Minute, "an overloaded hint for "+host, func(context.Context) error {
+		var err error
+		h, err = events.hint(host, protocol.HintOverloaded, protocol.HintRaised, since)
+		if err == nil && h.msg.Resource != "cpu" {
+			err = fmt.Errorf("%s overloaded on %s, want cpu", host, h.msg.Resource)
+		}
+		return err
+	})
+	return h
 }
