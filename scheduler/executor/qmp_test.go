@@ -160,6 +160,30 @@ func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
 	}
 }
 
+func TestQMPKeepsTheSourceWhenTheDestinationCannotBeAsked(t *testing.T) {
+	dir := t.TempDir()
+	src := startQEMU(t, dir, "c1")
+	prepare := labPrepare(t, dir)
+	ex, err := NewQMP(QMPConfig{
+		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
+			d, err := prepare(ctx, vm, from, to)
+			d.QMP = filepath.Join(dir, "gone.qmp")
+			return d, err
+		},
+	}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ex.Migrate(t.Context(), "c1", "hostA", "hostB")
+	if err == nil || !strings.Contains(err.Error(), "source kept paused") {
+		t.Errorf("error %v, want the source kept", err)
+	}
+	if got := status(t, src.qmp); got != "postmigrate" {
+		t.Errorf("source is %q, want postmigrate: not quit while the destination is unconfirmed", got)
+	}
+}
+
 func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("a destination nobody listens on fails with QEMU's reason", func(t *testing.T) {
