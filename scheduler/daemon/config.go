@@ -171,7 +171,9 @@ func Defaults() *File {
 	f.HintDelay = Duration(5 * time.Second)
 	f.Demand.Window = Duration(inventory.DefaultDemand.Window)
 	f.Demand.Percentile = inventory.DefaultDemand.Percentile
-	f.Defaults = PolicySpec{CPU: &BandSpec{Low: 10, High: 70}, Memory: &BandSpec{High: 90}}
+	// The collector's hint thresholds (collector.DefaultCPUHighPct and the
+	// others), so that a host it calls overloaded is one the plan relieves.
+	f.Defaults = PolicySpec{CPU: &BandSpec{Low: 20, High: 85}, Memory: &BandSpec{High: 90}}
 	o := planner.DefaultOptions(time.Time{})
 	f.Planner.Cooldown = Duration(o.Cooldown)
 	f.Planner.MaxMoves, f.Planner.MaxPerHost = o.MaxMoves, o.MaxPerHost

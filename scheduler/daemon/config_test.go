@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/scheduler/inventory"
 	"github.com/guestdiag/guestdiag/scheduler/planner"
 )
@@ -52,7 +53,7 @@ func TestAnEmptyFileIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Interval != Duration(time.Minute) || f.Defaults.CPU.High != 70 || f.Planner.MaxMoves != 10 {
+	if f.Interval != Duration(time.Minute) || f.Defaults.CPU.High != 85 || f.Planner.MaxMoves != 10 {
 		t.Errorf("got %+v, want the defaults", f)
 	}
 }
@@ -111,4 +112,15 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A host the collector hints overloaded or underloaded is one the default
+// policy plans for, and no other.
+func TestDefaultBandsAreTheCollectorsHintThresholds(t *testing.T) {
+	d := Defaults().Defaults
+	got := [3]float64{d.CPU.High, d.CPU.Low, d.Memory.High}
+	want := [3]float64{collector.DefaultCPUHighPct, collector.DefaultCPULowPct, collector.DefaultMemHighPct}
+	if got != want {
+		t.Errorf("default bands cpu high/low, memory high = %v, the collector's hint thresholds are %v", got, want)
+	}
 }
