@@ -128,6 +128,10 @@ type Config struct {
 	// guestdiag.host.<host>; default DefaultHostUsageInterval, negative
 	// turns it off.
 	HostUsageInterval time.Duration
+	// SharedMachine, when its CPUs are set, makes this relay one of several
+	// on one machine, each its own host in host usage (the VM lab's
+	// stand-in for a second hypervisor).
+	SharedMachine SharedMachine
 	// ProcRoot is where QEMU processes are looked for; default /proc.
 	ProcRoot string
 	// LegacyGapWait is how long a gap from an agent without resume must

@@ -39,6 +39,11 @@ type usageSampler struct {
 	lastHost cpu.TimesStat
 	lastAt   time.Time
 	lastProc map[int]procTimes
+
+	// shared, when enabled, limits the sample to the processes with a
+	// socket in served() (see SharedMachine).
+	shared SharedMachine
+	served func() map[string]bool
 }
 
 // procTimes identifies one process (pid and start time, since pids are
@@ -82,6 +87,10 @@ func (u *usageSampler) sample(ctx context.Context, now time.Time) protocol.HostU
 	if err != nil {
 		fail("qemu processes", err)
 	}
+	if u.shared.enabled() {
+		paths := u.served()
+		procs = slices.DeleteFunc(procs, func(p qemuProc) bool { return !servedBy(p, paths) })
+	}
 	elapsed := now.Sub(u.lastAt).Seconds()
 	seen := make(map[int]procTimes, len(procs))
 	for _, p := range procs {
@@ -93,6 +102,9 @@ func (u *usageSampler) sample(ctx context.Context, now time.Time) protocol.HostU
 		out.VMs = append(out.VMs, v)
 	}
 	u.lastProc, u.lastAt = seen, now
+	if u.shared.enabled() {
+		u.shared.apply(&out)
+	}
 	slices.SortFunc(out.VMs, func(a, b protocol.VMUsage) int { return strings.Compare(a.VM, b.VM) })
 	return out
 }
@@ -122,10 +134,11 @@ func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 // qemuProc is one QEMU process found.
 type qemuProc struct {
-	pid   int
-	vm    qemuVM
-	rss   uint64
-	times procTimes
+	pid     int
+	vm      qemuVM
+	rss     uint64
+	times   procTimes
+	sockets []string // chardev paths
 }
 
 // findQEMU lists the QEMU processes under procRoot with the VM each runs:
@@ -171,7 +184,7 @@ func findQEMU(procRoot, pidDir string) ([]qemuProc, error) {
 		if vm.name == "" {
 			continue
 		}
-		p := qemuProc{pid: pid, vm: vm}
+		p := qemuProc{pid: pid, vm: vm, sockets: chardevPaths(args[1:])}
 		p.times, p.rss, err = readProcStat(dir)
 		if err != nil {
 			continue // exited between the listing and the read
@@ -223,6 +236,7 @@ func readProcStat(dir string) (procTimes, uint64, error) {
 // publishUsage publishes host usage every interval until ctx ends.
 func (r *Relay) publishUsage(ctx context.Context) {
 	u := newUsageSampler(r.cfg.Host, r.cfg.ProcRoot, r.cfg.LibvirtRunDir, r.cfg.HostUsageInterval)
+	u.shared, u.served = r.cfg.SharedMachine, r.channelPaths
 	subj := protocol.HostSubject(r.cfg.Host)
 	tick := time.NewTicker(r.cfg.HostUsageInterval)
 	defer tick.Stop()

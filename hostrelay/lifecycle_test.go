@@ -251,6 +251,27 @@ func TestRelayPublishesLifecycleFromQMP(t *testing.T) {
 				m.events <- ""
 			},
 			[]string{"running/running", "migrating/finish-migrate", "migrated/postmigrate", "running/running"}},
+		{"a source quit right after its migration events said completed ends migrated",
+			func(m *fakeMonitor, wait func(int)) {
+				m.setStatus("finish-migrate")
+				m.events <- `{"event": "STOP"}`
+				wait(2)
+				m.events <- `{"event": "MIGRATION", "data": {"status": "completed"}}`
+				m.events <- `{"event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}}`
+				wait(3)
+				m.setStatus("running") // migrated back
+				m.events <- ""
+			},
+			[]string{"running/running", "migrating/finish-migrate", "migrated/migration-completed", "running/running"}},
+		{"a destination whose migration completed is asked for its state",
+			func(m *fakeMonitor, wait func(int)) {
+				m.setStatus("inmigrate")
+				m.events <- `{"event": "STOP"}`
+				wait(2)
+				m.setStatus("running")
+				m.events <- `{"event": "MIGRATION", "data": {"status": "completed"}}`
+			},
+			[]string{"running/running", "migrating/inmigrate", "running/running"}},
 		{"a pause and a resume are published with QEMU's reason",
 			func(m *fakeMonitor, wait func(int)) {
 				m.setStatus("io-error")

@@ -27,6 +27,9 @@ const (
 	// reasonQEMUExited is the reason given when QEMU closed its QMP socket
 	// without saying it shuts down: it was killed or it crashed.
 	reasonQEMUExited = "qemu_exited"
+	// reasonMigrationCompleted is the reason of a migrated state learnt
+	// from QEMU's MIGRATION event rather than from query-status.
+	reasonMigrationCompleted = "migration-completed"
 )
 
 // discoverQMP returns the QMP sockets to watch now, by path. A static entry
@@ -161,6 +164,11 @@ func (r *Relay) followQMP(ctx context.Context, q *qmp.Conn, vm Channel, last *vm
 				if !query() {
 					return
 				}
+			case state == protocol.VMMigrated && last.reason == "inmigrate":
+				// The destination's side completed: it runs next.
+				if !query() {
+					return
+				}
 			case state != "":
 				set(state, reason, ev.Time)
 			}
@@ -180,7 +188,15 @@ func stateOfEvent(ev qmp.Event) (state protocol.VMState, reason string, ask bool
 		_ = json.Unmarshal(ev.Data, &d) // a field it lacks stays empty
 	}
 	switch ev.Name {
-	case "STOP", "MIGRATION":
+	case "MIGRATION":
+		// Sent when a manager turned migration events on. "completed" is
+		// said before the manager may quit the source, which would leave
+		// no time to ask for postmigrate.
+		if d.Status == "completed" {
+			return protocol.VMMigrated, reasonMigrationCompleted, false
+		}
+		return "", "", true
+	case "STOP":
 		return "", "", true
 	case "RESUME":
 		return protocol.VMRunning, "resumed", false

@@ -60,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (hostrelay.Config, slog.Level, 
 		}
 		return err
 	})
+	fs.Var(hostrelay.SharedMachineFlag(&cfg.SharedMachine), "shared-machine", "`CPUS[,memory=SIZE]`: this relay shares its machine with others and plays a host of that size, its host usage counting only the VMs of its channels (the VM lab's stand-in for a second hypervisor); default off")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9464 (default: off)")
 	fs.IntVar(&cfg.MaxRelayInFlightBytes, "max-inflight-bytes", hostrelay.DefaultMaxRelayInFlightBytes, "`bytes` published and not yet confirmed, over all channels together")
 	fs.Var(hostrelay.MemoryLimitFlag(&cfg.MemoryLimit), "memory-limit", "Go soft memory `limit` of the relay, bytes or with KiB, MiB, GiB; 0 for none (default 90MiB, or GOMEMLIMIT when set)")

@@ -42,8 +42,8 @@ func TestExecuteModeWithoutAnExecutorRefusesToStart(t *testing.T) {
 	if code != cli.ExitFailed || !strings.Contains(errOut, "execute mode needs --executor") {
 		t.Errorf("no --executor: exit %d, stderr %q", code, errOut)
 	}
-	code, _, errOut = runCmd("run", "--config", cfg, "--mode", "execute", "--executor", "qmp", "--nats", "nats://127.0.0.1:1")
-	if code != cli.ExitFailed || !strings.Contains(errOut, "this build has no executors") {
+	code, _, errOut = runCmd("run", "--config", cfg, "--mode", "execute", "--executor", "vmware", "--nats", "nats://127.0.0.1:1")
+	if code != cli.ExitFailed || !strings.Contains(errOut, `executor \"vmware\": unknown; known: [libvirt qmp]`) {
 		t.Errorf("unknown executor: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -4,7 +4,7 @@
 // checks must detect. It is test equipment, never shipped.
 //
 //	vmlab-guest serve NAME     run shell commands sent over the virtio-serial port NAME
-//	vmlab-guest hog            burn one CPU until killed
+//	vmlab-guest hog [PERCENT]  burn one CPU (or PERCENT of it, in 100 ms periods) until killed
 //	vmlab-guest nft-drop PORT  add table inet vmlab, an input chain and a rule dropping tcp dport PORT, over netlink
 package main
 
@@ -29,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: vmlab-guest serve NAME | hog | nft-drop PORT")
+		fmt.Fprintln(os.Stderr, "usage: vmlab-guest serve NAME | hog [PERCENT] | nft-drop PORT")
 		os.Exit(64)
 	}
 	var err error
@@ -41,7 +41,15 @@ func main() {
 		}
 		err = serve(os.Args[2])
 	case "hog":
-		hog()
+		pct := uint64(100)
+		if len(os.Args) == 3 {
+			if pct, err = strconv.ParseUint(os.Args[2], 10, 8); err == nil && (pct == 0 || pct > 100) {
+				err = fmt.Errorf("hog percent %d is not 1..100", pct)
+			}
+		}
+		if err == nil {
+			hog(time.Duration(pct) * time.Millisecond)
+		}
 	case "nft-drop":
 		if len(os.Args) != 3 {
 			err = errors.New("nft-drop wants a tcp port")
@@ -137,12 +145,20 @@ func findPort(name string) (string, error) {
 	return "", fmt.Errorf("no virtio-serial port named %s", name)
 }
 
-func hog() {
+// hog burns busy of every 100 ms, all of it at 100 ms. The guest's clock
+// follows the host's, so a hog of 40 ms costs the host at most 40 % of a
+// CPU however busy the host is: a bounded load.
+func hog(busy time.Duration) {
 	x := uint64(1)
-	for {
-		x = x*6364136223846793005 + 1442695040888963407
-		if x == 0 {
-			fmt.Fprint(io.Discard, x)
+	for period := time.Now(); ; period = period.Add(100 * time.Millisecond) {
+		for busy == 100*time.Millisecond || time.Since(period) < busy {
+			x = x*6364136223846793005 + 1442695040888963407
+			if x == 0 {
+				fmt.Fprint(io.Discard, x)
+			}
+		}
+		if d := time.Until(period.Add(100 * time.Millisecond)); d > 0 {
+			time.Sleep(d)
 		}
 	}
 }

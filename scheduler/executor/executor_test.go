@@ -1,0 +1,5 @@
+package executor
+
+import "log/slog"
+
+func testLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,240 @@
+//go:build linux
+
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestdiag/guestdiag/internal/qmp"
+)
+
+// qemu is a real QEMU with no disk: SeaBIOS runs, finds nothing to boot
+// and idles, which is enough state to migrate.
+type qemu struct {
+	cmd  *exec.Cmd
+	qmp  string
+	done chan struct{}
+}
+
+func startQEMU(t *testing.T, dir, name string, extra ...string) *qemu {
+	t.Helper()
+	bin, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		if os.Getenv("GUESTDIAG_REQUIRE_QEMU") != "" {
+			t.Fatalf("GUESTDIAG_REQUIRE_QEMU is set and qemu-system-x86_64 is missing (scripts/deps.sh installs it): %v", err)
+		}
+		t.Skip("qemu-system-x86_64 not installed; scripts/deps.sh installs it")
+	}
+	q := &qemu{qmp: filepath.Join(dir, name+".qmp"), done: make(chan struct{})}
+	args := append([]string{"-name", name, "-nodefaults", "-display", "none", "-accel", "tcg", "-m", "32",
+		"-qmp", "unix:" + q.qmp + ",server=on,wait=off"}, extra...)
+	q.cmd = exec.Command(bin, args...)
+	if err := q.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { q.cmd.Wait(); close(q.done) }()
+	t.Cleanup(func() {
+		q.cmd.Process.Kill()
+		<-q.done
+	})
+	waitFor(t, "QEMU's QMP socket "+q.qmp, func() bool { _, err := os.Stat(q.qmp); return err == nil })
+	return q
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20 s", what)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// status runs query-status on a QMP socket.
+func status(t *testing.T, path string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ret, err := c.Execute(ctx, "query-status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+func execute(t *testing.T, path, cmd string, args any) json.RawMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, err := qmp.Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ret, err := c.Execute(ctx, cmd, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ret
+}
+
+// labPrepare starts the destination on this machine, as the VM lab does
+// for its second host.
+func labPrepare(t *testing.T, dir string) PrepareFunc {
+	return func(ctx context.Context, vm, from, to string) (Destination, error) {
+		in := filepath.Join(dir, vm+"."+to+".in")
+		dst := startQEMU(t, dir, vm+"."+to, "-incoming", "unix:"+in)
+		waitFor(t, "the destination listening", func() bool { _, err := os.Stat(in); return err == nil })
+		return Destination{URI: "unix:" + in, QMP: dst.qmp}, nil
+	}
+}
+
+func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
+	dir := t.TempDir()
+	src := startQEMU(t, dir, "web1")
+	var dst Destination
+	prepare := labPrepare(t, dir)
+	ex, err := NewQMP(QMPConfig{
+		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
+			d, err := prepare(ctx, vm, from, to)
+			dst = d
+			return d, err
+		},
+	}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	res, err := ex.Migrate(ctx, "web1", "hostA", "hostB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("migrated a 32 MiB QEMU: total-time %v, downtime %v", res.Duration, res.Downtime)
+	if res.Duration <= 0 {
+		t.Errorf("result %+v has no duration, want QEMU's total-time", res)
+	}
+	if got := status(t, dst.QMP); got != "running" {
+		t.Errorf("destination is %q after the migration, want running", got)
+	}
+	select {
+	case <-src.done:
+	case <-time.After(10 * time.Second):
+		t.Error("the source QEMU still runs 10 s after a completed migration, want it quit")
+	}
+}
+
+func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
+	dir := t.TempDir()
+	src := startQEMU(t, dir, "db1")
+	ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, Prepare: labPrepare(t, dir), KeepSource: true}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.Migrate(t.Context(), "db1", "hostA", "hostB"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(t, src.qmp); got != "postmigrate" {
+		t.Errorf("kept source is %q, want postmigrate", got)
+	}
+}
+
+func TestQMPKeepsTheSourceWhenTheDestinationCannotBeAsked(t *testing.T) {
+	dir := t.TempDir()
+	src := startQEMU(t, dir, "c1")
+	prepare := labPrepare(t, dir)
+	ex, err := NewQMP(QMPConfig{
+		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
+			d, err := prepare(ctx, vm, from, to)
+			d.QMP = filepath.Join(dir, "gone.qmp")
+			return d, err
+		},
+	}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ex.Migrate(t.Context(), "c1", "hostA", "hostB")
+	if err == nil || !strings.Contains(err.Error(), "source kept paused") {
+		t.Errorf("error %v, want the source kept", err)
+	}
+	if got := status(t, src.qmp); got != "postmigrate" {
+		t.Errorf("source is %q, want postmigrate: not quit while the destination is unconfirmed", got)
+	}
+}
+
+func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("a destination nobody listens on fails with QEMU's reason", func(t *testing.T) {
+		src := startQEMU(t, dir, "a1")
+		ex, err := NewQMP(QMPConfig{
+			Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+			Prepare: func(context.Context, string, string, string) (Destination, error) {
+				return Destination{URI: "unix:" + filepath.Join(dir, "nobody")}, nil
+			},
+		}, testLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ex.Migrate(t.Context(), "a1", "hostA", "hostB")
+		if err == nil || !strings.Contains(err.Error(), "No such file or directory") {
+			t.Errorf("error %v, want QEMU's \"No such file or directory\"", err)
+		}
+		if got := status(t, src.qmp); got != "running" {
+			t.Errorf("source is %q after the failed migration, want running", got)
+		}
+	})
+	t.Run("a migration still running when the context ends is cancelled", func(t *testing.T) {
+		src := startQEMU(t, dir, "a2")
+		// 32 MiB at 64 KiB/s takes minutes.
+		execute(t, src.qmp, "migrate-set-parameters", map[string]any{"max-bandwidth": 64 << 10})
+		ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, Prepare: labPrepare(t, dir)}, testLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		_, err = ex.Migrate(ctx, "a2", "hostA", "hostB")
+		if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
+			t.Errorf("error %v, want the deadline", err)
+		}
+		var mig migrationStatus
+		waitFor(t, "the migration cancelled", func() bool {
+			json.Unmarshal(execute(t, src.qmp, "query-migrate", nil), &mig)
+			return mig.Status == "cancelled"
+		})
+		if got := status(t, src.qmp); got != "running" {
+			t.Errorf("source is %q after the cancelled migration, want running", got)
+		}
+	})
+	t.Run("a host without a socket template is refused before anything runs", func(t *testing.T) {
+		ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, PrepareCommand: []string{"false"}}, testLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ex.Migrate(t.Context(), "x", "hostC", "hostB"); err == nil || !strings.Contains(err.Error(), "hostC") {
+			t.Errorf("error %v, want one naming hostC", err)
+		}
+	})
+}
