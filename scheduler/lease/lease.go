@@ -39,8 +39,11 @@ type Lease struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	rev     uint64    // the revision we wrote; 0 when not held
-	renewed time.Time // when that write was acknowledged
+	rev uint64 // the revision we wrote; 0 when not held
+	// renewed is when that write was sent: the server dates the key's
+	// expiry from when it stored it, which is after the send but may be
+	// before the acknowledgement arrives.
+	renewed time.Time
 	changed chan struct{}
 }
 
@@ -72,7 +75,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, logger *slog.
 }
 
 // Held reports whether this instance holds the lease by its own record:
-// its last renewal succeeded less than a TTL ago. Check asks the server.
+// its last successful renewal was sent less than two thirds of a TTL ago.
+// The third kept back covers the clocks' drift and the server storing
+// the write late, so that this view ends before the server's expiry and
+// never overlaps another holder's. Check asks the server.
 func (l *Lease) Held() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -80,7 +86,7 @@ func (l *Lease) Held() bool {
 }
 
 func (l *Lease) heldLocked(now time.Time) bool {
-	return l.rev != 0 && now.Sub(l.renewed) < l.cfg.TTL
+	return l.rev != 0 && now.Sub(l.renewed) < l.cfg.TTL*2/3
 }
 
 // Changed returns a channel closed at the next gain or loss of the lease.
@@ -105,7 +111,7 @@ func (l *Lease) Check(ctx context.Context) error {
 		return fmt.Errorf("check lease: %w", err)
 	}
 	if e.Revision() != rev || string(e.Value()) != l.cfg.Name {
-		l.set(0)
+		l.set(0, time.Time{})
 		return fmt.Errorf("%w: %s holds it", ErrNotHeld, e.Value())
 	}
 	return nil
@@ -123,13 +129,15 @@ func (l *Lease) Holder(ctx context.Context) (string, error) {
 	return string(e.Value()), nil
 }
 
-func (l *Lease) set(rev uint64) {
+// set records rev, written by a request sent at sent, or the loss of the
+// lease when rev is 0.
+func (l *Lease) set(rev uint64, sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	was := l.heldLocked(time.Now())
 	l.rev = rev
 	if rev != 0 {
-		l.renewed = time.Now()
+		l.renewed = sent
 	}
 	if was != (rev != 0) {
 		close(l.changed)
@@ -160,6 +168,7 @@ func (l *Lease) step(ctx context.Context) {
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.TTL/3)
 	defer cancel()
+	sent := time.Now()
 	if rev == 0 {
 		r, err := l.kv.Create(ctx, l.cfg.Key, []byte(l.cfg.Name))
 		if err != nil {
@@ -168,7 +177,7 @@ func (l *Lease) step(ctx context.Context) {
 			}
 			return
 		}
-		l.set(r)
+		l.set(r, sent)
 		l.logger.Info("lease_taken", "holder", l.cfg.Name, "ttl", l.cfg.TTL)
 		return
 	}
@@ -176,11 +185,11 @@ func (l *Lease) step(ctx context.Context) {
 	if err != nil {
 		// Stop at once: whether the key expired or the server is gone,
 		// this instance can no longer show it is the only one acting.
-		l.set(0)
+		l.set(0, time.Time{})
 		l.logger.Warn("lease_lost", "holder", l.cfg.Name, "err", err)
 		return
 	}
-	l.set(r)
+	l.set(r, sent)
 }
 
 func (l *Lease) release() {
@@ -190,7 +199,7 @@ func (l *Lease) release() {
 	if rev == 0 {
 		return
 	}
-	l.set(0)
+	l.set(0, time.Time{})
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.TTL/3)
 	defer cancel()
 	if err := l.kv.Delete(ctx, l.cfg.Key, jetstream.LastRevision(rev)); err != nil {
