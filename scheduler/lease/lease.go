@@ -38,7 +38,7 @@ type Lease struct {
 	kv     jetstream.KeyValue
 	logger *slog.Logger
 
-	mu      sync.Mutex
+	mu  sync.Mutex
 	rev uint64 // the revision we wrote; 0 when not held
 	// renewed is when that write was sent: the server dates the key's
 	// expiry from when it stored it, which is after the send but may be
