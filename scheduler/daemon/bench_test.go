@@ -45,7 +45,7 @@ func BenchmarkCycle(b *testing.B) {
 					fleet.Build(now, f.Declared(nil), nil)
 					continue
 				}
-				inv, p := planCycle(fleet, f, nil, nil, now)
+				inv, p := planCycle(fleet, f, nil, nil, nil, now)
 				_ = toProtocol(inv, p, "bench", "bench", protocol.ModeAdvisory, now)
 			}
 		})

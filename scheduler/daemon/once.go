@@ -33,6 +33,7 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 		return protocol.Plan{}, err
 	}
 	recs := map[string]VMRecord{}
+	var stored func(string) time.Time
 	kv, err := js.KeyValue(ctx, StateBucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
@@ -48,10 +49,10 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 		case <-ctx.Done():
 			return protocol.Plan{}, ctx.Err()
 		}
-		recs = r.snapshot()
+		recs, stored = r.snapshot(), storedTimes(ctx, kv)
 	}
 	d := &daemon{cfg: cfg, f: f, fleet: fleet, log: cfg.Logger}
 	now := time.Now()
-	inv, p := planCycle(fleet, f, d.chunks(ctx, now), recs, now)
+	inv, p := planCycle(fleet, f, d.chunks(ctx, now), recs, stored, now)
 	return toProtocol(inv, p, "now-"+protocol.EscapeToken(name), name, "plan", now), nil
 }

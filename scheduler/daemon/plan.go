@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/scheduler/inventory"
@@ -17,8 +20,10 @@ import (
 // planCycle plans one cycle: the inventory with each VM's record (a VM
 // held after a failed move counts as cooling until its hold ends), then
 // the planner, then without the moves of held VMs, which the planner
-// still makes off a host that must be emptied.
-func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs map[string]VMRecord, now time.Time) (planner.Inventory, planner.Plan) {
+// still makes off a host that must be emptied. stored gives when the
+// server stored a VM's record, by the server's clock (zero when unknown);
+// nil knows none.
+func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs map[string]VMRecord, stored func(vm string) time.Time, now time.Time) (planner.Inventory, planner.Plan) {
 	cool := time.Duration(f.Planner.Cooldown)
 	moved := make(map[string]time.Time, len(recs))
 	for vm, r := range recs {
@@ -35,11 +40,16 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 	inv := fleet.Build(now, f.Declared(derived), moved)
 	// A VM this scheduler moved after its host last reported is where the
 	// move put it: planning from the older sample would relieve a hotspot
-	// already relieved, with a second VM.
+	// already relieved, with a second VM. "After" compares the server's
+	// times of the record and the sample: r.Moved is the scheduler's
+	// clock, which may be skewed from the stream's by any amount.
 	for i := range inv.VMs {
 		v := &inv.VMs[i]
 		r, ok := recs[v.Name]
-		if _, at := fleet.Seen(v.Name); ok && r.To != "" && r.To != v.Host && r.Moved.After(at) && hasHost(inv, r.To) {
+		if !ok || r.To == "" || r.To == v.Host || stored == nil || !hasHost(inv, r.To) {
+			continue
+		}
+		if _, at := fleet.Seen(v.Name); stored(v.Name).After(at) {
 			v.Host = r.To
 		}
 	}
@@ -65,6 +75,18 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 	}
 	p.Moves = keep
 	return inv, p
+}
+
+// storedTimes returns when kv's server stored each VM's record, asked
+// only for the few VMs whose record names a host their sample does not.
+func storedTimes(ctx context.Context, kv jetstream.KeyValue) func(vm string) time.Time {
+	return func(vm string) time.Time {
+		e, err := kv.Get(ctx, vmKey(vm))
+		if err != nil {
+			return time.Time{}
+		}
+		return e.Created()
+	}
 }
 
 func hasHost(inv planner.Inventory, name string) bool {

@@ -26,7 +26,7 @@ func TestAHeldVMStaysOnADrainingHost(t *testing.T) {
 	recs := map[string]VMRecord{"stuck": {VM: "stuck", Failed: now.Add(-time.Minute), Failures: 1,
 		HoldUntil: now.Add(29 * time.Minute), LastError: "migration failed"}}
 
-	_, p := planCycle(fleet, Defaults(), nil, recs, now)
+	_, p := planCycle(fleet, Defaults(), nil, recs, nil, now)
 	if len(p.Moves) != 1 || p.Moves[0].VMs[0] != "free" {
 		t.Errorf("got moves %+v, want only free off a", p.Moves)
 	}
@@ -45,7 +45,7 @@ func TestAHeldVMStaysOnADrainingHost(t *testing.T) {
 		for _, u := range samples {
 			fleet.Observe(u, later)
 		}
-		_, p := planCycle(fleet, Defaults(), nil, recs, later)
+		_, p := planCycle(fleet, Defaults(), nil, recs, nil, later)
 		if len(p.Moves) != 2 {
 			t.Errorf("got moves %+v, want both off a", p.Moves)
 		}
