@@ -37,7 +37,7 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 			moved[vm] = t
 		}
 	}
-	inv := fleet.Build(now, f.Declared(derived), moved)
+	inv, left := fleet.Build(now, f.Declared(derived), moved)
 	// A VM this scheduler moved after its host last reported is where the
 	// move put it: planning from the older sample would relieve a hotspot
 	// already relieved, with a second VM. "After" compares the server's
@@ -74,6 +74,7 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 		})
 	}
 	p.Moves = keep
+	p.Unresolved = append(p.Unresolved, left...)
 	return inv, p
 }
 

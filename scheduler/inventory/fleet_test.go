@@ -39,7 +39,7 @@ func TestBuild(t *testing.T) {
 	f.Observe(sample("b", 10), last.Add(-time.Minute))
 	f.ObserveHint(protocol.Hint{Host: "a", Kind: protocol.HintEvacuate, State: protocol.HintRaised})
 	moved := map[string]time.Time{"db": t0}
-	inv := f.Build(last, Declared{
+	inv, _ := f.Build(last, Declared{
 		Default: Policy{CPU: planner.Band{Low: 10, High: 70}},
 		Hosts:   map[string]Policy{"b": {VMs: planner.Band{High: 4}}},
 		Chunks:  map[string]string{"db": "backend"},
@@ -84,13 +84,13 @@ func TestBuild(t *testing.T) {
 
 	t.Run("a cleared evacuate hint ends draining", func(t *testing.T) {
 		f.ObserveHint(protocol.Hint{Host: "a", Kind: protocol.HintEvacuate, State: protocol.HintCleared})
-		if inv := f.Build(last, Declared{}, nil); inv.Hosts[0].Draining {
+		if inv, _ := f.Build(last, Declared{}, nil); inv.Hosts[0].Draining {
 			t.Error("host a still draining")
 		}
 	})
 	t.Run("a VM its host stops listing leaves the inventory", func(t *testing.T) {
 		f.Observe(sample("a", 20, protocol.VMUsage{VM: "web", CPUPct: 100}), last.Add(10*time.Second))
-		inv := f.Build(last.Add(10*time.Second), Declared{}, nil)
+		inv, _ := f.Build(last.Add(10*time.Second), Declared{}, nil)
 		if len(inv.VMs) != 1 || inv.VMs[0].Name != "web" {
 			t.Errorf("got %+v, want only web", inv.VMs)
 		}
