@@ -56,6 +56,14 @@ type daemon struct {
 
 	derived   map[string]string // chunks found in libvirt
 	derivedAt time.Time
+	libvirt   map[string]*hostChunks // by host, once asked
+}
+
+// hostChunks is what one host's libvirt last said.
+type hostChunks struct {
+	nets *inventory.HostNets // the last answer; nil if it never answered
+	at   time.Time           // of that answer
+	err  error               // of the last attempt, nil if it answered
 }
 
 func (c *Config) check() error {
@@ -173,7 +181,9 @@ func (d *daemon) cycle(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	inv, p := planCycle(d.fleet, d.f, d.chunks(ctx, now), d.recs.snapshot(), storedTimes(ctx, d.kv), now)
+	derived, unknown := d.chunks(ctx, now)
+	inv, p := planCycle(d.fleet, d.f, derived, d.recs.snapshot(), storedTimes(ctx, d.kv), now)
+	p = withoutSources(p, unknown)
 	id := now.UTC().Format("20060102T150405.000Z") + "-" + protocol.EscapeToken(d.cfg.Name)
 	msg := toProtocol(inv, p, id, d.cfg.Name, d.cfg.Mode, now)
 	// An advisory plan goes out when it says something new: the first
@@ -222,32 +232,69 @@ func (d *daemon) publish(ctx context.Context, v any, msgID string) error {
 }
 
 // chunks asks each live host's libvirt for chunks when that is
-// configured, at most every libvirt.refresh: private networks change
-// rarely, and a round of virsh over ssh to every host costs seconds. A host
-// whose libvirt does not answer keeps only declared chunks.
-func (d *daemon) chunks(ctx context.Context, now time.Time) map[string]string {
+// configured, at most every libvirt.refresh (and a host first seen since
+// at once): private networks change rarely, and a round of virsh over ssh
+// to every host costs seconds. A host whose libvirt does not answer keeps
+// the chunks of its last answer, since planning its VMs as singletons
+// would split a chunk; unresolved lists the live hosts that never
+// answered, with why, which must not be sources: their chunks are
+// unknown.
+func (d *daemon) chunks(ctx context.Context, now time.Time) (derived map[string]string, unresolved map[string]string) {
 	if d.cfg.Virsh == nil {
-		return nil
+		return nil, nil
 	}
-	if d.derived != nil && now.Sub(d.derivedAt) < time.Duration(d.f.Libvirt.Refresh) {
-		return d.derived
+	if d.libvirt == nil {
+		d.libvirt = map[string]*hostChunks{}
 	}
-	var nets []inventory.HostNets
+	refresh := d.derived == nil || now.Sub(d.derivedAt) >= time.Duration(d.f.Libvirt.Refresh)
+	asked := false
+	unresolved = map[string]string{}
 	for _, h := range d.fleet.Hosts(now) {
 		if h.Down {
 			continue
 		}
+		hc := d.libvirt[h.Name]
+		if hc == nil {
+			hc = &hostChunks{}
+			d.libvirt[h.Name] = hc
+		} else if !refresh {
+			if hc.nets == nil {
+				unresolved[h.Name] = unknownChunks(hc.err)
+			}
+			continue
+		}
+		asked = true
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		n, err := inventory.GatherNets(cctx, h.Name, d.cfg.Virsh(h.Name), d.f.Libvirt.PrivateBridges)
 		cancel()
-		if err != nil {
+		hc.err = err
+		switch {
+		case err == nil:
+			hc.nets, hc.at = &n, now
+		case hc.nets != nil:
+			d.log.Warn("libvirt_chunks_kept", "host", h.Name, "err", err, "derived_at", hc.at)
+		default:
 			d.log.Warn("libvirt_chunks_failed", "host", h.Name, "err", err)
-			continue
+			unresolved[h.Name] = unknownChunks(err)
 		}
-		nets = append(nets, n)
 	}
-	d.derived, d.derivedAt = inventory.Chunks(nets), now
-	return d.derived
+	if refresh {
+		d.derivedAt = now
+	}
+	if asked || d.derived == nil {
+		var nets []inventory.HostNets
+		for _, hc := range d.libvirt {
+			if hc.nets != nil {
+				nets = append(nets, *hc.nets)
+			}
+		}
+		d.derived = inventory.Chunks(nets)
+	}
+	return d.derived, unresolved
+}
+
+func unknownChunks(err error) string {
+	return fmt.Sprintf("not a source: its chunks are unknown, libvirt never answered (%v)", err)
 }
 
 func virshRunner(virsh, uriTemplate string) func(host string) inventory.Runner {

@@ -53,6 +53,8 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 	}
 	d := &daemon{cfg: cfg, f: f, fleet: fleet, log: cfg.Logger}
 	now := time.Now()
-	inv, p := planCycle(fleet, f, d.chunks(ctx, now), recs, stored, now)
+	derived, unknown := d.chunks(ctx, now)
+	inv, p := planCycle(fleet, f, derived, recs, stored, now)
+	p = withoutSources(p, unknown)
 	return toProtocol(inv, p, "now-"+protocol.EscapeToken(name), name, "plan", now), nil
 }

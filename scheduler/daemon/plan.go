@@ -90,6 +90,29 @@ func storedTimes(ctx context.Context, kv jetstream.KeyValue) func(vm string) tim
 	}
 }
 
+// withoutSources drops the moves off the hosts in unknown, listing each
+// such host as unresolved with its reason, once.
+func withoutSources(p planner.Plan, unknown map[string]string) planner.Plan {
+	if len(unknown) == 0 {
+		return p
+	}
+	var keep []planner.Move
+	dropped := map[string]bool{}
+	for _, m := range p.Moves {
+		reason, ok := unknown[m.From]
+		if !ok {
+			keep = append(keep, m)
+			continue
+		}
+		if !dropped[m.From] {
+			dropped[m.From] = true
+			p.Unresolved = append(p.Unresolved, planner.Problem{Host: m.From, Reason: reason})
+		}
+	}
+	p.Moves = keep
+	return p
+}
+
 func hasHost(inv planner.Inventory, name string) bool {
 	return slices.ContainsFunc(inv.Hosts, func(h planner.Host) bool { return h.Name == name })
 }
