@@ -25,7 +25,10 @@ const DefaultConfigPath = "/etc/guestdiag/scheduler.yaml"
 type File struct {
 	Interval  Duration `yaml:"interval"`
 	HintDelay Duration `yaml:"hint_delay"`
-	Demand    struct {
+	// HostBucket is the collector's bucket of host records, which holds
+	// the drain marks (the collector's --host-bucket).
+	HostBucket string `yaml:"host_bucket"`
+	Demand     struct {
 		Window     Duration `yaml:"window"`
 		Percentile float64  `yaml:"percentile"`
 	} `yaml:"demand"`
@@ -169,6 +172,7 @@ func Defaults() *File {
 	f := &File{}
 	f.Interval = Duration(60 * time.Second)
 	f.HintDelay = Duration(5 * time.Second)
+	f.HostBucket = DefaultHostBucket
 	f.Demand.Window = Duration(inventory.DefaultDemand.Window)
 	f.Demand.Percentile = inventory.DefaultDemand.Percentile
 	// The collector's hint thresholds (collector.DefaultCPUHighPct and the
@@ -209,6 +213,9 @@ func (f *File) fillZeros() {
 	}
 	if f.Libvirt.Virsh == "" {
 		f.Libvirt.Virsh = d.Libvirt.Virsh
+	}
+	if f.HostBucket == "" {
+		f.HostBucket = d.HostBucket
 	}
 }
 

@@ -132,16 +132,22 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		default:
 		}
 	}
+	drains, err := watchDrains(ctx, d.js, d.f.HostBucket, d.fleet, d.log)
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
 	if err := follow(ctx, d.js, d.fleet, time.Duration(d.f.Demand.Window), raised, d.log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("scheduler: %w", err)
 	}
-	select {
-	case <-d.recs.ready:
-	case <-ctx.Done():
-		return nil
+	for _, ready := range []<-chan struct{}{d.recs.ready, drains} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	leaseDone := make(chan error, 1)
 	go func() { leaseDone <- d.lease.Run(ctx) }()

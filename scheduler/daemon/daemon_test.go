@@ -377,12 +377,14 @@ func TestARaisedHintPlansSoon(t *testing.T) {
 	plans := watchPlans(t, s)
 	f := fastFile()
 	f.Interval = Duration(time.Hour)
+	c := startCollector(t, s)
 	startDaemon(t, s, Config{Name: "sched-a", File: f})
 	if p := plans.nextPlan(t, 5*time.Second); len(p.Moves) != 1 {
 		t.Fatalf("got the first plan %+v, want hog's move", p)
 	}
-	publishJSON(t, js, protocol.HintSubject("a"), protocol.Hint{V: 1, Host: "a", Kind: protocol.HintEvacuate,
-		State: protocol.HintRaised, TS: time.Now(), Summary: "drained for maintenance"})
+	// The real collector marks the drain in its host bucket and raises
+	// the evacuate hint, which prompts the cycle.
+	drain(t, c, "a")
 	p := plans.nextPlan(t, 3*time.Second)
 	var vms []string
 	for _, m := range p.Moves {

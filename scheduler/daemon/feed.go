@@ -15,12 +15,12 @@ import (
 	"github.com/guestdiag/guestdiag/scheduler/inventory"
 )
 
-// follow feeds fleet from the stream until ctx ends: host samples from the
-// start of the demand window (so a restarted scheduler has its history at
-// once), hints from the beginning (an evacuate raised days ago still
-// holds, and hints are few: one message per change). raised is called for
-// each hint raised after the replay. It returns once both replays are in,
-// or when ctx ends.
+// follow feeds fleet from the stream until ctx ends with host samples from
+// the start of the demand window (so a restarted scheduler has its history
+// at once). raised is called for each hint raised from now on: a hint is
+// only the prompt to plan soon, since drain marks are read from the
+// collector's host bucket (watchDrains) and load from the samples. It
+// returns once the samples' replay is in, or when ctx ends.
 func follow(ctx context.Context, js jetstream.JetStream, fleet *inventory.Fleet, window time.Duration, raised func(protocol.Hint), logger *slog.Logger) error {
 	s, err := js.Stream(ctx, natsutil.StreamName)
 	if err != nil {
@@ -38,12 +38,12 @@ func follow(ctx context.Context, js jetstream.JetStream, fleet *inventory.Fleet,
 	}
 	hints, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{hintSubj},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("follow hints: %w", err)
 	}
-	hostsDone, hintsDone := make(chan struct{}), make(chan struct{})
+	hostsDone := make(chan struct{})
 	start := func(c jetstream.Consumer, subject string, from time.Time, done chan struct{}, handle func(jetstream.Msg, bool)) error {
 		last, pending, err := replayTo(ctx, s, subject, from)
 		if err != nil {
@@ -88,26 +88,24 @@ func follow(ctx context.Context, js jetstream.JetStream, fleet *inventory.Fleet,
 	if err != nil {
 		return fmt.Errorf("follow host samples: %w", err)
 	}
-	err = start(hints, hintSubj, time.Time{}, hintsDone, func(m jetstream.Msg, live bool) {
+	hc, err := hints.Consume(func(m jetstream.Msg) {
 		var h protocol.Hint
 		if err := json.Unmarshal(m.Data(), &h); err != nil || protocol.HintSubject(h.Host) != m.Subject() {
 			logger.Warn("hint_refused", "subject", m.Subject())
 			return
 		}
-		fleet.ObserveHint(h)
-		if live && h.State == protocol.HintRaised {
+		if h.State == protocol.HintRaised {
 			raised(h)
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("follow hints: %w", err)
 	}
-	for _, done := range []chan struct{}{hostsDone, hintsDone} {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	context.AfterFunc(ctx, hc.Stop)
+	select {
+	case <-hostsDone:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return nil
 }

@@ -29,8 +29,17 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 	fleet := inventory.NewFleet(inventory.Demand{Window: time.Duration(f.Demand.Window), Percentile: f.Demand.Percentile})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	drains, err := watchDrains(ctx, js, cfg.File.HostBucket, fleet, cfg.Logger)
+	if err != nil {
+		return protocol.Plan{}, err
+	}
 	if err := follow(ctx, js, fleet, time.Duration(f.Demand.Window), func(protocol.Hint) {}, cfg.Logger); err != nil {
 		return protocol.Plan{}, err
+	}
+	select {
+	case <-drains:
+	case <-ctx.Done():
+		return protocol.Plan{}, ctx.Err()
 	}
 	recs := map[string]VMRecord{}
 	var stored func(string) time.Time

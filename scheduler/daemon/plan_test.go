@@ -22,7 +22,7 @@ func TestAHeldVMStaysOnADrainingHost(t *testing.T) {
 	for _, u := range samples {
 		fleet.Observe(u, now)
 	}
-	fleet.ObserveHint(protocol.Hint{Host: "a", Kind: protocol.HintEvacuate, State: protocol.HintRaised})
+	fleet.SetDrain("a", true)
 	recs := map[string]VMRecord{"stuck": {VM: "stuck", Failed: now.Add(-time.Minute), Failures: 1,
 		HoldUntil: now.Add(29 * time.Minute), LastError: "migration failed"}}
 

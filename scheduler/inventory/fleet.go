@@ -29,7 +29,7 @@ type Demand struct {
 // DefaultDemand is the 80th percentile of the last 5 minutes.
 var DefaultDemand = Demand{Window: 5 * time.Minute, Percentile: 80}
 
-// Fleet folds host usage samples and hints into what Build needs. It is
+// Fleet folds host usage samples and drain marks into what Build needs. It is
 // safe for concurrent use: a consumer feeds it while the daemon plans.
 type Fleet struct {
 	demand Demand
@@ -119,20 +119,15 @@ func trim(ps []point, from int64) []point {
 	return ps[i:]
 }
 
-// ObserveHint records an evacuate hint: raised makes its host Draining,
-// cleared ends it. Other kinds are the planner's own business: it reads
-// load from the samples, not from hints.
-func (f *Fleet) ObserveHint(h protocol.Hint) {
-	if h.Kind != protocol.HintEvacuate || h.Host == "" {
-		return
-	}
+// SetDrain records whether an operator drained host for maintenance, as
+// the collector's host record says: a draining host is emptied.
+func (f *Fleet) SetDrain(host string, draining bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch h.State {
-	case protocol.HintRaised:
-		f.drain[h.Host] = true
-	case protocol.HintCleared:
-		delete(f.drain, h.Host)
+	if draining {
+		f.drain[host] = true
+	} else {
+		delete(f.drain, host)
 	}
 }
 

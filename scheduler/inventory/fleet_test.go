@@ -37,7 +37,7 @@ func TestBuild(t *testing.T) {
 	}
 	last := t0.Add(290 * time.Second)
 	f.Observe(sample("b", 10), last.Add(-time.Minute))
-	f.ObserveHint(protocol.Hint{Host: "a", Kind: protocol.HintEvacuate, State: protocol.HintRaised})
+	f.SetDrain("a", true)
 	moved := map[string]time.Time{"db": t0}
 	inv, _ := f.Build(last, Declared{
 		Default: Policy{CPU: planner.Band{Low: 10, High: 70}},
@@ -82,8 +82,8 @@ func TestBuild(t *testing.T) {
 		}
 	}
 
-	t.Run("a cleared evacuate hint ends draining", func(t *testing.T) {
-		f.ObserveHint(protocol.Hint{Host: "a", Kind: protocol.HintEvacuate, State: protocol.HintCleared})
+	t.Run("an undrained host is no longer draining", func(t *testing.T) {
+		f.SetDrain("a", false)
 		if inv, _ := f.Build(last, Declared{}, nil); inv.Hosts[0].Draining {
 			t.Error("host a still draining")
 		}
