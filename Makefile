@@ -45,11 +45,11 @@ lint:
 	GOOS=linux   GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
-# The real Alertmanager, Chromium and packaging tools (dpkg-deb, rpm, wixl,
-# msiinfo) that scripts/deps.sh installs must be there: their tests fail
+# The real Alertmanager, Chromium, packaging tools (dpkg-deb, rpm, wixl,
+# msiinfo) and the nats CLI that scripts/deps.sh installs must be there: their tests fail
 # instead of skipping.
 test-unit:
-	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 $(GO) test -race -count=1 ./...
+	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -race -count=1 ./...
 
 # The QEMU guests, and the Windows agent under Wine (test/wine).
 test-vmlab:
