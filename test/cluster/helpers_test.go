@@ -134,6 +134,18 @@ func (c *confCluster) connect(t *testing.T, user, inbox string) *nats.Conn {
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// warnings logs warnings and errors to the test's log.
+func warnings(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
 // streamLeader is the index of the node leading stream in guestdiag's
 // account, or -1.
 func (c *confCluster) streamLeader(stream string) int {
@@ -159,7 +171,7 @@ func startCollector(t *testing.T, nc *nats.Conn, replicas int) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := collector.New(collector.Config{Replicas: replicas}, nc, discard())
+	c := collector.New(collector.Config{Replicas: replicas}, nc, warnings(t))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
