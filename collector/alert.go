@@ -119,5 +119,5 @@ type TimelineEvent struct {
 type Change struct {
 	Host string `json:"host"`
 	VM   string `json:"vm"`
-	What string `json:"what"` // vm or alert
+	What string `json:"what"` // vm, alert, or host (its hints or drain mark)
 }

@@ -23,6 +23,8 @@ import (
 //	GET /api/alerts/{fingerprint}
 //	                           one alert
 //	GET /api/kb?q=&limit=      knowledge-base search (limit defaults to 20)
+//	GET /api/placement         hosts, hints and plans; see placementRoutes
+//	POST /api/hosts/{host}/drain, /undrain
 //	GET /healthz               200 once the state is loaded, 503 before
 //
 // Errors are {"error":"..."}. Answers come from the collector's watched
@@ -36,6 +38,7 @@ func (c *Collector) Handler() http.Handler {
 	api.HandleFunc("GET /api/alerts", c.listAlerts)
 	api.HandleFunc("GET /api/alerts/{fingerprint}", c.getAlert)
 	api.HandleFunc("GET /api/kb", c.searchKB)
+	c.placementRoutes(api)
 	var apiH http.Handler = api
 	if c.cfg.Auth != nil {
 		apiH = c.cfg.Auth(api)

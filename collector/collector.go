@@ -56,6 +56,7 @@ type Stats struct {
 	Failed    uint64 // state update failed; handed back for redelivery
 	Conflicts uint64 // compare-and-set conflicts with another collector, retried
 	Published uint64 // alert transitions published on NATS
+	Hints     uint64 // hint transitions published on NATS, repeats included
 }
 
 // Collector consumes relay messages into per-VM state and serves it.
@@ -77,6 +78,8 @@ type Collector struct {
 	subs     subscribers
 	live     liveness
 	timeline atomic.Pointer[jetstream.Stream]
+	hosts    hostState
+	plans    planState
 
 	applied, stale, rejected, poison, deferred, failed, conflicts, published atomic.Uint64
 
@@ -106,6 +109,8 @@ type backend struct {
 	alerts   jetstream.KeyValue
 	timeline jetstream.Stream
 	cons     jetstream.Consumer
+	stream   jetstream.Stream
+	hosts    jetstream.KeyValue
 }
 
 // Run dials cfg.NATSURL and runs a Collector on that connection until ctx
@@ -174,6 +179,12 @@ func (c *Collector) pipeline(ctx context.Context) {
 			wg.Go(func() {
 				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watchLiveness(ctx, b.live) })
 			})
+			wg.Go(func() {
+				c.retry(ctx, "watch_failed", func(ctx context.Context) error { return c.watchHosts(ctx, b.hosts) })
+			})
+			wg.Go(func() {
+				c.retry(ctx, "plans_failed", func(ctx context.Context) error { return c.followPlans(ctx, b.stream) })
+			})
 			wg.Go(func() { c.sweepLoop(ctx, b) })
 			wg.Go(func() { c.flushLoop(ctx, b) })
 		} else {
@@ -218,7 +229,10 @@ func (c *Collector) trySetup(ctx context.Context) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{js: js}
+	b := &backend{js: js, stream: stream}
+	if b.hosts, err = c.hostBucket(ctx, js); err != nil {
+		return nil, err
+	}
 	if b.alerts, err = c.alertBucket(ctx, js); err != nil {
 		return nil, err
 	}
@@ -306,6 +320,10 @@ func (c *Collector) handle(ctx context.Context, b *backend, msg jetstream.Msg) {
 	var streamSeq uint64
 	if md, err := msg.Metadata(); err == nil {
 		streamSeq = md.Sequence.Stream
+	}
+	if strings.HasPrefix(msg.Subject(), protocol.SubjectPrefix+".host.") {
+		c.handleHost(ctx, msg, streamSeq)
+		return
 	}
 	if !consumed(msg.Subject()) {
 		c.settle(msg.Ack(), msg, streamSeq)
@@ -416,6 +434,7 @@ func (c *Collector) Stats() Stats {
 		Failed:    c.failed.Load(),
 		Conflicts: c.conflicts.Load(),
 		Published: c.published.Load(),
+		Hints:     c.hosts.published.Load(),
 	}
 }
 

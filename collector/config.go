@@ -76,6 +76,17 @@ type Config struct {
 	// Auth, when set, wraps /api/, so that the dashboard's login protects
 	// the API too; UI does its own.
 	Auth func(http.Handler) http.Handler
+
+	// HostBucket names the KV bucket holding one record per host.
+	HostBucket string
+	// Hints says when placement hints are raised (docs/scheduler.md).
+	Hints HintConfig
+	// Plans is how many of the newest plans the collector keeps.
+	Plans int
+	// Admin, when set, says who makes a write request (drain, undrain),
+	// or refuses it with an error (403). Nil lets anyone write, as
+	// "anonymous": the API has no authentication configured.
+	Admin func(*http.Request) (user string, err error)
 }
 
 func (c Config) withDefaults() Config {
@@ -107,5 +118,12 @@ func (c Config) withDefaults() Config {
 		c.ChannelGrace = DefaultChannelGrace
 	}
 	c.Policy = c.Policy.withDefaults()
+	if c.HostBucket == "" {
+		c.HostBucket = DefaultHostBucket
+	}
+	c.Hints = c.Hints.withDefaults()
+	if c.Plans <= 0 {
+		c.Plans = DefaultPlans
+	}
 	return c
 }

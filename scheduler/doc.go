@@ -1,5 +1,5 @@
-// Package scheduler will turn placement hints and host usage into migration
-// plans: hotspot detection, VMs that must move together, host policies, and
-// dry-run or libvirt execution. It is empty until the placement issue is
-// taken.
+// Package scheduler holds guestdiag's placement: the planner (planner),
+// the trace simulator (sim), the fleet inventory (inventory), the leader
+// lease (lease), the daemon that plans and acts (daemon) and the executors
+// that migrate VMs (executor). This package itself has no code.
 package scheduler

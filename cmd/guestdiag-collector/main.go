@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,21 +48,28 @@ var run = cli.Daemon("guestdiag-collector", parseFlags, func(ctx context.Context
 
 func parseFlags(args []string, stderr io.Writer) (collectord.Config, slog.Level, error) {
 	var cfg collectord.Config
+	fs, level, pending := flags(&cfg, stderr)
+	if err := cli.Parse(fs, args); err != nil {
+		return cfg, *level, err
+	}
+	if c := &cfg.Collector; c.Replicas < 1 || c.AckWait <= 0 {
+		return cfg, *level, errors.New("--replicas must be at least 1 and --ack-wait positive")
+	}
+	return cfg, *level, pending.Finish()
+}
+
+// flags registers every flag of guestdiag-collector into cfg.
+func flags(cfg *collectord.Config, stderr io.Writer) (*flag.FlagSet, *slog.Level, *collectord.Pending) {
 	c := &cfg.Collector
 	fs, level := cli.FlagSet("guestdiag-collector", "usage: guestdiag-collector [flags]\n       guestdiag-collector version\n", stderr)
 	fs.StringVar(&c.NATSURL, "nats", nats.DefaultURL, "NATS server `url`s, comma separated")
 	fs.StringVar(&c.Listen, "listen", collector.DefaultListen, "`address` of the dashboard and the JSON API")
 	fs.StringVar(&c.Durable, "durable", collector.DefaultDurable, "durable consumer `name` shared by all collectors")
 	fs.StringVar(&c.Bucket, "bucket", collector.DefaultBucket, "KV `bucket` of per-VM state")
+	fs.StringVar(&c.HostBucket, "host-bucket", collector.DefaultHostBucket, "KV `bucket` of per-host usage, drain marks and placement hints")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the stream and the KV buckets (3 on a NATS cluster)")
 	fs.DurationVar(&c.AckWait, "ack-wait", collector.DefaultAckWait, "time before an unacknowledged message is redelivered")
-	pending := collectord.Flags(fs, &cfg)
-	collectord.NATSFlags(fs, &cfg)
-	if err := cli.Parse(fs, args); err != nil {
-		return cfg, *level, err
-	}
-	if c.Replicas < 1 || c.AckWait <= 0 {
-		return cfg, *level, errors.New("--replicas must be at least 1 and --ack-wait positive")
-	}
-	return cfg, *level, pending.Finish()
+	pending := collectord.Flags(fs, cfg)
+	collectord.NATSFlags(fs, cfg)
+	return fs, level, pending
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +23,29 @@ import (
 	"github.com/guestdiag/guestdiag/internal/webauth"
 )
 
+var defaultHints = collector.HintConfig{
+	Thresholds: collector.Thresholds{CPUHighPct: collector.DefaultCPUHighPct, CPULowPct: collector.DefaultCPULowPct, MemHighPct: collector.DefaultMemHighPct},
+	Hits:       collector.DefaultHintHits, Window: collector.DefaultHintWindow, ContentionVMs: collector.DefaultContentionVMs,
+}
+
+// TestEveryFlagIsDocumented keeps the flag table of docs/configuration.md
+// complete.
+func TestEveryFlagIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "## guestdiag-collector\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var cfg collectord.Config
+	fs, _, _ := flags(&cfg, &bytes.Buffer{})
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(section, "`--"+f.Name+"`") {
+			t.Errorf("docs/configuration.md, section guestdiag-collector, has no row for --%s", f.Name)
+		}
+	})
+}
+
 func TestParseFlags(t *testing.T) {
 	t.Setenv("GUESTDIAG_TOKEN", "")
 	dir := t.TempDir()
@@ -32,6 +56,7 @@ func TestParseFlags(t *testing.T) {
 	defaults := collector.Config{
 		NATSURL: nats.DefaultURL, Listen: collector.DefaultListen, Durable: collector.DefaultDurable,
 		Bucket: collector.DefaultBucket, Replicas: 1, AckWait: collector.DefaultAckWait, ChannelGrace: collector.DefaultChannelGrace,
+		HostBucket: collector.DefaultHostBucket, Hints: defaultHints, Plans: collector.DefaultPlans,
 	}
 	tests := []struct {
 		name    string
@@ -41,20 +66,31 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"defaults", nil, collectord.Config{Collector: defaults}, ""},
 		{"every flag", []string{"--nats", "nats://n1:4222,nats://n2:4222", "--listen", ":9000", "--durable", "d", "--bucket", "b", "--replicas", "3", "--ack-wait", "1m",
-			"--kb-dir", "/etc/guestdiag/kb", "--kb-dir", "/srv/kb", "--users", "/etc/guestdiag/users", "--token-file", tokenFile, "--secure-cookies",
-			"--alertmanager", "http://am1:9093", "--alertmanager", "https://am2:9093", "--external-url", "https://guestdiag.example", "--channel-grace", "2m"},
+			"--kb-dir", "/etc/guestdiag/kb", "--kb-dir", "/srv/kb", "--users", "/etc/guestdiag/users", "--admins", "ops, oncall", "--admins", "lead", "--token-file", tokenFile, "--secure-cookies",
+			"--alertmanager", "http://am1:9093", "--alertmanager", "https://am2:9093", "--external-url", "https://guestdiag.example", "--channel-grace", "2m",
+			"--host-bucket", "hb", "--hint-cpu-high", "80", "--hint-cpu-low", "10", "--hint-mem-high", "95", "--hint-hits", "2", "--hint-window", "4",
+			"--hint-contention", "3", "--hint-host", "h1:cpu_high=95,mem_high=97", "--hint-host", "h2:cpu_low=5", "--plans", "10"},
 			collectord.Config{
 				Collector: collector.Config{
 					NATSURL: "nats://n1:4222,nats://n2:4222", Listen: ":9000", Durable: "d", Bucket: "b", Replicas: 3, AckWait: time.Minute,
 					KBDirs: []string{"/etc/guestdiag/kb", "/srv/kb"}, ChannelGrace: 2 * time.Minute,
+					HostBucket: "hb", Plans: 10, Hints: collector.HintConfig{
+						Thresholds: collector.Thresholds{CPUHighPct: 80, CPULowPct: 10, MemHighPct: 95}, Hits: 2, Window: 4, ContentionVMs: 3,
+						Hosts: map[string]collector.Thresholds{"h1": {CPUHighPct: 95, MemHighPct: 97}, "h2": {CPULowPct: 5}},
+					},
 				},
-				Auth:         webauth.Config{UsersFile: "/etc/guestdiag/users", Token: "s3cret", Secure: true},
+				Auth:         webauth.Config{UsersFile: "/etc/guestdiag/users", Token: "s3cret", Secure: true, Admins: []string{"ops", "oncall", "lead"}},
 				Alertmanager: alertmanager.Config{URLs: []string{"http://am1:9093", "https://am2:9093"}, ExternalURL: "https://guestdiag.example"},
 			}, ""},
 		{"zero replicas", []string{"--replicas", "0"}, collectord.Config{}, "--replicas"},
 		{"a stray argument", []string{"extra"}, collectord.Config{}, "extra"},
 		{"an Alertmanager that is not a URL", []string{"--alertmanager", "am1:9093"}, collectord.Config{}, "not an http or https URL"},
+		{"an empty admin name", []string{"--admins", "ops,,lead"}, collectord.Config{}, "empty name"},
 		{"a missing token file", []string{"--token-file", filepath.Join(dir, "nope")}, collectord.Config{}, "--token-file"},
+		{"a low threshold above the high one", []string{"--hint-cpu-low", "90"}, collectord.Config{}, "not below cpu high"},
+		{"more hits than the window holds", []string{"--hint-hits", "6"}, collectord.Config{}, "6 of 5"},
+		{"a host override without a host", []string{"--hint-host", "cpu_high=90"}, collectord.Config{}, "HOST:"},
+		{"a host override of an unknown threshold", []string{"--hint-host", "h1:disk=90"}, collectord.Config{}, "unknown threshold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -78,13 +79,26 @@ func statusOf(err error) int {
 
 // raw GETs path (already escaped) with query and returns the body of a 200.
 func (c *client) raw(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, path, query, nil)
+}
+
+// do sends a request with method to path, with body as JSON when not nil,
+// and returns the body of a 200.
+func (c *client) do(ctx context.Context, method, path string, query url.Values, body []byte) ([]byte, error) {
 	u := c.base + path
 	if q := query.Encode(); q != "" {
 		u += "?" + q
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("bad --api: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -95,16 +109,16 @@ func (c *client) raw(ctx context.Context, path string, query url.Values) ([]byte
 		return nil, fmt.Errorf("cannot reach the collector API at %s (is `guestdiag up` or guestdiag-collector running?): %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := &apiError{url: u, status: resp.Status, code: resp.StatusCode}
-		_ = json.Unmarshal(body, &e.body) // a body that is not an APIError leaves the status alone
+		_ = json.Unmarshal(answer, &e.body) // a body that is not an APIError leaves the status alone
 		return nil, e
 	}
-	return body, nil
+	return answer, nil
 }
 
 // get GETs path and decodes the answer into v; what says what v is, for the

@@ -21,6 +21,8 @@ import (
 	"github.com/guestdiag/guestdiag/internal/collectord"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/internal/version"
+	"github.com/guestdiag/guestdiag/protocol"
+	"github.com/guestdiag/guestdiag/scheduler/daemon"
 )
 
 // upConfig is everything `guestdiag up` runs with.
@@ -35,11 +37,15 @@ type upConfig struct {
 	// Collector holds the collector's own settings: knowledge-base
 	// directories, authentication, Alertmanager.
 	Collector collectord.Config
+	// Scheduler runs the scheduler in advisory mode with the configuration
+	// file SchedulerConfig: plans on the placement page, nothing moved.
+	Scheduler       bool
+	SchedulerConfig string
 }
 
 var upCmd = cli.Command{
 	Name: "up", Args: "[flags]",
-	Summary: "run NATS, the collector and a relay for this host in one process",
+	Summary: "run NATS, the collector, an advisory scheduler and a relay for this host in one process",
 }
 
 func (a app) up(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -64,6 +70,8 @@ func parseUpFlags(args []string, stderr io.Writer) (upConfig, slog.Level, error)
 	fs.StringVar(&cfg.Relay.Host, "host", "", "`name` of this host in subjects and state (default: the host name)")
 	fs.Var(hostrelay.GlobsFlag(&cfg.Relay.Globs), "glob", "channel socket `pattern`; repeat for several; an empty value turns globbing off (default "+hostrelay.DefaultGlob+")")
 	fs.Var(hostrelay.ChannelsFlag(&cfg.Relay.Static), "channel", "static channel `NAME=PATH[,uuid=UUID]` of one VM; repeat for several")
+	fs.BoolVar(&cfg.Scheduler, "scheduler", true, "run the scheduler in advisory mode (plans only; run guestdiag-scheduler to carry them out)")
+	fs.StringVar(&cfg.SchedulerConfig, "scheduler-config", daemon.DefaultConfigPath, "the scheduler's configuration `file` (YAML); a missing default file is the defaults")
 	pending := collectord.Flags(fs, &cfg.Collector)
 	if err := cli.Parse(fs, args); err != nil {
 		return cfg, *level, err
@@ -101,8 +109,8 @@ func defaultStoreDir() string {
 
 // runUp runs the control plane of one host until ctx is cancelled, then
 // stops it in order: the relay first, so guests stop being acknowledged
-// while everything behind it still works; then the collector; then the
-// server.
+// while everything behind it still works; then the collector and the
+// scheduler; then the server.
 func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger) error {
 	host, portStr, err := net.SplitHostPort(cfg.NATSListen)
 	if err != nil {
@@ -133,6 +141,12 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 	}
 	defer nc.Close()
 
+	var sched *daemon.File
+	if cfg.Scheduler {
+		if sched, err = daemon.LoadFile(cfg.SchedulerConfig); err != nil {
+			return err
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPListen)
 	if err != nil {
@@ -151,38 +165,65 @@ func runUp(ctx context.Context, cfg upConfig, out io.Writer, logger *slog.Logger
 	fmt.Fprintf(out, "  nats:   %s\n", srv.ClientURL())
 	fmt.Fprintf(out, "  store:  %s\n", cfg.StoreDir)
 	fmt.Fprintf(out, "  status: guestdiag status --api %s\n", api)
+	if cfg.Scheduler {
+		fmt.Fprintf(out, "  placement: %s/placement (advisory scheduler)\n", api)
+	}
 
+	parts := []part{
+		{"relay", relay.Run},
+		{"collector", func(ctx context.Context) error { return collectord.Run(ctx, nc, ln, cfg.Collector, logger) }},
+	}
+	if cfg.Scheduler {
+		parts = append(parts, part{"scheduler", func(ctx context.Context) error {
+			return daemon.Run(ctx, nc, daemon.Config{Name: cfg.Relay.Host, Mode: protocol.ModeAdvisory, File: sched, Logger: logger.With("component", "scheduler")})
+		}})
+	}
+	err = runParts(ctx, parts)
+	fmt.Fprintln(out, "guestdiag up: stopped")
+	return err
+}
+
+// part is one daemon of guestdiag up.
+type part struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runParts runs every part until ctx is cancelled or one of them stops,
+// then stops them in the order given: the relay first, so guests stop
+// being acknowledged while everything behind it still works.
+func runParts(ctx context.Context, parts []part) error {
 	// Each part gets its own context so that shutdown can go in order.
 	base := context.WithoutCancel(ctx)
-	relayCtx, stopRelay := context.WithCancel(base)
-	defer stopRelay()
-	colCtx, stopCol := context.WithCancel(base)
-	defer stopCol()
-	relayDone, colDone := make(chan error, 1), make(chan error, 1)
-	go func() { relayDone <- relay.Run(relayCtx) }()
-	go func() { colDone <- collectord.Run(colCtx, nc, ln, cfg.Collector, logger) }()
-
-	var relayErr, colErr error
-	relayOut, colOut := false, false
+	errs := make([]error, len(parts))
+	stops := make([]context.CancelFunc, len(parts))
+	dones := make([]chan struct{}, len(parts))
+	ended := make(chan int, len(parts))
+	for i, p := range parts {
+		pctx, stop := context.WithCancel(base)
+		stops[i], dones[i] = stop, make(chan struct{})
+		defer stop()
+		go func() {
+			errs[i] = p.run(pctx)
+			close(dones[i])
+			ended <- i
+		}()
+	}
+	early := -1
 	select {
 	case <-ctx.Done():
-	case relayErr = <-relayDone:
-		relayOut = true
-		relayErr = cmp.Or(relayErr, errStoppedEarly)
-	case colErr = <-colDone:
-		colOut = true
-		colErr = cmp.Or(colErr, errStoppedEarly)
+	case early = <-ended:
 	}
-	stopRelay()
-	if !relayOut {
-		relayErr = <-relayDone
+	var all []error
+	for i, p := range parts {
+		stops[i]()
+		<-dones[i]
+		if i == early {
+			errs[i] = cmp.Or(errs[i], errStoppedEarly)
+		}
+		all = append(all, labelled(p.name, errs[i]))
 	}
-	stopCol()
-	if !colOut {
-		colErr = <-colDone
-	}
-	fmt.Fprintln(out, "guestdiag up: stopped")
-	return errors.Join(labelled("relay", relayErr), labelled("collector", colErr))
+	return errors.Join(all...)
 }
 
 var errStoppedEarly = errors.New("stopped before shutdown was asked for")

@@ -182,6 +182,26 @@ func TestUpRunsTheControlPlane(t *testing.T) {
 		t.Errorf("status against up: got\n%s\nwant a row with resources=warn", out.String())
 	}
 
+	// The advisory scheduler took the lease and published its first plan,
+	// which every collector shows on the placement page.
+	poll(t, "the advisory scheduler's first plan in /api/placement", func() bool {
+		resp, err := http.Get(api + "/api/placement")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var p collector.Placement
+		if json.NewDecoder(resp.Body).Decode(&p) != nil {
+			return false
+		}
+		for _, r := range p.Plans {
+			if r.Plan.Scheduler == "h1" && r.Plan.Mode == protocol.ModeAdvisory {
+				return true
+			}
+		}
+		return false
+	})
+
 	cancel()
 	select {
 	case code := <-done:

@@ -20,19 +20,24 @@ import (
 // TestIntegrationDashboardBrowser drives the dashboard in real headless
 // Chromium, as an administrator would: sign in, read the fleet, open a VM,
 // read a resolution, watch a live update arrive without a reload, and look
-// at a hostile guest's page. Screenshots are kept with
+// at a hostile guest's page; then drain a host from the placement page, and
+// sign in again as a viewer, who may not. Screenshots are kept with
 // go test -artifacts -outputdir DIR (or $GUESTDIAG_ARTIFACTS).
 func TestIntegrationDashboardBrowser(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
+	var lines string
+	for _, u := range [][2]string{{"admin", "s3cret"}, {"viewer", "v1ewer"}} {
+		hash, err := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += u[0] + ":" + string(hash) + "\n"
 	}
 	users := filepath.Join(t.TempDir(), "users.txt")
-	if err := os.WriteFile(users, []byte("admin:"+string(hash)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(users, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	src := fixture()
-	srv := httptest.NewServer(New(src, Config{UsersFile: users}, discard()))
+	srv := httptest.NewServer(New(src, Config{UsersFile: users, Admins: []string{"admin"}}, discard()))
 	// Registered before the browser's cleanup, so it runs after it: Close
 	// waits for the page's open event stream, which ends with the browser.
 	t.Cleanup(srv.Close)
@@ -109,6 +114,8 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 		}
 		browsertest.Screenshot(t, ctx, "hostile")
 	})
+
+	placementInBrowser(t, ctx, srv.URL, src)
 }
 
 // fireUntilShown fires c until the element sel shows want. The page's

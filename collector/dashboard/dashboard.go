@@ -45,6 +45,7 @@ type Source interface {
 type Config struct {
 	Token      string
 	UsersFile  string
+	Admins     []string
 	SessionKey []byte
 	Secure     bool
 	// Auth, when set, is used instead of the fields above: pass the same
@@ -66,6 +67,7 @@ const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 
 type server struct {
 	src    Source
+	place  Placer // nil when src has no placement view
 	auth   *webauth.Auth
 	logger *slog.Logger
 	pages  map[string]*template.Template
@@ -82,7 +84,7 @@ func New(src Source, cfg Config, logger *slog.Logger) http.Handler {
 	a := cfg.Auth
 	if a == nil {
 		var err error
-		a, err = webauth.New(webauth.Config{Token: cfg.Token, UsersFile: cfg.UsersFile, SessionKey: cfg.SessionKey, Secure: cfg.Secure}, logger)
+		a, err = webauth.New(webauth.Config{Token: cfg.Token, UsersFile: cfg.UsersFile, Admins: cfg.Admins, SessionKey: cfg.SessionKey, Secure: cfg.Secure}, logger)
 		if err != nil {
 			logger.Error("dashboard_auth_config", "err", err)
 			return headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +97,8 @@ func New(src Source, cfg Config, logger *slog.Logger) http.Handler {
 
 func newServer(src Source, a *webauth.Auth, logger *slog.Logger) *server {
 	s := &server{src: src, auth: a, logger: logger, now: time.Now, pages: make(map[string]*template.Template), keepAlive: keepAlive}
-	for _, p := range []string{"fleet", "vm", "alerts", "kb", "login", "error"} {
+	s.place, _ = src.(Placer)
+	for _, p := range []string{"fleet", "vm", "alerts", "kb", "placement", "login", "error"} {
 		s.pages[p] = template.Must(template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html"))
 	}
 	return s
@@ -115,13 +118,18 @@ func (s *server) routes() http.Handler {
 	mux.Handle("GET /vm/{host}/{name}", s.authed(s.vm))
 	mux.Handle("GET /alerts", s.authed(s.alerts))
 	mux.Handle("GET /kb", s.authed(s.kbSearch))
+	mux.Handle("GET /placement", s.authed(s.placement))
+	// The drain forms check for an admin themselves: a POST without a
+	// session gets 403, not the login form.
+	mux.HandleFunc("POST /placement/drain", s.drain)
+	mux.HandleFunc("POST /placement/undrain", s.undrain)
 	mux.Handle("GET /events", s.authed(s.events))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "There is no page at this address.")
 	})
-	// Login and logout are the only forms that change anything; a form
-	// posted from another site is refused (Sec-Fetch-Site, else Origin
-	// against Host).
+	// Every form (login, logout, drain, undrain) is refused when posted
+	// from another site (Sec-Fetch-Site, else Origin against Host), so a
+	// page elsewhere cannot drain a host with an admin's session.
 	return headers(http.NewCrossOriginProtection().Handler(mux))
 }
 
@@ -171,6 +179,13 @@ type page struct {
 	Nav   string
 	User  string
 	Open  bool
+	// Admin: the reader may drain and undrain hosts.
+	Admin bool
+	// Placement: the source has a placement view, so the nav links it.
+	Placement bool
+	// Every asks the script to refresh the page's main part this many
+	// seconds apart even when no change arrives.
+	Every int
 	// Live asks the script for live updates: of one host's VMs (Host), of
 	// one VM (Host and VM), or of everything.
 	Live     bool
@@ -187,6 +202,8 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, code int, name s
 		p.User = u
 	}
 	p.Open = s.auth.Open()
+	p.Admin = s.auth.IsAdmin(p.User)
+	p.Placement = s.place != nil
 	buf, _ := s.bufs.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)

@@ -28,6 +28,8 @@ type fakeSource struct {
 	timeline map[[2]string][]collector.TimelineEvent
 	entries  []*kb.Entry
 	subs     map[chan collector.Change]struct{}
+	place    collector.Placement
+	marks    []markCall
 }
 
 func newFakeSource() *fakeSource {
@@ -245,6 +247,7 @@ func fixture() *fakeSource {
 	long := vmRecord("kvm-b", longName, map[string]*collector.Check{"network": check(protocol.StatusUnknown, "no ICMP socket", nil)})
 	jsvm := vmRecord(jsName, jsName, nil)
 	f.vms = []collector.VM{web, db, hostile, long, jsvm}
+	f.place = placementFixture()
 
 	diskKB := collector.KBMatch{ID: "res-disk-full", Title: "Filesystem almost full", Severity: "crit",
 		Cause:      "A filesystem has less than 3 % of its space left; writes will soon fail with ENOSPC.",

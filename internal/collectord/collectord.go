@@ -28,6 +28,11 @@ import (
 	"github.com/guestdiag/guestdiag/internal/webauth"
 )
 
+// The collector's placement view feeds the dashboard's placement page,
+// which the dashboard finds by asking its Source at run time: this keeps a
+// change of either signature from going unnoticed.
+var _ dashboard.Placer = (*collector.Collector)(nil)
+
 // Config is the collector's and everything around it.
 type Config struct {
 	Collector collector.Config
@@ -70,6 +75,9 @@ func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger
 	}
 	cc := cfg.Collector
 	cc.Auth = auth.Wrap
+	// The API's drain and undrain need an admin, as the dashboard's
+	// placement page does: one set of roles for both.
+	cc.Admin = auth.Admin
 	cc.UI = func(c *collector.Collector) http.Handler {
 		return dashboard.New(c, dashboard.Config{Auth: auth}, logger.With("component", "dashboard"))
 	}
@@ -127,6 +135,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	p := &Pending{cfg: cfg}
 	fs.Var(stringsFlag{&cfg.Collector.KBDirs}, "kb-dir", "operator knowledge-base `dir`ectory, loaded after the shipped entries and on SIGHUP; repeat for several")
 	fs.StringVar(&cfg.Auth.UsersFile, "users", "", "`file` of dashboard and API users, name:bcrypt-hash lines (htpasswd -B)")
+	fs.Var(namesFlag{&cfg.Auth.Admins}, "admins", "comma-separated `names` of users in --users who may drain and undrain hosts (the token always may; the others only read)")
 	fs.StringVar(&p.tokenFile, "token-file", "", "`file` holding a shared token for the dashboard and API (or set GUESTDIAG_TOKEN)")
 	fs.StringVar(&p.sessionKeyFile, "session-key-file", "", "`file` holding the key that signs login sessions; give every collector behind one address the same file (default: a random key per process)")
 	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")
@@ -134,6 +143,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	fs.StringVar(&cfg.Alertmanager.ExternalURL, "external-url", "", "`url` under which users reach the dashboard, for links in Alertmanager notifications")
 	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "", "TCP `address` for Prometheus /metrics and /healthz, such as 127.0.0.1:9465 (default: off)")
 	fs.DurationVar(&cfg.Collector.ChannelGrace, "channel-grace", collector.DefaultChannelGrace, "how long a channel may stay disconnected before vm.channel_down fires")
+	hintFlags(fs, &cfg.Collector)
 	return p
 }
 
@@ -179,6 +189,9 @@ func (p *Pending) Finish() error {
 	}
 	if p.cfg.Collector.ChannelGrace <= 0 {
 		return errors.New("--channel-grace must be positive")
+	}
+	if err := p.cfg.Collector.Hints.Validate(); err != nil {
+		return fmt.Errorf("--hint-*: %w", err)
 	}
 	return nil
 }

@@ -45,8 +45,10 @@ var wantContents = map[string]struct {
 			{"-rw-r--r--", "/usr/lib/systemd/system/guestdiag-collector.service"},
 			{"-rw-r--r--", "/usr/lib/sysusers.d/guestdiag-collector.conf"},
 			{"-rw-r--r--", "/etc/default/guestdiag-collector"},
+			{"-rw-r--r--", "/usr/lib/systemd/system/guestdiag-scheduler.service"},
+			{"-rw-r--r--", "/etc/default/guestdiag-scheduler"},
 		},
-		conffiles: []string{"/etc/default/guestdiag-collector"},
+		conffiles: []string{"/etc/default/guestdiag-collector", "/etc/default/guestdiag-scheduler"},
 	},
 }
 

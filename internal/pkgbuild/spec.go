@@ -84,13 +84,16 @@ func Packages() []Package {
 		},
 		{
 			Name:        "guestdiag-control-plane",
-			Description: "guestdiag control plane: the collector (fleet state, alerts, dashboard) and the guestdiag CLI",
+			Description: "guestdiag control plane: the collector (fleet state, alerts, dashboard), the scheduler and the guestdiag CLI",
 			Recommends:  []string{"systemd"},
 			Suggests:    []string{"nats-server"},
 			Binaries:    []string{"guestdiag-collector", "guestdiag", "guestdiag-scheduler"},
 			Files: []File{
 				{Src: "systemd/guestdiag-collector.service", Dst: unitDir + "guestdiag-collector.service", Mode: 0o644},
 				{Src: "config/guestdiag-collector.default", Dst: "/etc/default/guestdiag-collector", Mode: 0o644, Config: true},
+				// Installed, not enabled: the scripts start Unit alone.
+				{Src: "systemd/guestdiag-scheduler.service", Dst: unitDir + "guestdiag-scheduler.service", Mode: 0o644},
+				{Src: "config/guestdiag-scheduler.default", Dst: "/etc/default/guestdiag-scheduler", Mode: 0o644, Config: true},
 			},
 			Unit:     "guestdiag-collector.service",
 			StateDir: "/var/lib/guestdiag-collector",

@@ -70,12 +70,14 @@ func TestAgentCapabilitiesAreTheDocumentedOnes(t *testing.T) {
 	}
 }
 
-// The relay and the collector keep no capability, run as their own users
-// and cannot gain privileges.
+// The relay, the collector and the scheduler keep no capability, run as
+// their own users (the scheduler as the collector's) and cannot gain
+// privileges.
 func TestServiceUnitsRunUnprivileged(t *testing.T) {
 	for _, u := range []struct{ unit, user string }{
 		{"guestdiag-relay.service", "guestdiag-relay"},
 		{"guestdiag-collector.service", "guestdiag-collector"},
+		{"guestdiag-scheduler.service", "guestdiag-collector"},
 	} {
 		t.Run(u.unit+" runs as "+u.user, func(t *testing.T) {
 			path := "../../packaging/systemd/" + u.unit

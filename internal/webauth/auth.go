@@ -35,6 +35,10 @@ type Config struct {
 	Secure bool
 	// SessionTTL is how long a login lasts; 12 hours when zero.
 	SessionTTL time.Duration
+	// Admins names the users of UsersFile who may change something (drain
+	// and undrain hosts); the others only read. The token is always an
+	// admin. Each name must be in UsersFile.
+	Admins []string
 }
 
 // Errors of User and Login.
@@ -42,6 +46,8 @@ var (
 	ErrNoCredentials  = errors.New("no credentials")
 	ErrBadCredentials = errors.New("wrong name, password or token")
 	ErrRateLimited    = errors.New("too many failed attempts from this address; wait a minute")
+	// ErrNotAdmin is Admin's answer for a user who may only read.
+	ErrNotAdmin = errors.New("not an administrator")
 )
 
 // TokenUser is the user name of a request or session authenticated by the
@@ -56,6 +62,7 @@ type Auth struct {
 	token  [32]byte // sha256 of the token, compared in constant time
 	hasTok bool
 	users  map[string][]byte
+	admins map[string]bool
 	key    []byte
 	secure bool
 	ttl    time.Duration
@@ -92,6 +99,18 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 			return nil, fmt.Errorf("users file %s: user %q is reserved for the token", cfg.UsersFile, TokenUser)
 		}
 		a.users = users
+	}
+	if len(cfg.Admins) > 0 {
+		if a.users == nil {
+			return nil, errors.New("admins are named but there is no users file: the token alone is already an admin")
+		}
+		a.admins = make(map[string]bool, len(cfg.Admins))
+		for _, name := range cfg.Admins {
+			if a.users[name] == nil {
+				return nil, fmt.Errorf("admin %q is not in the users file %s", name, cfg.UsersFile)
+			}
+			a.admins[name] = true
+		}
 	}
 	a.key = cfg.SessionKey
 	if len(a.key) == 0 {

@@ -20,9 +20,24 @@
     if (badge) { badge.textContent = text; }
   }
 
+  // typing reports whether the reader is filling in a form on the page,
+  // which a swap would wipe out.
+  function typing() {
+    var inputs = main.querySelectorAll("input[type=text]");
+    for (var i = 0; i < inputs.length; i++) {
+      if (inputs[i].value !== "" || inputs[i] === document.activeElement) { return true; }
+    }
+    return false;
+  }
+
   function refresh() {
     timer = null;
     if (busy) { again = true; return; }
+    if (typing()) {
+      status("paused while you type");
+      timer = setTimeout(refresh, 1000);
+      return;
+    }
     busy = true;
     last = Date.now();
     var u = new URL(window.location.href);
@@ -56,6 +71,13 @@
     if (timer === null) {
       timer = setTimeout(refresh, Math.max(100, last + gap - Date.now()));
     }
+  }
+
+  // Some pages (placement) show figures that change without a change
+  // event, such as host samples: refresh them every few seconds too.
+  var every = parseInt(body.dataset.every || "0", 10);
+  if (every > 0) {
+    setInterval(schedule, every * 1000);
   }
 
   var q = new URLSearchParams();

@@ -1,0 +1,28 @@
+package collectord
+
+import (
+	"fmt"
+	"strings"
+)
+
+// namesFlag is a comma-separated list of user names; repeating the flag
+// adds more.
+type namesFlag struct{ p *[]string }
+
+func (f namesFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return strings.Join(*f.p, ",")
+}
+
+func (f namesFlag) Set(s string) error {
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return fmt.Errorf("empty name in %q", s)
+		}
+		*f.p = append(*f.p, name)
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+package webauth
+
+import "net/http"
+
+// AnonymousUser is who changes something when no authentication is
+// configured: the dashboard and the API are then open to writes as well
+// as reads, as they are to anyone who can reach the listener.
+const AnonymousUser = "anonymous"
+
+// IsAdmin reports whether user, as User returned it, may change
+// something. The token is an admin, users of the users file only when
+// Config.Admins names them, and everyone when Auth is Open (see
+// AnonymousUser).
+func (a *Auth) IsAdmin(user string) bool {
+	if a.Open() || user == TokenUser && a.hasTok {
+		return true
+	}
+	return a.admins[user] && a.users[user] != nil
+}
+
+// Admin returns the administrator who sent r, for the collector's write
+// endpoints and the dashboard's drain forms: User's errors as they are,
+// ErrNotAdmin for a user who may only read, and AnonymousUser when Auth is
+// Open.
+func (a *Auth) Admin(r *http.Request) (string, error) {
+	if a.Open() {
+		return AnonymousUser, nil
+	}
+	user, err := a.User(r)
+	if err != nil {
+		return "", err
+	}
+	if !a.IsAdmin(user) {
+		return "", ErrNotAdmin
+	}
+	return user, nil
+}

@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StateBucket holds what must outlive one scheduler: when each VM last
+// moved or failed to, and the acting scheduler's status.
+const StateBucket = "guestdiag_scheduler"
+
+// StatusKey is the key of the status in StateBucket.
+const StatusKey = "status"
+
+// VMRecord is a VM's migration record in StateBucket under "vm.<base64url
+// of its name>" (a VM name may hold bytes no key allows).
+type VMRecord struct {
+	VM    string    `json:"vm"`
+	Moved time.Time `json:"moved,omitzero"`
+	// To is the host it moved to, which samples older than Moved do not
+	// know yet.
+	To string `json:"to,omitempty"`
+	// Failed is the last failed attempt and Failures how many failed in a
+	// row; HoldUntil is when the VM may be planned again.
+	Failed    time.Time `json:"failed,omitzero"`
+	Failures  int       `json:"failures,omitempty"`
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Status is the acting scheduler's last cycle, rewritten each cycle, so
+// an admin sees it is alive without a plan a minute on guestdiag.plan.
+type Status struct {
+	Scheduler string    `json:"scheduler"`
+	Mode      string    `json:"mode"`
+	Executor  string    `json:"executor,omitempty"`
+	TS        time.Time `json:"ts"`
+	Hosts     int       `json:"hosts"`
+	HostsDown int       `json:"hosts_down"`
+	VMs       int       `json:"vms"`
+	// Plan is the cycle's plan id; Published says whether it went out (a
+	// plan is published when it has moves or differs from the last).
+	Plan       string `json:"plan"`
+	Published  bool   `json:"published"`
+	Moves      int    `json:"moves"`
+	Unresolved int    `json:"unresolved"`
+}
+
+func vmKey(vm string) string { return "vm." + base64.RawURLEncoding.EncodeToString([]byte(vm)) }
+
+// records follows the VM records of StateBucket, so that a new leader
+// starts from what the last one wrote.
+type records struct {
+	kv jetstream.KeyValue
+
+	mu    sync.Mutex
+	byVM  map[string]VMRecord
+	ready chan struct{}
+}
+
+func openState(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StateBucket, Description: "guestdiag-scheduler: VM migration records and status",
+		History: 1, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state bucket %s: %w", StateBucket, err)
+	}
+	return kv, nil
+}
+
+// watchRecords starts following kv's VM records until ctx ends; ready is
+// closed once the records present at the start are in.
+func watchRecords(ctx context.Context, kv jetstream.KeyValue) (*records, error) {
+	w, err := kv.Watch(ctx, "vm.*")
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", StateBucket, err)
+	}
+	r := &records{kv: kv, byVM: map[string]VMRecord{}, ready: make(chan struct{})}
+	go func() {
+		defer w.Stop()
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						close(r.ready)
+						initial = false
+					}
+					continue
+				}
+				r.apply(e)
+			}
+		}
+	}()
+	return r, nil
+}
+
+func (r *records) apply(e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "vm."))
+	if err != nil {
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.byVM, string(name))
+		return
+	}
+	var rec VMRecord
+	if json.Unmarshal(e.Value(), &rec) == nil && rec.VM == string(name) {
+		r.byVM[rec.VM] = rec
+	}
+}
+
+func (r *records) get(vm string) VMRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, ok := r.byVM[vm]
+	if !ok {
+		rec.VM = vm
+	}
+	return rec
+}
+
+// snapshot returns every record.
+func (r *records) snapshot() map[string]VMRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]VMRecord, len(r.byVM))
+	for k, v := range r.byVM {
+		out[k] = v
+	}
+	return out
+}
+
+// put writes rec and keeps it at once, so the next cycle sees it without
+// waiting for the watch.
+func (r *records) put(ctx context.Context, rec VMRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := r.kv.Put(ctx, vmKey(rec.VM), b); err != nil {
+		return fmt.Errorf("record %s: %w", rec.VM, err)
+	}
+	r.mu.Lock()
+	r.byVM[rec.VM] = rec
+	r.mu.Unlock()
+	return nil
+}
+
+func putStatus(ctx context.Context, kv jetstream.KeyValue, s Status) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, StatusKey, b); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	return nil
+}
+
+// ReadStatus returns the acting scheduler's last status, for the plan
+// command and tests; jetstream.ErrKeyNotFound when none ran yet.
+func ReadStatus(ctx context.Context, js jetstream.JetStream) (Status, error) {
+	var s Status
+	kv, err := js.KeyValue(ctx, StateBucket)
+	if err != nil {
+		return s, fmt.Errorf("state bucket %s: %w", StateBucket, err)
+	}
+	e, err := kv.Get(ctx, StatusKey)
+	if err != nil {
+		return s, fmt.Errorf("status: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return s, fmt.Errorf("status: %w", err)
+	}
+	return s, nil
+}
