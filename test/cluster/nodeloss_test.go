@@ -18,6 +18,7 @@ import (
 	"github.com/guestdiag/guestdiag/hostrelay"
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
+	"github.com/guestdiag/guestdiag/scheduler/lease"
 	"github.com/guestdiag/guestdiag/test/loadgen"
 )
 
@@ -143,6 +144,7 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 		// request timeout, for each bucket (about 50 s in all, measured).
 		waitFor(t, 3*time.Minute, fmt.Sprintf("collector %d consuming", i+1), func() bool { return col.get200(t, "/healthz") })
 	}
+	sched := startSchedulers(t, ctx, c.URLs(), 2)
 	var fleets []*loadgen.Fleet
 	var crits [][]int // per fleet, the VMs made crit
 	for h := range hosts {
@@ -243,8 +245,16 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 		}
 	}
 	if target < 0 {
+		// Both collectors are on the leader's node: move the leadership
+		// off it first, so that this loss is of the collector's node alone.
 		target = c.Index(conns[0].ConnectedServerName())
-		t.Logf("both collectors are on the stream leader %d; killing it again", target)
+		if _, err := admin.Request("$JS.API.STREAM.LEADER.STEPDOWN."+natsutil.StreamName, nil, 10*time.Second); err != nil {
+			t.Fatalf("stream leader step down: %v", err)
+		}
+		waitFor(t, 30*time.Second, "a stream leader other than the collectors' node", func() bool {
+			l := c.StreamLeader(natsutil.StreamName)
+			return l >= 0 && l != target
+		})
 	}
 	applied := []uint64{cols[0].c.Stats().Applied, cols[1].c.Stats().Applied}
 	killed2 := time.Now()
@@ -308,6 +318,16 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 	}
 
 	runs, firewall := storedRuns(t, ajs)
+	t.Run("only one scheduler holds the lease at a time throughout", func(t *testing.T) {
+		both, held, samples := sched.counts()
+		t.Logf("lease held in %d of %d samples", held, samples)
+		if both != 0 {
+			t.Errorf("both schedulers held the lease in %d of %d samples, want none", both, samples)
+		}
+		if held == 0 {
+			t.Errorf("no scheduler held the lease in %d samples", samples)
+		}
+	})
 	t.Run("every run's stored seqs are contiguous, none doubled", func(t *testing.T) {
 		var stored uint64
 		for run, seqs := range runs {
@@ -549,4 +569,82 @@ func alertTrail(t *testing.T, js jetstream.JetStream, host, vm string) string {
 		}
 	})
 	return strings.Join(out, "; ")
+}
+
+// leaseWatch samples every 5 ms which scheduler instances hold the lease.
+type leaseWatch struct {
+	mu                  sync.Mutex
+	both, held, samples int
+}
+
+func (w *leaseWatch) counts() (both, held, samples int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.both, w.held, w.samples
+}
+
+// startSchedulers runs n instances of the scheduler's lease (what decides
+// which scheduler acts), each on its own connection, the bucket at R3.
+func startSchedulers(t *testing.T, ctx context.Context, urls string, n int) *leaseWatch {
+	t.Helper()
+	var leases []*lease.Lease
+	for i := range n {
+		js, err := jetstream.New(dial(t, urls, fmt.Sprintf("scheduler-%d", i+1)).Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One after the other: the first creates the R3 bucket.
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		l, err := lease.Open(octx, js, lease.Config{Name: fmt.Sprintf("scheduler-%d", i+1), Replicas: 3}, discard())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.Run(rctx)
+		}()
+		t.Cleanup(func() {
+			rcancel()
+			<-done
+		})
+	}
+	w := &leaseWatch{}
+	sctx, scancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+			}
+			holders := 0
+			for _, l := range leases {
+				if l.Held() {
+					holders++
+				}
+			}
+			w.mu.Lock()
+			w.samples++
+			if holders > 1 {
+				w.both++
+			}
+			if holders > 0 {
+				w.held++
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		scancel()
+		<-stopped
+	})
+	return w
 }
