@@ -43,7 +43,7 @@ func TestNATSCLICreatesTheStreamsAndBucketsTheCollectorWould(t *testing.T) {
 		t.Fatal(err)
 	}
 	col := startCollector(t, nc, 1)
-	waitFor(t, time.Minute, "the collector's setup", func() bool { return col.get200(t, "/healthz") })
+	waitFor(t, 3*time.Minute, "the collector's setup", func() bool { return col.get200(t, "/healthz") })
 	want := map[string]jetstream.StreamConfig{}
 	for _, name := range guestdiagStreams {
 		info, err := streamInfo(t, sjs, name)
@@ -99,7 +99,7 @@ func TestNATSCLICreatesTheStreamsAndBucketsTheCollectorWould(t *testing.T) {
 	check("made by the nats CLI")
 	// A collector with --replicas 3 takes them as they are.
 	cc := startCollector(t, c.connect(t, "collector", collectord.CollectorInboxPrefix), 3)
-	waitFor(t, time.Minute, "the cluster collector's setup", func() bool { return cc.get200(t, "/healthz") })
+	waitFor(t, 3*time.Minute, "the cluster collector's setup", func() bool { return cc.get200(t, "/healthz") })
 	check("after a collector with --replicas 3 started")
 }
 

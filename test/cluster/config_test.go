@@ -56,7 +56,7 @@ func TestConfiguredClusterKeepsEachRelayToItsHost(t *testing.T) {
 	// The collector creates the stream and the buckets, at R3.
 	for _, name := range []string{"GUESTDIAG", "GUESTDIAG_TIMELINE", "KV_" + collector.DefaultBucket, "KV_" + collector.DefaultAlertBucket, "KV_" + collector.DefaultLivenessBucket} {
 		var info *jetstream.StreamInfo
-		waitFor(t, 30*time.Second, name+" at R3 on three nodes", func() bool {
+		waitFor(t, 3*time.Minute, name+" at R3 on three nodes", func() bool {
 			info, err = streamInfo(t, admin, name)
 			return err == nil && info.Cluster != nil && len(info.Cluster.Replicas) == 2
 		})
@@ -117,7 +117,7 @@ func TestConfiguredClusterKeepsEachRelayToItsHost(t *testing.T) {
 		}
 	})
 	t.Run("the collector folds h1's reports and raises the alert", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "web1's firing alert", func() bool {
+		waitFor(t, time.Minute, "web1's firing alert", func() bool {
 			return len(col.c.Alerts(collector.AlertFilter{State: collector.AlertFiring})) == 1
 		})
 		code, body := col.get(t, "/api/vms/web1")

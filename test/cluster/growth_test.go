@@ -143,7 +143,7 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 	col := startCollector(t, nc, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	waitFor(t, 10*time.Second, "the collector's setup", func() bool {
+	waitFor(t, time.Minute, "the collector's setup", func() bool {
 		_, err := streamInfo(t, js, "KV_"+collector.DefaultBucket)
 		return err == nil
 	})
@@ -208,7 +208,7 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range guestdiagStreams {
-		waitFor(t, 30*time.Second, name+" current on three nodes", func() bool {
+		waitFor(t, 3*time.Minute, name+" current on three nodes", func() bool {
 			info, err := streamInfo(t, cjs, name)
 			if err != nil || info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 				return false
@@ -222,7 +222,7 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 		})
 	}
 	grown := startCollector(t, cnc, 3)
-	waitFor(t, 20*time.Second, "the grown collector's view", func() bool {
+	waitFor(t, time.Minute, "the grown collector's view", func() bool {
 		vs, ready := grown.c.VMs()
 		return ready && len(vs) == vms && len(grown.c.Alerts(collector.AlertFilter{})) == vms
 	})
