@@ -52,11 +52,13 @@ test-unit:
 	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -race -count=1 ./...
 
 # The QEMU guests, the Windows agent under Wine (test/wine), and node loss
-# on a three-node NATS cluster under load (test/cluster).
+# on a three-node NATS cluster under load with the cluster configuration
+# and growth tests (test/cluster, without the race detector, under which
+# they skip).
 test-vmlab:
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 30m -v -run 'TestIntegration' ./test/vmlab/
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegrationWine' ./test/wine/
-	GUESTDIAG_CLUSTER=1 $(GO) test -count=1 -timeout 15m -v -run 'TestIntegration' ./test/cluster/
+	GUESTDIAG_CLUSTER=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -count=1 -timeout 20m -v ./test/cluster/
 
 bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1

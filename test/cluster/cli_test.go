@@ -29,6 +29,7 @@ func limits(c jetstream.StreamConfig) jetstream.StreamConfig {
 }
 
 func TestNATSCLICreatesTheStreamsAndBucketsTheCollectorWould(t *testing.T) {
+	skipUnderRace(t)
 	cli := natsCLI(t)
 
 	// What a collector creates, on a single node.

@@ -54,6 +54,7 @@ type confCluster struct {
 // monitoring port is off).
 func startConfCluster(t *testing.T, stores ...string) *confCluster {
 	t.Helper()
+	skipUnderRace(t)
 	dir := t.TempDir()
 	writePKI(t, dir, "n1", "n2", "n3")
 	copyFile(t, "testdata/accounts.conf", filepath.Join(dir, "accounts.conf"))
@@ -89,6 +90,15 @@ func startConfCluster(t *testing.T, stores ...string) *confCluster {
 		opts[i] = o
 	}
 	return &confCluster{Cluster: natstest.StartClusterWith(t, opts), dir: dir}
+}
+
+// skipUnderRace skips a test that runs a three-node cluster when the race
+// detector is on (make test-unit); make test-vmlab runs them without it.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if underRace {
+		t.Skip("three-node cluster: too slow under the race detector; make test-vmlab runs this test without it")
+	}
 }
 
 func mustPort(t *testing.T, u *url.URL) int {

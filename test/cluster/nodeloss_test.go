@@ -113,6 +113,7 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 	if os.Getenv("GUESTDIAG_CLUSTER") == "" {
 		t.Skip("kills nodes of a three-node cluster under load for a minute; enable with GUESTDIAG_CLUSTER=1 (make test-vmlab does)")
 	}
+	skipUnderRace(t)
 	const hosts, vmsPerHost, speed = 2, 40, 3
 	c := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
