@@ -253,9 +253,14 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 	// from where the single node stopped.
 	c.Kill(0)
 	subject, body, id := report(t, "h1", "web00", "r1", 3, protocol.StatusCrit)
-	if _, err := h1.Publish(ctx, subject, body, jetstream.WithMsgID(id)); err != nil {
-		t.Fatalf("publish after n1 went: %v", err)
-	}
+	// As a relay does, publish again until acknowledged: a publish sent
+	// while the streams elect new leaders may go unanswered.
+	waitFor(t, time.Minute, "a report acknowledged after n1 went", func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := h1.Publish(pctx, subject, body, jetstream.WithMsgID(id))
+		return err == nil
+	})
 	waitFor(t, 30*time.Second, "web00's gateway alert firing again", func() bool {
 		return len(grown.c.Alerts(collector.AlertFilter{State: collector.AlertFiring})) == 1
 	})
