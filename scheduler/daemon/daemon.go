@@ -173,7 +173,7 @@ func (d *daemon) cycle(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	inv, p := planCycle(d.fleet, d.f, d.chunks(ctx, now), d.recs.snapshot(), now)
+	inv, p := planCycle(d.fleet, d.f, d.chunks(ctx, now), planning(d.recs.snapshot(), now, time.Duration(d.f.MigrateTimeout)), now)
 	id := now.UTC().Format("20060102T150405.000Z") + "-" + protocol.EscapeToken(d.cfg.Name)
 	msg := toProtocol(inv, p, id, d.cfg.Name, d.cfg.Mode, now)
 	// An advisory plan goes out when it says something new: the first

@@ -48,7 +48,7 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 		case <-ctx.Done():
 			return protocol.Plan{}, ctx.Err()
 		}
-		recs = r.snapshot()
+		recs = planning(r.snapshot(), time.Now(), time.Duration(f.MigrateTimeout))
 	}
 	d := &daemon{cfg: cfg, f: f, fleet: fleet, log: cfg.Logger}
 	now := time.Now()
