@@ -45,16 +45,20 @@ lint:
 	GOOS=linux   GOARCH=arm64 $(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
-# The real Alertmanager, Chromium and packaging tools (dpkg-deb, rpm, wixl,
-# msiinfo) that scripts/deps.sh installs must be there: their tests fail
+# The real Alertmanager, Chromium, packaging tools (dpkg-deb, rpm, wixl,
+# msiinfo) and the nats CLI that scripts/deps.sh installs must be there: their tests fail
 # instead of skipping.
 test-unit:
-	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 $(GO) test -race -count=1 ./...
+	GUESTDIAG_REQUIRE_ALERTMANAGER=1 GUESTDIAG_REQUIRE_CHROMIUM=1 GUESTDIAG_REQUIRE_PACKAGING=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -race -count=1 ./...
 
-# The QEMU guests, and the Windows agent under Wine (test/wine).
+# The QEMU guests, the Windows agent under Wine (test/wine), and node loss
+# on a three-node NATS cluster under load with the cluster configuration
+# and growth tests (test/cluster, without the race detector, under which
+# they skip).
 test-vmlab:
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 30m -v -run 'TestIntegration' ./test/vmlab/
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegrationWine' ./test/wine/
+	GUESTDIAG_CLUSTER=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -count=1 -timeout 20m -v ./test/cluster/
 
 bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1

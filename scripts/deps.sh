@@ -43,6 +43,12 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 
+# The nats CLI: docs/deploy.md's backup and restore, which test/cluster runs.
+if ! command -v nats >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/nats" ]; then
+	echo "deps: installing the nats CLI (go install github.com/nats-io/natscli/nats@v0.5.0)" >&2
+	go install github.com/nats-io/natscli/nats@v0.5.0
+fi
+
 if [ ${#missing[@]} -eq 0 ] && kernel_known; then
 	exit 0
 fi

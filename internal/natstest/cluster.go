@@ -26,11 +26,11 @@ type Cluster struct {
 // JetStream has a meta leader. The nodes stop at the end of the test.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, opts: make([]*server.Options, n), nodes: make([]*server.Server, n)}
+	opts := make([]*server.Options, n)
 	routes := make([]*url.URL, n)
 	for i := range n {
-		client, route := freePort(t), freePort(t)
-		c.opts[i] = &server.Options{
+		client, route := FreePort(t), FreePort(t)
+		opts[i] = &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
 			Port:       client,
@@ -43,11 +43,23 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", route)}
 	}
 	for i := range n {
-		c.opts[i].Routes = routes
+		opts[i].Routes = routes
+	}
+	return StartClusterWith(t, opts)
+}
+
+// StartClusterWith starts one node per opts, as given (fixed ports, routes
+// to each other), and waits until JetStream has a meta leader: for a
+// cluster made from configuration files. The nodes stop at the end of the
+// test.
+func StartClusterWith(t testing.TB, opts []*server.Options) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, opts: opts, nodes: make([]*server.Server, len(opts))}
+	for i := range opts {
 		c.Restart(i)
 	}
 	t.Cleanup(func() {
-		for i := range n {
+		for i := range opts {
 			c.Kill(i)
 		}
 	})
@@ -146,7 +158,8 @@ func (c *Cluster) StreamLeader(stream string) int {
 	return -1
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port free at the time of the call.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -188,7 +188,7 @@ func (d *daemon) cycle(ctx context.Context) {
 	}
 	now := time.Now()
 	derived, unknown := d.chunks(ctx, now)
-	inv, p := planCycle(d.fleet, d.f, derived, d.recs.snapshot(), storedTimes(ctx, d.kv), now)
+	inv, p := planCycle(d.fleet, d.f, derived, planning(d.recs.snapshot(), now, time.Duration(d.f.MigrateTimeout)), storedTimes(ctx, d.kv), now)
 	p = withoutSources(p, unknown)
 	id := now.UTC().Format("20060102T150405.000Z") + "-" + protocol.EscapeToken(d.cfg.Name)
 	msg := toProtocol(inv, p, id, d.cfg.Name, d.cfg.Mode, now)

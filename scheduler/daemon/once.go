@@ -58,7 +58,7 @@ func PlanNow(ctx context.Context, nc *nats.Conn, f *File, name string) (protocol
 		case <-ctx.Done():
 			return protocol.Plan{}, ctx.Err()
 		}
-		recs, stored = r.snapshot(), storedTimes(ctx, kv)
+		recs, stored = planning(r.snapshot(), time.Now(), time.Duration(f.MigrateTimeout)), storedTimes(ctx, kv)
 	}
 	d := &daemon{cfg: cfg, f: f, fleet: fleet, log: cfg.Logger}
 	now := time.Now()

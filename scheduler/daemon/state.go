@@ -33,6 +33,14 @@ type VMRecord struct {
 	Failures  int       `json:"failures,omitempty"`
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// InFlight is when a migration of the VM to InFlightTo started, by
+	// scheduler InFlightBy; it is cleared when the migration has ended.
+	// A scheduler that lost the lease mid-move may leave it set: the VM
+	// is then not planned until MigrateTimeout after InFlight, since it
+	// may still be migrating.
+	InFlight   time.Time `json:"in_flight,omitzero"`
+	InFlightTo string    `json:"in_flight_to,omitempty"`
+	InFlightBy string    `json:"in_flight_by,omitempty"`
 }
 
 // Status is the acting scheduler's last cycle, rewritten each cycle, so
@@ -147,9 +155,14 @@ func (r *records) snapshot() map[string]VMRecord {
 	return out
 }
 
-// put writes rec and keeps it at once, so the next cycle sees it without
-// waiting for the watch.
+// put keeps rec at once, so the next cycle sees it without waiting for
+// the watch, and then writes it. A failed write still leaves the record in
+// memory: a failure hold the bucket did not take must still hold here,
+// or the next cycle would try the move again.
 func (r *records) put(ctx context.Context, rec VMRecord) error {
+	r.mu.Lock()
+	r.byVM[rec.VM] = rec
+	r.mu.Unlock()
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -157,10 +170,24 @@ func (r *records) put(ctx context.Context, rec VMRecord) error {
 	if _, err := r.kv.Put(ctx, vmKey(rec.VM), b); err != nil {
 		return fmt.Errorf("record %s: %w", rec.VM, err)
 	}
-	r.mu.Lock()
-	r.byVM[rec.VM] = rec
-	r.mu.Unlock()
 	return nil
+}
+
+// planning returns recs as the planner is to see them: a VM with a
+// migration in flight is held until timeout after its start, so that no
+// scheduler plans a VM another may still be migrating.
+func planning(recs map[string]VMRecord, now time.Time, timeout time.Duration) map[string]VMRecord {
+	for vm, r := range recs {
+		if r.InFlight.IsZero() {
+			continue
+		}
+		if until := r.InFlight.Add(timeout); until.After(now) && until.After(r.HoldUntil) {
+			r.HoldUntil = until
+			r.LastError = fmt.Sprintf("a migration to %s started by %s at %s has not ended", r.InFlightTo, r.InFlightBy, r.InFlight.UTC().Format(time.RFC3339))
+			recs[vm] = r
+		}
+	}
+	return recs
 }
 
 func putStatus(ctx context.Context, kv jetstream.KeyValue, s Status) error {

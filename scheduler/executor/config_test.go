@@ -19,7 +19,7 @@ qmp:
   poll_interval: 250ms
 libvirt:
   virsh: /usr/bin/virsh
-  uri: qemu+ssh://hv1/system
+  uri: qemu+ssh://admin@{host}/system
   target_uri: qemu+tls://{host}/system
 `
 	var got struct {
@@ -34,7 +34,7 @@ libvirt:
 		q.PrepareTimeout != 30*time.Second || !q.KeepSource || q.PollInterval != 250*time.Millisecond {
 		t.Errorf("qmp section read as %+v", q)
 	}
-	if want := (LibvirtConfig{Virsh: "/usr/bin/virsh", URI: "qemu+ssh://hv1/system", TargetURI: "qemu+tls://{host}/system"}); got.Libvirt != want {
+	if want := (LibvirtConfig{Virsh: "/usr/bin/virsh", URI: "qemu+ssh://admin@{host}/system", TargetURI: "qemu+tls://{host}/system"}); got.Libvirt != want {
 		t.Errorf("libvirt section read as %+v, want %+v", got.Libvirt, want)
 	}
 }

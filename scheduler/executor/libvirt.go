@@ -15,7 +15,7 @@ import (
 // Defaults for LibvirtConfig.
 const (
 	DefaultVirsh            = "virsh"
-	DefaultLibvirtURI       = "qemu:///system"
+	DefaultLibvirtURI       = "qemu+ssh://{host}/system"
 	DefaultLibvirtTargetURI = "qemu+ssh://{host}/system"
 	jobInfoTimeout          = 10 * time.Second
 )
@@ -26,7 +26,9 @@ const (
 type LibvirtConfig struct {
 	// Virsh is the virsh binary; default "virsh" from PATH.
 	Virsh string `yaml:"virsh"`
-	// URI is the source's libvirt connection; default qemu:///system.
+	// URI is the source's libvirt URI, with {host} standing for the
+	// source host's name; default qemu+ssh://{host}/system. The
+	// scheduler runs virsh on its own machine, which is rarely the source.
 	URI string `yaml:"uri"`
 	// TargetURI is the destination's libvirt URI, with {host} standing for
 	// the target host's name; default qemu+ssh://{host}/system.
@@ -52,6 +54,9 @@ func NewLibvirt(cfg LibvirtConfig, log *slog.Logger) (*Libvirt, error) {
 	if cfg.TargetURI == "" {
 		cfg.TargetURI = DefaultLibvirtTargetURI
 	}
+	if !strings.Contains(cfg.URI, "{host}") {
+		return nil, fmt.Errorf("libvirt executor: source URI %q has no {host}: each move has its own source host", cfg.URI)
+	}
 	if !strings.Contains(cfg.TargetURI, "{host}") {
 		return nil, fmt.Errorf("libvirt executor: target URI %q has no {host}", cfg.TargetURI)
 	}
@@ -61,7 +66,7 @@ func NewLibvirt(cfg LibvirtConfig, log *slog.Logger) (*Libvirt, error) {
 // Name is "libvirt".
 func (l *Libvirt) Name() string { return "libvirt" }
 
-// Migrate runs virsh migrate and, once it has succeeded, reads the
+// Migrate runs virsh migrate against the source host's libvirt and, once it has succeeded, reads the
 // downtime from virsh domjobinfo --completed on the target, where the
 // domain now lives. Duration is the wall time virsh migrate took; a
 // downtime the target does not report is left zero. The VM and target are
@@ -71,12 +76,15 @@ func (l *Libvirt) Migrate(ctx context.Context, vm, from, to string) (Result, err
 	if err := checkName("vm", vm); err != nil {
 		return Result{}, err
 	}
-	if err := checkName("host", to); err != nil {
-		return Result{}, err
+	for _, h := range []string{from, to} {
+		if err := checkName("host", h); err != nil {
+			return Result{}, err
+		}
 	}
+	source := strings.ReplaceAll(l.cfg.URI, "{host}", from)
 	target := strings.ReplaceAll(l.cfg.TargetURI, "{host}", to)
 	started := time.Now()
-	out, err := l.virsh(ctx, "-c", l.cfg.URI, "migrate", "--live", "--persistent", "--undefinesource", "--domain", vm, "--desturi", target)
+	out, err := l.virsh(ctx, "-c", source, "migrate", "--live", "--persistent", "--undefinesource", "--domain", vm, "--desturi", target)
 	if err != nil {
 		return Result{}, fmt.Errorf("libvirt migrate %s to %s: %w", vm, to, err)
 	}

@@ -63,7 +63,7 @@ func TestLibvirtMigratesWithVirshAndReadsTheDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"-c qemu:///system migrate --live --persistent --undefinesource --domain web1 --desturi qemu+ssh://hv2/system",
+		"-c qemu+ssh://hv1/system migrate --live --persistent --undefinesource --domain web1 --desturi qemu+ssh://hv2/system",
 		"-c qemu+ssh://hv2/system domjobinfo --completed --domain web1",
 	}
 	got := calls()
@@ -77,7 +77,7 @@ func TestLibvirtMigratesWithVirshAndReadsTheDowntime(t *testing.T) {
 
 func TestLibvirtTargetURIIsConfigurable(t *testing.T) {
 	calls := standInVirsh(t, "")
-	ex, err := NewLibvirt(LibvirtConfig{URI: "qemu+tls://hv1/system", TargetURI: "qemu+tls://{host}.dc1/system"}, testLog())
+	ex, err := NewLibvirt(LibvirtConfig{URI: "qemu+tls://{host}.dc1/system", TargetURI: "qemu+tls://{host}.dc1/system"}, testLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestLibvirtTargetURIIsConfigurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := calls(); len(got) == 0 || !strings.HasSuffix(got[0], "--desturi qemu+tls://hv2.dc1/system") || !strings.HasPrefix(got[0], "-c qemu+tls://hv1/system ") {
+	if got := calls(); len(got) == 0 || !strings.HasSuffix(got[0], "--desturi qemu+tls://hv2.dc1/system") || !strings.HasPrefix(got[0], "-c qemu+tls://hv1.dc1/system ") {
 		t.Errorf("stand-in virsh ran with %q, want the configured URIs", got)
 	}
 	if res.Downtime != 0 {
@@ -93,6 +93,9 @@ func TestLibvirtTargetURIIsConfigurable(t *testing.T) {
 	}
 	if _, err := NewLibvirt(LibvirtConfig{TargetURI: "qemu+ssh://hv2/system"}, testLog()); err == nil {
 		t.Error("a target URI without {host} was accepted")
+	}
+	if _, err := NewLibvirt(LibvirtConfig{URI: "qemu:///system"}, testLog()); err == nil || !strings.Contains(err.Error(), "source URI") {
+		t.Errorf("a source URI without {host} gave %v, want it refused: every move has its own source", err)
 	}
 }
 
@@ -123,6 +126,9 @@ func TestLibvirtRefusesANameVirshWouldTakeForAnOption(t *testing.T) {
 	}
 	if _, err := ex.Migrate(t.Context(), "web1", "hv1", "hv2/system?x"); err == nil {
 		t.Error(`target "hv2/system?x" was accepted`)
+	}
+	if _, err := ex.Migrate(t.Context(), "web1", "hv1/system?x", "hv2"); err == nil {
+		t.Error(`source "hv1/system?x" was accepted`)
 	}
 	if got := calls(); got != nil {
 		t.Errorf("stand-in virsh ran with %q, want not at all", got)

@@ -26,13 +26,23 @@ const (
 	cleanupTimeout = 5 * time.Second
 )
 
+// ErrMovedUnconfirmed says a migration may have moved the VM although
+// the move is not confirmed: QEMU reported it completed but the
+// destination could not be confirmed running (the source is kept paused),
+// or the source could not say how a cancelled migration ended. The VM may
+// be on the target; the caller must not take it for one still on its
+// source.
+var ErrMovedUnconfirmed = errors.New("the VM may be on the target: the move is not confirmed")
+
 // Destination is a QEMU process started on the target host with
 // -incoming, waiting for the VM's state.
 type Destination struct {
 	// URI is the migration URI the source sends to, such as
 	// "unix:/run/guestdiag/incoming/web1.sock" or "tcp:10.0.0.2:49152".
 	URI string
-	// QMP is the destination's QMP socket on this machine.
+	// QMP is the destination's QMP socket on this machine; the source is
+	// quit only after it says the VM runs, so it is required unless
+	// QMPConfig.KeepSource is set.
 	QMP string
 }
 
@@ -113,7 +123,9 @@ type migrationStatus struct {
 // Migrate prepares the destination, sends migrate to the source and
 // polls query-migrate until the migration completes, fails or ctx ends.
 // A failed or abandoned migration is cancelled, leaving the VM running on
-// its source, and the destination is told to quit.
+// its source, and the destination is told to quit; one that completed
+// while being cancelled counts as completed. An error wrapping
+// ErrMovedUnconfirmed means the VM may be on the target.
 func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) {
 	if err := checkName("vm", vm); err != nil {
 		return Result{}, err
@@ -129,10 +141,24 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 	defer src.Close()
 	go drain(src)
 
+	// A source that ran is resumed if an abandoned migration leaves it
+	// paused; one its user paused stays paused.
+	before, err := runState(ctx, src)
+	if err != nil {
+		return Result{}, fmt.Errorf("qmp migrate %s: source: %w", vm, err)
+	}
+	wasRunning := before == "running"
+
 	started := time.Now()
 	dst, err := q.cfg.Prepare(ctx, vm, from, to)
 	if err != nil {
 		return Result{}, fmt.Errorf("qmp migrate %s: prepare destination on %s: %w", vm, to, err)
+	}
+	if dst.QMP == "" && !q.cfg.KeepSource {
+		// Quitting the source needs the destination confirmed running.
+		// The destination started stays waiting: only the prepare
+		// command knows how to end it.
+		return Result{}, fmt.Errorf("qmp migrate %s: prepare on %s gave no qmp= line, and without the destination's QMP socket the source cannot be quit safely: print qmp=PATH or set keep_source", vm, to)
 	}
 	q.log.Info("migration_destination_ready", "vm", vm, "to", to, "uri", dst.URI, "prepare_ms", time.Since(started).Milliseconds())
 
@@ -149,19 +175,30 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 	}
 	st, err := q.wait(ctx, src)
 	if err != nil {
-		q.cancel(src, vm)
-		q.quitDestination(dst, vm)
-		return Result{}, fmt.Errorf("qmp migrate %s to %s: %w", vm, to, err)
+		if st, err = q.abandon(src, vm, st, wasRunning, err); err != nil {
+			if !errors.Is(err, ErrMovedUnconfirmed) {
+				q.quitDestination(dst, vm)
+			}
+			return Result{}, fmt.Errorf("qmp migrate %s to %s: %w", vm, to, err)
+		}
+		q.log.Warn("migration_completed_while_cancelled", "vm", vm, "to", to)
 	}
 	res := Result{Duration: time.Duration(st.TotalTime) * time.Millisecond, Downtime: time.Duration(st.Downtime) * time.Millisecond}
 	if q.cfg.KeepSource {
 		return res, nil
 	}
+	// A migration that completed while it was being cancelled is
+	// confirmed and its source quit all the same, on a context of its own.
+	if ctx.Err() != nil {
+		var done context.CancelFunc
+		ctx, done = context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer done()
+	}
 	// The state lives on in the destination and the paused source would
 	// only hold its memory, but only once the destination runs: until
 	// then the source is the VM's only copy.
 	if err := q.confirmRunning(ctx, dst); err != nil {
-		return res, fmt.Errorf("qmp migrate %s to %s: completed, source kept paused: %w", vm, to, err)
+		return res, fmt.Errorf("qmp migrate %s to %s: completed, source kept paused: %w: %w", vm, to, ErrMovedUnconfirmed, err)
 	}
 	// QEMU may close before its reply arrives.
 	if _, err := src.Execute(ctx, "quit", nil); err != nil && !closedByQuit(err) {
@@ -170,13 +207,88 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 	return res, nil
 }
 
-// confirmRunning waits until the destination's run state is "running",
-// or "paused" for a VM that was paused when it left. Without a
-// destination QMP socket there is nothing to ask.
-func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
-	if dst.QMP == "" {
-		return nil
+// abandon ends a migration that wait gave up on. After migrate_cancel it
+// asks the source again, since the migration may have completed in
+// between: then it returns the completed status and no error, and the
+// caller goes on as after a success. A cancelled or failed migration
+// leaves the VM on its source, which is resumed if it ran before and is
+// paused now; waitErr is returned. When the source cannot say how the
+// migration ended, the VM may be on either host: ErrMovedUnconfirmed, and
+// the destination must be left alone.
+func (q *QMP) abandon(src *qmp.Conn, vm string, st migrationStatus, wasRunning bool, waitErr error) (migrationStatus, error) {
+	ctx, done := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer done()
+	if !final(st.Status) {
+		if _, err := src.Execute(ctx, "migrate_cancel", nil); err != nil {
+			q.log.Warn("migration_cancel_failed", "vm", vm, "err", err)
+		}
+		var err error
+		if st, err = q.settle(ctx, src); err != nil {
+			return st, fmt.Errorf("%w: %w; after migrate_cancel the source did not say how the migration ended: %w", waitErr, ErrMovedUnconfirmed, err)
+		}
 	}
+	if st.Status == "completed" {
+		return st, nil
+	}
+	if !wasRunning {
+		return st, waitErr
+	}
+	if now, err := runState(ctx, src); err != nil {
+		q.log.Warn("migration_source_status_failed", "vm", vm, "err", err)
+	} else if now == "paused" || now == "postmigrate" {
+		if _, err := src.Execute(ctx, "cont", nil); err != nil {
+			return st, fmt.Errorf("%w; the source is %s and did not resume: %w", waitErr, now, err)
+		}
+		q.log.Warn("migration_source_resumed", "vm", vm, "was", now)
+	}
+	return st, waitErr
+}
+
+// settle polls query-migrate until the migration has ended one way or
+// the other.
+func (q *QMP) settle(ctx context.Context, src *qmp.Conn) (migrationStatus, error) {
+	for {
+		var st migrationStatus
+		ret, err := src.Execute(ctx, "query-migrate", nil)
+		if err != nil {
+			return st, err
+		}
+		if err := json.Unmarshal(ret, &st); err != nil {
+			return st, fmt.Errorf("query-migrate answered %q: %w", ret, err)
+		}
+		if final(st.Status) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
+		case <-time.After(min(q.cfg.PollInterval, 50*time.Millisecond)):
+		}
+	}
+}
+
+func final(status string) bool {
+	return status == "completed" || status == "failed" || status == "cancelled"
+}
+
+// runState is query-status's run state.
+func runState(ctx context.Context, c *qmp.Conn) (string, error) {
+	ret, err := c.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		return "", fmt.Errorf("query-status answered %q: %w", ret, err)
+	}
+	return st.Status, nil
+}
+
+// confirmRunning waits until the destination's run state is "running",
+// or "paused" for a VM that was paused when it left.
+func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	c, err := qmp.Dial(ctx, dst.QMP)
 	if err != nil {
 		return fmt.Errorf("destination: %w", err)
@@ -186,26 +298,20 @@ func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	tick := time.NewTicker(q.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		ret, err := c.Execute(ctx, "query-status", nil)
+		status, err := runState(ctx, c)
 		if err != nil {
 			return fmt.Errorf("destination: %w", err)
 		}
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal(ret, &st); err != nil {
-			return fmt.Errorf("destination query-status answered %q: %w", ret, err)
-		}
-		switch st.Status {
+		switch status {
 		case "running", "paused":
 			return nil
 		case "inmigrate", "finish-migrate", "prelaunch":
 		default:
-			return fmt.Errorf("destination is %s, not running", st.Status)
+			return fmt.Errorf("destination is %s, not running", status)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("destination still %s: %w", st.Status, ctx.Err())
+			return fmt.Errorf("destination still %s: %w", status, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -239,16 +345,6 @@ func (q *QMP) wait(ctx context.Context, src *qmp.Conn) (migrationStatus, error) 
 			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
 		case <-tick.C:
 		}
-	}
-}
-
-// cancel stops a migration still running, so that the VM stays on its
-// source.
-func (q *QMP) cancel(src *qmp.Conn, vm string) {
-	ctx, done := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer done()
-	if _, err := src.Execute(ctx, "migrate_cancel", nil); err != nil {
-		q.log.Warn("migration_cancel_failed", "vm", vm, "err", err)
 	}
 }
 

@@ -5,6 +5,7 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,8 +177,8 @@ func TestQMPKeepsTheSourceWhenTheDestinationCannotBeAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ex.Migrate(t.Context(), "c1", "hostA", "hostB")
-	if err == nil || !strings.Contains(err.Error(), "source kept paused") {
-		t.Errorf("error %v, want the source kept", err)
+	if err == nil || !strings.Contains(err.Error(), "source kept paused") || !errors.Is(err, ErrMovedUnconfirmed) {
+		t.Errorf("error %v, want the source kept and ErrMovedUnconfirmed", err)
 	}
 	if got := status(t, src.qmp); got != "postmigrate" {
 		t.Errorf("source is %q, want postmigrate: not quit while the destination is unconfirmed", got)
@@ -191,7 +192,7 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 		ex, err := NewQMP(QMPConfig{
 			Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
 			Prepare: func(context.Context, string, string, string) (Destination, error) {
-				return Destination{URI: "unix:" + filepath.Join(dir, "nobody")}, nil
+				return Destination{URI: "unix:" + filepath.Join(dir, "nobody"), QMP: filepath.Join(dir, "nobody.qmp")}, nil
 			},
 		}, testLog())
 		if err != nil {
@@ -237,4 +238,108 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 			t.Errorf("error %v, want one naming hostC", err)
 		}
 	})
+}
+
+// migrationOf reads query-migrate's status on a QMP socket.
+func migrationOf(t *testing.T, path string) string {
+	t.Helper()
+	var mig migrationStatus
+	if err := json.Unmarshal(execute(t, path, "query-migrate", nil), &mig); err != nil {
+		t.Fatal(err)
+	}
+	return mig.Status
+}
+
+// abandoned starts a throttled migration of vm with an executor that
+// polls once an hour, so that after its first query-migrate it only waits
+// for its context: the test then sets the scene on the source's second
+// monitor (ctl) and cancels. It returns the source, the path of ctl, the
+// cancel function and where Migrate's error arrives.
+func abandoned(t *testing.T, dir, vm string) (*qemu, string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ctl := filepath.Join(dir, vm+".ctl")
+	src := startQEMU(t, dir, vm, "-qmp", "unix:"+ctl+",server=on,wait=off")
+	waitFor(t, "the control monitor", func() bool { _, err := os.Stat(ctl); return err == nil })
+	execute(t, ctl, "migrate-set-parameters", map[string]any{"max-bandwidth": 64 << 10})
+	ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, Prepare: labPrepare(t, dir), PollInterval: time.Hour}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ex.Migrate(ctx, vm, "hostA", "hostB")
+		errc <- err
+	}()
+	waitFor(t, "the migration active", func() bool { return migrationOf(t, ctl) == "active" })
+	return src, ctl, cancel, errc
+}
+
+func TestQMPAMigrationThatCompletesWhileAbandonedIsKept(t *testing.T) {
+	dir := t.TempDir()
+	src, ctl, cancel, errc := abandoned(t, dir, "late1")
+	// The migration completes after the executor's last look and before
+	// its context ends, as one finishing at MigrateTimeout does.
+	execute(t, ctl, "migrate-set-parameters", map[string]any{"max-bandwidth": 10 << 30})
+	waitFor(t, "the migration completed", func() bool { return migrationOf(t, ctl) == "completed" })
+	dstQMP := filepath.Join(dir, "late1.hostB.qmp")
+	waitFor(t, "the destination running", func() bool { return status(t, dstQMP) == "running" })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Migrate returned %v, want success: the VM completed its move", err)
+	}
+	if got := status(t, dstQMP); got != "running" {
+		t.Errorf("destination is %q, want running: it holds the only running copy", got)
+	}
+	select {
+	case <-src.done:
+	case <-time.After(10 * time.Second):
+		t.Error("the source QEMU still runs 10 s after the move completed, want it quit")
+	}
+}
+
+func TestQMPAnAbandonedMigrationResumesASourceLeftPaused(t *testing.T) {
+	dir := t.TempDir()
+	src, ctl, cancel, errc := abandoned(t, dir, "late2")
+	// A stand-in for QEMU stopping the source for the switch-over just
+	// before the context ends: stop on the second monitor.
+	execute(t, ctl, "stop", nil)
+	cancel()
+	if err := <-errc; err == nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("Migrate returned %v, want the cancelled context", err)
+	}
+	if got := migrationOf(t, ctl); got != "cancelled" {
+		t.Errorf("migration is %q, want cancelled", got)
+	}
+	if got := status(t, src.qmp); got != "running" {
+		t.Errorf("source is %q after the abandoned migration, want running again", got)
+	}
+}
+
+func TestQMPWithoutTheDestinationsSocketRefusesToQuitTheSource(t *testing.T) {
+	dir := t.TempDir()
+	src := startQEMU(t, dir, "n1")
+	prepare := labPrepare(t, dir)
+	ex, err := NewQMP(QMPConfig{
+		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
+			d, err := prepare(ctx, vm, from, to)
+			d.QMP = "" // a prepare command that printed no qmp= line
+			return d, err
+		},
+	}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ex.Migrate(t.Context(), "n1", "hostA", "hostB")
+	if err == nil || !strings.Contains(err.Error(), "no qmp= line") || !strings.Contains(err.Error(), "keep_source") {
+		t.Errorf("error %v, want one saying the qmp= line is missing and keep_source would do without", err)
+	}
+	if got := status(t, src.qmp); got != "running" {
+		t.Errorf("source is %q, want running: nothing migrated", got)
+	}
+	if got := migrationOf(t, src.qmp); got != "" {
+		t.Errorf("source's migration is %q, want none started", got)
+	}
 }
