@@ -235,8 +235,10 @@ func (q *Conn) read(greeted chan<- error) {
 		if first {
 			first = false
 			if m.QMP == nil {
-				greeted <- ErrNoGreeting
-				q.fail(ErrNoGreeting)
+				// Say what came instead: it is QEMU's, or a stranger's.
+				err := fmt.Errorf("%w: the first line is %.200q", ErrNoGreeting, line)
+				greeted <- err
+				q.fail(err)
 				return
 			}
 			greeted <- nil
