@@ -153,6 +153,49 @@ func (c *Collector) resultObservations(old, cur *VM, name string) []*observation
 	return c.capObservations(cur, out, ch.Origin, time.Now())
 }
 
+// lateResult is what a result of u's check causes that reaches the
+// collector after a newer result of that check was applied to rec: a
+// message redelivered after its first delivery was lost with a NATS node,
+// while the VM's next messages went to another collector. The record keeps
+// the newer result, but the conditions of the late one did hold until
+// then: each is observed present with the late result's origin, then
+// judged by rec's result, which clears those it no longer shows. The
+// alert records' origins make this harmless to repeat: once an alert has
+// seen the newer result, the late one changes nothing, so no alert is
+// raised twice.
+func (c *Collector) lateResult(rec *VM, u update) effectsPlan {
+	p := effectsPlan{host: rec.Host, vm: rec.Name}
+	cur := rec.Checks[u.check]
+	if u.check == "" || cur == nil {
+		return p
+	}
+	late := rec.clone()
+	delete(late.Checks, u.check)
+	if u.apply(&late) != applied {
+		return p
+	}
+	lc := late.Checks[u.check]
+	if lc.Run == cur.Run && lc.Seq == cur.Seq {
+		// The record holds this very result: its write decided them.
+		return p
+	}
+	held := c.checkObservations(&late, u.check)
+	if len(held) == 0 {
+		return p
+	}
+	present := make([]*observation, 0, len(held))
+	for _, o := range held {
+		present = append(present, o)
+	}
+	p.obs = c.capObservations(&late, present, lc.Origin, time.Now())
+	for _, o := range c.resultObservations(&late, rec, u.check) {
+		if _, ok := held[o.key]; ok && !o.present {
+			p.obs = append(p.obs, o)
+		}
+	}
+	return p
+}
+
 // capObservations lets through the observations of out that keep cur
 // within maxAlertsPerVM and replaces the new conditions beyond it with one
 // observation of CodeTooManyAlerts counting them. With none beyond it and

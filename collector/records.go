@@ -135,6 +135,15 @@ func (c *Collector) tryStore(ctx context.Context, b *backend, key string, u upda
 		// API's readers.
 		v := old.clone()
 		out := u.apply(&v)
+		if out == stale {
+			// A result older than the one the record holds was never
+			// applied, so no write decided its alerts; see lateResult.
+			if fx := c.lateResult(&old, u); !fx.empty() {
+				if err := c.effects(ctx, b, fx); err != nil {
+					return 0, err
+				}
+			}
+		}
 		if out != applied {
 			// A copy is never newer than the record, and a message older
 			// than the copy is older than the record too.
