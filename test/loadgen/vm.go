@@ -57,10 +57,15 @@ func newVM(f *Fleet, name, path string, ln net.Listener, seed uint64) *vm {
 	}
 }
 
-// emit spools one message made by mk from its seq and the time.
+// emit spools one message made by mk from its seq and the time, unless
+// Drain has stopped production: a generator that was past its own check of
+// the context when Drain began must not add a message after Drain counted.
 func (v *vm) emit(crit bool, mk func(b []byte, seq uint64, now time.Time, spooled int) []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.f.produce.Err() != nil {
+		return
+	}
 	v.seq++
 	line := mk(nil, v.seq, time.Now(), len(v.spool))
 	v.spool = append(v.spool, entry{seq: v.seq, line: line, crit: crit})
