@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -58,8 +59,8 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 	case host == "":
 		s.errorPage(w, r, http.StatusBadRequest, "The form names no host.")
 		return
-	case len(reason) > maxDrainReason:
-		s.errorPage(w, r, http.StatusBadRequest, "The reason is longer than 500 bytes; say it shorter.")
+	case len(reason) > collector.MaxDrainReason:
+		s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("The reason is longer than %d bytes; say it shorter.", collector.MaxDrainReason))
 		return
 	}
 	// Only a host the collector knows: a typo or a forged name must not
