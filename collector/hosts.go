@@ -180,16 +180,7 @@ func decodeHostUsage(subject string, data []byte) (*protocol.HostUsage, error) {
 // handleHost applies one host sample to its host's record.
 func (c *Collector) handleHost(ctx context.Context, msg jetstream.Msg, streamSeq uint64) {
 	u, err := decodeHostUsage(msg.Subject(), msg.Data())
-	if errors.Is(err, protocol.ErrUnsupportedVersion) {
-		c.deferred.Add(1)
-		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
-		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
-		return
-	}
-	if err != nil {
-		c.poison.Add(1)
-		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
-		c.settle(msg.Term(), msg, streamSeq)
+	if c.refused(msg, streamSeq, err) {
 		return
 	}
 	sig := c.signalsOf(u.Host)
