@@ -34,6 +34,9 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 	case errors.Is(err, webauth.ErrRateLimited):
 		s.errorPage(w, r, http.StatusTooManyRequests, err.Error())
 		return
+	case errors.Is(err, webauth.ErrOpenReadOnly):
+		s.errorPage(w, r, http.StatusForbidden, "Forbidden: no authentication is configured and this dashboard listens on an address other hosts can reach, so draining and undraining are off. Configure --token-file or --users (with --admins), or listen on loopback. Nothing was changed.")
+		return
 	case errors.Is(err, webauth.ErrNotAdmin):
 		name, _ := s.auth.User(r)
 		// The footer then says who is signed in.
