@@ -332,16 +332,7 @@ func (c *Collector) handle(ctx context.Context, b *backend, msg jetstream.Msg) {
 		return
 	}
 	u, err := decodeMessage(msg.Subject(), msg.Data())
-	if errors.Is(err, protocol.ErrUnsupportedVersion) {
-		c.deferred.Add(1)
-		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
-		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
-		return
-	}
-	if err != nil {
-		c.poison.Add(1)
-		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
-		c.settle(msg.Term(), msg, streamSeq)
+	if c.refused(msg, streamSeq, err) {
 		return
 	}
 	if u.heartbeat != nil {
@@ -394,6 +385,26 @@ func consumed(subject string) bool {
 	}
 	kind, _, _ := strings.Cut(rest, ".")
 	return kind == "report" || kind == "heartbeat" || kind == "channel"
+}
+
+// refused settles a message that could not be decoded (err not nil) and
+// reports whether it did: one of a newer protocol version is handed back
+// for later, when this collector may have been upgraded; any other is
+// poison and terminated, so it is not redelivered without end.
+func (c *Collector) refused(msg jetstream.Msg, streamSeq uint64, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, protocol.ErrUnsupportedVersion):
+		c.deferred.Add(1)
+		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
+		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
+	default:
+		c.poison.Add(1)
+		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
+		c.settle(msg.Term(), msg, streamSeq)
+	}
+	return true
 }
 
 func (c *Collector) settle(err error, msg jetstream.Msg, streamSeq uint64) {

@@ -34,13 +34,15 @@ const (
 	maxHostName = 253
 	// maxOutbox bounds the transitions a record holds unpublished.
 	maxOutbox = 64
-	// maxDrainReason bounds an operator's reason, in bytes.
-	maxDrainReason = 1000
 	// signalsMaxAge is how old the per-host summary of guest findings may
 	// be: rebuilding it walks every VM record, so it is done at most once
 	// per second however many hosts report.
 	signalsMaxAge = time.Second
 )
+
+// MaxDrainReason bounds an operator's drain reason, in bytes, wherever it
+// is given (API, CLI, dashboard) and shown.
+const MaxDrainReason = 1000
 
 // ErrNotConnected is returned by Drain and Undrain before the collector has
 // set JetStream up.
@@ -132,8 +134,8 @@ func validHostName(host string) error {
 // too long, not UTF-8, or with control characters.
 func validText(s string) error {
 	switch {
-	case len(s) > maxDrainReason:
-		return fmt.Errorf("%d bytes; at most %d", len(s), maxDrainReason)
+	case len(s) > MaxDrainReason:
+		return fmt.Errorf("%d bytes; at most %d", len(s), MaxDrainReason)
 	case !utf8.ValidString(s):
 		return errors.New("not valid UTF-8")
 	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || !unicode.IsPrint(r) }):
@@ -178,16 +180,7 @@ func decodeHostUsage(subject string, data []byte) (*protocol.HostUsage, error) {
 // handleHost applies one host sample to its host's record.
 func (c *Collector) handleHost(ctx context.Context, msg jetstream.Msg, streamSeq uint64) {
 	u, err := decodeHostUsage(msg.Subject(), msg.Data())
-	if errors.Is(err, protocol.ErrUnsupportedVersion) {
-		c.deferred.Add(1)
-		c.deferLog.warn(c.log, "message_deferred", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err, "retry_in", deferDelay)
-		c.settle(msg.NakWithDelay(deferDelay), msg, streamSeq)
-		return
-	}
-	if err != nil {
-		c.poison.Add(1)
-		c.poisonLog.warn(c.log, "poison_message", "subject", msg.Subject(), "stream_seq", streamSeq, "err", err)
-		c.settle(msg.Term(), msg, streamSeq)
+	if c.refused(msg, streamSeq, err) {
 		return
 	}
 	sig := c.signalsOf(u.Host)

@@ -425,8 +425,8 @@ func TestACollectorStartedLaterServesTheNewestPlansAndOutcomes(t *testing.T) {
 	started := protocol.MoveOutcome{V: 1, Kind: protocol.PlanKindMove, Plan: "p3", Move: "p3/1", VMs: []string{"web1"}, From: "h1", To: "h2", State: protocol.MoveStarted, TS: t0.Add(4 * time.Minute), Executor: "qmp"}
 	done := started
 	done.State, done.TS, done.DurationMS, done.DowntimeMS = protocol.MoveDone, t0.Add(5*time.Minute), 1200, 40
-	r.publish(protocol.PlanSubject, started)
-	r.publish(protocol.PlanSubject, done)
+	r.publish(protocol.OutcomeSubject("p3", "p3/1"), started)
+	r.publish(protocol.OutcomeSubject("p3", "p3/1"), done)
 	r.publish(protocol.PlanSubject, []byte(`{"v":1,"kind":"gossip"}`))
 
 	later := e.startCollectorWith(t, collector.Config{Plans: 2})

@@ -14,28 +14,38 @@ import (
 // DefaultPlans is how many of the newest plans every collector keeps.
 const DefaultPlans = 50
 
+// maxPendingOutcomes bounds the outcomes kept for plans not seen yet, the
+// oldest going first: enough for the two outcomes of each move of a few
+// large plans.
+const maxPendingOutcomes = 2048
+
 // planState is the newest plans and their moves' outcomes, as read from
-// guestdiag.plan by this collector's own ordered consumer.
+// guestdiag.plan and guestdiag.plan.> by this collector's own ordered
+// consumer.
 type planState struct {
 	mu sync.RWMutex
 	// order holds plan ids, oldest first; at most Config.Plans.
 	order []string
 	plans map[string]*PlanRecord
+	// pending holds outcomes whose plan has not arrived, oldest first;
+	// at most maxPendingOutcomes.
+	pending []protocol.MoveOutcome
 }
 
-// followPlans reads every message on protocol.PlanSubject from the start
-// of the stream, then each new one, until ctx is cancelled. Every
-// collector needs all of them, so it reads through an ordered consumer of
-// its own rather than the shared durable, which hands each message to one
-// collector only; the ordered consumer keeps no state on the server and
-// the stream keeps a bounded number of messages per subject, so reading
-// back from the start costs at most that many.
+// followPlans reads every plan (protocol.PlanSubject) and move outcome
+// (protocol.OutcomeSubjects) from the start of the stream, then each new
+// one, until ctx is cancelled. Every collector needs all of them, so it
+// reads through an ordered consumer of its own rather than the shared
+// durable, which hands each message to one collector only; the ordered
+// consumer keeps no state on the server. The stream keeps a bounded number
+// of plans and each move's outcomes have a subject of their own, which
+// MaxAge bounds, so reading back from the start costs that much.
 func (c *Collector) followPlans(ctx context.Context, stream jetstream.Stream) error {
 	c.plans.mu.Lock()
-	c.plans.order, c.plans.plans = nil, make(map[string]*PlanRecord)
+	c.plans.order, c.plans.plans, c.plans.pending = nil, make(map[string]*PlanRecord), nil
 	c.plans.mu.Unlock()
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{protocol.PlanSubject},
+		FilterSubjects: []string{protocol.PlanSubject, protocol.OutcomeSubjects},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -107,24 +117,49 @@ func (c *Collector) keepPlan(p protocol.Plan) {
 		r.Plan = p
 		return
 	}
-	c.plans.plans[p.ID] = &PlanRecord{Plan: p, Outcomes: map[string]protocol.MoveOutcome{}}
+	r := &PlanRecord{Plan: p, Outcomes: map[string]protocol.MoveOutcome{}}
+	c.plans.plans[p.ID] = r
 	c.plans.order = append(c.plans.order, p.ID)
 	for len(c.plans.order) > c.cfg.Plans {
 		delete(c.plans.plans, c.plans.order[0])
 		c.plans.order = c.plans.order[1:]
 	}
+	if _, ok := c.plans.plans[p.ID]; !ok {
+		return
+	}
+	kept := c.plans.pending[:0]
+	for _, o := range c.plans.pending {
+		if o.Plan == p.ID {
+			newestOutcome(r, o)
+			continue
+		}
+		kept = append(kept, o)
+	}
+	clear(c.plans.pending[len(kept):])
+	c.plans.pending = kept
 }
 
 // keepOutcome records o as its move's newest outcome unless a later one is
-// there already. An outcome of a plan not kept (older than the newest
-// Config.Plans, or never seen) is dropped.
+// there already. In a cluster an outcome can be read before its plan, so
+// one of a plan not seen is kept pending, a bounded number of them; one
+// whose plan never comes (older than the newest Config.Plans) is pushed
+// out by newer ones.
 func (c *Collector) keepOutcome(o protocol.MoveOutcome) {
 	c.plans.mu.Lock()
 	defer c.plans.mu.Unlock()
 	r, ok := c.plans.plans[o.Plan]
 	if !ok {
+		if len(c.plans.pending) >= maxPendingOutcomes {
+			copy(c.plans.pending, c.plans.pending[1:])
+			c.plans.pending = c.plans.pending[:len(c.plans.pending)-1]
+		}
+		c.plans.pending = append(c.plans.pending, o)
 		return
 	}
+	newestOutcome(r, o)
+}
+
+func newestOutcome(r *PlanRecord, o protocol.MoveOutcome) {
 	if cur, ok := r.Outcomes[o.Move]; ok && cur.TS.After(o.TS) {
 		return
 	}

@@ -72,7 +72,8 @@ type HintVM struct {
 	Code string `json:"code"`
 }
 
-// Plan message kinds on PlanSubject.
+// Plan message kinds: a plan on PlanSubject, a move outcome on its
+// OutcomeSubject.
 const (
 	PlanKindPlan = "plan"
 	PlanKindMove = "move"
@@ -129,8 +130,8 @@ const (
 	MoveFailed  = "failed"
 )
 
-// MoveOutcome is published on PlanSubject with kind "move" when an
-// executor starts a move and when it ends.
+// MoveOutcome is published on OutcomeSubject(Plan, Move) with kind "move"
+// when an executor starts a move and when it ends.
 type MoveOutcome struct {
 	V         int       `json:"v"`
 	Kind      string    `json:"kind"`

@@ -105,6 +105,21 @@ func HintSubject(host string) string { return subject("hint", host) }
 // PlanSubject is where the scheduler publishes migration plans.
 const PlanSubject = SubjectPrefix + ".plan"
 
+// OutcomeSubjects matches every OutcomeSubject (and not PlanSubject).
+const OutcomeSubjects = PlanSubject + ".>"
+
+// OutcomeSubject is where the scheduler publishes the outcomes of one move
+// of a plan: guestdiag.plan.<plan id>.<move>, where <move> is the move id
+// without its plan's "<plan id>/" prefix (its number). Each move has a
+// subject of its own because the stream keeps a bounded number of
+// messages per subject: a plan of a hundred moves makes two hundred
+// outcomes, which on one shared subject would push out the plan they
+// belong to. Each such subject holds a few messages, and the stream's
+// MaxAge removes them.
+func OutcomeSubject(planID, moveID string) string {
+	return subject("plan", planID, strings.TrimPrefix(moveID, planID+"/"))
+}
+
 // MsgID is the JetStream de-duplication id of one guest message: the VM's
 // host-side key (UUID when known, else name), the run and the seq.
 func MsgID(vmKey, run string, seq uint64) string {

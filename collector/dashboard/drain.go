@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,6 +34,9 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 	case errors.Is(err, webauth.ErrRateLimited):
 		s.errorPage(w, r, http.StatusTooManyRequests, err.Error())
 		return
+	case errors.Is(err, webauth.ErrOpenReadOnly):
+		s.errorPage(w, r, http.StatusForbidden, "Forbidden: no authentication is configured and this dashboard listens on an address other hosts can reach, so draining and undraining are off. Configure --token-file or --users (with --admins), or listen on loopback. Nothing was changed.")
+		return
 	case errors.Is(err, webauth.ErrNotAdmin):
 		name, _ := s.auth.User(r)
 		// The footer then says who is signed in.
@@ -58,8 +62,8 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 	case host == "":
 		s.errorPage(w, r, http.StatusBadRequest, "The form names no host.")
 		return
-	case len(reason) > maxDrainReason:
-		s.errorPage(w, r, http.StatusBadRequest, "The reason is longer than 500 bytes; say it shorter.")
+	case len(reason) > collector.MaxDrainReason:
+		s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("The reason is longer than %d bytes; say it shorter.", collector.MaxDrainReason))
 		return
 	}
 	// Only a host the collector knows: a typo or a forged name must not

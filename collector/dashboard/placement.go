@@ -36,13 +36,14 @@ const (
 	maxPlans        = 20
 	maxPlanMoves    = 200
 	maxMoveVMs      = 50
-	maxDrainReason  = 500
 	placementPeriod = 15 // seconds between refreshes when nothing changes
 )
 
 type placementView struct {
-	Available   bool
-	Admin       bool
+	Available bool
+	Admin     bool
+	// MaxReason is the collector's bound on a drain reason, for the form.
+	MaxReason   int
 	AsOf        string
 	Hosts       []hostPlaceView
 	HostsTotal  int
@@ -123,7 +124,7 @@ type moveView struct {
 
 func (s *server) placement(w http.ResponseWriter, r *http.Request) {
 	user, _ := r.Context().Value(ctxKey{}).(string)
-	v := &placementView{Available: s.place != nil, Admin: s.auth.IsAdmin(user), AsOf: stamp(s.now())}
+	v := &placementView{Available: s.place != nil, Admin: s.auth.IsAdmin(user), MaxReason: collector.MaxDrainReason, AsOf: stamp(s.now())}
 	if s.place != nil {
 		s.fillPlacement(v, s.place.Placement())
 	}
@@ -178,7 +179,7 @@ func newHostPlaceView(i int, h *collector.HostPlacement, now time.Time) hostPlac
 		}
 	}
 	if d := h.Drain; d != nil {
-		hv.Drain = &drainView{By: clip(d.By, 128), Reason: clip(d.Reason, maxDrainReason), Since: ago(now, d.Since), SinceAbs: stamp(d.Since)}
+		hv.Drain = &drainView{By: clip(d.By, 128), Reason: clip(d.Reason, collector.MaxDrainReason), Since: ago(now, d.Since), SinceAbs: stamp(d.Since)}
 	}
 	for j := range h.Hints[:min(len(h.Hints), maxHostHints)] {
 		v := newHintView(h.Host, &h.Hints[j], now)
@@ -193,7 +194,7 @@ func newHintView(host string, h *protocol.Hint, now time.Time) hintView {
 	v := hintView{
 		Kind: clip(string(h.Kind), 32), Class: hintClass(h.Kind), Resource: clip(h.Resource, 32),
 		Summary: clip(h.Summary, 500), Since: ago(now, cmp.Or(h.Since, h.TS)), SinceAbs: stamp(cmp.Or(h.Since, h.TS)),
-		Hits: e.Hits, Window: e.Window, By: clip(e.By, 128), Reason: clip(e.Reason, maxDrainReason),
+		Hits: e.Hits, Window: e.Window, By: clip(e.By, 128), Reason: clip(e.Reason, collector.MaxDrainReason),
 		VMsTotal: len(e.VMs),
 	}
 	if e.ThresholdPct != 0 {

@@ -189,8 +189,8 @@ func TestPlacementRoles(t *testing.T) {
 		}, http.StatusForbidden, ""},
 		{"a host the collector does not know is 404", "/placement/drain", url.Values{"host": {"kvm-z"}},
 			func(r *http.Request) { r.SetBasicAuth("ops", "ops-pw") }, http.StatusNotFound, "no host named kvm-z"},
-		{"a reason over 500 bytes is 400", "/placement/drain", url.Values{"host": {"kvm-a"}, "reason": {strings.Repeat("r", 501)}},
-			func(r *http.Request) { r.SetBasicAuth("ops", "ops-pw") }, http.StatusBadRequest, "longer than 500 bytes"},
+		{"a reason over the collector's limit is 400", "/placement/drain", url.Values{"host": {"kvm-a"}, "reason": {strings.Repeat("r", collector.MaxDrainReason+1)}},
+			func(r *http.Request) { r.SetBasicAuth("ops", "ops-pw") }, http.StatusBadRequest, "say it shorter"},
 		{"a form without a host is 400", "/placement/drain", url.Values{},
 			func(r *http.Request) { r.SetBasicAuth("ops", "ops-pw") }, http.StatusBadRequest, "names no host"},
 	}
@@ -297,5 +297,29 @@ func TestPlacementPageShowsHostsThatNeedALookFirst(t *testing.T) {
 	}
 	if strings.Contains(body, "quiet-0499") {
 		t.Error("the page shows more than 500 hosts")
+	}
+}
+
+// The page and the collector must agree on how long a reason may be: a
+// reason the collector accepts (from the API or the CLI) is shown whole,
+// and the form takes one as long.
+func TestPlacementReasonLimitIsTheCollectors(t *testing.T) {
+	src := fixture()
+	h := openHandler(t, src)
+	reason := strings.Repeat("r", collector.MaxDrainReason)
+	rec := postMark(h, "/placement/drain", url.Values{"host": {"kvm-c"}, "reason": {reason}}, nil)
+	if rec.Code != http.StatusSeeOther {
+		t.Fatalf("POST drain with a %d-byte reason = %d (%s)", len(reason), rec.Code, rec.Body)
+	}
+	_, body := get(t, h, "/placement")
+	if !strings.Contains(body, reason) {
+		t.Errorf("the page does not show the %d-byte reason whole", len(reason))
+	}
+	if want := fmt.Sprintf(`maxlength="%d"`, collector.MaxDrainReason); !strings.Contains(body, want) {
+		t.Errorf("the form's reason field lacks %s", want)
+	}
+	rec = postMark(h, "/placement/drain", url.Values{"host": {"kvm-c"}, "reason": {reason + "r"}}, nil)
+	if want := fmt.Sprintf("longer than %d bytes", collector.MaxDrainReason); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("POST drain with a longer reason = %d %q; want 400 with %q", rec.Code, rec.Body, want)
 	}
 }

@@ -68,6 +68,10 @@ func NATSOptions(cfg Config) ([]nats.Option, error) {
 // Alertmanager client until ctx is cancelled, when it returns nil. It
 // closes ln.
 func Run(ctx context.Context, nc *nats.Conn, ln net.Listener, cfg Config, logger *slog.Logger) error {
+	// An open dashboard on an address other hosts can reach would let
+	// anyone who reaches it drain hosts; on loopback only this host's
+	// users can, as guestdiag up's default intends.
+	cfg.Auth.ReadOnlyWhenOpen = !loopback(ln.Addr())
 	auth, err := webauth.New(cfg.Auth, logger.With("component", "webauth"))
 	if err != nil {
 		ln.Close()
@@ -211,4 +215,12 @@ func (f stringsFlag) Set(s string) error {
 	}
 	*f.p = append(*f.p, s)
 	return nil
+}
+
+// loopback reports whether addr is a TCP address on a loopback interface.
+// The wildcard address (":8080", "0.0.0.0") is not: it serves every
+// interface.
+func loopback(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// and undrain hosts); the others only read. The token is always an
 	// admin. Each name must be in UsersFile.
 	Admins []string
+	// ReadOnlyWhenOpen, with neither Token nor UsersFile, lets everyone
+	// read but nobody change anything: for a listener others can reach,
+	// where an open dashboard would let anyone drain hosts.
+	ReadOnlyWhenOpen bool
 }
 
 // Errors of User and Login.
@@ -48,6 +52,9 @@ var (
 	ErrRateLimited    = errors.New("too many failed attempts from this address; wait a minute")
 	// ErrNotAdmin is Admin's answer for a user who may only read.
 	ErrNotAdmin = errors.New("not an administrator")
+	// ErrOpenReadOnly is Admin's answer when no authentication is
+	// configured and Config.ReadOnlyWhenOpen is set.
+	ErrOpenReadOnly = errors.New("no authentication configured and not listening on loopback, so nobody may drain or undrain: configure --token-file or --users (with --admins)")
 )
 
 // TokenUser is the user name of a request or session authenticated by the
@@ -63,12 +70,14 @@ type Auth struct {
 	hasTok bool
 	users  map[string][]byte
 	admins map[string]bool
-	key    []byte
-	secure bool
-	ttl    time.Duration
-	logger *slog.Logger
-	now    func() time.Time
-	limit  *limiter
+	// readOnly: Open, and nobody may change anything.
+	readOnly bool
+	key      []byte
+	secure   bool
+	ttl      time.Duration
+	logger   *slog.Logger
+	now      func() time.Time
+	limit    *limiter
 
 	mu       sync.Mutex
 	verified map[[32]byte]time.Time // Basic credentials bcrypt already accepted, until when
@@ -112,6 +121,7 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 			a.admins[name] = true
 		}
 	}
+	a.readOnly = cfg.ReadOnlyWhenOpen && a.Open()
 	a.key = cfg.SessionKey
 	if len(a.key) == 0 {
 		a.key = make([]byte, 32)

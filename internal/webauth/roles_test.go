@@ -81,3 +81,34 @@ func TestAdminsConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestReadOnlyWhenOpen(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       Config
+		wantUser  string
+		wantErr   error
+		wantAdmin bool
+	}{
+		{"an open Auth lets anyone change things", Config{}, AnonymousUser, nil, true},
+		{"a read-only open Auth lets nobody", Config{ReadOnlyWhenOpen: true}, "", ErrOpenReadOnly, false},
+		{"with a token read-only does not apply", Config{Token: "tok-123", ReadOnlyWhenOpen: true}, TokenUser, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newAuth(t, tt.cfg)
+			r := httptest.NewRequest("POST", "/api/hosts/h1/drain", nil)
+			r.Header.Set("Authorization", "Bearer tok-123")
+			got, err := a.Admin(r)
+			if got != tt.wantUser || !errors.Is(err, tt.wantErr) {
+				t.Errorf("Admin = %q, %v; want %q, %v", got, err, tt.wantUser, tt.wantErr)
+			}
+			if got := a.IsAdmin(got); got != tt.wantAdmin {
+				t.Errorf("IsAdmin = %v, want %v", got, tt.wantAdmin)
+			}
+		})
+	}
+	if !strings.Contains(ErrOpenReadOnly.Error(), "--token-file or --users") {
+		t.Errorf("ErrOpenReadOnly does not say what to configure: %v", ErrOpenReadOnly)
+	}
+}

@@ -202,7 +202,7 @@ func (d *daemon) cycle(ctx context.Context) {
 			d.log.Warn("plan_not_published", "plan", id, "err", err)
 			return
 		}
-		if err := d.publish(ctx, msg, id); err != nil {
+		if err := d.publish(ctx, protocol.PlanSubject, msg, id); err != nil {
 			d.log.Error("plan_publish_failed", "plan", id, "err", err)
 			return
 		}
@@ -228,12 +228,14 @@ func (d *daemon) cycle(ctx context.Context) {
 	}
 }
 
-func (d *daemon) publish(ctx context.Context, v any, msgID string) error {
+// publish sends a plan (on protocol.PlanSubject) or a move outcome (on
+// its protocol.OutcomeSubject) with msgID as its de-duplication id.
+func (d *daemon) publish(ctx context.Context, subject string, v any, msgID string) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = d.js.Publish(ctx, protocol.PlanSubject, b, jetstream.WithMsgID(msgID))
+	_, err = d.js.Publish(ctx, subject, b, jetstream.WithMsgID(msgID))
 	return err
 }
 

@@ -128,30 +128,38 @@ func (r *running) stop() {
 	}
 }
 
-// planMessages follows guestdiag.plan from now on.
+// planMessages follows plans and move outcomes from now on, in the order
+// they were published: both subscriptions of one connection feed one
+// channel.
 type planMessages struct {
-	sub *nats.Subscription
+	msgs chan *nats.Msg
 }
 
 func watchPlans(t *testing.T, s *server.Server) *planMessages {
 	t.Helper()
 	nc := natstest.Connect(t, s)
-	sub, err := nc.SubscribeSync(protocol.PlanSubject)
-	if err != nil {
-		t.Fatal(err)
+	p := &planMessages{msgs: make(chan *nats.Msg, 4096)}
+	for _, subj := range []string{protocol.PlanSubject, protocol.OutcomeSubjects} {
+		if _, err := nc.ChanSubscribe(subj, p.msgs); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return &planMessages{sub: sub}
+	return p
 }
 
-// next returns the next plan or move outcome within the deadline.
+// next returns the next plan or move outcome within the deadline, and
+// fails when it came on another subject than its own.
 func (p *planMessages) next(t *testing.T, within time.Duration) (kind string, plan protocol.Plan, out protocol.MoveOutcome) {
 	t.Helper()
-	m, err := p.sub.NextMsg(within)
-	if err != nil {
-		t.Fatalf("no message on %s within %v: %v", protocol.PlanSubject, within, err)
+	var m *nats.Msg
+	select {
+	case m = <-p.msgs:
+	case <-time.After(within):
+		t.Fatalf("no plan or outcome within %v", within)
 	}
 	var k struct{ Kind string }
-	if err := json.Unmarshal(m.Data, &k); err != nil {
+	err := json.Unmarshal(m.Data, &k)
+	if err != nil {
 		t.Fatal(err)
 	}
 	switch k.Kind {
@@ -160,10 +168,17 @@ func (p *planMessages) next(t *testing.T, within time.Duration) (kind string, pl
 	case protocol.PlanKindMove:
 		err = json.Unmarshal(m.Data, &out)
 	default:
-		t.Fatalf("message of kind %q on %s", k.Kind, protocol.PlanSubject)
+		t.Fatalf("message of kind %q on %s", k.Kind, m.Subject)
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	want := protocol.PlanSubject
+	if k.Kind == protocol.PlanKindMove {
+		want = protocol.OutcomeSubject(out.Plan, out.Move)
+	}
+	if m.Subject != want {
+		t.Fatalf("%s message on %s, want %s", k.Kind, m.Subject, want)
 	}
 	return k.Kind, plan, out
 }
@@ -240,8 +255,10 @@ func TestAdvisoryPublishesThePlanAndNeverCallsTheExecutor(t *testing.T) {
 	if st.Published || st.Moves != 1 {
 		t.Errorf("got status %+v, want the repeated plan with 1 move unpublished", st)
 	}
-	if m, err := plans.sub.NextMsg(100 * time.Millisecond); err == nil {
+	select {
+	case m := <-plans.msgs:
 		t.Errorf("a repeated advisory plan was published: %s", m.Data)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
 

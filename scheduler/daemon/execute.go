@@ -81,7 +81,7 @@ func (d *daemon) move(ctx, held context.Context, p protocol.Plan, m protocol.Pla
 	out := protocol.MoveOutcome{V: 1, Kind: protocol.PlanKindMove, Plan: p.ID, Move: m.ID, VMs: m.VMs,
 		From: m.From, To: m.To, Scheduler: d.cfg.Name, Executor: d.cfg.Executor.Name()}
 	out.State, out.TS = protocol.MoveStarted, time.Now().UTC()
-	if err := d.publish(ctx, out, m.ID+"/"+out.State); err != nil {
+	if err := d.publish(ctx, protocol.OutcomeSubject(p.ID, m.ID), out, m.ID+"/"+out.State); err != nil {
 		// Without a record of the start nobody could tell what happened.
 		d.log.Error("move_not_started", "move", m.ID, "err", err)
 		return
@@ -134,7 +134,7 @@ func (d *daemon) move(ctx, held context.Context, p protocol.Plan, m protocol.Pla
 		}
 		d.log.Error("move_failed", "move", m.ID, "from", m.From, "to", m.To, "err", out.Error)
 	}
-	if err := d.publish(ctx, out, m.ID+"/"+out.State); err != nil {
+	if err := d.publish(ctx, protocol.OutcomeSubject(p.ID, m.ID), out, m.ID+"/"+out.State); err != nil {
 		d.log.Error("move_outcome_not_published", "move", m.ID, "state", out.State, "err", err)
 	}
 }

@@ -49,7 +49,7 @@ func subscribePlacement(t *testing.T, nc *nats.Conn) *placementLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plans, err := nc.Subscribe(protocol.PlanSubject, func(m *nats.Msg) {
+	onPlan := func(m *nats.Msg) {
 		var kind struct {
 			Kind string `json:"kind"`
 		}
@@ -70,11 +70,17 @@ func subscribePlacement(t *testing.T, nc *nats.Conn) *placementLog {
 				l.outcomes = append(l.outcomes, received[protocol.MoveOutcome]{time.Now(), o})
 			}
 		}
-	})
+	}
+	// Plans and each move's outcomes have subjects of their own.
+	plans, err := nc.Subscribe(protocol.PlanSubject, onPlan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { hints.Unsubscribe(); plans.Unsubscribe() })
+	outcomes, err := nc.Subscribe(protocol.OutcomeSubjects, onPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hints.Unsubscribe(); plans.Unsubscribe(); outcomes.Unsubscribe() })
 	return l
 }
 
