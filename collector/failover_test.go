@@ -15,6 +15,11 @@ import (
 
 // streamAlerts reads every alert message the GUESTDIAG stream kept.
 func (e *env) streamAlerts(t *testing.T) []collector.Alert {
+	return streamAll[collector.Alert](t, e, "guestdiag.alert.>")
+}
+
+// streamAll reads every message the GUESTDIAG stream kept on filter, as T.
+func streamAll[T any](t *testing.T, e *env, filter string) []T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -22,7 +27,7 @@ func (e *env) streamAlerts(t *testing.T) []collector.Alert {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter("guestdiag.alert.>"))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,21 +35,24 @@ func (e *env) streamAlerts(t *testing.T) []collector.Alert {
 	for _, n := range info.State.Subjects {
 		want += n
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"guestdiag.alert.>"}})
+	out := []T{}
+	if want == 0 {
+		return out
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []collector.Alert
 	for uint64(len(out)) < want {
 		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
-			t.Fatalf("reading alert %d of %d from the stream: %v", len(out)+1, want, err)
+			t.Fatalf("reading message %d of %d on %s from the stream: %v", len(out)+1, want, filter, err)
 		}
-		var a collector.Alert
-		if err := json.Unmarshal(m.Data(), &a); err != nil {
+		var v T
+		if err := json.Unmarshal(m.Data(), &v); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, a)
+		out = append(out, v)
 	}
 	return out
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -70,41 +68,7 @@ func feed(t *testing.T, c *collector.Collector, r *relay, start time.Time, sampl
 
 // streamHints reads every hint the GUESTDIAG stream kept.
 func (e *env) streamHints(t *testing.T) []protocol.Hint {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, "GUESTDIAG")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter("guestdiag.hint.>"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want uint64
-	for _, n := range info.State.Subjects {
-		want += n
-	}
-	var out []protocol.Hint
-	if want == 0 {
-		return out
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"guestdiag.hint.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for uint64(len(out)) < want {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatalf("reading hint %d of %d from the stream: %v", len(out)+1, want, err)
-		}
-		var h protocol.Hint
-		if err := json.Unmarshal(m.Data(), &h); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, h)
-	}
-	return out
+	return streamAll[protocol.Hint](t, e, "guestdiag.hint.>")
 }
 
 // transitions is hints as "kind/resource state" lines.
