@@ -323,16 +323,21 @@ func TestRelayFollowsChannelsAsTheyComeAndGo(t *testing.T) {
 	eventually(t, "the vanished channel to be dropped", func() bool {
 		return len(r.Channels()) == 0 && !r.Stats()["late"].Connected
 	})
-	events := streamMsgs(t, js, "guestdiag.channel.hv1.late")
+	// The disconnected event is published after the channel is dropped,
+	// so the stream may not hold it yet.
 	var states []protocol.ChannelState
-	for _, m := range events {
-		var ev protocol.ChannelEvent
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			t.Fatal(err)
+	eventually(t, "the disconnected event in the stream", func() bool {
+		states = states[:0]
+		for _, m := range streamMsgs(t, js, "guestdiag.channel.hv1.late") {
+			var ev protocol.ChannelEvent
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				t.Fatal(err)
+			}
+			states = append(states, ev.State)
 		}
-		states = append(states, ev.State)
-	}
-	if len(states) < 2 || states[0] != protocol.ChannelConnected || states[len(states)-1] != protocol.ChannelDisconnected {
+		return len(states) > 0 && states[len(states)-1] == protocol.ChannelDisconnected
+	})
+	if len(states) < 2 || states[0] != protocol.ChannelConnected {
 		t.Errorf("channel events %v, want connected first and disconnected last", states)
 	}
 }
