@@ -68,9 +68,13 @@ func planCycle(fleet *inventory.Fleet, f *File, derived map[string]string, recs 
 			continue
 		}
 		r := recs[held]
+		why := fmt.Sprintf("after a failed move (%s)", r.LastError)
+		if r.inFlightHold {
+			why = "while " + r.LastError
+		}
 		p.Unresolved = append(p.Unresolved, planner.Problem{
 			Host:   m.From,
-			Reason: fmt.Sprintf("%s waits until %s after a failed move (%s)", held, r.HoldUntil.UTC().Format(time.RFC3339), r.LastError),
+			Reason: fmt.Sprintf("%s waits until %s %s", held, r.HoldUntil.UTC().Format(time.RFC3339), why),
 		})
 	}
 	p.Moves = keep

@@ -41,6 +41,9 @@ type VMRecord struct {
 	InFlight   time.Time `json:"in_flight,omitzero"`
 	InFlightTo string    `json:"in_flight_to,omitempty"`
 	InFlightBy string    `json:"in_flight_by,omitempty"`
+	// inFlightHold says planning made HoldUntil from InFlight, for the
+	// plan's wording; never stored.
+	inFlightHold bool
 }
 
 // Status is the acting scheduler's last cycle, rewritten each cycle, so
@@ -184,6 +187,7 @@ func planning(recs map[string]VMRecord, now time.Time, timeout time.Duration) ma
 		if until := r.InFlight.Add(timeout); until.After(now) && until.After(r.HoldUntil) {
 			r.HoldUntil = until
 			r.LastError = fmt.Sprintf("a migration to %s started by %s at %s has not ended", r.InFlightTo, r.InFlightBy, r.InFlight.UTC().Format(time.RFC3339))
+			r.inFlightHold = true
 			recs[vm] = r
 		}
 	}
