@@ -53,12 +53,13 @@ test-unit:
 
 # The QEMU guests, the Windows agent under Wine (test/wine), and node loss
 # on a three-node NATS cluster under load with the cluster configuration
-# and growth tests (test/cluster, without the race detector, under which
-# they skip).
+# and growth tests (test/cluster), and two collectors serving one fleet on
+# it (test/loadgen), without the race detector, under which they skip.
 test-vmlab:
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 30m -v -run 'TestIntegration' ./test/vmlab/
 	GUESTDIAG_VMLAB=require $(GO) test -count=1 -timeout 20m -v -run 'TestIntegrationWine' ./test/wine/
 	GUESTDIAG_CLUSTER=1 GUESTDIAG_REQUIRE_NATSCLI=1 $(GO) test -count=1 -timeout 20m -v ./test/cluster/
+	$(GO) test -count=1 -timeout 10m -v -run 'TestIntegration' ./test/loadgen/
 
 bench:
 	$(GO) test ./protocol -run XXX -bench Decode -benchmem -count 3 -cpu 1

@@ -167,8 +167,24 @@ func (v *VM) clone() VM {
 }
 
 // decodeMessage turns a stream message into an update. Any error means the
-// message can never be applied.
+// message can never be applied. The host and VM in the body must be the
+// ones its subject names: a relay's NATS user may publish only under its
+// own host's subjects (docs/deploy.md), and that is worth something only
+// if a body naming another host is refused here.
 func decodeMessage(subject string, data []byte) (update, error) {
+	u, err := decodeBody(subject, data)
+	if err != nil {
+		return u, err
+	}
+	// guestdiag.<kind>.<host>.<vm>[.<check>]
+	tokens := strings.SplitN(subject, ".", 5)
+	if len(tokens) < 4 || tokens[2] != protocol.EscapeToken(u.host) || tokens[3] != protocol.EscapeToken(u.vm) {
+		return update{}, fmt.Errorf("body names host %q vm %q, subject %s another", u.host, u.vm, subject)
+	}
+	return u, nil
+}
+
+func decodeBody(subject string, data []byte) (update, error) {
 	switch {
 	case strings.HasPrefix(subject, protocol.SubjectPrefix+".channel.") && isLifecycle(data):
 		return decodeLifecycle(data)

@@ -177,6 +177,11 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"an invalid guest envelope", "guestdiag.heartbeat.h1.web1", report(func(r *protocol.Report) { r.Guest = json.RawMessage(`{"v":1,"kind":"bogus"}`) })},
 		{"a channel event with an unknown state", "guestdiag.channel.h1.web1", []byte(`{"v":1,"host":"h1","vm":"web1","state":"maybe"}`)},
 		{"a subject the collector does not handle", "guestdiag.alert.crit.h1.web1", report(func(*protocol.Report) {})},
+		// A relay may publish only under its own host's subjects; the
+		// body must not name another host or VM.
+		{"a report naming another host than its subject", "guestdiag.heartbeat.h1.web1", report(func(r *protocol.Report) { r.Host = "h2" })},
+		{"a report naming another VM than its subject", "guestdiag.report.h1.web1.resources", report(func(r *protocol.Report) { r.VM = "db1" })},
+		{"a channel event naming another host", "guestdiag.channel.h1.web1", []byte(`{"v":1,"host":"h2","vm":"web1","state":"connected"}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
