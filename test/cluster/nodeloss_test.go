@@ -348,10 +348,29 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 	t.Run("every alert transition is stored once, none lost", func(t *testing.T) {
 		notes := map[string][]uint64{} // fingerprint: notification seqs
 		fwFired := map[string]bool{}   // host/vm
+		// fingerprint: the fw.disabled alert's states by notification seq
+		fwStates := map[string]map[uint64]collector.AlertState{}
 		for _, a := range storedAlerts(t, ajs) {
 			notes[a.Fingerprint] = append(notes[a.Fingerprint], a.Seq)
 			if a.Key.Code == "fw.disabled" && a.Seq == 1 && a.State == collector.AlertFiring {
 				fwFired[a.Key.Host+"/"+a.Key.VM] = true
+			}
+			if a.Key.Code == "fw.disabled" {
+				if fwStates[a.Fingerprint] == nil {
+					fwStates[a.Fingerprint] = map[uint64]collector.AlertState{}
+				}
+				fwStates[a.Fingerprint][a.Seq] = a.State
+			}
+		}
+		// One crit, then the VM's next ok result: an alert that fired again
+		// after it resolved would still number its notifications 1…n.
+		for fp, states := range fwStates {
+			var got []collector.AlertState
+			for seq := uint64(1); seq <= uint64(len(states)); seq++ {
+				got = append(got, states[seq])
+			}
+			if fired := slices.Index(got, collector.AlertFiring); fired != 0 || slices.Index(got[1:], collector.AlertFiring) >= 0 || slices.Index(got, collector.AlertResolved) >= 0 && got[len(got)-1] != collector.AlertResolved {
+				t.Errorf("fw.disabled alert %s: states %v, want it fired once and resolved at most once, last", fp, got)
 			}
 		}
 		for fp, seqs := range notes {
