@@ -110,6 +110,18 @@ func labPrepare(t *testing.T, dir string) PrepareFunc {
 	}
 }
 
+// labPrepareReporting is labPrepare with the destination's QMP socket
+// replaced by qmp, as a prepare command that names a wrong one or none
+// would give.
+func labPrepareReporting(t *testing.T, dir, qmp string) PrepareFunc {
+	prepare := labPrepare(t, dir)
+	return func(ctx context.Context, vm, from, to string) (Destination, error) {
+		d, err := prepare(ctx, vm, from, to)
+		d.QMP = qmp
+		return d, err
+	}
+}
+
 func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
 	dir := t.TempDir()
 	src := startQEMU(t, dir, "web1")
@@ -164,14 +176,9 @@ func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
 func TestQMPKeepsTheSourceWhenTheDestinationCannotBeAsked(t *testing.T) {
 	dir := t.TempDir()
 	src := startQEMU(t, dir, "c1")
-	prepare := labPrepare(t, dir)
 	ex, err := NewQMP(QMPConfig{
 		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
-		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
-			d, err := prepare(ctx, vm, from, to)
-			d.QMP = filepath.Join(dir, "gone.qmp")
-			return d, err
-		},
+		Prepare: labPrepareReporting(t, dir, filepath.Join(dir, "gone.qmp")),
 	}, testLog())
 	if err != nil {
 		t.Fatal(err)
@@ -320,14 +327,9 @@ func TestQMPAnAbandonedMigrationResumesASourceLeftPaused(t *testing.T) {
 func TestQMPWithoutTheDestinationsSocketRefusesToQuitTheSource(t *testing.T) {
 	dir := t.TempDir()
 	src := startQEMU(t, dir, "n1")
-	prepare := labPrepare(t, dir)
 	ex, err := NewQMP(QMPConfig{
 		Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
-		Prepare: func(ctx context.Context, vm, from, to string) (Destination, error) {
-			d, err := prepare(ctx, vm, from, to)
-			d.QMP = "" // a prepare command that printed no qmp= line
-			return d, err
-		},
+		Prepare: labPrepareReporting(t, dir, ""), // a prepare command that printed no qmp= line
 	}, testLog())
 	if err != nil {
 		t.Fatal(err)
