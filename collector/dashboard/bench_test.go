@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -44,18 +45,23 @@ func bigFleet() *fakeSource {
 // -benchmem ./collector/dashboard.
 func BenchmarkFleetPage10k(b *testing.B) {
 	f := bigFleet()
-	h := openHandler(b, f)
+	benchPage(b, openHandler(b, f), "/")
+	b.ReportMetric(float64(len(f.alerts)), "firing_alerts")
+}
+
+// benchPage renders path with h in a loop and reports ms/op and the
+// page's size.
+func benchPage(b *testing.B, h http.Handler, path string) {
 	b.ReportAllocs()
 	var size int
 	for b.Loop() {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		if rec.Code != 200 {
-			b.Fatalf("GET / = %d", rec.Code)
+			b.Fatalf("GET %s = %d", path, rec.Code)
 		}
 		size = rec.Body.Len()
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
 	b.ReportMetric(float64(size), "page_bytes")
-	b.ReportMetric(float64(len(f.alerts)), "firing_alerts")
 }

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -46,17 +45,5 @@ func bigPlacement() *fakeSource {
 // 20 plans of 50 moves: go test -run XXX -bench PlacementPage1k -benchmem
 // ./collector/dashboard.
 func BenchmarkPlacementPage1k(b *testing.B) {
-	h := openHandler(b, bigPlacement())
-	b.ReportAllocs()
-	var size int
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/placement", nil))
-		if rec.Code != 200 {
-			b.Fatalf("GET /placement = %d", rec.Code)
-		}
-		size = rec.Body.Len()
-	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
-	b.ReportMetric(float64(size), "page_bytes")
+	benchPage(b, openHandler(b, bigPlacement()), "/placement")
 }
