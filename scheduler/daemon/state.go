@@ -67,13 +67,21 @@ type Status struct {
 func vmKey(vm string) string { return "vm." + base64.RawURLEncoding.EncodeToString([]byte(vm)) }
 
 // records follows the VM records of StateBucket, so that a new leader
-// starts from what the last one wrote.
+// starts from what the last one wrote. The watch delivers each write,
+// this scheduler's own ones too, some time after it was made: an entry
+// no newer than what this scheduler wrote, or arriving while one of its
+// writes of the record is under way, is not taken, or a record changed
+// twice in quick succession would fall back to its first change.
 type records struct {
 	kv jetstream.KeyValue
 
-	mu    sync.Mutex
-	byVM  map[string]VMRecord
-	ready chan struct{}
+	mu   sync.Mutex
+	byVM map[string]VMRecord
+	// rev is the newest revision known of each VM's record, and writing
+	// how many of this scheduler's writes of it are under way.
+	rev     map[string]uint64
+	writing map[string]int
+	ready   chan struct{}
 }
 
 func openState(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
@@ -94,7 +102,7 @@ func watchRecords(ctx context.Context, kv jetstream.KeyValue) (*records, error) 
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", StateBucket, err)
 	}
-	r := &records{kv: kv, byVM: map[string]VMRecord{}, ready: make(chan struct{})}
+	r := &records{kv: kv, byVM: map[string]VMRecord{}, rev: map[string]uint64{}, writing: map[string]int{}, ready: make(chan struct{})}
 	go func() {
 		defer w.Stop()
 		initial := true
@@ -127,12 +135,17 @@ func (r *records) apply(e jetstream.KeyValueEntry) {
 	if err != nil {
 		return
 	}
+	vm := string(name)
+	if r.writing[vm] > 0 || e.Revision() <= r.rev[vm] {
+		return
+	}
+	r.rev[vm] = e.Revision()
 	if e.Operation() != jetstream.KeyValuePut {
-		delete(r.byVM, string(name))
+		delete(r.byVM, vm)
 		return
 	}
 	var rec VMRecord
-	if json.Unmarshal(e.Value(), &rec) == nil && rec.VM == string(name) {
+	if json.Unmarshal(e.Value(), &rec) == nil && rec.VM == vm {
 		r.byVM[rec.VM] = rec
 	}
 }
@@ -165,12 +178,21 @@ func (r *records) snapshot() map[string]VMRecord {
 func (r *records) put(ctx context.Context, rec VMRecord) error {
 	r.mu.Lock()
 	r.byVM[rec.VM] = rec
+	r.writing[rec.VM]++
 	r.mu.Unlock()
+	var rev uint64
 	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
+	if err == nil {
+		rev, err = r.kv.Put(ctx, vmKey(rec.VM), b)
 	}
-	if _, err := r.kv.Put(ctx, vmKey(rec.VM), b); err != nil {
+	r.mu.Lock()
+	r.writing[rec.VM]--
+	if r.writing[rec.VM] == 0 {
+		delete(r.writing, rec.VM)
+	}
+	r.rev[rec.VM] = max(r.rev[rec.VM], rev)
+	r.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("record %s: %w", rec.VM, err)
 	}
 	return nil

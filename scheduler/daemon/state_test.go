@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestdiag/guestdiag/internal/natstest"
 )
@@ -49,5 +52,60 @@ func TestAVMInFlightIsHeldUntilTheTimeout(t *testing.T) {
 				t.Errorf("got hold until %v (%q), want held %v", got.HoldUntil, got.LastError, c.wantHeld)
 			}
 		})
+	}
+}
+
+// staleEntry is a watch entry as the watch delivers it late: one of this
+// scheduler's own earlier writes.
+type staleEntry struct {
+	jetstream.KeyValueEntry
+	key   string
+	value []byte
+	rev   uint64
+}
+
+func (e staleEntry) Key() string                     { return e.key }
+func (e staleEntry) Value() []byte                   { return e.value }
+func (e staleEntry) Revision() uint64                { return e.rev }
+func (e staleEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+func TestALateWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
+	_, _, js := natstest.JetStream(t)
+	kv, err := openState(t.Context(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := watchRecords(t.Context(), kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-recs.ready
+	// A migration marks the VM in flight, then clears the mark.
+	started := VMRecord{VM: "hog", InFlight: time.Now().UTC(), InFlightTo: "b", InFlightBy: "sched-a"}
+	if err := recs.put(t.Context(), started); err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Get(t.Context(), vmKey("hog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := recs.put(t.Context(), VMRecord{VM: "hog", Moved: time.Now().UTC(), To: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(started)
+	recs.apply(staleEntry{key: vmKey("hog"), value: b, rev: first.Revision()})
+	if got := recs.get("hog"); !got.InFlight.IsZero() || got.To != "b" {
+		t.Errorf("after the watch delivered the in-flight mark late, hog's record is %+v, want it moved to b and not in flight", got)
+	}
+
+	// A newer write by another scheduler is taken.
+	other, _ := json.Marshal(VMRecord{VM: "hog", To: "c", Failures: 3})
+	if _, err := kv.Put(t.Context(), vmKey("hog"), other); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); recs.get("hog").To != "c"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("hog's record is %+v 5 s after another scheduler wrote it on c", recs.get("hog"))
+		}
 	}
 }
