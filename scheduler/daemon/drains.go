@@ -84,10 +84,17 @@ func followDrains(ctx context.Context, kv jetstream.KeyValue, fleet *inventory.F
 		hosts := map[string]string{} // by key, for deletes
 		for {
 			var e jetstream.KeyValueEntry
+			var ok bool
 			select {
 			case <-ctx.Done():
 				return
-			case e = <-w.Updates():
+			case e, ok = <-w.Updates():
+			}
+			if !ok {
+				// A closed watch would read as endless end-of-start
+				// markers.
+				logger.Error("host_watch_closed", "bucket", kv.Bucket())
+				return
 			}
 			if e == nil {
 				select {
