@@ -10,8 +10,10 @@ import (
 	"github.com/guestdiag/guestdiag/internal/natstest"
 )
 
-func TestAHoldTheBucketDidNotTakeStillHolds(t *testing.T) {
-	_, nc, js := natstest.JetStream(t)
+// followedRecords opens the state bucket and follows its records, once
+// the present ones are in.
+func followedRecords(t *testing.T, js jetstream.JetStream) (jetstream.KeyValue, *records) {
+	t.Helper()
 	kv, err := openState(t.Context(), js, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -21,12 +23,17 @@ func TestAHoldTheBucketDidNotTakeStillHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-recs.ready
+	return kv, recs
+}
+
+func TestAHoldTheBucketDidNotTakeStillHolds(t *testing.T) {
+	_, nc, js := natstest.JetStream(t)
+	_, recs := followedRecords(t, js)
 	// The connection is gone when the failure is recorded, as when NATS
 	// fails along with the move.
 	nc.Close()
 	until := time.Now().Add(time.Hour).UTC()
-	err = recs.put(t.Context(), VMRecord{VM: "hog", Failures: 1, HoldUntil: until})
-	if err == nil {
+	if err := recs.put(t.Context(), VMRecord{VM: "hog", Failures: 1, HoldUntil: until}); err == nil {
 		t.Fatal("put on a closed connection succeeded, want its error")
 	}
 	if got := recs.get("hog"); !got.HoldUntil.Equal(until) {
@@ -71,15 +78,7 @@ func (e staleEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValue
 
 func TestALateWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
 	_, _, js := natstest.JetStream(t)
-	kv, err := openState(t.Context(), js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := watchRecords(t.Context(), kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-recs.ready
+	kv, recs := followedRecords(t, js)
 	// A migration marks the VM in flight, then clears the mark.
 	started := VMRecord{VM: "hog", InFlight: time.Now().UTC(), InFlightTo: "b", InFlightBy: "sched-a"}
 	if err := recs.put(t.Context(), started); err != nil {
