@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/guestdiag/guestdiag/internal/pause"
 	"github.com/guestdiag/guestdiag/scheduler/inventory"
 )
 
@@ -43,14 +44,7 @@ func watchDrains(ctx context.Context, js jetstream.JetStream, bucket string, fle
 		logger.Info("host_bucket_missing", "bucket", bucket, "then", "no host is drained until the collector creates it")
 		close(ready)
 		go func() {
-			t := time.NewTicker(bucketRetry)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
+			for pause.For(ctx, bucketRetry) == nil {
 				kv, err := js.KeyValue(ctx, bucket)
 				if err != nil {
 					continue
