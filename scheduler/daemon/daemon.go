@@ -105,6 +105,12 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) error {
 	if err := cfg.check(); err != nil {
 		return err
 	}
+	// What Run starts (the records and drain watches, the stream's
+	// consumers, the lease) ends with it, on an error too: a consumer
+	// left running after a failed start would go on feeding a fleet
+	// nobody plans from.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	d := &daemon{cfg: cfg, f: cfg.File, log: cfg.Logger}
 	d.fleet = inventory.NewFleet(inventory.Demand{Window: time.Duration(d.f.Demand.Window), Percentile: d.f.Demand.Percentile})
 	var err error
