@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,9 @@ type hostMark struct {
 	Host  string    `json:"host"`
 	Drain *struct{} `json:"drain"`
 }
+
+// drainKey is how the drain mark's key reads in a host record's JSON.
+var drainKey = []byte(`"drain"`)
 
 // watchDrains follows the drain marks of the collector's host bucket into
 // fleet until ctx ends. They are read from the bucket, not from the
@@ -75,7 +79,7 @@ func followDrains(ctx context.Context, kv jetstream.KeyValue, fleet *inventory.F
 	}
 	go func() {
 		defer w.Stop()
-		hosts := map[string]string{} // by key, for deletes
+		hosts := map[string]string{} // the drained ones by key, for undrains and deletes
 		for {
 			var e jetstream.KeyValueEntry
 			var ok bool
@@ -98,7 +102,12 @@ func followDrains(ctx context.Context, kv jetstream.KeyValue, fleet *inventory.F
 				}
 				continue
 			}
-			if e.Operation() != jetstream.KeyValuePut {
+			// Most writes are a sample's, of a record up to hundreds of
+			// KB, with no drain mark: json.Marshal writes the key
+			// "drain" only with one, and a string holding those quotes
+			// escapes them, so a record without the bytes is undrained
+			// without decoding it. A record with them is decoded.
+			if e.Operation() != jetstream.KeyValuePut || !bytes.Contains(e.Value(), drainKey) {
 				if host, ok := hosts[e.Key()]; ok {
 					fleet.SetDrain(host, false)
 					delete(hosts, e.Key())

@@ -18,6 +18,7 @@ import (
 	"github.com/guestdiag/guestdiag/internal/natstest"
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
+	"github.com/guestdiag/guestdiag/scheduler/inventory"
 )
 
 func TestTheDefaultHostBucketIsTheCollectors(t *testing.T) {
@@ -118,5 +119,43 @@ func TestWithoutACollectorNoHostDrains(t *testing.T) {
 	}
 	if got := strings.Count(logs.String(), "host_bucket_missing"); got != 1 {
 		t.Errorf("got host_bucket_missing logged %d times, want once: %s", got, logs.String())
+	}
+}
+
+// An undrain is a rewrite of the host record without its mark, like
+// every sample's: the host must then no longer be emptied.
+func TestAnUndrainedHostIsNoLongerDrained(t *testing.T) {
+	s, js := setup(t)
+	publishFleet(t, js)
+	c := startCollector(t, s)
+	drain(t, c, "a")
+	fleet := inventory.NewFleet(inventory.Demand{})
+	fleet.Observe(protocol.HostUsage{V: 1, Host: "a", IntervalS: 10}, time.Now())
+	ready, err := watchDrains(t.Context(), js, collector.DefaultHostBucket, fleet, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host bucket's records were not in within 5 s")
+	}
+	draining := func() bool { return fleet.Hosts(time.Now())[0].Draining }
+	if !draining() {
+		t.Fatal("got host a not draining after the collector drained it")
+	}
+	if err := c.Undrain(t.Context(), "a", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); draining(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("got host a still draining 5 s after the collector undrained it")
+		}
+	}
+	drain(t, c, "a")
+	for deadline := time.Now().Add(5 * time.Second); !draining(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("got host a not draining 5 s after the collector drained it again")
+		}
 	}
 }
