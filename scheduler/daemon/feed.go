@@ -43,34 +43,24 @@ func follow(ctx context.Context, js jetstream.JetStream, fleet *inventory.Fleet,
 	if err != nil {
 		return fmt.Errorf("follow hints: %w", err)
 	}
+	// hostsDone is closed once the replay of the window is in.
 	hostsDone := make(chan struct{})
-	start := func(c jetstream.Consumer, subject string, from time.Time, done chan struct{}, handle func(jetstream.Msg, bool)) error {
-		last, pending, err := replayTo(ctx, s, subject, from)
-		if err != nil {
-			return err
-		}
-		caughtUp := !pending
-		if caughtUp {
-			close(done)
-		}
-		cc, err := c.Consume(func(m jetstream.Msg) {
-			md, err := m.Metadata()
-			if err != nil {
-				return
-			}
-			handle(m, caughtUp)
-			if !caughtUp && md.Sequence.Stream >= last {
-				caughtUp = true
-				close(done)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		context.AfterFunc(ctx, cc.Stop)
-		return nil
+	last, pending, err := replayTo(ctx, s, hostSubj, from)
+	if err != nil {
+		return fmt.Errorf("follow host samples: %w", err)
 	}
-	err = start(hosts, hostSubj, from, hostsDone, func(m jetstream.Msg, _ bool) {
+	if !pending {
+		close(hostsDone)
+	}
+	cc, err := hosts.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		if pending && md.Sequence.Stream >= last {
+			defer close(hostsDone)
+			pending = false
+		}
 		var u protocol.HostUsage
 		if err := json.Unmarshal(m.Data(), &u); err != nil {
 			logger.Warn("host_sample_refused", "subject", m.Subject(), "err", err)
@@ -82,12 +72,12 @@ func follow(ctx context.Context, js jetstream.JetStream, fleet *inventory.Fleet,
 			logger.Warn("host_sample_refused", "subject", m.Subject(), "err", "host field does not match the subject")
 			return
 		}
-		md, _ := m.Metadata()
 		fleet.Observe(u, md.Timestamp)
 	})
 	if err != nil {
 		return fmt.Errorf("follow host samples: %w", err)
 	}
+	context.AfterFunc(ctx, cc.Stop)
 	hc, err := hints.Consume(func(m jetstream.Msg) {
 		var h protocol.Hint
 		if err := json.Unmarshal(m.Data(), &h); err != nil || protocol.HintSubject(h.Host) != m.Subject() {
