@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,6 @@ import (
 	"github.com/guestdiag/guestdiag/internal/natsutil"
 	"github.com/guestdiag/guestdiag/protocol"
 	"github.com/guestdiag/guestdiag/scheduler/executor"
-	"github.com/guestdiag/guestdiag/scheduler/inventory"
 )
 
 const gib = 1 << 30
@@ -192,6 +192,18 @@ func (p *planMessages) nextPlan(t *testing.T, within time.Duration) protocol.Pla
 	}
 	t.Fatalf("no plan within %v", within)
 	return protocol.Plan{}
+}
+
+// nextFailure returns the next outcome of a failed move.
+func (p *planMessages) nextFailure(t *testing.T, within time.Duration) protocol.MoveOutcome {
+	t.Helper()
+	for end := time.Now().Add(within); time.Now().Before(end); {
+		if kind, _, out := p.next(t, time.Until(end)); kind == protocol.PlanKindMove && out.State == protocol.MoveFailed {
+			return out
+		}
+	}
+	t.Fatalf("no failed move within %v", within)
+	return protocol.MoveOutcome{}
 }
 
 // waitCycles waits until the status in KV has named n more plans.
@@ -403,15 +415,7 @@ func TestARaisedHintPlansSoon(t *testing.T) {
 	// the evacuate hint, which prompts the cycle.
 	drain(t, c, "a")
 	p := plans.nextPlan(t, 3*time.Second)
-	var vms []string
-	for _, m := range p.Moves {
-		if m.From != "a" {
-			t.Errorf("a move off %s while a drains: %+v", m.From, m)
-		}
-		vms = append(vms, m.VMs...)
-	}
-	slices.Sort(vms)
-	if want := []string{"hog", "small"}; !slices.Equal(vms, want) {
+	if vms, want := movedVMs(t, p, "a"), []string{"hog", "small"}; !slices.Equal(vms, want) {
 		t.Errorf("draining a moves %v, want %v", vms, want)
 	}
 }
@@ -424,10 +428,7 @@ func TestAChunkWhoseVMFailsIsMovedBack(t *testing.T) {
 	f.Chunks = map[string][]string{"shop": {"hog", "small"}}
 	ex := &standIn{fail: map[string]error{"small": errors.New("stand-in refuses small")}}
 	startDaemon(t, s, Config{Name: "sched-a", Mode: protocol.ModeExecute, Executor: ex, File: f})
-	var out protocol.MoveOutcome
-	for out.State != protocol.MoveFailed {
-		_, _, out = plans.next(t, 5*time.Second)
-	}
+	out := plans.nextFailure(t, 10*time.Second)
 	if !strings.Contains(out.Error, "small: stand-in refuses small") || !strings.Contains(out.Error, "hog moved back to a") {
 		t.Errorf("got error %q, want small's failure and hog moved back", out.Error)
 	}
@@ -440,23 +441,10 @@ func TestChunksFromLibvirtMoveWhole(t *testing.T) {
 	s, js := setup(t)
 	publishFleet(t, js)
 	plans := watchPlans(t, s)
-	// A stand-in for virsh on host a (libvirt is not installed here): hog
-	// and small share the isolated network backend.
-	virsh := func(host string) inventory.Runner {
-		return func(_ context.Context, args ...string) ([]byte, error) {
-			switch {
-			case host != "a":
-				return []byte("\n"), nil
-			case args[0] == "list":
-				return []byte("hog\nsmall\n\n"), nil
-			case args[0] == "domiflist":
-				return []byte(" Interface   Type      Source    Model    MAC\n---------------------------------------------\n vnet0       network   backend   virtio   52:54:00:00:00:0" + args[1][:1] + "\n\n"), nil
-			case args[0] == "net-dumpxml":
-				return []byte("<network><name>backend</name><bridge name='virbr1'/></network>"), nil
-			}
-			return nil, errors.New("unexpected virsh call")
-		}
-	}
+	// A stand-in for virsh (libvirt is not installed here): hog and
+	// small share host a's isolated network backend.
+	var rounds atomic.Int32
+	virsh := backendVirsh(func() bool { return true }, &rounds)
 	startDaemon(t, s, Config{Name: "sched-a", Virsh: virsh})
 	p := plans.nextPlan(t, 5*time.Second)
 	if len(p.Moves) != 1 || p.Moves[0].Chunk != "a/net/backend" || !slices.Equal(p.Moves[0].VMs, []string{"hog", "small"}) {

@@ -97,10 +97,7 @@ func TestAVMThatMayHaveMovedKeepsItsChunkWhereItIs(t *testing.T) {
 	f.Chunks = map[string][]string{"shop": {"hog", "small"}}
 	ex := &script{fail: map[string]error{"small": fmt.Errorf("stand-in: completed, destination not confirmed: %w", executor.ErrMovedUnconfirmed)}}
 	startDaemon(t, s, Config{Name: "sched-a", Mode: protocol.ModeExecute, Executor: ex, File: f})
-	var out protocol.MoveOutcome
-	for out.State != protocol.MoveFailed {
-		_, _, out = plans.next(t, 5*time.Second)
-	}
+	out := plans.nextFailure(t, 10*time.Second)
 	if !strings.Contains(out.Error, "small may be on b") || !strings.Contains(out.Error, "nothing moved back") {
 		t.Errorf("got error %q, want it to say small may be on b and nothing was moved back", out.Error)
 	}
