@@ -60,8 +60,6 @@ type File struct {
 	} `yaml:"libvirt"`
 	// Executors holds each executor's own section, for its constructor.
 	Executors map[string]yaml.Node `yaml:"executors"`
-
-	chunkLines map[string]int
 }
 
 // PolicySpec is a host policy as written: CPU and memory bands in percent
@@ -310,15 +308,15 @@ func (f *File) check(name string, b []byte) error {
 	// Chunks are a map; find each one's line in the document for errors.
 	var doc yaml.Node
 	_ = yaml.Unmarshal(b, &doc)
-	f.chunkLines = mapLines(&doc, "chunks")
+	chunkLines := mapLines(&doc, "chunks")
 	owner := map[string]string{}
 	for _, c := range sortedKeys(f.Chunks) {
 		if len(f.Chunks[c]) < 2 {
-			bad(f.chunkLines[c], "chunks.%s: a chunk needs at least two VMs", c)
+			bad(chunkLines[c], "chunks.%s: a chunk needs at least two VMs", c)
 		}
 		for _, v := range f.Chunks[c] {
 			if o, ok := owner[v]; ok {
-				bad(f.chunkLines[c], "chunks.%s: VM %q is already in chunk %s", c, v, o)
+				bad(chunkLines[c], "chunks.%s: VM %q is already in chunk %s", c, v, o)
 			}
 			owner[v] = c
 		}
