@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -293,7 +294,7 @@ func (f *File) check(name string, b []byte) error {
 		band(where+".vms", p.VMs, false)
 	}
 	policy("defaults", f.Defaults)
-	for _, h := range sortedKeys(f.Hosts) {
+	for _, h := range slices.Sorted(maps.Keys(f.Hosts)) {
 		policy("hosts."+h, f.Hosts[h])
 	}
 	if f.Demand.Percentile <= 0 || f.Demand.Percentile > 100 {
@@ -310,7 +311,7 @@ func (f *File) check(name string, b []byte) error {
 	_ = yaml.Unmarshal(b, &doc)
 	chunkLines := mapLines(&doc, "chunks")
 	owner := map[string]string{}
-	for _, c := range sortedKeys(f.Chunks) {
+	for _, c := range slices.Sorted(maps.Keys(f.Chunks)) {
 		if len(f.Chunks[c]) < 2 {
 			bad(chunkLines[c], "chunks.%s: a chunk needs at least two VMs", c)
 		}
@@ -353,15 +354,6 @@ func mapLines(doc *yaml.Node, key string) map[string]int {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // Declared turns the file's policies, chunks and groups into what the

@@ -3,6 +3,8 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/guestdiag/guestdiag/scheduler/executor"
@@ -31,7 +33,7 @@ func RegisterExecutor(name string, f ExecutorFactory) {
 func Executors() []string {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	return sortedKeys(registry)
+	return slices.Sorted(maps.Keys(registry))
 }
 
 // NewExecutor builds the named executor from the file's section for it.
