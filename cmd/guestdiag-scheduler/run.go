@@ -152,8 +152,13 @@ func printStatus(ctx context.Context, nc *nats.Conn, w io.Writer) {
 		return
 	}
 	st, err := daemon.ReadStatus(ctx, js)
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrKeyNotFound):
 		fmt.Fprintln(w, "acting scheduler: none has run yet")
+		return
+	case err != nil:
+		// A timeout is not news that no scheduler runs.
+		fmt.Fprintf(w, "acting scheduler: unknown (%v)\n", err)
 		return
 	}
 	fmt.Fprintf(w, "acting scheduler: %s (%s), last cycle %s ago: plan %s with %d moves, %s\n",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -78,5 +79,16 @@ func TestPlanPrintsWhatTheStateGives(t *testing.T) {
 	}
 	if strings.Contains(out, "\x1b") {
 		t.Error("a VM name reached the terminal unescaped")
+	}
+}
+
+func TestPlanDoesNotSayNoSchedulerRanWhenItCouldNotAsk(t *testing.T) {
+	s, _, _ := natstest.JetStream(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var out strings.Builder
+	printStatus(ctx, natstest.Connect(t, s), &out)
+	if got := out.String(); !strings.HasPrefix(got, "acting scheduler: unknown (") {
+		t.Errorf("got %q, want the acting scheduler unknown with why", got)
 	}
 }
