@@ -21,9 +21,10 @@ type instance struct {
 	done   chan error
 }
 
-func start(t *testing.T, url, name string, ttl time.Duration) *instance {
+// start runs an instance with cfg's lease on a connection to urls.
+func start(t *testing.T, urls string, cfg Config, opts ...nats.Option) *instance {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func start(t *testing.T, url, name string, ttl time.Duration) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(t.Context(), js, Config{Name: name, TTL: ttl}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := Open(t.Context(), js, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +70,8 @@ func waitHolder(t *testing.T, deadline time.Duration, ins ...*instance) (*instan
 func TestOneSchedulerActsAndTheOtherTakesOver(t *testing.T) {
 	const ttl = time.Second
 	s := natstest.Start(t)
-	a := start(t, s.ClientURL(), "sched-a", ttl)
-	b := start(t, s.ClientURL(), "sched-b", ttl)
+	a := start(t, s.ClientURL(), Config{Name: "sched-a", TTL: ttl})
+	b := start(t, s.ClientURL(), Config{Name: "sched-b", TTL: ttl})
 
 	holder, _ := waitHolder(t, ttl, a, b)
 	other := b
@@ -109,7 +110,7 @@ func TestOneSchedulerActsAndTheOtherTakesOver(t *testing.T) {
 		}
 	})
 	t.Run("a holder that stops gives the lease up at once", func(t *testing.T) {
-		c := start(t, s.ClientURL(), "sched-c", ttl)
+		c := start(t, s.ClientURL(), Config{Name: "sched-c", TTL: ttl})
 		other.cancel()
 		<-other.done
 		other.done <- nil
