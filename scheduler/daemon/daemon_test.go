@@ -318,14 +318,8 @@ func TestAFailedMoveIsNotRetried(t *testing.T) {
 	plans := watchPlans(t, s)
 	ex := &standIn{fail: map[string]error{"hog": errors.New("migration cancelled by the stand-in")}}
 	startDaemon(t, s, Config{Name: "sched-a", Mode: protocol.ModeExecute, Executor: ex})
-	for {
-		kind, _, out := plans.next(t, 5*time.Second)
-		if kind == protocol.PlanKindMove && out.State == protocol.MoveFailed {
-			if !strings.Contains(out.Error, "cancelled by the stand-in") || !slices.Equal(out.VMs, []string{"hog"}) {
-				t.Errorf("got failure %+v, want hog with the executor's error", out)
-			}
-			break
-		}
+	if out := plans.nextFailure(t, 10*time.Second); !strings.Contains(out.Error, "cancelled by the stand-in") || !slices.Equal(out.VMs, []string{"hog"}) {
+		t.Errorf("got failure %+v, want hog with the executor's error", out)
 	}
 	waitCycles(t, js, 4)
 	n := 0
