@@ -224,18 +224,12 @@ func (q *Conn) read(greeted chan<- error) {
 			continue
 		}
 		var m wire
-		if err := json.Unmarshal(line, &m); err != nil {
-			err = fmt.Errorf("qmp: bad line: %w", err)
-			if first {
-				greeted <- err
-			}
-			q.fail(err)
-			return
-		}
+		err = json.Unmarshal(line, &m)
 		if first {
 			first = false
-			if m.QMP == nil {
-				// Say what came instead: it is QEMU's, or a stranger's.
+			if err != nil || m.QMP == nil {
+				// Say what came instead: it is QEMU's, or a stranger's,
+				// which is rarely JSON.
 				err := fmt.Errorf("%w: the first line is %.200q", ErrNoGreeting, line)
 				greeted <- err
 				q.fail(err)
@@ -243,6 +237,10 @@ func (q *Conn) read(greeted chan<- error) {
 			}
 			greeted <- nil
 			continue
+		}
+		if err != nil {
+			q.fail(fmt.Errorf("qmp: bad line: %w", err))
+			return
 		}
 		switch {
 		case m.Event != "":

@@ -114,6 +114,18 @@ func TestCommandsAndEvents(t *testing.T) {
 	}
 }
 
+func TestAPeerThatIsNotQEMUIsNamedByItsFirstLine(t *testing.T) {
+	f, c := startFake(t)
+	go f.send(t, "SSH-2.0-OpenSSH_9.2 "+strings.Repeat("x", 300))
+	_, err := New(ctx(t), c)
+	if !errors.Is(err, ErrNoGreeting) {
+		t.Fatalf("New gave %v, want ErrNoGreeting", err)
+	}
+	if !strings.Contains(err.Error(), "SSH-2.0-OpenSSH_9.2") || strings.Contains(err.Error(), strings.Repeat("x", 300)) {
+		t.Errorf("New gave %q, want the peer's first line in it, clipped", err)
+	}
+}
+
 func TestConnectionEnds(t *testing.T) {
 	tests := []struct {
 		name  string
