@@ -189,6 +189,22 @@ func (q *Conn) Execute(ctx context.Context, cmd string, args any) (json.RawMessa
 	}
 }
 
+// Status runs query-status and returns QEMU's run state, such as
+// "running", "paused", "inmigrate" or "postmigrate".
+func (q *Conn) Status(ctx context.Context) (string, error) {
+	ret, err := q.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		return "", fmt.Errorf("qmp query-status answered %.200q: %w", ret, err)
+	}
+	return st.Status, nil
+}
+
 // fail ends the connection with err unless it has ended already.
 func (q *Conn) fail(err error) {
 	q.mu.Lock()

@@ -143,7 +143,7 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 
 	// A source that ran is resumed if an abandoned migration leaves it
 	// paused; one its user paused stays paused.
-	before, err := runState(ctx, src)
+	before, err := src.Status(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("qmp migrate %s: source: %w", vm, err)
 	}
@@ -233,7 +233,7 @@ func (q *QMP) abandon(src *qmp.Conn, vm string, st migrationStatus, wasRunning b
 	if !wasRunning {
 		return st, waitErr
 	}
-	if now, err := runState(ctx, src); err != nil {
+	if now, err := src.Status(ctx); err != nil {
 		q.log.Warn("migration_source_status_failed", "vm", vm, "err", err)
 	} else if now == "paused" || now == "postmigrate" {
 		if _, err := src.Execute(ctx, "cont", nil); err != nil {
@@ -271,21 +271,6 @@ func final(status string) bool {
 	return status == "completed" || status == "failed" || status == "cancelled"
 }
 
-// runState is query-status's run state.
-func runState(ctx context.Context, c *qmp.Conn) (string, error) {
-	ret, err := c.Execute(ctx, "query-status", nil)
-	if err != nil {
-		return "", err
-	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(ret, &st); err != nil {
-		return "", fmt.Errorf("query-status answered %q: %w", ret, err)
-	}
-	return st.Status, nil
-}
-
 // confirmRunning waits until the destination's run state is "running",
 // or "paused" for a VM that was paused when it left.
 func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
@@ -298,7 +283,7 @@ func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	tick := time.NewTicker(q.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		status, err := runState(ctx, c)
+		status, err := c.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("destination: %w", err)
 		}

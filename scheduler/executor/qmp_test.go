@@ -70,17 +70,11 @@ func status(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ret, err := c.Execute(ctx, "query-status", nil)
+	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(ret, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Status
+	return st
 }
 
 func execute(t *testing.T, path, cmd string, args any) json.RawMessage {
