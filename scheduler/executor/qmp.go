@@ -247,6 +247,14 @@ func (q *QMP) abandon(src *qmp.Conn, vm string, st migrationStatus, wasRunning b
 // settle polls query-migrate until the migration has ended one way or
 // the other.
 func (q *QMP) settle(ctx context.Context, src *qmp.Conn) (migrationStatus, error) {
+	return poll(ctx, src, min(q.cfg.PollInterval, 50*time.Millisecond))
+}
+
+// poll runs query-migrate every interval until the migration has ended
+// (a final status, returned with no error) or ctx ends.
+func poll(ctx context.Context, src *qmp.Conn, interval time.Duration) (migrationStatus, error) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		var st migrationStatus
 		ret, err := src.Execute(ctx, "query-migrate", nil)
@@ -262,7 +270,7 @@ func (q *QMP) settle(ctx context.Context, src *qmp.Conn) (migrationStatus, error
 		select {
 		case <-ctx.Done():
 			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
-		case <-time.After(min(q.cfg.PollInterval, 50*time.Millisecond)):
+		case <-tick.C:
 		}
 	}
 }
@@ -302,35 +310,18 @@ func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	}
 }
 
-// wait polls query-migrate until a final status or ctx's end.
+// wait polls query-migrate until a final status or ctx's end; a failed
+// or cancelled migration is an error.
 func (q *QMP) wait(ctx context.Context, src *qmp.Conn) (migrationStatus, error) {
-	tick := time.NewTicker(q.cfg.PollInterval)
-	defer tick.Stop()
-	var st migrationStatus
-	for {
-		ret, err := src.Execute(ctx, "query-migrate", nil)
-		if err != nil {
-			return st, err
-		}
-		if err := json.Unmarshal(ret, &st); err != nil {
-			return st, fmt.Errorf("query-migrate answered %q: %w", ret, err)
-		}
-		switch st.Status {
-		case "completed":
-			return st, nil
-		case "failed", "cancelled":
-			desc := st.ErrorDesc
-			if desc == "" {
-				desc = "QEMU gave no reason"
-			}
-			return st, fmt.Errorf("migration %s: %s", st.Status, desc)
-		}
-		select {
-		case <-ctx.Done():
-			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
-		case <-tick.C:
-		}
+	st, err := poll(ctx, src, q.cfg.PollInterval)
+	if err != nil || st.Status == "completed" {
+		return st, err
 	}
+	desc := st.ErrorDesc
+	if desc == "" {
+		desc = "QEMU gave no reason"
+	}
+	return st, fmt.Errorf("migration %s: %s", st.Status, desc)
 }
 
 // quitDestination ends a destination that will get no state; QEMU often
