@@ -116,6 +116,20 @@ func labPrepareReporting(t *testing.T, dir, qmp string) PrepareFunc {
 	}
 }
 
+// checkMoved checks what a completed move leaves: the destination, which
+// holds the only running copy, running, and the source QEMU quit.
+func checkMoved(t *testing.T, src *qemu, dstQMP string) {
+	t.Helper()
+	if got := status(t, dstQMP); got != "running" {
+		t.Errorf("destination is %q after the move, want running: it holds the only running copy", got)
+	}
+	select {
+	case <-src.done:
+	case <-time.After(10 * time.Second):
+		t.Error("the source QEMU still runs 10 s after the move completed, want it quit")
+	}
+}
+
 func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
 	dir := t.TempDir()
 	src := startQEMU(t, dir, "web1")
@@ -142,14 +156,7 @@ func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
 	if res.Duration <= 0 {
 		t.Errorf("result %+v has no duration, want QEMU's total-time", res)
 	}
-	if got := status(t, dst.QMP); got != "running" {
-		t.Errorf("destination is %q after the migration, want running", got)
-	}
-	select {
-	case <-src.done:
-	case <-time.After(10 * time.Second):
-		t.Error("the source QEMU still runs 10 s after a completed migration, want it quit")
-	}
+	checkMoved(t, src, dst.QMP)
 }
 
 func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
@@ -221,11 +228,7 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 			t.Errorf("error %v, want the deadline", err)
 		}
-		var mig migrationStatus
-		waitFor(t, "the migration cancelled", func() bool {
-			json.Unmarshal(execute(t, src.qmp, "query-migrate", nil), &mig)
-			return mig.Status == "cancelled"
-		})
+		waitFor(t, "the migration cancelled", func() bool { return migrationOf(t, src.qmp) == "cancelled" })
 		if got := status(t, src.qmp); got != "running" {
 			t.Errorf("source is %q after the cancelled migration, want running", got)
 		}
@@ -290,14 +293,7 @@ func TestQMPAMigrationThatCompletesWhileAbandonedIsKept(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Errorf("Migrate returned %v, want success: the VM completed its move", err)
 	}
-	if got := status(t, dstQMP); got != "running" {
-		t.Errorf("destination is %q, want running: it holds the only running copy", got)
-	}
-	select {
-	case <-src.done:
-	case <-time.After(10 * time.Second):
-		t.Error("the source QEMU still runs 10 s after the move completed, want it quit")
-	}
+	checkMoved(t, src, dstQMP)
 }
 
 func TestQMPAnAbandonedMigrationResumesASourceLeftPaused(t *testing.T) {
