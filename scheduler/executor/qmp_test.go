@@ -172,6 +172,9 @@ func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
 	if got := status(t, src.qmp); got != "postmigrate" {
 		t.Errorf("kept source is %q, want postmigrate", got)
 	}
+	if got := status(t, filepath.Join(dir, "db1.hostB.qmp")); got != "running" {
+		t.Errorf("destination is %q, want running: keeping the source must not keep the VM from moving", got)
+	}
 }
 
 func TestQMPKeepsTheSourceWhenTheDestinationCannotBeAsked(t *testing.T) {
