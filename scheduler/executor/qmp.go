@@ -360,8 +360,8 @@ func closedByQuit(err error) bool {
 // destination from its stdout.
 func commandPrepare(argv []string, timeout time.Duration) PrepareFunc {
 	return func(ctx context.Context, vm, from, to string) (Destination, error) {
-		for _, n := range [][2]string{{"host", from}, {"host", to}} {
-			if err := checkName(n[0], n[1]); err != nil {
+		for _, h := range []string{from, to} {
+			if err := checkName("host", h); err != nil {
 				return Destination{}, err
 			}
 		}
