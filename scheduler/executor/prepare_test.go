@@ -88,3 +88,22 @@ func TestNamesThatCannotBePathsOrArgumentsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestNewQMPRefusesAConfigThatCannotMigrate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  QMPConfig
+		err  string
+	}{
+		{"no socket template is refused", QMPConfig{PrepareCommand: []string{"true"}}, "no host has a QMP socket template"},
+		{"a template without {vm} is refused naming its host", QMPConfig{Sockets: map[string]string{"hostA": "/run/q.sock"}, PrepareCommand: []string{"true"}}, "of host hostA has no {vm}"},
+		{"no way to start the destination is refused", QMPConfig{Sockets: map[string]string{"hostA": "/run/{vm}.sock"}}, "no way to start the destination"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewQMP(tt.cfg, testLog()); err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("NewQMP gave %v, want an error containing %q", err, tt.err)
+			}
+		})
+	}
+}
