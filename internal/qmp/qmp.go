@@ -176,17 +176,25 @@ func (q *Conn) Execute(ctx context.Context, cmd string, args any) (json.RawMessa
 		q.fail(err)
 		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
 	}
+	var r reply
 	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", cmd, r.err)
-		}
-		return r.ret, nil
+	case r = <-ch:
 	case <-q.done:
-		return nil, fmt.Errorf("qmp %s: %w", cmd, q.Err())
+		// The reader hands a reply over before it ends the connection,
+		// so a reply followed at once by QEMU closing (as after quit) is
+		// here; without this select could pick the end instead.
+		select {
+		case r = <-ch:
+		default:
+			return nil, fmt.Errorf("qmp %s: %w", cmd, q.Err())
+		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
+	if r.err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", cmd, r.err)
+	}
+	return r.ret, nil
 }
 
 // Status runs query-status and returns QEMU's run state, such as
