@@ -221,7 +221,17 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 		src := startQEMU(t, dir, "a2")
 		// 32 MiB at 64 KiB/s takes minutes.
 		execute(t, src.qmp, "migrate-set-parameters", map[string]any{"max-bandwidth": 64 << 10})
-		ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, Prepare: labPrepare(t, dir)}, testLog())
+		// The destination starts before the clock runs: on a loaded
+		// machine its start alone can take the 2 s, and then migrate is
+		// never sent.
+		dst, err := labPrepare(t, dir)(t.Context(), "a2", "hostA", "hostB")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := NewQMP(QMPConfig{
+			Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+			Prepare: func(context.Context, string, string, string) (Destination, error) { return dst, nil },
+		}, testLog())
 		if err != nil {
 			t.Fatal(err)
 		}
