@@ -120,20 +120,14 @@ func (r *Relay) followQMP(ctx context.Context, q *qmp.Conn, vm Channel, last *vm
 	query := func() bool {
 		qctx, cancel := context.WithTimeout(ctx, qmpTimeout)
 		defer cancel()
-		ret, err := q.Execute(qctx, "query-status", nil)
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err == nil {
-			err = json.Unmarshal(ret, &st)
-		}
+		status, err := q.Status(qctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("qmp_query_failed", "vm", vm.Name, "err", err)
 			}
 			return false
 		}
-		set(stateOfRunState(st.Status), st.Status, time.Time{})
+		set(stateOfRunState(status), status, time.Time{})
 		return true
 	}
 	if !query() {

@@ -176,17 +176,41 @@ func (q *Conn) Execute(ctx context.Context, cmd string, args any) (json.RawMessa
 		q.fail(err)
 		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
 	}
+	var r reply
 	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", cmd, r.err)
-		}
-		return r.ret, nil
+	case r = <-ch:
 	case <-q.done:
-		return nil, fmt.Errorf("qmp %s: %w", cmd, q.Err())
+		// The reader hands a reply over before it ends the connection,
+		// so a reply followed at once by QEMU closing (as after quit) is
+		// here; without this select could pick the end instead.
+		select {
+		case r = <-ch:
+		default:
+			return nil, fmt.Errorf("qmp %s: %w", cmd, q.Err())
+		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
+	if r.err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", cmd, r.err)
+	}
+	return r.ret, nil
+}
+
+// Status runs query-status and returns QEMU's run state, such as
+// "running", "paused", "inmigrate" or "postmigrate".
+func (q *Conn) Status(ctx context.Context) (string, error) {
+	ret, err := q.Execute(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		return "", fmt.Errorf("qmp query-status answered %.200q: %w", ret, err)
+	}
+	return st.Status, nil
 }
 
 // fail ends the connection with err unless it has ended already.
@@ -224,18 +248,12 @@ func (q *Conn) read(greeted chan<- error) {
 			continue
 		}
 		var m wire
-		if err := json.Unmarshal(line, &m); err != nil {
-			err = fmt.Errorf("qmp: bad line: %w", err)
-			if first {
-				greeted <- err
-			}
-			q.fail(err)
-			return
-		}
+		err = json.Unmarshal(line, &m)
 		if first {
 			first = false
-			if m.QMP == nil {
-				// Say what came instead: it is QEMU's, or a stranger's.
+			if err != nil || m.QMP == nil {
+				// Say what came instead: it is QEMU's, or a stranger's,
+				// which is rarely JSON.
 				err := fmt.Errorf("%w: the first line is %.200q", ErrNoGreeting, line)
 				greeted <- err
 				q.fail(err)
@@ -243,6 +261,10 @@ func (q *Conn) read(greeted chan<- error) {
 			}
 			greeted <- nil
 			continue
+		}
+		if err != nil {
+			q.fail(fmt.Errorf("qmp: bad line: %w", err))
+			return
 		}
 		switch {
 		case m.Event != "":

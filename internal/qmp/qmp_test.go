@@ -114,6 +114,40 @@ func TestCommandsAndEvents(t *testing.T) {
 	}
 }
 
+func TestStatusIsQEMUsRunState(t *testing.T) {
+	f, c := startFake(t)
+	go func() {
+		f.handshake(t)
+		_, id := f.command(t)
+		f.send(t, `{"return": {"status": "inmigrate", "singlestep": false, "running": false}, "id": "`+id+`"}`)
+		_, id = f.command(t)
+		f.send(t, `{"return": [], "id": "`+id+`"}`)
+	}()
+	q, err := New(ctx(t), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got, err := q.Status(ctx(t)); err != nil || got != "inmigrate" {
+		t.Errorf("Status = %q, %v, want inmigrate", got, err)
+	}
+	if got, err := q.Status(ctx(t)); err == nil {
+		t.Errorf("Status of a reply that is no object = %q, want an error", got)
+	}
+}
+
+func TestAPeerThatIsNotQEMUIsNamedByItsFirstLine(t *testing.T) {
+	f, c := startFake(t)
+	go f.send(t, "SSH-2.0-OpenSSH_9.2 "+strings.Repeat("x", 300))
+	_, err := New(ctx(t), c)
+	if !errors.Is(err, ErrNoGreeting) {
+		t.Fatalf("New gave %v, want ErrNoGreeting", err)
+	}
+	if !strings.Contains(err.Error(), "SSH-2.0-OpenSSH_9.2") || strings.Contains(err.Error(), strings.Repeat("x", 300)) {
+		t.Errorf("New gave %q, want the peer's first line in it, clipped", err)
+	}
+}
+
 func TestConnectionEnds(t *testing.T) {
 	tests := []struct {
 		name  string

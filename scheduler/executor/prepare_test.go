@@ -68,9 +68,10 @@ func TestPrepareCommand(t *testing.T) {
 		}
 	})
 	t.Run("a host name that would be an option is refused", func(t *testing.T) {
-		prep := commandPrepare([]string{"true"}, time.Minute)
-		if _, err := prep(t.Context(), "web1", "hostA", "--force"); err == nil {
-			t.Error(`host "--force" was accepted`)
+		// A command that would succeed, so that only the check can fail it.
+		prep := commandPrepare([]string{"echo", "uri=unix:/in"}, time.Minute)
+		if _, err := prep(t.Context(), "web1", "hostA", "--force"); err == nil || !strings.Contains(err.Error(), `"--force"`) {
+			t.Errorf(`host "--force" gave %v, want it refused by name`, err)
 		}
 	})
 }
@@ -85,5 +86,24 @@ func TestNamesThatCannotBePathsOrArgumentsAreRefused(t *testing.T) {
 		if err := checkName("vm", name); err != nil {
 			t.Errorf("checkName(%q): %v", name, err)
 		}
+	}
+}
+
+func TestNewQMPRefusesAConfigThatCannotMigrate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  QMPConfig
+		err  string
+	}{
+		{"no socket template is refused", QMPConfig{PrepareCommand: []string{"true"}}, "no host has a QMP socket template"},
+		{"a template without {vm} is refused naming its host", QMPConfig{Sockets: map[string]string{"hostA": "/run/q.sock"}, PrepareCommand: []string{"true"}}, "of host hostA has no {vm}"},
+		{"no way to start the destination is refused", QMPConfig{Sockets: map[string]string{"hostA": "/run/{vm}.sock"}}, "no way to start the destination"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewQMP(tt.cfg, testLog()); err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("NewQMP gave %v, want an error containing %q", err, tt.err)
+			}
+		})
 	}
 }

@@ -143,7 +143,7 @@ func (q *QMP) Migrate(ctx context.Context, vm, from, to string) (Result, error) 
 
 	// A source that ran is resumed if an abandoned migration leaves it
 	// paused; one its user paused stays paused.
-	before, err := runState(ctx, src)
+	before, err := src.Status(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("qmp migrate %s: source: %w", vm, err)
 	}
@@ -233,7 +233,7 @@ func (q *QMP) abandon(src *qmp.Conn, vm string, st migrationStatus, wasRunning b
 	if !wasRunning {
 		return st, waitErr
 	}
-	if now, err := runState(ctx, src); err != nil {
+	if now, err := src.Status(ctx); err != nil {
 		q.log.Warn("migration_source_status_failed", "vm", vm, "err", err)
 	} else if now == "paused" || now == "postmigrate" {
 		if _, err := src.Execute(ctx, "cont", nil); err != nil {
@@ -247,6 +247,14 @@ func (q *QMP) abandon(src *qmp.Conn, vm string, st migrationStatus, wasRunning b
 // settle polls query-migrate until the migration has ended one way or
 // the other.
 func (q *QMP) settle(ctx context.Context, src *qmp.Conn) (migrationStatus, error) {
+	return poll(ctx, src, min(q.cfg.PollInterval, 50*time.Millisecond))
+}
+
+// poll runs query-migrate every interval until the migration has ended
+// (a final status, returned with no error) or ctx ends.
+func poll(ctx context.Context, src *qmp.Conn, interval time.Duration) (migrationStatus, error) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		var st migrationStatus
 		ret, err := src.Execute(ctx, "query-migrate", nil)
@@ -262,28 +270,13 @@ func (q *QMP) settle(ctx context.Context, src *qmp.Conn) (migrationStatus, error
 		select {
 		case <-ctx.Done():
 			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
-		case <-time.After(min(q.cfg.PollInterval, 50*time.Millisecond)):
+		case <-tick.C:
 		}
 	}
 }
 
 func final(status string) bool {
 	return status == "completed" || status == "failed" || status == "cancelled"
-}
-
-// runState is query-status's run state.
-func runState(ctx context.Context, c *qmp.Conn) (string, error) {
-	ret, err := c.Execute(ctx, "query-status", nil)
-	if err != nil {
-		return "", err
-	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(ret, &st); err != nil {
-		return "", fmt.Errorf("query-status answered %q: %w", ret, err)
-	}
-	return st.Status, nil
 }
 
 // confirmRunning waits until the destination's run state is "running",
@@ -298,7 +291,7 @@ func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	tick := time.NewTicker(q.cfg.PollInterval)
 	defer tick.Stop()
 	for {
-		status, err := runState(ctx, c)
+		status, err := c.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("destination: %w", err)
 		}
@@ -317,35 +310,18 @@ func (q *QMP) confirmRunning(ctx context.Context, dst Destination) error {
 	}
 }
 
-// wait polls query-migrate until a final status or ctx's end.
+// wait polls query-migrate until a final status or ctx's end; a failed
+// or cancelled migration is an error.
 func (q *QMP) wait(ctx context.Context, src *qmp.Conn) (migrationStatus, error) {
-	tick := time.NewTicker(q.cfg.PollInterval)
-	defer tick.Stop()
-	var st migrationStatus
-	for {
-		ret, err := src.Execute(ctx, "query-migrate", nil)
-		if err != nil {
-			return st, err
-		}
-		if err := json.Unmarshal(ret, &st); err != nil {
-			return st, fmt.Errorf("query-migrate answered %q: %w", ret, err)
-		}
-		switch st.Status {
-		case "completed":
-			return st, nil
-		case "failed", "cancelled":
-			desc := st.ErrorDesc
-			if desc == "" {
-				desc = "QEMU gave no reason"
-			}
-			return st, fmt.Errorf("migration %s: %s", st.Status, desc)
-		}
-		select {
-		case <-ctx.Done():
-			return st, fmt.Errorf("migration still %s: %w", st.Status, ctx.Err())
-		case <-tick.C:
-		}
+	st, err := poll(ctx, src, q.cfg.PollInterval)
+	if err != nil || st.Status == "completed" {
+		return st, err
 	}
+	desc := st.ErrorDesc
+	if desc == "" {
+		desc = "QEMU gave no reason"
+	}
+	return st, fmt.Errorf("migration %s: %s", st.Status, desc)
 }
 
 // quitDestination ends a destination that will get no state; QEMU often
@@ -384,8 +360,8 @@ func closedByQuit(err error) bool {
 // destination from its stdout.
 func commandPrepare(argv []string, timeout time.Duration) PrepareFunc {
 	return func(ctx context.Context, vm, from, to string) (Destination, error) {
-		for _, n := range [][2]string{{"host", from}, {"host", to}} {
-			if err := checkName(n[0], n[1]); err != nil {
+		for _, h := range []string{from, to} {
+			if err := checkName("host", h); err != nil {
 				return Destination{}, err
 			}
 		}

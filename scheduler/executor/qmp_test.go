@@ -70,17 +70,11 @@ func status(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ret, err := c.Execute(ctx, "query-status", nil)
+	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(ret, &st); err != nil {
-		t.Fatal(err)
-	}
-	return st.Status
+	return st
 }
 
 func execute(t *testing.T, path, cmd string, args any) json.RawMessage {
@@ -122,6 +116,20 @@ func labPrepareReporting(t *testing.T, dir, qmp string) PrepareFunc {
 	}
 }
 
+// checkMoved checks what a completed move leaves: the destination, which
+// holds the only running copy, running, and the source QEMU quit.
+func checkMoved(t *testing.T, src *qemu, dstQMP string) {
+	t.Helper()
+	if got := status(t, dstQMP); got != "running" {
+		t.Errorf("destination is %q after the move, want running: it holds the only running copy", got)
+	}
+	select {
+	case <-src.done:
+	case <-time.After(10 * time.Second):
+		t.Error("the source QEMU still runs 10 s after the move completed, want it quit")
+	}
+}
+
 func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
 	dir := t.TempDir()
 	src := startQEMU(t, dir, "web1")
@@ -148,14 +156,7 @@ func TestQMPMigratesARunningQEMUAndQuitsTheSource(t *testing.T) {
 	if res.Duration <= 0 {
 		t.Errorf("result %+v has no duration, want QEMU's total-time", res)
 	}
-	if got := status(t, dst.QMP); got != "running" {
-		t.Errorf("destination is %q after the migration, want running", got)
-	}
-	select {
-	case <-src.done:
-	case <-time.After(10 * time.Second):
-		t.Error("the source QEMU still runs 10 s after a completed migration, want it quit")
-	}
+	checkMoved(t, src, dst.QMP)
 }
 
 func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
@@ -170,6 +171,9 @@ func TestQMPKeepsTheSourceWhenTold(t *testing.T) {
 	}
 	if got := status(t, src.qmp); got != "postmigrate" {
 		t.Errorf("kept source is %q, want postmigrate", got)
+	}
+	if got := status(t, filepath.Join(dir, "db1.hostB.qmp")); got != "running" {
+		t.Errorf("destination is %q, want running: keeping the source must not keep the VM from moving", got)
 	}
 }
 
@@ -217,7 +221,17 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 		src := startQEMU(t, dir, "a2")
 		// 32 MiB at 64 KiB/s takes minutes.
 		execute(t, src.qmp, "migrate-set-parameters", map[string]any{"max-bandwidth": 64 << 10})
-		ex, err := NewQMP(QMPConfig{Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")}, Prepare: labPrepare(t, dir)}, testLog())
+		// The destination starts before the clock runs: on a loaded
+		// machine its start alone can take the 2 s, and then migrate is
+		// never sent.
+		dst, err := labPrepare(t, dir)(t.Context(), "a2", "hostA", "hostB")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := NewQMP(QMPConfig{
+			Sockets: map[string]string{"hostA": filepath.Join(dir, "{vm}.qmp")},
+			Prepare: func(context.Context, string, string, string) (Destination, error) { return dst, nil },
+		}, testLog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,11 +241,7 @@ func TestQMPFailureLeavesTheVMOnItsSource(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 			t.Errorf("error %v, want the deadline", err)
 		}
-		var mig migrationStatus
-		waitFor(t, "the migration cancelled", func() bool {
-			json.Unmarshal(execute(t, src.qmp, "query-migrate", nil), &mig)
-			return mig.Status == "cancelled"
-		})
+		waitFor(t, "the migration cancelled", func() bool { return migrationOf(t, src.qmp) == "cancelled" })
 		if got := status(t, src.qmp); got != "running" {
 			t.Errorf("source is %q after the cancelled migration, want running", got)
 		}
@@ -296,14 +306,7 @@ func TestQMPAMigrationThatCompletesWhileAbandonedIsKept(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Errorf("Migrate returned %v, want success: the VM completed its move", err)
 	}
-	if got := status(t, dstQMP); got != "running" {
-		t.Errorf("destination is %q, want running: it holds the only running copy", got)
-	}
-	select {
-	case <-src.done:
-	case <-time.After(10 * time.Second):
-		t.Error("the source QEMU still runs 10 s after the move completed, want it quit")
-	}
+	checkMoved(t, src, dstQMP)
 }
 
 func TestQMPAnAbandonedMigrationResumesASourceLeftPaused(t *testing.T) {
