@@ -269,6 +269,9 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 	if i := slices.Index(lost.vms, "h1/web01 ok 2"); i < 0 {
 		t.Errorf("web01 after its resend: got %v, want h1/web01 ok 2 unchanged", lost.vms)
 	}
+	if !slices.Contains(lost.vms, "h1/web00 crit 3") {
+		t.Errorf("web00 after n1 went: got %v, want h1/web00 crit 3, its report after the move applied", lost.vms)
+	}
 	if lost.streams["GUESTDIAG"] < before.streams["GUESTDIAG"]+1 || len(lost.vms) != vms || len(lost.alerts) != vms {
 		t.Errorf("history without n1: got %s, want %s plus web00's new report", lost, before)
 	}
