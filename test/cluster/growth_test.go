@@ -33,9 +33,11 @@ func natsCLI(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("nats")
 	if err != nil {
-		if home, herr := os.UserHomeDir(); herr == nil {
-			if _, serr := os.Stat(filepath.Join(home, "go", "bin", "nats")); serr == nil {
-				return filepath.Join(home, "go", "bin", "nats")
+		// Where scripts/deps.sh's go install puts it, which need not be on PATH.
+		if gopath, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {
+			bin := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "nats")
+			if _, serr := os.Stat(bin); serr == nil {
+				return bin
 			}
 		}
 		if os.Getenv("GUESTDIAG_REQUIRE_NATSCLI") != "" {
