@@ -33,9 +33,11 @@ func natsCLI(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("nats")
 	if err != nil {
-		if home, herr := os.UserHomeDir(); herr == nil {
-			if _, serr := os.Stat(filepath.Join(home, "go", "bin", "nats")); serr == nil {
-				return filepath.Join(home, "go", "bin", "nats")
+		// Where scripts/deps.sh's go install puts it, which need not be on PATH.
+		if gopath, gerr := exec.Command("go", "env", "GOPATH").Output(); gerr == nil {
+			bin := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "nats")
+			if _, serr := os.Stat(bin); serr == nil {
+				return bin
 			}
 		}
 		if os.Getenv("GUESTDIAG_REQUIRE_NATSCLI") != "" {
@@ -268,6 +270,9 @@ func TestGrowFromGuestdiagUpToAClusterKeepsTheHistory(t *testing.T) {
 	lost := readHistory(t, cjs, grown)
 	if i := slices.Index(lost.vms, "h1/web01 ok 2"); i < 0 {
 		t.Errorf("web01 after its resend: got %v, want h1/web01 ok 2 unchanged", lost.vms)
+	}
+	if !slices.Contains(lost.vms, "h1/web00 crit 3") {
+		t.Errorf("web00 after n1 went: got %v, want h1/web00 crit 3, its report after the move applied", lost.vms)
 	}
 	if lost.streams["GUESTDIAG"] < before.streams["GUESTDIAG"]+1 || len(lost.vms) != vms || len(lost.alerts) != vms {
 		t.Errorf("history without n1: got %s, want %s plus web00's new report", lost, before)

@@ -156,17 +156,6 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// streamLeader is the index of the node leading stream in guestdiag's
-// account, or -1.
-func (c *confCluster) streamLeader(stream string) int {
-	for i := range c.Len() {
-		if s := c.Node(i); s != nil && s.JetStreamIsStreamLeader(account, stream) {
-			return i
-		}
-	}
-	return -1
-}
-
 // running is a collector serving its API on a loopback port.
 type running struct {
 	c    *collector.Collector

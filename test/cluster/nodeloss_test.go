@@ -332,13 +332,9 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 	t.Run("every run's stored seqs are contiguous, none doubled", func(t *testing.T) {
 		var stored uint64
 		for run, seqs := range runs {
-			slices.Sort(seqs)
 			stored += uint64(len(seqs))
-			for i, s := range seqs {
-				if s != uint64(i+1) {
-					t.Errorf("run %s: seq %d at place %d of %d, want 1…%d once each", run, s, i+1, len(seqs), len(seqs))
-					break
-				}
+			if i := gapAt(seqs); i >= 0 {
+				t.Errorf("run %s: seq %d at place %d of %d, want 1…%d once each", run, seqs[i], i+1, len(seqs), len(seqs))
 			}
 		}
 		if stored != produced {
@@ -374,12 +370,8 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 			}
 		}
 		for fp, seqs := range notes {
-			slices.Sort(seqs)
-			for i, s := range seqs {
-				if s != uint64(i+1) {
-					t.Errorf("alert %s: notifications %v, want 1…%d once each", fp, seqs, len(seqs))
-					break
-				}
+			if gapAt(seqs) >= 0 {
+				t.Errorf("alert %s: notifications %v, want 1…%d once each", fp, seqs, len(seqs))
 			}
 		}
 		for h, cs := range crits {
@@ -411,6 +403,18 @@ func TestIntegrationNodeLossLosesAndDoublesNothing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// gapAt sorts seqs and returns the first place where they stop being
+// 1, 2, 3…, a seq missing or doubled, or -1 when they are 1…len(seqs).
+func gapAt(seqs []uint64) int {
+	slices.Sort(seqs)
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			return i
+		}
+	}
+	return -1
 }
 
 // awayTimes says for how long each connection lost since was away.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -129,6 +130,56 @@ func TestCritIsWrittenAndReported(t *testing.T) {
 		t.Fatal("no crit written within 10s")
 	}
 	waitFor(t, "the crit to be acked", func() bool { return f.Stats().Spooled == 0 })
+	// Reported: the relay stored it as the crit firewall result that
+	// raises fw.disabled, not just some line the VM wrote.
+	vm := f.Channels()[1].Name
+	if got := storedStatuses(t, srv.ClientURL(), protocol.ReportSubject("hv1", vm, "firewall")); !slices.Contains(got, "crit fw.disabled") {
+		t.Errorf("got firewall results %v stored for %s, want one crit with fw.disabled", got, vm)
+	}
+}
+
+// storedStatuses lists the status and finding codes of every guest result
+// the stream holds on subject, in stream order.
+func storedStatuses(t *testing.T, url, subject string) []string {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, natsutil.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			t.Fatalf("reading %s: %v", subject, err)
+		}
+		var r protocol.Report
+		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			t.Fatal(err)
+		}
+		e, err := protocol.Decode(r.Guest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(e.Status)
+		for _, fd := range e.Findings {
+			s += " " + fd.Code
+		}
+		out = append(out, s)
+		if md, err := msg.Metadata(); err != nil || md.NumPending == 0 {
+			return out
+		}
+	}
 }
 
 // runRelay runs a relay until the returned stop is called.

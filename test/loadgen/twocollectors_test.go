@@ -68,12 +68,14 @@ func TestIntegrationEitherCollectorServesTheWholeFleet(t *testing.T) {
 				t.Errorf("collector %d: Serve returned %v, want nil", i+1, err)
 			}
 		}()
-	}
-	// The collectors make the R3 stream; the relay, which does not know the
-	// replica count, must find it made.
-	for _, a := range addrs {
+		// One after the other, as docs/deploy.md says: two collectors
+		// creating the same R3 buckets at once each wait out a request
+		// timeout per bucket (45 s of this test's minute, measured).
+		a := addrs[i]
 		waitWithin(t, 2*time.Minute, "collector "+a+" to be ready", func() bool { return status(a+"/healthz") == http.StatusOK })
 	}
+	// The collectors made the R3 stream; the relay, which does not know the
+	// replica count, must find it made.
 	stop := runRelay(t, urls[2], hostrelay.Config{Host: "hv1", Globs: []string{}, Static: f.Channels(), ProxmoxGlob: "-", HostUsageInterval: -1})
 	defer stop()
 	waitFor(t, "a round of every check to be acked", func() bool { return f.Stats().Acked >= vms*10 })

@@ -441,10 +441,10 @@ func waitHint(t *testing.T, ctx context.Context, events *placementLog, samples *
 		if err != nil {
 			return fmt.Errorf("%w; %s CPU %s", err, host, cpuSeries(samples.last(host, 5)))
 		}
-		if err == nil && h.msg.Resource != "cpu" {
-			err = fmt.Errorf("%s overloaded on %s, want cpu", host, h.msg.Resource)
+		if h.msg.Resource != "cpu" {
+			return fmt.Errorf("%s overloaded on %s, want cpu", host, h.msg.Resource)
 		}
-		return err
+		return nil
 	})
 	return h
 }

@@ -126,7 +126,9 @@ func run(ctx context.Context, o options) error {
 		case <-tick.C:
 		}
 		st := total(hosts)
-		var s loadgen.Sample
+		// Without NATS only the time is sampled: the fleet's own rates
+		// still print and -duration still ends the run.
+		s := loadgen.Sample{At: time.Now()}
 		if probe != nil {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			var err error
@@ -150,9 +152,6 @@ func run(ctx context.Context, o options) error {
 		}
 		r := s.Since(last)
 		d := s.At.Sub(last.At).Seconds()
-		if probe == nil {
-			d = o.every.Seconds()
-		}
 		fmt.Printf("%6.0fs  written %7.0f/s  acked %7.0f/s  stored %7.0f/s  through collectors %7.0f/s  kv writes %6.0f/s  lag %7d  spooled %d resent %d\n",
 			time.Since(begin).Seconds(), float64(st.Written-lastStats.Written)/d, float64(st.Acked-lastStats.Acked)/d,
 			r.Stored, r.Processed, r.KVWrites, s.StreamLast-s.AckFloor, st.Spooled, st.Resent)

@@ -43,6 +43,17 @@ func main() {
 }
 
 func run() error {
+	// The network check pings a gateway: outside a fresh network namespace,
+	// where loopback is the only interface, it would ping real networks.
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("listing interfaces: %w", err)
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 {
+			return fmt.Errorf("interface %s is not loopback: run this in a network namespace (unshare -n)", i.Name)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "capturesamples")
