@@ -463,6 +463,14 @@ func (c *Collector) cacheHost(key string, rec hostRecord, rev uint64) {
 	}
 }
 
+// hasHostRev reports whether the watched copy of key is at rev or newer.
+func (c *Collector) hasHostRev(key string, rev uint64) bool {
+	c.hosts.mu.RLock()
+	defer c.hosts.mu.RUnlock()
+	cur, ok := c.hosts.recs[key]
+	return ok && cur.rev >= rev
+}
+
 // marksChanged reports whether a host's hints or drain mark differ between
 // two versions of its record. Subscribers hear of those only: a change
 // per host every 10 s would make every open fleet page re-read for
@@ -478,6 +486,11 @@ func (c *Collector) watchHosts(ctx context.Context, kv jetstream.KeyValue) error
 		entry: func(e jetstream.KeyValueEntry, loading bool) {
 			var rec hostRecord
 			put := e.Operation() == jetstream.KeyValuePut
+			if put && !loading && c.hasHostRev(e.Key(), e.Revision()) {
+				// This collector's own write, cached when it was made:
+				// decoding it again would change nothing.
+				return
+			}
 			if put {
 				if err := json.Unmarshal(e.Value(), &rec); err != nil {
 					c.log.Error("corrupt_host_record", "key", e.Key(), "revision", e.Revision(), "err", err)
