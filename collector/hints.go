@@ -135,19 +135,6 @@ func hintKey(kind protocol.HintKind, resource string) string {
 	return string(kind) + "/" + resource
 }
 
-// figureMissing reports whether usage's Errors say the CPU ("cpu") or
-// memory ("memory") figure was not gathered. The relay starts each error
-// with what failed ("cpu times: ...", "memory: ..."); any CPU error makes
-// the CPU figure untrusted.
-func figureMissing(u *protocol.HostUsage, figure string) bool {
-	for _, e := range u.Errors {
-		if strings.HasPrefix(strings.ToLower(e), figure) {
-			return true
-		}
-	}
-	return false
-}
-
 // guestSignals are the findings of one host's guests that hints quote.
 type guestSignals struct {
 	vms      int

@@ -217,7 +217,7 @@ func (c *Collector) applySample(rec *hostRecord, u *protocol.HostUsage, sig gues
 	}
 	rec.Usage = u
 	rec.Samples = push(rec.Samples)
-	cpuNew, memNew := !figureMissing(u, "cpu"), !figureMissing(u, "mem")
+	cpuNew, memNew := !u.Lacks("cpu"), !u.Lacks("mem")
 	if cpuNew {
 		rec.CPU = push(rec.CPU)
 	}
