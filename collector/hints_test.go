@@ -113,8 +113,8 @@ func TestARedeliveredSampleChangesNothing(t *testing.T) {
 			t.Errorf("sample of %v after one of %v: changed the record", again.TS, u.TS)
 		}
 	}
-	if len(rec.Samples) != 1 {
-		t.Errorf("samples: got %d, want 1", len(rec.Samples))
+	if len(rec.CPU) != 1 || len(rec.Mem) != 1 {
+		t.Errorf("samples in the windows: got cpu %d, mem %d, want 1 each", len(rec.CPU), len(rec.Mem))
 	}
 }
 
