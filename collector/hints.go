@@ -135,19 +135,6 @@ func hintKey(kind protocol.HintKind, resource string) string {
 	return string(kind) + "/" + resource
 }
 
-// figureMissing reports whether usage's Errors say the CPU ("cpu") or
-// memory ("memory") figure was not gathered. The relay starts each error
-// with what failed ("cpu times: ...", "memory: ..."); any CPU error makes
-// the CPU figure untrusted.
-func figureMissing(u *protocol.HostUsage, figure string) bool {
-	for _, e := range u.Errors {
-		if strings.HasPrefix(strings.ToLower(e), figure) {
-			return true
-		}
-	}
-	return false
-}
-
 // guestSignals are the findings of one host's guests that hints quote.
 type guestSignals struct {
 	vms      int
@@ -221,7 +208,7 @@ func evaluate(rec *hostRecord, in hintInput) []protocol.Hint {
 			out = append(out, h)
 		}
 	}
-	window := func(samples []protocol.HostSample, resource string, pct float64, over bool) (int, protocol.HintEvidence) {
+	window := func(samples []protocol.HostSample, resource string, pct float64, over bool) int {
 		hits := 0
 		for _, s := range samples {
 			v := s.CPUPct
@@ -232,20 +219,25 @@ func evaluate(rec *hostRecord, in hintInput) []protocol.Hint {
 				hits++
 			}
 		}
-		return hits, protocol.HintEvidence{Samples: slices.Clone(samples), Hits: hits, Window: in.cfg.Window, ThresholdPct: pct}
+		return hits
+	}
+	// evidence is built only for a transition: most samples make none.
+	evidence := func(samples []protocol.HostSample, hits int, pct float64) protocol.HintEvidence {
+		return protocol.HintEvidence{Samples: slices.Clone(samples), Hits: hits, Window: in.cfg.Window, ThresholdPct: pct}
 	}
 	overloaded := func(samples []protocol.HostSample, resource string, pct float64) {
-		hits, ev := window(samples, resource, pct, true)
-		ev.VMs = clipVMs(in.signals.pressure)
+		hits := window(samples, resource, pct, true)
 		set(protocol.HintOverloaded, resource, hits >= in.cfg.Hits, func() protocol.Hint {
+			ev := evidence(samples, hits, pct)
+			ev.VMs = clipVMs(in.signals.pressure)
 			return protocol.Hint{Summary: fmt.Sprintf("%s above %g%% in %d of the last %d samples", resource, pct, hits, in.cfg.Window), Evidence: ev}
 		})
 	}
 	if in.cpuNew {
 		overloaded(in.cpu, "cpu", th.CPUHighPct)
-		hits, ev := window(in.cpu, "cpu", th.CPULowPct, false)
+		hits := window(in.cpu, "cpu", th.CPULowPct, false)
 		set(protocol.HintUnderloaded, "cpu", hits >= in.cfg.Hits, func() protocol.Hint {
-			return protocol.Hint{Summary: fmt.Sprintf("cpu below %g%% in %d of the last %d samples: a consolidation candidate", th.CPULowPct, hits, in.cfg.Window), Evidence: ev}
+			return protocol.Hint{Summary: fmt.Sprintf("cpu below %g%% in %d of the last %d samples: a consolidation candidate", th.CPULowPct, hits, in.cfg.Window), Evidence: evidence(in.cpu, hits, th.CPULowPct)}
 		})
 	}
 	if in.memNew {

@@ -58,6 +58,36 @@ func TestHintsFollowKOfN(t *testing.T) {
 	}
 }
 
+// The memory and underload hints count their own windows k of n as the
+// CPU overload does: a test of interleaved samples, so that counting only
+// a run of consecutive ones, or the wrong window, changes the transitions.
+func TestMemoryAndUnderloadFollowKOfN(t *testing.T) {
+	tests := []struct {
+		name     string
+		cpu, mem []float64
+		want     []string
+	}{
+		{"three of five memory samples above 90 raise, two clear", []float64{50, 50, 50, 50, 50, 50}, []float64{95, 40, 95, 40, 95, 40},
+			[]string{"", "", "", "", "overloaded/memory raised", "overloaded/memory cleared"}},
+		{"three of five cpu samples below 20 raise underloaded, two clear", []float64{10, 50, 10, 50, 10, 50}, []float64{40, 40, 40, 40, 40, 40},
+			[]string{"", "", "", "", "underloaded/cpu raised", "underloaded/cpu cleared"}},
+		{"a busy memory sample is not a busy cpu one", []float64{50, 50, 50}, []float64{95, 95, 95},
+			[]string{"", "", "overloaded/memory raised"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var samples []protocol.HostUsage
+			for i := range tt.cpu {
+				samples = append(samples, usage(i, tt.cpu[i], tt.mem[i]))
+			}
+			got := runSamples(HintConfig{}, samples)
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("transitions:\ngot  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestSampleWithoutTheFigureIsNotCounted(t *testing.T) {
 	got := runSamples(HintConfig{}, []protocol.HostUsage{
 		usage(0, 90, 50), usage(1, 90, 50),
@@ -83,8 +113,8 @@ func TestARedeliveredSampleChangesNothing(t *testing.T) {
 			t.Errorf("sample of %v after one of %v: changed the record", again.TS, u.TS)
 		}
 	}
-	if len(rec.Samples) != 1 {
-		t.Errorf("samples: got %d, want 1", len(rec.Samples))
+	if len(rec.CPU) != 1 || len(rec.Mem) != 1 {
+		t.Errorf("samples in the windows: got cpu %d, mem %d, want 1 each", len(rec.CPU), len(rec.Mem))
 	}
 }
 

@@ -52,12 +52,11 @@ var ErrNotConnected = errors.New("collector not connected to JetStream yet")
 type hostRecord struct {
 	Host  string              `json:"host"`
 	Usage *protocol.HostUsage `json:"usage,omitempty"`
-	// Samples are the last Window samples, oldest first; CPU and Mem the
-	// last Window samples that carried that figure, which the hints count.
-	Samples []protocol.HostSample `json:"samples,omitempty"`
-	CPU     []protocol.HostSample `json:"cpu_window,omitempty"`
-	Mem     []protocol.HostSample `json:"mem_window,omitempty"`
-	Drain   *Drain                `json:"drain,omitempty"`
+	// CPU and Mem are the last Window samples that carried that figure,
+	// oldest first, which the hints count.
+	CPU   []protocol.HostSample `json:"cpu_window,omitempty"`
+	Mem   []protocol.HostSample `json:"mem_window,omitempty"`
+	Drain *Drain                `json:"drain,omitempty"`
 	// Hints are the raised hints by hintKey.
 	Hints map[string]protocol.Hint `json:"hints,omitempty"`
 	// Seq counts the host's transitions; "hint/<host>/<seq>" is each one's
@@ -216,8 +215,7 @@ func (c *Collector) applySample(rec *hostRecord, u *protocol.HostUsage, sig gues
 		return slices.Clone(w[max(0, len(w)-n):])
 	}
 	rec.Usage = u
-	rec.Samples = push(rec.Samples)
-	cpuNew, memNew := !figureMissing(u, "cpu"), !figureMissing(u, "mem")
+	cpuNew, memNew := !u.Lacks("cpu"), !u.Lacks("mem")
 	if cpuNew {
 		rec.CPU = push(rec.CPU)
 	}
@@ -443,7 +441,7 @@ func (c *Collector) cachedHost(key string) (hostRecord, uint64, bool) {
 	}
 	rec := e.rec
 	rec.Hints = maps.Clone(rec.Hints)
-	rec.Samples, rec.CPU, rec.Mem = slices.Clip(rec.Samples), slices.Clip(rec.CPU), slices.Clip(rec.Mem)
+	rec.CPU, rec.Mem = slices.Clip(rec.CPU), slices.Clip(rec.Mem)
 	rec.Outbox = slices.Clip(rec.Outbox)
 	return rec, e.rev, true
 }
@@ -463,6 +461,14 @@ func (c *Collector) cacheHost(key string, rec hostRecord, rev uint64) {
 	}
 }
 
+// hasHostRev reports whether the watched copy of key is at rev or newer.
+func (c *Collector) hasHostRev(key string, rev uint64) bool {
+	c.hosts.mu.RLock()
+	defer c.hosts.mu.RUnlock()
+	cur, ok := c.hosts.recs[key]
+	return ok && cur.rev >= rev
+}
+
 // marksChanged reports whether a host's hints or drain mark differ between
 // two versions of its record. Subscribers hear of those only: a change
 // per host every 10 s would make every open fleet page re-read for
@@ -478,6 +484,11 @@ func (c *Collector) watchHosts(ctx context.Context, kv jetstream.KeyValue) error
 		entry: func(e jetstream.KeyValueEntry, loading bool) {
 			var rec hostRecord
 			put := e.Operation() == jetstream.KeyValuePut
+			if put && !loading && c.hasHostRev(e.Key(), e.Revision()) {
+				// This collector's own write, cached when it was made:
+				// decoding it again would change nothing.
+				return
+			}
 			if put {
 				if err := json.Unmarshal(e.Value(), &rec); err != nil {
 					c.log.Error("corrupt_host_record", "key", e.Key(), "revision", e.Revision(), "err", err)

@@ -124,9 +124,7 @@ func (c *Collector) keepPlan(p protocol.Plan) {
 		delete(c.plans.plans, c.plans.order[0])
 		c.plans.order = c.plans.order[1:]
 	}
-	if _, ok := c.plans.plans[p.ID]; !ok {
-		return
-	}
+	// Config.Plans is at least 1, so p itself is never trimmed.
 	kept := c.plans.pending[:0]
 	for _, o := range c.plans.pending {
 		if o.Plan == p.ID {

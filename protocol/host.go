@@ -1,6 +1,9 @@
 package protocol
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // HostUsage is what a relay publishes on HostSubject every interval: the
 // host's capacity and load, and each VM's use of it as seen from outside
@@ -21,6 +24,18 @@ type HostUsage struct {
 	// Errors says what could not be gathered; the fields it names are
 	// zero then, never a guess.
 	Errors []string `json:"errors,omitempty"`
+}
+
+// Lacks reports whether u's Errors say a figure was not gathered: the
+// relay starts each error with what failed ("cpu times: ...", "memory:
+// ..."), so figure "cpu" matches any CPU error and "mem" the memory's.
+func (u *HostUsage) Lacks(figure string) bool {
+	for _, e := range u.Errors {
+		if strings.HasPrefix(strings.ToLower(e), figure) {
+			return true
+		}
+	}
+	return false
 }
 
 // HostCPU is the host's CPU count and how busy it was.

@@ -95,10 +95,8 @@ func writeHosts(w io.Writer, hosts []collector.HostPlacement, now time.Time, wid
 
 // pct is a usage figure, or "?" when the relay could not gather it.
 func pct(v float64, u *protocol.HostUsage, figure string) string {
-	for _, e := range u.Errors {
-		if strings.HasPrefix(strings.ToLower(e), figure) {
-			return "?"
-		}
+	if u.Lacks(figure) {
+		return "?"
 	}
 	return fmt.Sprintf("%.0f%%", v)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestdiag/guestdiag/collector"
 	"github.com/guestdiag/guestdiag/internal/cli"
 	"github.com/guestdiag/guestdiag/protocol"
 )
@@ -97,4 +98,17 @@ func TestHostListEscapesWhatTheAPISays(t *testing.T) {
 		t.Errorf("table:\ngot\n%s\nwant\n%s", got, want)
 	}
 	onlyPrintable(t, got)
+}
+
+func TestHostListShowsAFigureTheRelayLacksAsUnknown(t *testing.T) {
+	hosts := []collector.HostPlacement{{Host: "h1", Hints: []protocol.Hint{},
+		Usage: &protocol.HostUsage{V: protocol.Version, Host: "h1", CPU: protocol.HostCPU{Count: 4}, Memory: protocol.HostMemory{UsedPct: 40},
+			Errors: []string{"cpu times: open /proc/stat: permission denied"}}}}
+	var b strings.Builder
+	if err := writeHosts(&b, hosts, time.Now(), 200); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), "HOST  CPU  MEM  VMS  DRAIN  HINTS\nh1    ?    40%  0    -      -\n"; got != want {
+		t.Errorf("host list:\ngot\n%s\nwant\n%s", got, want)
+	}
 }

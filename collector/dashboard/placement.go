@@ -172,6 +172,13 @@ func newHostPlaceView(i int, h *collector.HostPlacement, now time.Time) hostPlac
 	if u := h.Usage; u != nil {
 		hv.Usage = true
 		hv.CPU, hv.Mem = pct(u.CPU.UsedPct), pct(u.Memory.UsedPct)
+		// A figure the relay could not gather is zero, not a reading.
+		if u.Lacks("cpu") {
+			hv.CPU = "?"
+		}
+		if u.Lacks("mem") {
+			hv.Mem = "?"
+		}
 		hv.CPUs, hv.MemTotal = u.CPU.Count, bytesText(u.Memory.TotalBytes)
 		hv.UsageAge, hv.UsageAbs = ago(now, u.TS), stamp(u.TS)
 		for _, e := range u.Errors[:min(len(u.Errors), 5)] {

@@ -75,6 +75,26 @@ func TestPlacementPage(t *testing.T) {
 	})
 }
 
+func TestPlacementPageShowsAFigureTheRelayLacksAsUnknown(t *testing.T) {
+	src := fixture()
+	src.update(func(f *fakeSource) {
+		u := *f.place.Hosts[0].Usage
+		u.CPU.UsedPct, u.Errors = 0, []string{"cpu times: open /proc/stat: permission denied"}
+		f.place.Hosts[0].Usage = &u
+	})
+	_, body := get(t, openHandler(t, src), "/placement")
+	host := src.place.Hosts[0].Host
+	if !strings.Contains(body, `<td>? <span class="dim">of 16 CPUs`) {
+		t.Errorf("%s's CPU is not shown as unknown", host)
+	}
+	if strings.Contains(body, `<td>0.0 % <span class="dim">of `) {
+		t.Errorf("%s's missing CPU figure is shown as 0.0 %%", host)
+	}
+	if !strings.Contains(body, "permission denied") {
+		t.Errorf("%s's usage error is not shown", host)
+	}
+}
+
 // onlySource hides a Source's other methods, as a collector without a
 // placement view would.
 type onlySource struct{ Source }

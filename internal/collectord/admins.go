@@ -6,15 +6,8 @@ import (
 )
 
 // namesFlag is a comma-separated list of user names; repeating the flag
-// adds more.
-type namesFlag struct{ p *[]string }
-
-func (f namesFlag) String() string {
-	if f.p == nil {
-		return ""
-	}
-	return strings.Join(*f.p, ",")
-}
+// adds more. It shows itself as stringsFlag does.
+type namesFlag struct{ stringsFlag }
 
 func (f namesFlag) Set(s string) error {
 	for name := range strings.SplitSeq(s, ",") {

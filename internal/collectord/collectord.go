@@ -139,7 +139,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) *Pending {
 	p := &Pending{cfg: cfg}
 	fs.Var(stringsFlag{&cfg.Collector.KBDirs}, "kb-dir", "operator knowledge-base `dir`ectory, loaded after the shipped entries and on SIGHUP; repeat for several")
 	fs.StringVar(&cfg.Auth.UsersFile, "users", "", "`file` of dashboard and API users, name:bcrypt-hash lines (htpasswd -B)")
-	fs.Var(namesFlag{&cfg.Auth.Admins}, "admins", "comma-separated `names` of users in --users who may drain and undrain hosts (the token always may; the others only read)")
+	fs.Var(namesFlag{stringsFlag{&cfg.Auth.Admins}}, "admins", "comma-separated `names` of users in --users who may drain and undrain hosts (the token always may; the others only read)")
 	fs.StringVar(&p.tokenFile, "token-file", "", "`file` holding a shared token for the dashboard and API (or set GUESTDIAG_TOKEN)")
 	fs.StringVar(&p.sessionKeyFile, "session-key-file", "", "`file` holding the key that signs login sessions; give every collector behind one address the same file (default: a random key per process)")
 	fs.BoolVar(&cfg.Auth.Secure, "secure-cookies", false, "mark the session cookie Secure (the dashboard is served over HTTPS)")

@@ -1,9 +1,6 @@
 package collectord
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -40,32 +37,10 @@ func TestOpenDashboardDrainsOnlyOnLoopback(t *testing.T) {
 			}
 			_, port, _ := net.SplitHostPort(ln.Addr().String())
 			base := "http://127.0.0.1:" + port
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- Run(ctx, nc, ln, Config{}, slog.New(slog.DiscardHandler)) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}()
-			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			startRun(t, nc, ln, Config{})
 			do := func(method, path, contentType, body string) (int, string) {
 				t.Helper()
-				req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if contentType != "" {
-					req.Header.Set("Content-Type", contentType)
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(b)
+				return send(t, base, method, path, contentType, body, "", "")
 			}
 			for deadline := time.Now().Add(10 * time.Second); ; {
 				code, _ := do("POST", "/api/hosts/kvm-1/drain", "application/json", `{"reason":"kernel"}`)
