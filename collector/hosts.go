@@ -129,9 +129,10 @@ func validHostName(host string) error {
 	return nil
 }
 
-// validText refuses an operator's text that could not be shown as it is:
-// too long, not UTF-8, or with control characters.
-func validText(s string) error {
+// CheckOperatorText refuses an operator's text (a drain reason, a name)
+// that could not be shown as it is: too long, not UTF-8, or with control
+// characters.
+func CheckOperatorText(s string) error {
 	switch {
 	case len(s) > MaxDrainReason:
 		return fmt.Errorf("%d bytes; at most %d", len(s), MaxDrainReason)
@@ -148,7 +149,7 @@ func operator(by string) (string, error) {
 	if by == "" {
 		return anonymous, nil
 	}
-	if err := validText(by); err != nil {
+	if err := CheckOperatorText(by); err != nil {
 		return "", fmt.Errorf("operator name: %w", err)
 	}
 	return by, nil
@@ -373,7 +374,7 @@ func (c *Collector) Drain(ctx context.Context, host, by, reason string) error {
 	if err := validHostName(host); err != nil {
 		return err
 	}
-	if err := validText(reason); err != nil {
+	if err := CheckOperatorText(reason); err != nil {
 		return fmt.Errorf("reason: %w", err)
 	}
 	by, err := operator(by)

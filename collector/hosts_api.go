@@ -81,7 +81,7 @@ func (c *Collector) drainHandler(w http.ResponseWriter, r *http.Request, drain b
 			return
 		}
 	}
-	if err := validText(req.Reason); err != nil {
+	if err := CheckOperatorText(req.Reason); err != nil {
 		writeJSON(w, http.StatusBadRequest, APIError{Error: fmt.Sprintf("%s: reason: %v", what, err)})
 		return
 	}

@@ -55,6 +55,7 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 	// The form's host is path-escaped (see hostPlaceView.Value).
 	host, herr := url.PathUnescape(r.PostForm.Get("host"))
 	reason := strings.TrimSpace(r.PostForm.Get("reason"))
+	rerr := collector.CheckOperatorText(reason)
 	switch {
 	case herr != nil:
 		s.errorPage(w, r, http.StatusBadRequest, "The form's host is not path-escaped.")
@@ -64,6 +65,10 @@ func (s *server) mark(w http.ResponseWriter, r *http.Request, drain bool) {
 		return
 	case len(reason) > collector.MaxDrainReason:
 		s.errorPage(w, r, http.StatusBadRequest, fmt.Sprintf("The reason is longer than %d bytes; say it shorter.", collector.MaxDrainReason))
+		return
+	case rerr != nil:
+		// Only a forged form gets here: the page's field is one line.
+		s.errorPage(w, r, http.StatusBadRequest, "The reason "+rerr.Error()+". Nothing was changed.")
 		return
 	}
 	// Only a host the collector knows: a typo or a forged name must not

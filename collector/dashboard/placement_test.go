@@ -343,3 +343,17 @@ func TestPlacementReasonLimitIsTheCollectors(t *testing.T) {
 		t.Errorf("POST drain with a longer reason = %d %q; want 400 with %q", rec.Code, rec.Body, want)
 	}
 }
+
+// A forged form's reason that the collector would refuse is refused by
+// the page as bad input, before it reaches the collector.
+func TestPlacementRefusesAReasonWithControlCharacters(t *testing.T) {
+	src := fixture()
+	h := openHandler(t, src)
+	rec := postMark(h, "/placement/drain", url.Values{"host": {"kvm-c"}, "reason": {"kernel\x1b[2J update"}}, nil)
+	if want := "control or non-printable characters"; rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("POST drain with an escape in its reason = %d %q; want 400 with %q", rec.Code, rec.Body, want)
+	}
+	if got := src.calls(); len(got) != 0 {
+		t.Errorf("the collector was asked for %+v, want nothing", got)
+	}
+}
